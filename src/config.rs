@@ -1,0 +1,468 @@
+//! The service configuration, `switchyard.yaml`: read with unknown keys rejected, then held in
+//! types where an invalid state cannot be written (parsed addresses, typed durations, secret
+//! references). When the default file is absent the built-in defaults apply.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::diag::{Diagnostic, Diagnostics, MapReader, did_you_mean, scalar};
+use crate::pipeline::{scan_for_secrets, secret_ref};
+use crate::repo::RepoId;
+use crate::secret::SecretRef;
+use crate::yaml::{self, Node, Pos, Value};
+
+/// The default configuration file.
+pub const DEFAULT_PATH: &str = "switchyard.yaml";
+
+/// The validated service configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub state_dir: PathBuf,
+    pub receivers: Vec<Receiver>,
+    pub poll: Vec<PollRepo>,
+    pub eventbridge: Option<EventBridge>,
+    pub dispatch: Dispatch,
+}
+
+/// A webhook endpoint, `POST /hooks/NAME`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Receiver {
+    pub name: String,
+    pub provider: Provider,
+    /// Several at once while a secret is rotated.
+    pub secrets: Vec<SecretRef>,
+}
+
+/// Who signs the deliveries a receiver takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Provider {
+    GitHub,
+    GitLab,
+    Bitbucket,
+    Gitea,
+    Standard,
+}
+
+const PROVIDERS: &[&str] = &["github", "gitlab", "bitbucket", "gitea", "standard"];
+
+/// A repository to poll.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PollRepo {
+    pub url: String,
+    pub repository: RepoId,
+    pub interval: Duration,
+    pub auth: Option<Auth>,
+}
+
+/// Credentials for polling.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Auth {
+    Token(SecretRef),
+    SshKey(SecretRef),
+}
+
+/// The SQS queue an EventBridge rule targets.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EventBridge {
+    pub queue_url: String,
+    pub region: String,
+    pub endpoint_url: Option<String>,
+}
+
+/// Dispatch settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dispatch {
+    /// Attempts before a start is dead-lettered.
+    pub attempts: u32,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            state_dir: PathBuf::from(".switchyard"),
+            receivers: Vec::new(),
+            poll: Vec::new(),
+            eventbridge: None,
+            dispatch: Dispatch { attempts: 8 },
+        }
+    }
+}
+
+const KEYS: &[&str] = &[
+    "listen",
+    "state_dir",
+    "receivers",
+    "poll",
+    "eventbridge",
+    "dispatch",
+];
+
+impl Config {
+    /// Loads the configuration. With `explicit` unset, a missing `./switchyard.yaml` means the
+    /// defaults; a file named explicitly must exist. Relative paths in the file are taken from
+    /// the file's directory.
+    pub fn load(explicit: Option<&Path>) -> (Option<Config>, Vec<Diagnostic>) {
+        let path = explicit.unwrap_or(Path::new(DEFAULT_PATH));
+        let shown = path.display().to_string();
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if explicit.is_none() && e.kind() == std::io::ErrorKind::NotFound => {
+                return (Some(Config::default()), Vec::new());
+            }
+            Err(e) => {
+                let mut d = Diagnostics::new(shown);
+                d.error(
+                    Pos::default(),
+                    format!("cannot read the configuration: {e}"),
+                    "pass an existing file to --config, or leave --config out for the defaults",
+                );
+                return (None, d.items);
+            }
+        };
+        let base = std::path::absolute(path)
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+            .unwrap_or_default();
+        let mut d = Diagnostics::new(shown);
+        let config = Config::parse(&text, &base, &mut d);
+        let config = if d.error_count() == 0 { config } else { None };
+        (config, d.items)
+    }
+
+    /// Reads configuration text, reporting into `d`.
+    pub fn parse(text: &str, base: &Path, d: &mut Diagnostics) -> Option<Config> {
+        let root = match yaml::parse(text) {
+            Ok(root) => root,
+            Err(e) => {
+                d.error(e.pos, e.message, e.hint);
+                return None;
+            }
+        };
+        let mut config = Config::default();
+        if root.is_null() {
+            return Some(config);
+        }
+        let map = MapReader::new(&root, "the configuration", d)?;
+        map.deny_unknown(KEYS, "the configuration", d);
+        scan_for_secrets(&root, d);
+        if let Some(node) = map.get("listen")
+            && let Some(text) = scalar(node, "listen", d)
+        {
+            match text.parse() {
+                Ok(addr) => config.listen = addr,
+                Err(_) => d.error(
+                    node.pos,
+                    format!("listen {text:?} is not an address"),
+                    "write IP:PORT, e.g. 127.0.0.1:8080 or 0.0.0.0:8080",
+                ),
+            }
+        }
+        if let Some(node) = map.get("state_dir")
+            && let Some(text) = scalar(node, "state_dir", d)
+        {
+            config.state_dir = base.join(text);
+        }
+        if let Some(node) = map.get("receivers") {
+            config.receivers = read_receivers(node, d);
+        }
+        if let Some(node) = map.get("poll") {
+            config.poll = read_poll(node, base, d);
+        }
+        if let Some(node) = map.get("eventbridge") {
+            config.eventbridge = read_eventbridge(node, d);
+        }
+        if let Some(node) = map.get("dispatch")
+            && let Some(m) = MapReader::new(node, "dispatch", d)
+        {
+            m.deny_unknown(&["attempts"], "dispatch", d);
+            if let Some(n) = m.get("attempts")
+                && let Some(text) = scalar(n, "attempts", d)
+            {
+                match text.parse::<u32>() {
+                    Ok(a) if (1..=100).contains(&a) => config.dispatch.attempts = a,
+                    _ => d.error(
+                        n.pos,
+                        format!("attempts {text:?} is not a number from 1 to 100"),
+                        "attempts counts tries before a start is dead-lettered, e.g. 8",
+                    ),
+                }
+            }
+        }
+        Some(config)
+    }
+}
+
+fn items<'n>(node: &'n Node, what: &str, d: &mut Diagnostics) -> &'n [Node] {
+    match &node.value {
+        Value::Seq(items) => items,
+        _ if node.is_null() => &[],
+        _ => {
+            d.error(
+                node.pos,
+                format!("{what} must be a list, found {}", node.kind_name()),
+                format!("write `{what}:` followed by `- ...` items"),
+            );
+            &[]
+        }
+    }
+}
+
+fn read_receivers(node: &Node, d: &mut Diagnostics) -> Vec<Receiver> {
+    let mut out: Vec<Receiver> = Vec::new();
+    for item in items(node, "receivers", d) {
+        let Some(m) = MapReader::new(item, "a receiver", d) else {
+            continue;
+        };
+        m.deny_unknown(&["name", "provider", "secrets"], "a receiver", d);
+        let name = match m.get("name") {
+            Some(n) => scalar(n, "name", d).and_then(|s| {
+                let ok = !s.is_empty()
+                    && s.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+                if !ok {
+                    d.error(
+                        n.pos,
+                        format!("receiver name {s:?} is not valid"),
+                        "it becomes the URL path /hooks/NAME: use letters, digits, `-` and `_`",
+                    );
+                    None
+                } else if out.iter().any(|r| r.name == s) {
+                    d.error(
+                        n.pos,
+                        format!("duplicate receiver name {s:?}"),
+                        "each receiver needs its own name",
+                    );
+                    None
+                } else {
+                    Some(s.to_owned())
+                }
+            }),
+            None => {
+                d.error(
+                    item.pos,
+                    "a receiver needs `name`",
+                    "the name becomes the URL path /hooks/NAME",
+                );
+                None
+            }
+        };
+        let provider = match m.get("provider") {
+            Some(n) => scalar(n, "provider", d).and_then(|p| match p {
+                "github" => Some(Provider::GitHub),
+                "gitlab" => Some(Provider::GitLab),
+                "bitbucket" => Some(Provider::Bitbucket),
+                "gitea" | "forgejo" => Some(Provider::Gitea),
+                "standard" => Some(Provider::Standard),
+                other => {
+                    let hint = match did_you_mean(other, PROVIDERS) {
+                        Some(close) => format!("did you mean `{close}`?"),
+                        None => format!("provider is one of {}", PROVIDERS.join(", ")),
+                    };
+                    d.error(n.pos, format!("unknown provider {other:?}"), hint);
+                    None
+                }
+            }),
+            None => {
+                d.error(
+                    item.pos,
+                    "a receiver needs `provider`",
+                    format!("provider is one of {}", PROVIDERS.join(", ")),
+                );
+                None
+            }
+        };
+        let secrets = match m.get("secrets") {
+            Some(n) => {
+                let list = crate::diag::scalar_list(n, "secrets", d);
+                if list.is_empty() {
+                    d.error(
+                        n.pos,
+                        "`secrets` is empty",
+                        "list at least one secret, e.g. [env:GITHUB_WEBHOOK_SECRET]",
+                    );
+                }
+                list.into_iter()
+                    .filter_map(|s| secret_ref(s, "secrets", d))
+                    .collect()
+            }
+            None => {
+                d.error(
+                    item.pos,
+                    "a receiver needs `secrets`",
+                    "unsigned deliveries are never accepted: add `secrets: [env:NAME]`",
+                );
+                Vec::new()
+            }
+        };
+        if let (Some(name), Some(provider)) = (name, provider)
+            && !secrets.is_empty()
+        {
+            out.push(Receiver {
+                name,
+                provider,
+                secrets,
+            });
+        }
+    }
+    out
+}
+
+/// Parses `500ms`, `30s`, `5m`, `1h`.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (num, unit) = text.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    match unit {
+        "ms" => Some(Duration::from_millis(n)),
+        "s" => Some(Duration::from_secs(n)),
+        "m" => n.checked_mul(60).map(Duration::from_secs),
+        "h" => n.checked_mul(3600).map(Duration::from_secs),
+        _ => None,
+    }
+}
+
+fn read_poll(node: &Node, base: &Path, d: &mut Diagnostics) -> Vec<PollRepo> {
+    let mut out = Vec::new();
+    for item in items(node, "poll", d) {
+        let Some(m) = MapReader::new(item, "a polled repository", d) else {
+            continue;
+        };
+        m.deny_unknown(&["url", "interval", "auth"], "a polled repository", d);
+        let url = match m.get("url") {
+            Some(n) => scalar(n, "url", d).and_then(|u| match RepoId::parse(u, Some(base)) {
+                Ok(id) => Some((u.to_owned(), id)),
+                Err(e) => {
+                    d.error(n.pos, format!("url: {e}"), e.hint());
+                    None
+                }
+            }),
+            None => {
+                d.error(
+                    item.pos,
+                    "a polled repository needs `url`",
+                    "add the clone URL, e.g. `url: https://github.com/acme/api.git`",
+                );
+                None
+            }
+        };
+        let interval = match m.get("interval") {
+            Some(n) => scalar(n, "interval", d).and_then(|t| match parse_duration(t) {
+                Some(i) if i >= Duration::from_millis(100) => Some(i),
+                _ => {
+                    d.error(
+                        n.pos,
+                        format!("interval {t:?} is not a duration of at least 100ms"),
+                        "write a number and a unit: 500ms, 30s, 5m, 1h",
+                    );
+                    None
+                }
+            }),
+            None => Some(Duration::from_secs(30)),
+        };
+        let auth = m.get("auth").and_then(|n| {
+            let a = MapReader::new(n, "auth", d)?;
+            a.deny_unknown(&["token", "ssh_key"], "auth", d);
+            match (a.get("token"), a.get("ssh_key")) {
+                (Some(t), None) => secret_ref(t, "auth.token", d).map(Auth::Token),
+                (None, Some(k)) => secret_ref(k, "auth.ssh_key", d).map(Auth::SshKey),
+                _ => {
+                    d.error(
+                        n.pos,
+                        "auth takes exactly one of `token` and `ssh_key`",
+                        "e.g. `auth: {token: env:GIT_TOKEN}`",
+                    );
+                    None
+                }
+            }
+        });
+        if let (Some((url, repository)), Some(interval)) = (url, interval) {
+            out.push(PollRepo {
+                url,
+                repository,
+                interval,
+                auth,
+            });
+        }
+    }
+    out
+}
+
+fn read_eventbridge(node: &Node, d: &mut Diagnostics) -> Option<EventBridge> {
+    let m = MapReader::new(node, "eventbridge", d)?;
+    m.deny_unknown(&["queue_url", "region", "endpoint_url"], "eventbridge", d);
+    let mut get = |key: &str, required: bool| -> Option<String> {
+        match m.get(key) {
+            Some(n) => scalar(n, key, d).map(str::to_owned),
+            None => {
+                if required {
+                    d.error(
+                        node.pos,
+                        format!("eventbridge needs `{key}`"),
+                        "see switchyard.yaml in the README",
+                    );
+                }
+                None
+            }
+        }
+    };
+    let queue_url = get("queue_url", true);
+    let region = get("region", true);
+    let endpoint_url = get("endpoint_url", false);
+    Some(EventBridge {
+        queue_url: queue_url?,
+        region: region?,
+        endpoint_url,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("30"), None);
+        assert_eq!(parse_duration("s"), None);
+        assert_eq!(parse_duration("3d"), None);
+    }
+
+    #[test]
+    fn the_contract_example_reads() {
+        let text = r#"
+listen: 127.0.0.1:8080
+state_dir: .switchyard
+receivers:
+  - name: github
+    provider: github
+    secrets: [env:GITHUB_WEBHOOK_SECRET]
+poll:
+  - url: https://github.com/acme/api.git
+    interval: 30s
+    auth: {token: env:GIT_TOKEN}
+eventbridge:
+  queue_url: https://sqs.us-east-1.amazonaws.com/123456789012/switchyard
+  region: us-east-1
+  endpoint_url: http://127.0.0.1:5000
+dispatch:
+  attempts: 8
+"#;
+        let mut d = Diagnostics::new("switchyard.yaml");
+        let config = Config::parse(text, Path::new("/srv"), &mut d);
+        assert!(d.items.is_empty(), "{:?}", d.items);
+        let config = config.unwrap_or_default();
+        assert_eq!(
+            config.receivers[0].secrets,
+            [SecretRef::Env("GITHUB_WEBHOOK_SECRET".into())]
+        );
+        assert_eq!(config.poll[0].repository.as_str(), "github.com/acme/api");
+        assert_eq!(config.poll[0].interval, Duration::from_secs(30));
+        assert_eq!(config.state_dir, Path::new("/srv/.switchyard"));
+    }
+}

@@ -1,0 +1,262 @@
+//! Diagnostics a person reads: `file:line:col: message` and a `hint:` line with the fix.
+
+use std::fmt;
+
+use crate::yaml::{Node, Pos, Value};
+
+/// How bad a diagnostic is: errors fail `check`, warnings do not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// One finding about one spot of one file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub file: String,
+    pub pos: Pos,
+    pub severity: Severity,
+    pub message: String,
+    pub hint: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Pos { line, col } = self.pos;
+        let level = match self.severity {
+            Severity::Error => "",
+            Severity::Warning => "warning: ",
+        };
+        if line == 0 {
+            write!(f, "{}: {level}{}", self.file, self.message)?;
+        } else {
+            write!(f, "{}:{line}:{col}: {level}{}", self.file, self.message)?;
+        }
+        if !self.hint.is_empty() {
+            write!(f, "\nhint: {}", self.hint)?;
+        }
+        Ok(())
+    }
+}
+
+/// The diagnostics of one file, collected while reading it.
+#[derive(Clone, Debug)]
+pub struct Diagnostics {
+    file: String,
+    pub items: Vec<Diagnostic>,
+}
+
+impl Diagnostics {
+    /// Collects diagnostics for `file` (as the user should see its name).
+    pub fn new(file: impl Into<String>) -> Diagnostics {
+        Diagnostics {
+            file: file.into(),
+            items: Vec::new(),
+        }
+    }
+
+    /// The file's name as shown.
+    pub fn file(&self) -> &str {
+        &self.file
+    }
+
+    /// Records an error.
+    pub fn error(&mut self, pos: Pos, message: impl Into<String>, hint: impl Into<String>) {
+        self.push(Severity::Error, pos, message.into(), hint.into());
+    }
+
+    /// Records a warning.
+    pub fn warn(&mut self, pos: Pos, message: impl Into<String>, hint: impl Into<String>) {
+        self.push(Severity::Warning, pos, message.into(), hint.into());
+    }
+
+    fn push(&mut self, severity: Severity, pos: Pos, message: String, hint: String) {
+        self.items.push(Diagnostic {
+            file: self.file.clone(),
+            pos,
+            severity,
+            message,
+            hint,
+        });
+    }
+
+    /// Number of errors so far.
+    pub fn error_count(&self) -> usize {
+        self.items
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count()
+    }
+}
+
+/// The closest of `candidates` to `word`, when it is close enough to be a likely typo.
+pub fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| {
+            (
+                strsim::jaro_winkler(&word.to_ascii_lowercase(), &c.to_ascii_lowercase()),
+                *c,
+            )
+        })
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+/// Reads a mapping whose keys form a closed set, reporting unknown keys with a suggestion.
+#[derive(Debug)]
+pub struct MapReader<'n> {
+    node: &'n Node,
+    entries: &'n [(Node, Node)],
+}
+
+impl<'n> MapReader<'n> {
+    /// Starts reading `node` as a mapping named `what`; `None` (with an error) when it is not one.
+    pub fn new(node: &'n Node, what: &str, d: &mut Diagnostics) -> Option<MapReader<'n>> {
+        match &node.value {
+            Value::Map(entries) => Some(MapReader { node, entries }),
+            _ => {
+                d.error(
+                    node.pos,
+                    format!("{what} must be a mapping, found {}", node.kind_name()),
+                    format!("write {what} as `key: value` lines"),
+                );
+                None
+            }
+        }
+    }
+
+    /// The mapping node itself.
+    pub fn node(&self) -> &'n Node {
+        self.node
+    }
+
+    /// The entry for `key`, as (key node, value node).
+    pub fn entry(&self, key: &str) -> Option<(&'n Node, &'n Node)> {
+        self.entries
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(k, v)| (k, v))
+    }
+
+    /// The entry for the first of several spellings of one key that is present.
+    pub fn entry_any(&self, keys: &[&str]) -> Option<(&'n Node, &'n Node)> {
+        keys.iter().find_map(|k| self.entry(k))
+    }
+
+    /// The value for `key`.
+    pub fn get(&self, key: &str) -> Option<&'n Node> {
+        self.entry(key).map(|(_, v)| v)
+    }
+
+    /// Reports every key not in `known`, suggesting the closest known key; `what` names the
+    /// mapping in messages.
+    pub fn deny_unknown(&self, known: &[&str], what: &str, d: &mut Diagnostics) {
+        for (key, _) in self.entries {
+            let Some(name) = key.as_str() else {
+                d.error(
+                    key.pos,
+                    format!("{what} has a key that is not text"),
+                    "keys are names",
+                );
+                continue;
+            };
+            if known.contains(&name) {
+                continue;
+            }
+            let hint = match did_you_mean(name, known) {
+                Some(close) => format!("did you mean `{close}`?"),
+                None => format!("{what} takes {}", list_keys(known)),
+            };
+            d.error(key.pos, format!("unknown key `{name}` in {what}"), hint);
+        }
+    }
+}
+
+fn list_keys(known: &[&str]) -> String {
+    let quoted: Vec<String> = known.iter().map(|k| format!("`{k}`")).collect();
+    quoted.join(", ")
+}
+
+/// Reads a required scalar string; reports and returns `None` when it is not one.
+pub fn scalar<'n>(node: &'n Node, what: &str, d: &mut Diagnostics) -> Option<&'n str> {
+    match node.as_str() {
+        Some(s) if !node.is_null() => Some(s),
+        _ => {
+            d.error(
+                node.pos,
+                format!("{what} must be a single value, found {}", node.kind_name()),
+                format!("write {what} as text, e.g. `{what}: value`"),
+            );
+            None
+        }
+    }
+}
+
+/// Reads a list of scalars; a single scalar is taken as a one-item list.
+pub fn scalar_list<'n>(node: &'n Node, what: &str, d: &mut Diagnostics) -> Vec<&'n Node> {
+    match &node.value {
+        Value::Seq(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for item in items {
+                if item.as_str().is_some() && !item.is_null() {
+                    out.push(item);
+                } else {
+                    d.error(
+                        item.pos,
+                        format!(
+                            "each item of {what} must be text, found {}",
+                            item.kind_name()
+                        ),
+                        "quote patterns that start with `*`, `!`, `[` or `{`",
+                    );
+                }
+            }
+            out
+        }
+        Value::Scalar(..) if !node.is_null() => vec![node],
+        _ => {
+            d.error(
+                node.pos,
+                format!("{what} must be a list, found {}", node.kind_name()),
+                format!("write {what} as a list, e.g. `[\"main\"]`"),
+            );
+            Vec::new()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typos_get_suggestions() {
+        let known = ["branches", "tags", "paths", "branches-ignore"];
+        assert_eq!(did_you_mean("branchs", &known), Some("branches"));
+        assert_eq!(did_you_mean("Branches", &known), Some("branches"));
+        assert_eq!(did_you_mean("tag", &known), Some("tags"));
+        assert_eq!(did_you_mean("zzz", &known), None);
+    }
+
+    #[test]
+    fn renders_file_line_col_and_hint() {
+        let mut d = Diagnostics::new("triggers/api.yaml");
+        d.error(
+            Pos { line: 12, col: 9 },
+            "tags and branches cannot share one push filter",
+            "x",
+        );
+        d.warn(Pos { line: 1, col: 1 }, "never matches", "");
+        let text: Vec<String> = d.items.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            text,
+            [
+                "triggers/api.yaml:12:9: tags and branches cannot share one push filter\nhint: x",
+                "triggers/api.yaml:1:1: warning: never matches",
+            ]
+        );
+    }
+}

@@ -1,0 +1,59 @@
+//! `switchyard explain`: for one change event, whether each pipeline starts and why.
+
+use std::fmt::Write as _;
+
+use crate::event::ChangeEvent;
+use crate::pipeline::{Decision, Pipelines};
+
+/// The JSON shape of `explain --format json`.
+#[derive(Debug, serde::Serialize)]
+pub struct Explanation {
+    pub pipelines: Vec<Decision>,
+}
+
+/// Decides every pipeline for `event`, with reasons.
+pub fn explain(pipelines: &Pipelines, event: &ChangeEvent) -> Explanation {
+    Explanation {
+        pipelines: pipelines.explain(event),
+    }
+}
+
+impl Explanation {
+    /// One line per pipeline: `start`/`skip`, its name, and the reason.
+    pub fn render_text(&self, event: &ChangeEvent) -> String {
+        let mut out = String::new();
+        let what = match &event.pull_request {
+            Some(pr) => format!(
+                "pull request #{} {} into {}",
+                pr.number, pr.action, pr.base_ref
+            ),
+            None => format!("push to {}", event.git_ref),
+        };
+        let n = event.changed_paths.len();
+        let plural = if n == 1 { "path" } else { "paths" };
+        let paths = if event.changed_paths_complete {
+            format!("{n} changed {plural}")
+        } else {
+            format!("{n} changed {plural} known, list incomplete")
+        };
+        let _ = writeln!(
+            out,
+            "change {} in {}: {what}, {paths}",
+            event.id, event.repository
+        );
+        let width = self
+            .pipelines
+            .iter()
+            .map(|d| d.pipeline.len())
+            .max()
+            .unwrap_or(0);
+        for d in &self.pipelines {
+            let verdict = if d.start { "start" } else { "skip " };
+            let _ = writeln!(out, "{verdict}  {:width$}  {}", d.pipeline, d.reason);
+        }
+        if self.pipelines.is_empty() {
+            out.push_str("no pipelines are defined\n");
+        }
+        out
+    }
+}

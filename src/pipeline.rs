@@ -1,0 +1,530 @@
+//! Pipeline definitions (`triggers/NAME.yaml`): reading and validating them, and deciding which
+//! pipelines a change starts.
+//!
+//! Reading is raw YAML → validated [`Pipeline`]s in one pass that collects every problem of
+//! every file (`check` shows them all). The compiled globs of all pipelines live in one
+//! [`Sets`], so an event is matched against every pattern once, whatever the number of
+//! pipelines.
+
+use std::path::{Path, PathBuf};
+
+use crate::diag::{Diagnostic, Diagnostics, MapReader, Severity, scalar};
+use crate::event::{ChangeEvent, ChangeKind, check_ref};
+use crate::filter::{self, Filter, Prepared, Sets, Why};
+use crate::repo::RepoId;
+use crate::secret::{SecretRef, SecretRefError, looks_like_secret};
+use crate::yaml::{self, Node, Pos, Value};
+
+/// One validated pipeline definition.
+#[derive(Clone, Debug)]
+pub struct Pipeline {
+    pub name: String,
+    /// The file it came from, as shown to the user.
+    pub file: String,
+    pub repository: RepoId,
+    /// The default branch (CodePipeline's BranchName).
+    pub branch: String,
+    pub filter: Filter,
+    pub mode: Mode,
+    pub start: Start,
+}
+
+/// How starts of one pipeline relate to each other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Every matching change starts, in order.
+    Queued,
+    /// Only the newest pending change per ref starts; older ones are marked superseded.
+    Superseded,
+    /// Starts do not wait for earlier ones.
+    Parallel,
+}
+
+/// How a pipeline is started.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// Run a program: argv as given, never through a shell.
+    Exec { argv: Vec<String> },
+    /// POST the start to a runner's HTTP API, signed when a secret is set.
+    Http {
+        url: String,
+        secret: Option<SecretRef>,
+    },
+    /// PutEvents on an EventBridge bus.
+    EventBridge { bus: String, detail_type: String },
+    /// SendMessage to an SQS queue.
+    Sqs { queue_url: String },
+}
+
+/// A pipeline's verdict for one change.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Decision {
+    pub pipeline: String,
+    pub start: bool,
+    pub reason: String,
+}
+
+/// Every pipeline of a `triggers/` directory, with their shared pattern sets.
+#[derive(Debug, Default)]
+pub struct Pipelines {
+    pub list: Vec<Pipeline>,
+    pub sets: Sets,
+}
+
+const KEYS: &[&str] = &[
+    "pipeline",
+    "repository",
+    "branch",
+    "triggers",
+    "on",
+    "mode",
+    "start",
+];
+const START_KEYS: &[&str] = &["exec", "http", "eventbridge", "sqs"];
+
+impl Pipelines {
+    /// Reads every `*.yaml` / `*.yml` file of `dir`. Relative local repository paths are taken
+    /// from `dir`'s parent (the project root). Returns the valid pipelines and every diagnostic;
+    /// a file with errors contributes no pipeline.
+    pub fn load_dir(dir: &Path) -> (Pipelines, Vec<Diagnostic>) {
+        let shown = dir.display().to_string();
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) => {
+                let diag = Diagnostic {
+                    file: shown,
+                    pos: Pos::default(),
+                    severity: Severity::Error,
+                    message: format!("cannot read the triggers directory: {e}"),
+                    hint: "create it with one YAML file per pipeline, or pass --triggers DIR"
+                        .to_owned(),
+                };
+                return (Pipelines::default(), vec![diag]);
+            }
+        };
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+            .collect();
+        paths.sort();
+        let base = std::path::absolute(dir)
+            .ok()
+            .and_then(|d| d.parent().map(Path::to_path_buf))
+            .unwrap_or_default();
+        let mut diags = Vec::new();
+        let mut files = Vec::with_capacity(paths.len());
+        for path in paths {
+            let shown = path.display().to_string();
+            match std::fs::read_to_string(&path) {
+                Ok(text) => files.push((shown, text)),
+                Err(e) => diags.push(Diagnostic {
+                    file: shown,
+                    pos: Pos::default(),
+                    severity: Severity::Error,
+                    message: format!("cannot read: {e}"),
+                    hint: "pipeline definitions are UTF-8 YAML files".to_owned(),
+                }),
+            }
+        }
+        let (pipelines, more) = Pipelines::load_texts(&files, &base);
+        diags.extend(more);
+        (pipelines, diags)
+    }
+
+    /// Reads definitions given as (file name as shown, text).
+    pub fn load_texts(files: &[(String, String)], base: &Path) -> (Pipelines, Vec<Diagnostic>) {
+        let mut pipelines = Pipelines::default();
+        let mut diags = Vec::new();
+        let mut seen: Vec<(String, String, Pos)> = Vec::new();
+        for (file, text) in files {
+            let mut d = Diagnostics::new(file.clone());
+            let stem = Path::new(file)
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if let Some((p, name_pos)) =
+                read_definition(text, &stem, base, &mut pipelines.sets, &mut d)
+            {
+                if let Some((_, first_file, first_pos)) = seen.iter().find(|(n, ..)| *n == p.name) {
+                    d.error(
+                        name_pos,
+                        format!(
+                            "duplicate pipeline name {:?} (first defined at {first_file}:{}:{})",
+                            p.name, first_pos.line, first_pos.col
+                        ),
+                        "pipeline names must be unique: rename one, or set `pipeline:` explicitly",
+                    );
+                } else if d.error_count() == 0 {
+                    seen.push((p.name.clone(), file.clone(), name_pos));
+                    pipelines.list.push(p);
+                }
+            }
+            diags.extend(d.items);
+        }
+        pipelines.list.sort_by(|a, b| a.name.cmp(&b.name));
+        (pipelines, diags)
+    }
+
+    /// Decides every pipeline for `event`: the pipelines it starts, in name order.
+    pub fn matching(&self, event: &ChangeEvent) -> Vec<&Pipeline> {
+        let prep = Prepared::new(&self.sets, event);
+        let mut why = Why::silent();
+        self.list
+            .iter()
+            .filter(|p| decide(p, &prep, &mut why))
+            .collect()
+    }
+
+    /// Decides every pipeline for `event` and says why.
+    pub fn explain(&self, event: &ChangeEvent) -> Vec<Decision> {
+        let prep = Prepared::new(&self.sets, event);
+        self.list
+            .iter()
+            .map(|p| {
+                let mut why = Why::recording();
+                let start = decide(p, &prep, &mut why);
+                Decision {
+                    pipeline: p.name.clone(),
+                    start,
+                    reason: why.text(),
+                }
+            })
+            .collect()
+    }
+}
+
+fn decide(p: &Pipeline, prep: &Prepared<'_>, why: &mut Why) -> bool {
+    let event = prep.event;
+    if event.repository != p.repository {
+        why.say(|| {
+            format!(
+                "the change is to {}, and this pipeline watches {}",
+                event.repository, p.repository
+            )
+        });
+        return false;
+    }
+    if event.kind == ChangeKind::Push && event.deleted {
+        why.say(|| {
+            format!(
+                "{} was deleted, and a deletion starts nothing",
+                event.git_ref
+            )
+        });
+        return false;
+    }
+    filter::decide(&p.filter, &p.branch, prep, why)
+}
+
+/// Reads one definition; returns it with the position that names it (for duplicates).
+fn read_definition(
+    text: &str,
+    stem: &str,
+    base: &Path,
+    sets: &mut Sets,
+    d: &mut Diagnostics,
+) -> Option<(Pipeline, Pos)> {
+    let root = match yaml::parse(text) {
+        Ok(root) => root,
+        Err(e) => {
+            d.error(e.pos, e.message, e.hint);
+            return None;
+        }
+    };
+    if root.is_null() {
+        d.error(
+            Pos { line: 1, col: 1 },
+            "the file is empty",
+            "write a pipeline definition: `repository`, `triggers` or `on`, and `start`",
+        );
+        return None;
+    }
+    let map = MapReader::new(&root, "a pipeline definition", d)?;
+    map.deny_unknown(KEYS, "a pipeline definition", d);
+    scan_for_secrets(&root, d);
+
+    let (name, name_pos) = match map.get("pipeline") {
+        Some(node) => (
+            scalar(node, "pipeline", d).unwrap_or(stem).to_owned(),
+            node.pos,
+        ),
+        None => (stem.to_owned(), Pos { line: 1, col: 1 }),
+    };
+    let name_ok = !name.is_empty()
+        && name.len() <= 100
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
+    if !name_ok {
+        d.error(
+            name_pos,
+            format!("pipeline name {name:?} is not valid"),
+            "use 1 to 100 letters, digits, `.`, `_`, `-` or `@`",
+        );
+    }
+
+    let repository = match map.get("repository") {
+        Some(node) => {
+            scalar(node, "repository", d).and_then(|s| match RepoId::parse(s, Some(base)) {
+                Ok(id) => Some(id),
+                Err(e) => {
+                    d.error(node.pos, format!("repository: {e}"), e.hint());
+                    None
+                }
+            })
+        }
+        None => {
+            d.error(
+                root.pos,
+                "a pipeline definition needs `repository`",
+                "add the clone URL whose changes start it, e.g. `repository: https://github.com/acme/api.git` (or `.` for this clone)",
+            );
+            None
+        }
+    };
+
+    let branch = match map.get("branch") {
+        Some(node) => scalar(node, "branch", d).map(|b| {
+            if let Err(why) = check_ref(&format!("refs/heads/{b}")) {
+                d.error(
+                    node.pos,
+                    format!("branch {b:?} is not a valid branch name: {why}"),
+                    "write the short branch name, e.g. `main`",
+                );
+            }
+            b.to_owned()
+        }),
+        None => Some("main".to_owned()),
+    };
+
+    let filter = match (map.entry("triggers"), map.entry("on")) {
+        (Some(_), Some((on_key, _))) => {
+            d.error(
+                on_key.pos,
+                "both dialects in one file: `triggers` (CodePipeline) and `on` (GitHub Actions)",
+                "keep one of the two; a pipeline is filtered in exactly one dialect",
+            );
+            None
+        }
+        (Some((_, node)), None) => Some(Filter::CodePipeline(filter::codepipeline::parse(
+            node, sets, d,
+        ))),
+        (None, Some((_, node))) => Some(Filter::GitHub(filter::github::parse(node, sets, d))),
+        (None, None) => Some(Filter::Default),
+    };
+
+    let mode = match map.get("mode") {
+        Some(node) => match scalar(node, "mode", d) {
+            Some("queued") => Some(Mode::Queued),
+            Some("superseded") => Some(Mode::Superseded),
+            Some("parallel") => Some(Mode::Parallel),
+            Some(other) => {
+                let hint =
+                    match crate::diag::did_you_mean(other, &["queued", "superseded", "parallel"]) {
+                        Some(close) => format!("did you mean `{close}`?"),
+                        None => "mode is queued, superseded or parallel".to_owned(),
+                    };
+                d.error(node.pos, format!("unknown mode {other:?}"), hint);
+                None
+            }
+            None => None,
+        },
+        None => Some(Mode::Queued),
+    };
+
+    let start = match map.get("start") {
+        Some(node) => read_start(node, d),
+        None => {
+            d.error(
+                root.pos,
+                "a pipeline definition needs `start`",
+                "add how to start it, e.g. `start: {exec: [\"./ci/run-pipeline\", \"NAME\"]}`",
+            );
+            None
+        }
+    };
+
+    let pipeline = Pipeline {
+        name,
+        file: d.file().to_owned(),
+        repository: repository?,
+        branch: branch?,
+        filter: filter?,
+        mode: mode?,
+        start: start?,
+    };
+    Some((pipeline, name_pos))
+}
+
+fn read_start(node: &Node, d: &mut Diagnostics) -> Option<Start> {
+    let map = MapReader::new(node, "start", d)?;
+    map.deny_unknown(START_KEYS, "start", d);
+    let targets: Vec<(&Node, &Node)> = START_KEYS.iter().filter_map(|k| map.entry(k)).collect();
+    let (key, value) = match targets.as_slice() {
+        [one] => *one,
+        [] => {
+            d.error(
+                node.pos,
+                "start names no target",
+                "use one of `exec`, `http`, `eventbridge`, `sqs`",
+            );
+            return None;
+        }
+        [_, second, ..] => {
+            d.error(
+                second.0.pos,
+                "start names more than one target",
+                "keep exactly one of `exec`, `http`, `eventbridge`, `sqs`",
+            );
+            return None;
+        }
+    };
+    match key.as_str().unwrap_or_default() {
+        "exec" => read_exec(value, d),
+        "http" => {
+            let m = MapReader::new(value, "start.http", d)?;
+            m.deny_unknown(&["url", "secret"], "start.http", d);
+            let url = required_url(&m, "url", "start.http", &["http", "https"], d);
+            let secret = m
+                .get("secret")
+                .and_then(|s| secret_ref(s, "start.http.secret", d));
+            if m.get("secret").is_some() && secret.is_none() {
+                return None;
+            }
+            Some(Start::Http { url: url?, secret })
+        }
+        "eventbridge" => {
+            let m = MapReader::new(value, "start.eventbridge", d)?;
+            m.deny_unknown(&["bus", "detail_type"], "start.eventbridge", d);
+            let bus = m
+                .get("bus")
+                .map_or(Some("default"), |n| scalar(n, "bus", d));
+            let detail_type = m
+                .get("detail_type")
+                .map_or(Some("Pipeline Start Requested"), |n| {
+                    scalar(n, "detail_type", d)
+                });
+            Some(Start::EventBridge {
+                bus: bus?.to_owned(),
+                detail_type: detail_type?.to_owned(),
+            })
+        }
+        "sqs" => {
+            let m = MapReader::new(value, "start.sqs", d)?;
+            m.deny_unknown(&["queue_url"], "start.sqs", d);
+            let url = required_url(&m, "queue_url", "start.sqs", &["http", "https"], d);
+            Some(Start::Sqs { queue_url: url? })
+        }
+        _ => None,
+    }
+}
+
+fn read_exec(value: &Node, d: &mut Diagnostics) -> Option<Start> {
+    let Value::Seq(items) = &value.value else {
+        d.error(
+            value.pos,
+            "start.exec must be a list of arguments, never a shell string",
+            "write the program and its arguments as a list, e.g. `exec: [\"./ci/run-pipeline\", \"api-build\"]`",
+        );
+        return None;
+    };
+    let mut argv = Vec::with_capacity(items.len());
+    for item in items {
+        match item.as_str() {
+            Some(arg) if !item.is_null() || matches!(item.value, Value::Scalar(_, false)) => {
+                argv.push(arg.to_owned())
+            }
+            _ => d.error(
+                item.pos,
+                format!(
+                    "each argument of start.exec must be text, found {}",
+                    item.kind_name()
+                ),
+                "quote the argument",
+            ),
+        }
+    }
+    if argv.is_empty() && items.is_empty() {
+        d.error(
+            value.pos,
+            "start.exec is empty",
+            "name the program to run, e.g. `exec: [\"./ci/run-pipeline\"]`",
+        );
+        return None;
+    }
+    if argv.first().is_some_and(String::is_empty) {
+        d.error(
+            items[0].pos,
+            "start.exec names an empty program",
+            "the first item is the program to run",
+        );
+        return None;
+    }
+    (argv.len() == items.len()).then_some(Start::Exec { argv })
+}
+
+fn required_url(
+    m: &MapReader<'_>,
+    key: &str,
+    what: &str,
+    schemes: &[&str],
+    d: &mut Diagnostics,
+) -> Option<String> {
+    let Some(node) = m.get(key) else {
+        d.error(
+            m.node().pos,
+            format!("{what} needs `{key}`"),
+            format!("add `{key}: https://...`"),
+        );
+        return None;
+    };
+    let url = scalar(node, key, d)?;
+    let ok = url.split_once("://").is_some_and(|(scheme, rest)| {
+        schemes.contains(&scheme) && !rest.is_empty() && !rest.starts_with('/')
+    });
+    if !ok {
+        d.error(
+            node.pos,
+            format!(
+                "{what}.{key} {url:?} is not an {} URL",
+                schemes.join(" or ")
+            ),
+            format!(
+                "write a full URL, e.g. {}://host/path",
+                schemes[schemes.len() - 1]
+            ),
+        );
+        return None;
+    }
+    Some(url.to_owned())
+}
+
+/// Reads a secret reference, reporting secrets written in clear.
+pub(crate) fn secret_ref(node: &Node, what: &str, d: &mut Diagnostics) -> Option<SecretRef> {
+    let text = scalar(node, what, d)?;
+    match SecretRef::parse(text) {
+        Ok(r) => Some(r),
+        Err(SecretRefError::InClear) if d.items.iter().any(|x| x.pos == node.pos) => None,
+        Err(e) => {
+            d.error(node.pos, format!("{what}: {e}"), e.hint());
+            None
+        }
+    }
+}
+
+/// Reports every scalar in the document that looks like a credential written in clear.
+pub(crate) fn scan_for_secrets(node: &Node, d: &mut Diagnostics) {
+    match &node.value {
+        Value::Scalar(text, _) => {
+            if let Some(kind) = looks_like_secret(text) {
+                d.error(
+                    node.pos,
+                    format!("this looks like {kind} written in clear"),
+                    SecretRefError::InClear.hint(),
+                );
+            }
+        }
+        Value::Seq(items) => items.iter().for_each(|n| scan_for_secrets(n, d)),
+        Value::Map(entries) => entries.iter().for_each(|(_, v)| scan_for_secrets(v, d)),
+    }
+}

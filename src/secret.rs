@@ -1,0 +1,187 @@
+//! Secret references (`env:NAME`, `file:PATH`) and the detection of secrets written in clear.
+//!
+//! Configuration never holds a secret itself, only where to find it. Resolving reads the
+//! environment or a file; the resolved value is kept out of `Debug` output and logs.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// Where a secret is kept.
+#[derive(Clone, PartialEq, Eq)]
+pub enum SecretRef {
+    Env(String),
+    File(PathBuf),
+}
+
+impl fmt::Debug for SecretRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for SecretRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretRef::Env(name) => write!(f, "env:{name}"),
+            SecretRef::File(path) => write!(f, "file:{}", path.display()),
+        }
+    }
+}
+
+/// Why a secret reference was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SecretRefError {
+    #[error("a secret written in clear")]
+    InClear,
+    #[error("{0:?} is not a valid environment variable name")]
+    BadEnvName(String),
+    #[error("`file:` needs a path")]
+    EmptyPath,
+}
+
+impl SecretRefError {
+    /// What the user can do about it.
+    pub fn hint(&self) -> &'static str {
+        match self {
+            SecretRefError::InClear => {
+                "keep secrets out of configuration files: write env:NAME or file:PATH, \
+                 and rotate this secret since it was written down"
+            }
+            SecretRefError::BadEnvName(_) => {
+                "use letters, digits and `_`, e.g. env:GITHUB_WEBHOOK_SECRET"
+            }
+            SecretRefError::EmptyPath => "write file:/run/secrets/NAME",
+        }
+    }
+}
+
+impl SecretRef {
+    /// Parses `env:NAME` or `file:PATH`; anything else is a secret written in clear.
+    pub fn parse(text: &str) -> Result<SecretRef, SecretRefError> {
+        if let Some(name) = text.strip_prefix("env:") {
+            let valid = name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            return if valid {
+                Ok(SecretRef::Env(name.to_owned()))
+            } else {
+                Err(SecretRefError::BadEnvName(name.to_owned()))
+            };
+        }
+        if let Some(path) = text.strip_prefix("file:") {
+            return if path.is_empty() {
+                Err(SecretRefError::EmptyPath)
+            } else {
+                Ok(SecretRef::File(PathBuf::from(path)))
+            };
+        }
+        Err(SecretRefError::InClear)
+    }
+}
+
+/// If `text` looks like a credential written in clear, what kind it looks like.
+///
+/// Checks the shapes providers give their tokens (GitHub, GitLab, AWS, Slack, Standard Webhooks
+/// secrets, private keys) and URLs with a password in them.
+pub fn looks_like_secret(text: &str) -> Option<&'static str> {
+    let token_after = |prefix: &str, min: usize| {
+        text.find(prefix).is_some_and(|i| {
+            text[i + prefix.len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+                .count()
+                >= min
+        })
+    };
+    if ["ghp_", "gho_", "ghu_", "ghs_", "ghr_"]
+        .iter()
+        .any(|p| token_after(p, 30))
+        || token_after("github_pat_", 30)
+    {
+        return Some("a GitHub token");
+    }
+    if token_after("glpat-", 20) {
+        return Some("a GitLab token");
+    }
+    if token_after("whsec_", 16) {
+        return Some("a webhook signing secret");
+    }
+    if ["xoxb-", "xoxp-", "xoxa-", "xoxr-"]
+        .iter()
+        .any(|p| token_after(p, 10))
+    {
+        return Some("a Slack token");
+    }
+    if text.contains("-----BEGIN") && text.contains("PRIVATE KEY") {
+        return Some("a private key");
+    }
+    let aws_key = text.as_bytes().windows(20).any(|w| {
+        (w.starts_with(b"AKIA") || w.starts_with(b"ASIA"))
+            && w[4..]
+                .iter()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+    });
+    if aws_key {
+        return Some("an AWS access key id");
+    }
+    if let Some((_, rest)) = text.split_once("://") {
+        let authority = rest.split('/').next().unwrap_or(rest);
+        if let Some((userinfo, _)) = authority.rsplit_once('@')
+            && userinfo.contains(':')
+        {
+            return Some("a URL with a password");
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_parse() {
+        #[rustfmt::skip]
+        let cases: &[(&str, Result<SecretRef, SecretRefError>)] = &[
+            ("env:GITHUB_WEBHOOK_SECRET", Ok(SecretRef::Env("GITHUB_WEBHOOK_SECRET".into()))),
+            ("file:/run/secrets/key", Ok(SecretRef::File("/run/secrets/key".into()))),
+            ("env:1BAD", Err(SecretRefError::BadEnvName("1BAD".into()))),
+            ("env:", Err(SecretRefError::BadEnvName(String::new()))),
+            ("file:", Err(SecretRefError::EmptyPath)),
+            ("hunter2", Err(SecretRefError::InClear)),
+            ("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", Err(SecretRefError::InClear)),
+        ];
+        for (text, want) in cases {
+            assert_eq!(&SecretRef::parse(text), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn credentials_in_clear_are_recognised() {
+        #[rustfmt::skip]
+        let cases: &[(&str, Option<&str>)] = &[
+            ("ghp_16C7e42F292c6912E7710c838347Ae178B4a", Some("a GitHub token")),
+            ("github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz", Some("a GitHub token")),
+            ("glpat-abcdefghijklmnopqrst", Some("a GitLab token")),
+            ("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", Some("a webhook signing secret")),
+            ("AKIAIOSFODNN7EXAMPLE", Some("an AWS access key id")),
+            ("https://bob:s3cret@git.example.com/a.git", Some("a URL with a password")),
+            ("https://bob@git.example.com/a.git", None),
+            ("-----BEGIN OPENSSH PRIVATE KEY-----", Some("a private key")),
+            ("refs/heads/ghp_x", None),
+            ("services/api/**", None),
+            ("./ci/run-pipeline", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(looks_like_secret(text), *want, "{text}");
+        }
+    }
+
+    #[test]
+    fn debug_shows_the_reference_only() {
+        let s = SecretRef::Env("TOKEN".into());
+        assert_eq!(format!("{s:?}"), "env:TOKEN");
+    }
+}
