@@ -92,13 +92,18 @@ impl Diagnostics {
 
 /// The closest of `candidates` to `word`, when it is close enough to be a likely typo.
 pub fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    let first_upper = |s: &str| s.chars().next().map(char::is_uppercase);
     candidates
         .iter()
         .map(|c| {
-            (
-                strsim::jaro_winkler(&word.to_ascii_lowercase(), &c.to_ascii_lowercase()),
-                *c,
-            )
+            let score = strsim::jaro_winkler(&word.to_ascii_lowercase(), &c.to_ascii_lowercase());
+            // Between `includes` and `Includes`, suggest the spelling style the user writes.
+            let style = if first_upper(c) == first_upper(word) {
+                0.01
+            } else {
+                0.0
+            };
+            (score + style, *c)
         })
         .filter(|(score, _)| *score > 0.8)
         .max_by(|a, b| a.0.total_cmp(&b.0))
@@ -152,8 +157,9 @@ impl<'n> MapReader<'n> {
     }
 
     /// Reports every key not in `known`, suggesting the closest known key; `what` names the
-    /// mapping in messages.
-    pub fn deny_unknown(&self, known: &[&str], what: &str, d: &mut Diagnostics) {
+    /// mapping in messages. Returns how many keys were unknown.
+    pub fn deny_unknown(&self, known: &[&str], what: &str, d: &mut Diagnostics) -> usize {
+        let before = d.error_count();
         for (key, _) in self.entries {
             let Some(name) = key.as_str() else {
                 d.error(
@@ -172,6 +178,7 @@ impl<'n> MapReader<'n> {
             };
             d.error(key.pos, format!("unknown key `{name}` in {what}"), hint);
         }
+        d.error_count() - before
     }
 }
 

@@ -164,7 +164,7 @@ impl ChangeEvent {
                 format!("is {:?}, expected {SCHEMA:?}", input.schema),
             ));
         }
-        let repository = RepoId::parse(&input.repository, None)
+        let repository = RepoId::parse_id(&input.repository)
             .map_err(|e| EventError::new("repository", e.to_string()))?;
         let before = normalize_sha(&input.before).ok_or_else(|| {
             EventError::new("before", "must be a 40 or 64 character hex object id")

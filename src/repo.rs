@@ -100,6 +100,30 @@ impl RepoId {
         Self::from_path(s, s, base)
     }
 
+    /// Reads a repository as a change event names it: an id (`github.com/acme/api`), or any
+    /// absolute spelling [`RepoId::parse`] takes. A bare `host/path` is an id, never a
+    /// relative path.
+    pub fn parse_id(text: &str) -> Result<RepoId, RepoIdError> {
+        let s = text.trim();
+        let spelled = s.starts_with('/')
+            || s.contains("://")
+            || s.starts_with("arn:")
+            || s.starts_with("codecommit::")
+            || s.find(':')
+                .is_some_and(|c| s.find('/').is_none_or(|sl| c < sl));
+        if spelled {
+            return RepoId::parse(s, None);
+        }
+        if s.chars().any(|c| c.is_control() || c == ' ') {
+            return Err(RepoIdError::BadCharacter(s.to_owned()));
+        }
+        match s.split_once('/') {
+            Some((host, path)) => Self::join(host, path, s),
+            None if s.is_empty() => Err(RepoIdError::Empty),
+            None => Err(RepoIdError::NoPath(s.to_owned())),
+        }
+    }
+
     /// The id of a CodeCommit repository named by region and repository name.
     pub fn codecommit(region: &str, name: &str) -> RepoId {
         RepoId(format!(
@@ -250,6 +274,30 @@ mod tests {
             let got = RepoId::parse(spelling, Some(base));
             assert_eq!(got.as_ref().map(RepoId::as_str), Ok(*want), "{spelling}");
         }
+    }
+
+    #[test]
+    fn ids_read_back_as_themselves() {
+        for spelling in [
+            "https://github.com/Acme/api.git",
+            "git@github.com:Acme/api.git",
+            "arn:aws:codecommit:us-east-1:123456789012:api",
+            "/srv/git/api",
+            "git://127.0.0.1:9418/api.git",
+        ] {
+            let id = RepoId::parse(spelling, None).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                RepoId::parse_id(id.as_str()).as_ref(),
+                Ok(&id),
+                "{spelling}"
+            );
+            assert_eq!(RepoId::parse_id(spelling).as_ref(), Ok(&id), "{spelling}");
+        }
+        assert_eq!(
+            RepoId::parse_id("GitHub.com/Acme/api.git").map(|r| r.0),
+            Ok("github.com/Acme/api".into())
+        );
+        assert!(RepoId::parse_id("github.com").is_err());
     }
 
     #[test]

@@ -415,9 +415,12 @@ fn criteria(
     d: &mut Diagnostics,
 ) -> Option<Rule> {
     let map = MapReader::new(node, label, d)?;
-    map.deny_unknown(CRITERIA_KEYS, label, d);
+    let unknown = map.deny_unknown(CRITERIA_KEYS, label, d);
     let inc = key_text(map.entry_any(&["includes", "Includes"]));
     let exc = key_text(map.entry_any(&["excludes", "Excludes"]));
+    if inc.is_none() && exc.is_none() && unknown > 0 {
+        return None;
+    }
     if inc.is_none() && exc.is_none() {
         d.error(
             node.pos,

@@ -420,6 +420,17 @@ fn parse_pr(
 
 /// Decides an `on:` filter.
 pub fn decide(on: &On, prep: &Prepared<'_>, why: &mut Why) -> bool {
+    let mut steps = why.child();
+    let start = decide_steps(on, prep, &mut steps);
+    if !start {
+        // Filters are AND'ed and stop at the first that fails: that one is the reason.
+        steps.keep_last();
+    }
+    why.absorb(steps);
+    start
+}
+
+fn decide_steps(on: &On, prep: &Prepared<'_>, why: &mut Why) -> bool {
     match prep.event.kind {
         ChangeKind::Push => match &on.push {
             Some(push) => push.decide(prep, why),

@@ -161,6 +161,15 @@ impl Why {
         self.say(phrase);
     }
 
+    /// Keeps only the last phrase: the failing step of criteria AND'ed together.
+    fn keep_last(&mut self) {
+        if let Some(v) = &mut self.phrases
+            && v.len() > 1
+        {
+            v.drain(..v.len() - 1);
+        }
+    }
+
     fn child(&self) -> Why {
         Why {
             phrases: self.phrases.as_ref().map(|_| Vec::new()),
@@ -210,11 +219,7 @@ impl<'w> AnyOf<'w> {
             self.why.absorb(child);
         } else {
             // Criteria are AND'ed and stop at the first that fails: the last phrase is the reason.
-            if let Some(v) = &mut child.phrases
-                && v.len() > 1
-            {
-                v.drain(..v.len() - 1);
-            }
+            child.keep_last();
             self.failures.push(child);
         }
     }

@@ -1,0 +1,149 @@
+//! `switchyard check`: the texts users read for each kind of mistake (snapshots), and exit codes.
+
+use crate::support::Project;
+
+const HEAD: &str = "repository: https://github.com/acme/api.git\nstart: {exec: [\"./run\"]}\n";
+
+/// Each case: a name and the files of one project. The snapshot is the whole `check` output.
+#[rustfmt::skip]
+const CASES: &[(&str, &[(&str, &str)])] = &[
+    ("typo_github", &[("triggers/a.yaml", "on:\n  push:\n    branchs: [main]\n")]),
+    ("typo_codepipeline", &[("triggers/a.yaml", "triggers:\n  - gitConfiguration:\n      sourceActionName: Source\n      push:\n        - branches: {include: [main]}\n")]),
+    ("typo_top_level", &[("triggers/a.yaml", "on: push\nrepo: x\n")]),
+    ("both_dialects", &[("triggers/a.yaml", "triggers:\n  - gitConfiguration:\n      sourceActionName: S\n      push: [{branches: {includes: [main]}}]\non: push\n")]),
+    ("branches_and_branches_ignore", &[("triggers/a.yaml", "on:\n  push:\n    branches: [main]\n    branches-ignore: [dev]\n")]),
+    ("tags_with_branches", &[("triggers/a.yaml", "triggers:\n  - gitConfiguration:\n      sourceActionName: S\n      push:\n        - branches: {includes: [main]}\n          tags: {includes: [\"v*\"]}\n")]),
+    ("file_paths_without_branches", &[("triggers/a.yaml", "triggers:\n  - gitConfiguration:\n      sourceActionName: S\n      push:\n        - filePaths: {includes: [\"src/**\"]}\n")]),
+    ("over_limit_patterns", &[("triggers/a.yaml", "triggers:\n  - gitConfiguration:\n      sourceActionName: S\n      push:\n        - branches: {includes: [a, b, c, d, e, f, g, h, i]}\n")]),
+    ("over_limit_filters", &[("triggers/a.yaml", "triggers:\n  - gitConfiguration:\n      sourceActionName: S\n      push:\n        - tags: {includes: [a]}\n        - tags: {includes: [b]}\n        - tags: {includes: [c]}\n        - tags: {includes: [d]}\n")]),
+    ("nested_braces", &[("triggers/a.yaml", "triggers:\n  - gitConfiguration:\n      sourceActionName: S\n      push:\n        - branches: {includes: [main]}\n          filePaths: {includes: [\"src/{a,{b,c}}/**\"]}\n")]),
+    ("unclosed_bracket", &[("triggers/a.yaml", "on:\n  push:\n    paths: [\"src/[ab/**\"]\n")]),
+    ("github_quantifier_at_start", &[("triggers/a.yaml", "on:\n  push:\n    tags: [\"+v1\"]\n")]),
+    ("only_negations", &[("triggers/a.yaml", "on:\n  push:\n    branches: [\"!main\", \"!dev\"]\n")]),
+    ("duplicate_names", &[("triggers/a.yaml", "pipeline: build\non: push\n"), ("triggers/b.yaml", "pipeline: build\non: push\n")]),
+    ("secret_in_clear", &[("triggers/a.yaml", "pipeline: a\nrepository: https://github.com/acme/api.git\non: push\nstart:\n  http: {url: \"http://127.0.0.1:9000/start\", secret: hunter2}\n"), ("triggers/b.yaml", "pipeline: b\nrepository: https://github.com/acme/api.git\non: push\nstart:\n  exec: [\"./deploy\", \"--token\", \"ghp_16C7e42F292c6912E7710c838347Ae178B4a\"]\n")]),
+    ("never_matches", &[("triggers/a.yaml", "triggers:\n  - gitConfiguration:\n      sourceActionName: S\n      push:\n        - branches: {includes: [\"release/*\"], excludes: [\"release/*\"]}\n        - branches: {includes: [main], excludes: [\"**\"]}\n"), ("triggers/b.yaml", "on:\n  push:\n    branches: [main, \"!main\"]\n    paths-ignore: [\"**\"]\n")]),
+    ("full_ref_in_pattern", &[("triggers/a.yaml", "on:\n  push:\n    branches: [refs/heads/main]\n    paths: [\"/src/**\"]\n")]),
+    ("bad_mode_and_start", &[("triggers/a.yaml", "pipeline: a\nrepository: https://github.com/acme/api.git\nmode: queue\nstart:\n  exec: \"./run && rm -rf /\"\n"), ("triggers/b.yaml", "pipeline: b\nrepository: https://github.com/acme/api.git\nstart:\n  exec: [x]\n  http: {url: \"http://x/\"}\n")]),
+    ("pull_request_events", &[("triggers/a.yaml", "triggers:\n  - gitConfiguration:\n      sourceActionName: S\n      pullRequest:\n        - events: [OPEN, MERGED]\n          branches: {includes: [main]}\n          tags: {includes: [v1]}\n")]),
+    ("yaml_syntax", &[("triggers/a.yaml", "on:\n  push:\n    branches: [main\n")]),
+    ("bad_repository", &[("triggers/a.yaml", "pipeline: a\nrepository: ftp://example.com/x\non: push\nstart: {exec: [x]}\n")]),
+    ("config_errors", &[("switchyard.yaml", "listen: localhost\nreceivers:\n  - name: gh\n    provider: githib\n    secrets: [\"s3cret\"]\npoll:\n  - url: https://github.com/acme/api.git\n    interval: 30\ndispatch: {attempts: 0}\nstate_dri: x\n")]),
+    ("github_unknown_event_and_type", &[("triggers/a.yaml", "on:\n  pushh:\n  workflow_dispatch:\n  pull_request:\n    types: [synchronise]\n")]),
+];
+
+fn with_head(path: &str, text: &str) -> String {
+    let has_own = text.contains("repository:") || !path.starts_with("triggers/");
+    if has_own {
+        text.to_owned()
+    } else {
+        format!("{HEAD}{text}")
+    }
+}
+
+#[test]
+fn error_texts() {
+    for (name, files) in CASES {
+        let project = Project::new();
+        for (path, text) in *files {
+            project.file(path, &with_head(path, text));
+        }
+        let run = project.run(&["check"], "");
+        assert_eq!(
+            run.code,
+            Some(if run.stdout.contains("failed:") { 1 } else { 0 }),
+            "{name}: {run:?}"
+        );
+        insta::assert_snapshot!(*name, run.stdout);
+    }
+}
+
+#[test]
+fn every_case_reports_its_mistake() {
+    // Not a snapshot: the behaviour each case exists for, so that a careless snapshot
+    // update cannot hide a regression.
+    #[rustfmt::skip]
+    let expect: &[(&str, &str)] = &[
+        ("typo_github", "triggers/a.yaml:5:5: unknown key `branchs` in on.push\nhint: did you mean `branches`?"),
+        ("typo_codepipeline", "did you mean `includes`?"),
+        ("both_dialects", "both dialects in one file"),
+        ("branches_and_branches_ignore", "`branches` and `branches-ignore` cannot both be used"),
+        ("tags_with_branches", "tags and branches cannot share one push filter\nhint: move tags into a filter of its own, as CodePipeline requires"),
+        ("file_paths_without_branches", "filePaths needs branches"),
+        ("over_limit_patterns", "more than the 8 CodePipeline allows\nhint: AWS would refuse this filter too"),
+        ("over_limit_filters", "more than the 3 CodePipeline allows"),
+        ("nested_braces", "triggers/a.yaml:8:42: nested \"{\""),
+        ("unclosed_bracket", "triggers/a.yaml:5:18: unclosed \"[\""),
+        ("only_negations", "has only `!` patterns"),
+        ("duplicate_names", "duplicate pipeline name \"build\" (first defined at triggers/a.yaml:3:11)"),
+        ("secret_in_clear", "start.http.secret: a secret written in clear"),
+        ("secret_in_clear", "looks like a GitHub token written in clear"),
+        ("never_matches", "warning: push[0].branches.includes[0] \"release/*\" can never match"),
+        ("never_matches", "warning: on.push.branches can never match"),
+        ("full_ref_in_pattern", "patterns match the short name"),
+        ("bad_mode_and_start", "never a shell string"),
+        ("pull_request_events", "unknown pull request event \"MERGED\""),
+        ("config_errors", "unknown provider \"githib\"\nhint: did you mean `github`?"),
+        ("config_errors", "did you mean `state_dir`?"),
+    ];
+    for (name, needle) in expect {
+        let files = CASES
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, f)| *f)
+            .unwrap_or_default();
+        let project = Project::new();
+        for (path, text) in files {
+            project.file(path, &with_head(path, text));
+        }
+        let run = project.run(&["check"], "");
+        assert!(
+            run.stdout.contains(needle),
+            "{name}: expected {needle:?} in\n{}",
+            run.stdout
+        );
+    }
+}
+
+#[test]
+fn the_shipped_examples_pass() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let report = switchyard::check::run(None, &root.join("triggers"));
+    assert_eq!(report.errors(), 0, "{}", report.render());
+    assert_eq!(report.warnings(), 0, "{}", report.render());
+    assert!(report.pipelines.list.len() >= 2);
+}
+
+#[test]
+fn exit_codes() {
+    let ok = Project::new();
+    ok.file("triggers/a.yaml", &format!("{HEAD}on: push\n"));
+    let run = ok.run(&["check"], "");
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(run.stdout.starts_with("ok: 1 pipeline valid"), "{run:?}");
+
+    let warn_only = Project::new();
+    warn_only.file(
+        "triggers/a.yaml",
+        &format!("{HEAD}on:\n  push:\n    branches: []\n"),
+    );
+    assert_eq!(warn_only.run(&["check"], "").code, Some(0));
+
+    let missing_config = ok.run(&["check", "--config", "nope.yaml"], "");
+    assert_eq!(missing_config.code, Some(1), "{missing_config:?}");
+    assert!(
+        missing_config
+            .stdout
+            .contains("nope.yaml: cannot read the configuration"),
+        "{missing_config:?}"
+    );
+
+    let no_triggers = ok.run(&["check", "--triggers", "absent"], "");
+    assert_eq!(no_triggers.code, Some(1));
+    assert!(
+        no_triggers
+            .stdout
+            .contains("absent: cannot read the triggers directory"),
+        "{no_triggers:?}"
+    );
+}

@@ -1,0 +1,5 @@
+//! Integration tests: the `switchyard` binary and library against real files in temp dirs.
+
+mod check;
+mod explain;
+mod support;
