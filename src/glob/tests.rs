@@ -592,32 +592,6 @@ fn pathological_patterns_finish() {
     assert!(g.is_match(short));
 }
 
-/// Not a benchmark: prints the cost of typical matches (run with --release).
-#[test]
-#[ignore = "timing report only"]
-fn match_speed_report() {
-    let name = "src/services/payments/api/handler_test.rs";
-    let cases = [
-        (CP, "src/**/[a-z]*_test.rs"),
-        (CP, "**/*_test.rs"),
-        (CP, "src/*/payments/**"),
-        (CP, "{src,lib}/**/*.{rs,toml}"),
-        (GH, "src/**/*_test.rs?"),
-        (CP, "**/*.rs"),
-    ];
-    for (dialect, pattern) in cases {
-        let g = glob(pattern, dialect);
-        let rounds = 1_000_000u32;
-        let start = std::time::Instant::now();
-        let mut hits = 0u32;
-        for _ in 0..rounds {
-            hits += u32::from(g.is_match(std::hint::black_box(name)));
-        }
-        let per = start.elapsed() / rounds;
-        println!("{pattern:30} {hits:8} matches, {per:?} per is_match");
-    }
-}
-
 /// A direct backtracking matcher over a token program, used as the reference.
 fn reference(toks: &[Tok], s: &[char]) -> bool {
     let atom_matches = |atom: &Atom, c: char| match atom {
