@@ -1,7 +1,7 @@
 //! Helpers: a project folder in a temp dir, and the real binary run inside it.
 
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 /// A throwaway project: `triggers/`, maybe `switchyard.yaml`.
@@ -50,11 +50,6 @@ impl Project {
             .expect("write stdin");
         let output = child.wait_with_output().expect("wait for switchyard");
         Run::from(output)
-    }
-
-    /// The triggers folder.
-    pub fn triggers(&self) -> PathBuf {
-        self.root().join("triggers")
     }
 }
 
