@@ -13,7 +13,8 @@
 //!
 //! The monorepo, the definitions and the event come from a fixed-seed xorshift generator, so
 //! every run measures the same input. Setup checks that the naive baseline and `matching` start
-//! the same pipelines, then prints a one-line summary.
+//! the same pipelines (for the push, for each of its paths alone, and for pushes to other
+//! branches), then prints a one-line summary.
 //!
 //! Run with `cargo bench --bench filter`.
 
@@ -35,6 +36,8 @@ const SERVICES: usize = 300;
 const LIBS: usize = 40;
 /// Services and libraries the push touches (the rest are touched only through shared files).
 const HOT_SERVICES: usize = 60;
+/// Services whose documentation alone the push touches (so excludes and `!` negations decide).
+const DOC_SERVICES: usize = 20;
 const HOT_LIBS: usize = 12;
 const REPOSITORY: &str = "https://github.com/acme/mono.git";
 const BRANCH: &str = "main";
@@ -143,26 +146,26 @@ fn fill(
 fn cp_include(rng: &mut Rng, s: usize) -> String {
     let l = rng.below(LIBS);
     let other = rng.below(SERVICES);
-    match rng.below(12) {
-        0 | 1 => format!("services/svc-{s}/**"),
-        2 => format!("services/svc-{s}/src/*.{{rs,toml}}"),
-        3 => format!("services/svc-{s}/**/test_*.py"),
-        4 => format!("libs/lib-{l}/**/*.rs"),
-        5 => format!("libs/lib-{l}/**"),
-        6 => "proto/**/*.proto".to_owned(),
-        7 => "Cargo.{toml,lock}".to_owned(),
-        8 => "**/Dockerfile".to_owned(),
-        9 => format!("services/svc-{s}/Dockerfile"),
-        10 => format!("services/svc-{other}/**"),
+    match rng.below(14) {
+        0..=3 => format!("services/svc-{s}/**"),
+        4 => format!("services/svc-{s}/src/*.{{rs,toml}}"),
+        5 => format!("services/svc-{s}/**/test_*.py"),
+        6 => format!("libs/lib-{l}/**/*.rs"),
+        7 => format!("libs/lib-{l}/**"),
+        8 => "proto/**/*.proto".to_owned(),
+        9 => "Cargo.{toml,lock}".to_owned(),
+        10 => "**/Dockerfile".to_owned(),
+        11 => format!("services/svc-{s}/Dockerfile"),
+        12 => format!("services/svc-{other}/**"),
         _ => format!("services/svc-{s}/**/*.{{py,pyi}}"),
     }
 }
 
 fn cp_exclude(rng: &mut Rng, s: usize) -> String {
-    match rng.below(5) {
-        0 | 1 => "**/*.md".to_owned(),
-        2 => format!("services/svc-{s}/docs/**"),
-        3 => "**/test_*.py".to_owned(),
+    match rng.below(6) {
+        0..=2 => "**/*.md".to_owned(),
+        3 => format!("services/svc-{s}/docs/**"),
+        4 => "**/test_*.py".to_owned(),
         _ => format!("services/svc-{s}/**/*.snap"),
     }
 }
@@ -170,26 +173,26 @@ fn cp_exclude(rng: &mut Rng, s: usize) -> String {
 fn gh_include(rng: &mut Rng, s: usize) -> String {
     let l = rng.below(LIBS);
     let other = rng.below(SERVICES);
-    match rng.below(13) {
-        0 | 1 => format!("services/svc-{s}/**"),
-        2 => format!("services/svc-{s}/src/**.rs"),
-        3 => format!("services/svc-{s}/**/test_*.py"),
-        4 => format!("libs/lib-{l}/**/*.rs"),
-        5 => format!("libs/lib-{l}/**"),
-        6 => "proto/**/*.proto".to_owned(),
-        7 => "Cargo.toml".to_owned(),
-        8 => "Cargo.lock".to_owned(),
-        9 => "**/Dockerfile".to_owned(),
-        10 => format!("services/svc-{other}/**"),
-        11 => format!("services/svc-{s}/api/v[12]/**"),
+    match rng.below(15) {
+        0..=3 => format!("services/svc-{s}/**"),
+        4 => format!("services/svc-{s}/src/**.rs"),
+        5 => format!("services/svc-{s}/**/test_*.py"),
+        6 => format!("libs/lib-{l}/**/*.rs"),
+        7 => format!("libs/lib-{l}/**"),
+        8 => "proto/**/*.proto".to_owned(),
+        9 => "Cargo.toml".to_owned(),
+        10 => "Cargo.lock".to_owned(),
+        11 => "**/Dockerfile".to_owned(),
+        12 => format!("services/svc-{other}/**"),
+        13 => format!("services/svc-{s}/api/v[12]/**"),
         _ => format!("services/svc-{s}/**/*.py"),
     }
 }
 
 fn gh_negation(rng: &mut Rng, s: usize) -> String {
-    match rng.below(4) {
-        0 | 1 => "!**/*.md".to_owned(),
-        2 => format!("!services/svc-{s}/docs/**"),
+    match rng.below(5) {
+        0..=2 => "!**/*.md".to_owned(),
+        3 => format!("!services/svc-{s}/docs/**"),
         _ => "!**/test_*.py".to_owned(),
     }
 }
@@ -234,7 +237,7 @@ fn generate_specs(rng: &mut Rng) -> Vec<Spec> {
                     },
                 };
                 let excludes = if total >= 3 {
-                    rng.below(3)
+                    1 + rng.below(2)
                 } else {
                     rng.below(2)
                 };
@@ -259,7 +262,7 @@ fn generate_specs(rng: &mut Rng) -> Vec<Spec> {
                 } else {
                     // Includes first, then `!` negations, sometimes a re-include at the end.
                     let reinclude = total >= 4 && rng.chance(25);
-                    let negations = rng.below(3).min(total - 1 - usize::from(reinclude));
+                    let negations = (1 + rng.below(2)).min(total - 1 - usize::from(reinclude));
                     let includes = total - negations - usize::from(reinclude);
                     let mut list = Vec::new();
                     fill(&mut list, includes, rng, |r| gh_include(r, s));
@@ -331,11 +334,20 @@ fn distinct(rng: &mut Rng, n: usize, max: usize) -> Vec<usize> {
 }
 
 /// One changed path of the monorepo, 1 to 5 levels deep.
-fn gen_path(rng: &mut Rng, hot_services: &[usize], hot_libs: &[usize]) -> String {
+fn gen_path(rng: &mut Rng, services: &[usize], hot_libs: &[usize]) -> String {
+    let (hot_services, doc_services) = services.split_at(HOT_SERVICES);
     let word = rng.pick(WORDS);
     let n = rng.below(40);
     match rng.below(100) {
-        0..=69 => {
+        0..=4 => {
+            let s = doc_services[rng.below(doc_services.len())];
+            match rng.below(4) {
+                0 => format!("services/svc-{s}/README.md"),
+                1 => format!("services/svc-{s}/docs/api/{word}-{n}.md"),
+                _ => format!("services/svc-{s}/docs/{word}-{n}.md"),
+            }
+        }
+        5..=69 => {
             let s = hot_services[rng.below(hot_services.len())];
             let base = format!("services/svc-{s}");
             match rng.below(12) {
@@ -415,12 +427,12 @@ fn gen_path(rng: &mut Rng, hot_services: &[usize], hot_libs: &[usize]) -> String
 
 /// The 1,000 distinct changed paths of the push.
 fn generate_paths(rng: &mut Rng) -> Vec<String> {
-    let hot_services = distinct(rng, HOT_SERVICES, SERVICES);
+    let services = distinct(rng, HOT_SERVICES + DOC_SERVICES, SERVICES);
     let hot_libs = distinct(rng, HOT_LIBS, LIBS);
     let mut seen = HashSet::new();
     let mut paths = Vec::with_capacity(PATHS);
     while paths.len() < PATHS {
-        let p = gen_path(rng, &hot_services, &hot_libs);
+        let p = gen_path(rng, &services, &hot_libs);
         if seen.insert(p.clone()) {
             paths.push(p);
         }
@@ -605,36 +617,18 @@ fn setup() -> Fixture {
     assert_eq!(pipelines.list.len(), PIPELINES, "every definition loads");
 
     let naive: Vec<Naive> = specs.iter().map(Naive::new).collect();
-    let fast: BTreeSet<&str> = pipelines
-        .matching(&event)
-        .iter()
-        .map(|p| p.name.as_str())
-        .collect();
-    let slow: BTreeSet<&str> = naive_matching(&naive, BRANCH, &event.changed_paths)
-        .into_iter()
-        .collect();
-    if fast != slow {
-        let decisions = pipelines.explain(&event);
-        for name in fast.symmetric_difference(&slow).take(5) {
-            let (_, yaml) = files
-                .iter()
-                .find(|(f, _)| *f == format!("triggers/{name}.yaml"))
-                .expect("every name has a file");
-            let reason = decisions
-                .iter()
-                .find(|d| d.pipeline == *name)
-                .map(|d| d.reason.as_str())
-                .unwrap_or_default();
-            eprintln!(
-                "{name}: matching says {}, naive says {}\n  reason: {reason}\n{yaml}",
-                fast.contains(name),
-                slow.contains(name)
-            );
-        }
-        panic!(
-            "matching and the naive baseline disagree on {} pipelines",
-            fast.symmetric_difference(&slow).count()
-        );
+    let started = check_agreement(&pipelines, &files, &naive, &event, BRANCH);
+    // The same check, harder: each changed path alone (so excludes and `!` negations decide
+    // often), and the whole push to branches other than `main`.
+    let mut single = event.clone();
+    for path in &event.changed_paths {
+        single.changed_paths = vec![path.clone()];
+        check_agreement(&pipelines, &files, &naive, &single, BRANCH);
+    }
+    for branch in ["release/2.0", "wip/spike", "feature/x"] {
+        let mut other = event.clone();
+        other.git_ref = format!("refs/heads/{branch}");
+        check_agreement(&pipelines, &files, &naive, &other, branch);
     }
 
     let distinct_patterns: HashSet<(Dialect, &str)> =
@@ -646,7 +640,7 @@ fn setup() -> Fixture {
         pipelines.list.len(),
         distinct_patterns.len(),
         event.changed_paths.len(),
-        fast.len(),
+        started,
         warnings
     );
     Fixture {
@@ -655,6 +649,53 @@ fn setup() -> Fixture {
         event,
         naive,
     }
+}
+
+/// Panics, showing the first pipelines concerned, unless `matching` and the naive baseline
+/// start the same pipelines for `event` (a push to `branch`). Returns how many start.
+fn check_agreement(
+    pipelines: &Pipelines,
+    files: &[(String, String)],
+    naive: &[Naive],
+    event: &ChangeEvent,
+    branch: &str,
+) -> usize {
+    let fast: BTreeSet<&str> = pipelines
+        .matching(event)
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
+    let slow: BTreeSet<&str> = naive_matching(naive, branch, &event.changed_paths)
+        .into_iter()
+        .collect();
+    if fast != slow {
+        let decisions = pipelines.explain(event);
+        for name in fast.symmetric_difference(&slow).take(5) {
+            let yaml = files
+                .iter()
+                .find(|(f, _)| *f == format!("triggers/{name}.yaml"))
+                .map(|(_, y)| y.as_str())
+                .unwrap_or_default();
+            let reason = decisions
+                .iter()
+                .find(|d| d.pipeline == *name)
+                .map(|d| d.reason.as_str())
+                .unwrap_or_default();
+            eprintln!(
+                "{name}: matching says {}, naive says {}\n  reason: {reason}\n{yaml}",
+                fast.contains(name),
+                slow.contains(name)
+            );
+        }
+        let shown: Vec<&String> = event.changed_paths.iter().take(3).collect();
+        panic!(
+            "matching and the naive baseline disagree on {} pipelines for a push to {} of {} paths (first: {shown:?})",
+            fast.symmetric_difference(&slow).count(),
+            event.git_ref,
+            event.changed_paths.len()
+        );
+    }
+    fast.len()
 }
 
 fn monorepo(c: &mut Criterion) {
