@@ -24,6 +24,11 @@ pub struct Config {
     pub poll: Vec<PollRepo>,
     pub eventbridge: Option<EventBridge>,
     pub dispatch: Dispatch,
+    pub limits: Limits,
+    /// How long `serve` waits for running starts after SIGINT/SIGTERM.
+    pub shutdown_grace: Duration,
+    /// How long delivery ids are remembered to recognise a redelivery.
+    pub replay_window: Duration,
 }
 
 /// A webhook endpoint, `POST /hooks/NAME`.
@@ -76,6 +81,19 @@ pub struct EventBridge {
 pub struct Dispatch {
     /// Attempts before a start is dead-lettered.
     pub attempts: u32,
+    /// The delay before the first retry; each further retry doubles it (with jitter).
+    pub backoff: Duration,
+    /// The longest delay between two attempts.
+    pub backoff_max: Duration,
+}
+
+/// Limits that keep slow or large requests from holding the server.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub max_connections: usize,
+    /// Time allowed to read a request's headers, and then its body.
+    pub read_timeout: Duration,
 }
 
 impl Default for Config {
@@ -86,7 +104,18 @@ impl Default for Config {
             receivers: Vec::new(),
             poll: Vec::new(),
             eventbridge: None,
-            dispatch: Dispatch { attempts: 8 },
+            dispatch: Dispatch {
+                attempts: 8,
+                backoff: Duration::from_secs(1),
+                backoff_max: Duration::from_secs(300),
+            },
+            limits: Limits {
+                max_body_bytes: 1 << 20,
+                max_connections: 1024,
+                read_timeout: Duration::from_secs(10),
+            },
+            shutdown_grace: Duration::from_secs(10),
+            replay_window: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -98,6 +127,9 @@ const KEYS: &[&str] = &[
     "poll",
     "eventbridge",
     "dispatch",
+    "limits",
+    "shutdown_grace",
+    "replay_window",
 ];
 
 impl Config {
@@ -177,7 +209,7 @@ impl Config {
         if let Some(node) = map.get("dispatch")
             && let Some(m) = MapReader::new(node, "dispatch", d)
         {
-            m.deny_unknown(&["attempts"], "dispatch", d);
+            m.deny_unknown(&["attempts", "backoff", "backoff_max"], "dispatch", d);
             if let Some(n) = m.get("attempts")
                 && let Some(text) = scalar(n, "attempts", d)
             {
@@ -190,8 +222,77 @@ impl Config {
                     ),
                 }
             }
+            duration_key(&m, "backoff", &mut config.dispatch.backoff, d);
+            duration_key(&m, "backoff_max", &mut config.dispatch.backoff_max, d);
         }
+        if let Some(node) = map.get("limits")
+            && let Some(m) = MapReader::new(node, "limits", d)
+        {
+            m.deny_unknown(
+                &["max_body_bytes", "max_connections", "read_timeout"],
+                "limits",
+                d,
+            );
+            number_key(
+                &m,
+                "max_body_bytes",
+                &mut config.limits.max_body_bytes,
+                1024,
+                256 << 20,
+                d,
+            );
+            number_key(
+                &m,
+                "max_connections",
+                &mut config.limits.max_connections,
+                1,
+                1 << 20,
+                d,
+            );
+            duration_key(&m, "read_timeout", &mut config.limits.read_timeout, d);
+        }
+        duration_key(&map, "shutdown_grace", &mut config.shutdown_grace, d);
+        duration_key(&map, "replay_window", &mut config.replay_window, d);
         Some(config)
+    }
+}
+
+/// Reads an optional duration key into `slot`.
+fn duration_key(m: &MapReader<'_>, key: &str, slot: &mut Duration, d: &mut Diagnostics) {
+    if let Some(n) = m.get(key)
+        && let Some(text) = scalar(n, key, d)
+    {
+        match parse_duration(text) {
+            Some(v) => *slot = v,
+            None => d.error(
+                n.pos,
+                format!("{key} {text:?} is not a duration"),
+                "write a number and a unit: 500ms, 30s, 5m, 1h",
+            ),
+        }
+    }
+}
+
+/// Reads an optional whole number key within bounds into `slot`.
+fn number_key(
+    m: &MapReader<'_>,
+    key: &str,
+    slot: &mut usize,
+    min: usize,
+    max: usize,
+    d: &mut Diagnostics,
+) {
+    if let Some(n) = m.get(key)
+        && let Some(text) = scalar(n, key, d)
+    {
+        match text.parse::<usize>() {
+            Ok(v) if (min..=max).contains(&v) => *slot = v,
+            _ => d.error(
+                n.pos,
+                format!("{key} {text:?} is not a number from {min} to {max}"),
+                format!("write a whole number, e.g. {}", (min + max) / 2),
+            ),
+        }
     }
 }
 

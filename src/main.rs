@@ -26,6 +26,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the webhook receivers and the dispatcher until SIGINT/SIGTERM, then drain and stop.
+    Serve,
     /// Validate switchyard.yaml and every file in triggers/; exit 1 on any error.
     Check,
     /// Say for every pipeline whether one change event would start it, and why.
@@ -37,6 +39,34 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// The starts waiting, failing or dead-lettered; retry or drop one.
+    Outbox {
+        #[command(subcommand)]
+        action: Option<OutboxAction>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum OutboxAction {
+    /// List pending, failed and dead-lettered starts (all starts with --all).
+    List {
+        /// Show starts in every state, succeeded and superseded ones included.
+        #[arg(long)]
+        all: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Reopen a dead-lettered or failed start with a fresh set of attempts.
+    Retry {
+        /// The start id (a unique prefix is enough).
+        start_id: String,
+    },
+    /// Drop a start so that it never runs.
+    Drop {
+        /// The start id (a unique prefix is enough).
+        start_id: String,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -47,6 +77,14 @@ enum Format {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHYARD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .init();
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
@@ -59,8 +97,48 @@ fn main() -> ExitCode {
     }
 }
 
+fn state_dir(config: Option<&std::path::Path>) -> anyhow::Result<PathBuf> {
+    let (config, diags) = switchyard::config::Config::load(config);
+    match config {
+        Some(c) => Ok(c.state_dir),
+        None => {
+            let text: Vec<String> = diags.iter().map(ToString::to_string).collect();
+            bail!("the configuration has errors:\n{}", text.join("\n"))
+        }
+    }
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Serve => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_name("switchyard")
+                .build()
+                .context("cannot start the async runtime")?;
+            runtime.block_on(switchyard::serve::run(cli.config.as_deref(), &cli.triggers))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Outbox { action } => {
+            let dir = state_dir(cli.config.as_deref())?;
+            let text = match action.unwrap_or(OutboxAction::List {
+                all: false,
+                format: Format::Text,
+            }) {
+                OutboxAction::List { all, format } => {
+                    let states = if all {
+                        &[][..]
+                    } else {
+                        switchyard::outbox::DEFAULT_STATES
+                    };
+                    switchyard::outbox::list(&dir, states, matches!(format, Format::Json))?
+                }
+                OutboxAction::Retry { start_id } => switchyard::outbox::retry(&dir, &start_id)?,
+                OutboxAction::Drop { start_id } => switchyard::outbox::drop_start(&dir, &start_id)?,
+            };
+            print!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Check => {
             let report = switchyard::check::run(cli.config.as_deref(), &cli.triggers);
             print!("{}", report.render());

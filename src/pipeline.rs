@@ -7,6 +7,7 @@
 //! pipelines.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::diag::{Diagnostic, Diagnostics, MapReader, Severity, scalar};
 use crate::event::{ChangeEvent, ChangeKind, check_ref};
@@ -26,7 +27,11 @@ pub struct Pipeline {
     pub branch: String,
     pub filter: Filter,
     pub mode: Mode,
+    /// Starts of this pipeline that may run at once.
+    pub concurrency: u32,
     pub start: Start,
+    /// How long one attempt may take before it counts as failed.
+    pub timeout: Duration,
 }
 
 /// How starts of one pipeline relate to each other.
@@ -78,9 +83,15 @@ const KEYS: &[&str] = &[
     "triggers",
     "on",
     "mode",
+    "concurrency",
     "start",
 ];
 const START_KEYS: &[&str] = &["exec", "http", "eventbridge", "sqs"];
+
+/// Attempts time out after this long unless `start.timeout` says otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+/// Parallel pipelines run this many starts at once unless `concurrency` says otherwise.
+pub const DEFAULT_PARALLEL: u32 = 16;
 
 impl Pipelines {
     /// Reads every `*.yaml` / `*.yml` file of `dir`. Relative local repository paths are taken
@@ -163,6 +174,14 @@ impl Pipelines {
         }
         pipelines.list.sort_by(|a, b| a.name.cmp(&b.name));
         (pipelines, diags)
+    }
+
+    /// The pipeline with this name.
+    pub fn get(&self, name: &str) -> Option<&Pipeline> {
+        self.list
+            .binary_search_by(|p| p.name.as_str().cmp(name))
+            .ok()
+            .map(|i| &self.list[i])
     }
 
     /// Decides every pipeline for `event`: the pipelines it starts, in name order.
@@ -332,6 +351,25 @@ fn read_definition(
         None => Some(Mode::Queued),
     };
 
+    let concurrency = match map.get("concurrency") {
+        Some(node) => scalar(node, "concurrency", d).and_then(|t| match t.parse::<u32>() {
+            Ok(n) if (1..=256).contains(&n) => Some(n),
+            _ => {
+                d.error(
+                    node.pos,
+                    format!("concurrency {t:?} is not a number from 1 to 256"),
+                    "how many starts of this pipeline may run at once, e.g. 1",
+                );
+                None
+            }
+        }),
+        None => Some(if mode == Some(Mode::Parallel) {
+            DEFAULT_PARALLEL
+        } else {
+            1
+        }),
+    };
+
     let start = match map.get("start") {
         Some(node) => read_start(node, d),
         None => {
@@ -344,6 +382,7 @@ fn read_definition(
         }
     };
 
+    let (start, timeout) = start?;
     let pipeline = Pipeline {
         name,
         file: d.file().to_owned(),
@@ -351,14 +390,39 @@ fn read_definition(
         branch: branch?,
         filter: filter?,
         mode: mode?,
-        start: start?,
+        concurrency: concurrency?,
+        start,
+        timeout,
     };
     Some((pipeline, name_pos))
 }
 
-fn read_start(node: &Node, d: &mut Diagnostics) -> Option<Start> {
+fn read_start(node: &Node, d: &mut Diagnostics) -> Option<(Start, Duration)> {
     let map = MapReader::new(node, "start", d)?;
-    map.deny_unknown(START_KEYS, "start", d);
+    let mut known = START_KEYS.to_vec();
+    known.push("timeout");
+    map.deny_unknown(&known, "start", d);
+    let timeout = match map.get("timeout") {
+        Some(n) => {
+            scalar(n, "start.timeout", d).and_then(|t| match crate::config::parse_duration(t) {
+                Some(dur) if dur >= Duration::from_millis(10) => Some(dur),
+                _ => {
+                    d.error(
+                        n.pos,
+                        format!("start.timeout {t:?} is not a duration of at least 10ms"),
+                        "write a number and a unit: 500ms, 30s, 5m, 1h",
+                    );
+                    None
+                }
+            })
+        }
+        None => Some(DEFAULT_TIMEOUT),
+    };
+    let target = read_target(&map, node, d)?;
+    Some((target, timeout?))
+}
+
+fn read_target(map: &MapReader<'_>, node: &Node, d: &mut Diagnostics) -> Option<Start> {
     let targets: Vec<(&Node, &Node)> = START_KEYS.iter().filter_map(|k| map.entry(k)).collect();
     let (key, value) = match targets.as_slice() {
         [one] => *one,

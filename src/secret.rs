@@ -81,6 +81,39 @@ impl SecretRef {
     }
 }
 
+/// Why a secret reference could not be read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    #[error("{0}: the environment variable is not set")]
+    EnvMissing(String),
+    #[error("{reference}: cannot read the file: {message}")]
+    File { reference: String, message: String },
+    #[error("{0}: the secret is empty")]
+    Empty(String),
+}
+
+impl SecretRef {
+    /// Reads the secret: the variable's value, or the file's content without a trailing newline.
+    pub fn resolve(&self) -> Result<String, ResolveError> {
+        let value = match self {
+            SecretRef::Env(name) => {
+                std::env::var(name).map_err(|_| ResolveError::EnvMissing(self.to_string()))?
+            }
+            SecretRef::File(path) => std::fs::read_to_string(path)
+                .map_err(|e| ResolveError::File {
+                    reference: self.to_string(),
+                    message: e.to_string(),
+                })?
+                .trim_end_matches(['\n', '\r'])
+                .to_owned(),
+        };
+        if value.is_empty() {
+            return Err(ResolveError::Empty(self.to_string()));
+        }
+        Ok(value)
+    }
+}
+
 /// If `text` looks like a credential written in clear, what kind it looks like.
 ///
 /// Checks the shapes providers give their tokens (GitHub, GitLab, AWS, Slack, Standard Webhooks

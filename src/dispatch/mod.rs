@@ -1,0 +1,404 @@
+//! The dispatcher: carries out stored starts — once each per success, in the order and with
+//! the concurrency each pipeline's mode asks for — retrying failures with exponential backoff
+//! and jitter, and dead-lettering what runs out of attempts.
+//!
+//! The store is the queue. New work wakes the dispatcher at once (the store notifies after a
+//! commit that created starts); a one-second sweep picks up due retries and what `outbox retry`
+//! reopened from another process. Which starts are in flight lives only in memory: after a
+//! crash every open start is claimable again, and its retry carries the same start id.
+
+pub mod exec;
+pub mod http;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+
+use crate::event::ChangeEvent;
+use crate::metrics::Metrics;
+use crate::pipeline::{Mode, Pipeline, Pipelines, Start};
+use crate::shutdown::Shutdown;
+use crate::signature::Key;
+use crate::store::{Finish, StartRow, Store, now_ms};
+
+/// How often the dispatcher looks at the store without being woken.
+const SWEEP: Duration = Duration::from_secs(1);
+/// Open starts read per pipeline and pass at most.
+const WINDOW: u32 = 64;
+
+/// Why one attempt failed, and whether trying again can help.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub message: String,
+    pub retry: bool,
+}
+
+impl Failure {
+    /// A failure worth retrying.
+    pub fn retry(message: impl Into<String>) -> Failure {
+        Failure {
+            message: message.into(),
+            retry: true,
+        }
+    }
+
+    /// A failure that another attempt would repeat.
+    pub fn dead(message: impl Into<String>) -> Failure {
+        Failure {
+            message: message.into(),
+            retry: false,
+        }
+    }
+}
+
+/// Retry policy.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    pub attempts: u32,
+    pub backoff: Duration,
+    pub backoff_max: Duration,
+}
+
+impl Policy {
+    /// The delay after the `failures`-th failure: `backoff * 2^(failures-1)`, capped, with
+    /// jitter drawing it from its upper half.
+    pub fn delay(&self, failures: u32) -> Duration {
+        let exp = failures.saturating_sub(1).min(30);
+        let full = self.backoff.saturating_mul(1 << exp).min(self.backoff_max);
+        let half = full / 2;
+        half + half.mul_f64(fastrand::f64())
+    }
+}
+
+/// Everything an attempt needs, shared by all attempts.
+#[derive(Debug)]
+struct Shared {
+    store: Store,
+    metrics: Arc<Metrics>,
+    policy: Policy,
+    http: http::Client,
+    keys: HashMap<String, Key>,
+    events_dir: PathBuf,
+}
+
+/// The dispatcher's state.
+#[derive(Debug)]
+pub struct Dispatcher {
+    shared: Arc<Shared>,
+    pipelines: Arc<Pipelines>,
+    new_work: Arc<Notify>,
+    /// Start id → pipeline, for starts being attempted now.
+    in_flight: HashMap<String, String>,
+    running: HashMap<String, u32>,
+    tasks: JoinSet<(String, String)>,
+}
+
+impl Dispatcher {
+    /// A dispatcher over the store. `keys` holds the resolved signing secret of each `http`
+    /// pipeline that has one.
+    pub fn new(
+        store: Store,
+        pipelines: Arc<Pipelines>,
+        policy: Policy,
+        keys: HashMap<String, Key>,
+        state_dir: PathBuf,
+        new_work: Arc<Notify>,
+        metrics: Arc<Metrics>,
+    ) -> Dispatcher {
+        let shared = Shared {
+            store,
+            metrics,
+            policy,
+            http: http::client(),
+            keys,
+            events_dir: state_dir.join("events"),
+        };
+        Dispatcher {
+            shared: Arc::new(shared),
+            pipelines,
+            new_work,
+            in_flight: HashMap::new(),
+            running: HashMap::new(),
+            tasks: JoinSet::new(),
+        }
+    }
+
+    /// Number of starts being attempted now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// One pass: claims every start that may begin now and spawns its attempt. Returns when the
+    /// next not-yet-due start becomes due (Unix ms), if any.
+    pub async fn dispatch_once(&mut self) -> Option<i64> {
+        let rows = match self.shared.store.open_starts(WINDOW).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(error = %e, "dispatcher cannot read the store");
+                self.shared
+                    .metrics
+                    .inc("switchyard_store_errors_total", &[]);
+                return None;
+            }
+        };
+        let now = now_ms();
+        let mut next_due: Option<i64> = None;
+        // Rows arrive in intake order; group them by pipeline, keeping that order.
+        let mut groups: Vec<(String, Vec<(StartRow, String)>)> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        for (row, event) in rows {
+            let i = *index.entry(row.pipeline.clone()).or_insert_with(|| {
+                groups.push((row.pipeline.clone(), Vec::new()));
+                groups.len() - 1
+            });
+            groups[i].1.push((row, event));
+        }
+        for (name, group) in groups {
+            let Some(pipeline) = self.pipelines.get(&name).cloned() else {
+                for (row, _) in group {
+                    if !self.in_flight.contains_key(&row.id) {
+                        let error = format!("pipeline {name:?} is no longer defined in triggers/");
+                        let _ = self
+                            .shared
+                            .store
+                            .finish(&row.id, Finish::Dead { error })
+                            .await;
+                    }
+                }
+                continue;
+            };
+            let limit = pipeline.concurrency as usize;
+            let eligible: Vec<(StartRow, String)> = match pipeline.mode {
+                // In order: only the first `limit` open starts may run, even while one of
+                // them waits for a retry.
+                Mode::Queued | Mode::Superseded => group.into_iter().take(limit).collect(),
+                Mode::Parallel => group,
+            };
+            for (row, event) in eligible {
+                if self.in_flight.contains_key(&row.id) {
+                    continue;
+                }
+                if row.next_attempt_ms > now {
+                    next_due =
+                        Some(next_due.map_or(row.next_attempt_ms, |d| d.min(row.next_attempt_ms)));
+                    continue;
+                }
+                if self.running.get(&name).copied().unwrap_or(0) as usize >= limit {
+                    break;
+                }
+                self.spawn(&pipeline, row, event);
+            }
+        }
+        next_due
+    }
+
+    fn spawn(&mut self, pipeline: &Pipeline, row: StartRow, event: String) {
+        self.in_flight.insert(row.id.clone(), pipeline.name.clone());
+        *self.running.entry(pipeline.name.clone()).or_default() += 1;
+        self.shared
+            .metrics
+            .gauge_add("switchyard_starts_in_flight", &[], 1);
+        let shared = Arc::clone(&self.shared);
+        let pipeline = pipeline.clone();
+        self.tasks.spawn(async move {
+            let id = row.id.clone();
+            attempt(&shared, &pipeline, row, event).await;
+            (id, pipeline.name)
+        });
+    }
+
+    fn finished(&mut self, id: &str, pipeline: &str) {
+        if self.in_flight.remove(id).is_some() {
+            self.shared
+                .metrics
+                .gauge_add("switchyard_starts_in_flight", &[], -1);
+        }
+        if let Some(n) = self.running.get_mut(pipeline) {
+            *n = n.saturating_sub(1);
+        }
+    }
+
+    /// Runs until shutdown; then waits up to `grace` for attempts in flight. Attempts still
+    /// running after that are stopped and stay open in the store, to resume at the next start.
+    pub async fn run(mut self, mut shutdown: Shutdown, grace: Duration) {
+        loop {
+            let next_due = self.dispatch_once().await;
+            let wait = next_due
+                .map(|due| Duration::from_millis(due.saturating_sub(now_ms()).max(0) as u64))
+                .unwrap_or(SWEEP)
+                .min(SWEEP);
+            tokio::select! {
+                _ = shutdown.wait() => break,
+                _ = self.new_work.notified() => {}
+                Some(done) = self.tasks.join_next() => {
+                    if let Ok((id, pipeline)) = done {
+                        self.finished(&id, &pipeline);
+                    }
+                }
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+        let deadline = Instant::now() + grace;
+        while !self.tasks.is_empty() {
+            match tokio::time::timeout_at(deadline.into(), self.tasks.join_next()).await {
+                Ok(Some(Ok((id, pipeline)))) => self.finished(&id, &pipeline),
+                Ok(_) => {}
+                Err(_) => {
+                    tracing::warn!(
+                        in_flight = self.in_flight.len(),
+                        "grace period over: stopping attempts still running; they resume at the next start"
+                    );
+                    self.tasks.shutdown().await;
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// One attempt of one start, and its record in the store.
+async fn attempt(shared: &Shared, pipeline: &Pipeline, row: StartRow, event_json: String) {
+    let event: Option<ChangeEvent> = serde_json::from_str(&event_json).ok();
+    if row.attempts == 0
+        && let Some(e) = &event
+    {
+        let waited = (now_ms() - e.received_at.as_millisecond()).max(0) as f64 / 1000.0;
+        shared.metrics.observe(
+            "switchyard_start_latency_seconds",
+            &[("pipeline", &pipeline.name)],
+            waited,
+        );
+    }
+    let result = match &event {
+        None => Err(Failure::dead("the stored change event cannot be read")),
+        Some(event) => run_target(shared, pipeline, &row, event, &event_json).await,
+    };
+    let failures = row.attempts + 1;
+    let finish = match result {
+        Ok(()) => Finish::Succeeded,
+        Err(f) if f.retry && failures < shared.policy.attempts => {
+            let delay = shared.policy.delay(failures);
+            Finish::Retry {
+                at_ms: now_ms() + delay.as_millis() as i64,
+                error: f.message,
+            }
+        }
+        Err(f) => Finish::Dead { error: f.message },
+    };
+    let outcome = match &finish {
+        Finish::Succeeded => "succeeded",
+        Finish::Retry { .. } => "retry",
+        Finish::Dead { .. } => "dead",
+    };
+    shared.metrics.inc(
+        "switchyard_starts_total",
+        &[("pipeline", &pipeline.name), ("outcome", outcome)],
+    );
+    match &finish {
+        Finish::Succeeded => {
+            tracing::info!(pipeline = %pipeline.name, start = %row.id, attempt = failures, "started")
+        }
+        Finish::Retry { error, at_ms } => {
+            tracing::warn!(pipeline = %pipeline.name, start = %row.id, attempt = failures, retry_in_ms = at_ms - now_ms(), %error, "start failed; will retry")
+        }
+        Finish::Dead { error } => {
+            tracing::error!(pipeline = %pipeline.name, start = %row.id, attempt = failures, %error, "start failed; dead-lettered")
+        }
+    }
+    // Record the outcome; if the store is down, the start stays open and runs again later
+    // with the same start id.
+    for wait_ms in [0u64, 50, 200, 1000] {
+        tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+        match shared.store.finish(&row.id, finish.clone()).await {
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(start = %row.id, error = %e, "cannot record the start's outcome")
+            }
+        }
+    }
+}
+
+async fn run_target(
+    shared: &Shared,
+    pipeline: &Pipeline,
+    row: &StartRow,
+    event: &ChangeEvent,
+    event_json: &str,
+) -> Result<(), Failure> {
+    match &pipeline.start {
+        Start::Exec { argv } => {
+            let env = [
+                ("SWITCHYARD_PIPELINE", pipeline.name.clone()),
+                ("SWITCHYARD_START_ID", row.id.clone()),
+                ("SWITCHYARD_CHANGE_ID", event.id.clone()),
+                ("SWITCHYARD_REPOSITORY", event.repository.to_string()),
+                ("SWITCHYARD_REF", event.git_ref.clone()),
+                ("SWITCHYARD_SHA", event.sha().to_owned()),
+                ("SWITCHYARD_BEFORE", event.before.clone()),
+                ("SWITCHYARD_SOURCE", event.source.kind.to_string()),
+                ("SWITCHYARD_ATTEMPT", (row.attempts + 1).to_string()),
+            ];
+            if let Err(e) = tokio::fs::create_dir_all(&shared.events_dir).await {
+                return Err(Failure::retry(format!(
+                    "cannot create {}: {e}",
+                    shared.events_dir.display()
+                )));
+            }
+            let file = shared.events_dir.join(format!("{}.json", row.id));
+            exec::run(argv, &env, event_json.as_bytes(), &file, pipeline.timeout).await
+        }
+        Start::Http { url, .. } => {
+            let body =
+                serde_json::json!({"pipeline": pipeline.name, "start_id": row.id, "event": event});
+            let body = serde_json::to_vec(&body).map_err(|e| Failure::dead(e.to_string()))?;
+            http::post(
+                &shared.http,
+                url,
+                body,
+                &row.id,
+                shared.keys.get(&pipeline.name),
+                pipeline.timeout,
+            )
+            .await
+        }
+        Start::EventBridge { .. } | Start::Sqs { .. } => Err(Failure::dead(
+            "the eventbridge and sqs targets are not available in this build yet",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_a_cap() {
+        let p = Policy {
+            attempts: 8,
+            backoff: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(10),
+        };
+        for _ in 0..200 {
+            let d1 = p.delay(1);
+            assert!(
+                d1 >= Duration::from_millis(500) && d1 <= Duration::from_secs(1),
+                "{d1:?}"
+            );
+            let d3 = p.delay(3);
+            assert!(
+                d3 >= Duration::from_secs(2) && d3 <= Duration::from_secs(4),
+                "{d3:?}"
+            );
+            let d9 = p.delay(9);
+            assert!(
+                d9 >= Duration::from_secs(5) && d9 <= Duration::from_secs(10),
+                "{d9:?}"
+            );
+            assert!(p.delay(u32::MAX) <= Duration::from_secs(10));
+        }
+    }
+}

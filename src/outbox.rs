@@ -1,0 +1,101 @@
+//! `switchyard outbox`: the starts waiting, failing or dead-lettered, and retrying or dropping
+//! one. Works on the store directly, beside a running `serve` (which picks changes up within a
+//! second).
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::event::format_millis;
+use crate::store::{Admin, StartRow, StartState, StoreError};
+
+/// What `outbox list` shows by default: everything not yet started successfully nor given up.
+pub const DEFAULT_STATES: &[StartState] =
+    &[StartState::Pending, StartState::Failed, StartState::Dead];
+
+fn when(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(format_millis)
+        .unwrap_or_else(|_| ms.to_string())
+}
+
+/// The starts in `states` (all when empty) as a table, or as JSON lines.
+pub fn list(state_dir: &Path, states: &[StartState], json: bool) -> Result<String, StoreError> {
+    let admin = Admin::open(state_dir)?;
+    let rows = admin.starts(states)?;
+    let mut out = String::new();
+    if json {
+        for r in &rows {
+            let line = serde_json::json!({
+                "start_id": r.id, "pipeline": r.pipeline, "change": r.change_id, "ref": r.git_ref,
+                "state": r.state.as_str(), "attempts": r.attempts,
+                "next_attempt": when(r.next_attempt_ms), "updated": when(r.updated_ms),
+                "last_error": r.last_error,
+            });
+            let _ = writeln!(out, "{line}");
+        }
+        return Ok(out);
+    }
+    if rows.is_empty() {
+        out.push_str("no starts\n");
+        return Ok(out);
+    }
+    let width = rows
+        .iter()
+        .map(|r| r.pipeline.len())
+        .max()
+        .unwrap_or(8)
+        .max(8);
+    let _ = writeln!(
+        out,
+        "{:<32}  {:<width$}  {:<10}  {:>8}  {:<24}  {}",
+        "START", "PIPELINE", "STATE", "ATTEMPTS", "NEXT ATTEMPT", "REF / LAST ERROR"
+    );
+    for r in &rows {
+        let next = if r.state.is_open() {
+            when(r.next_attempt_ms)
+        } else {
+            "-".to_owned()
+        };
+        let _ = writeln!(
+            out,
+            "{:<32}  {:<width$}  {:<10}  {:>8}  {:<24}  {}",
+            r.id,
+            r.pipeline,
+            r.state.as_str(),
+            r.attempts,
+            next,
+            r.git_ref
+        );
+        if let Some(e) = &r.last_error {
+            let _ = writeln!(
+                out,
+                "{:<32}  {:<width$}  {:<10}  {:>8}  {:<24}  {e}",
+                "", "", "", "", ""
+            );
+        }
+    }
+    Ok(out)
+}
+
+fn describe(action: &str, r: &StartRow) -> String {
+    format!(
+        "{action} {} ({} for {} of change {}): now {}\n",
+        r.id,
+        r.pipeline,
+        r.git_ref,
+        r.change_id,
+        r.state.as_str()
+    )
+}
+
+/// Reopens a dead or failed start with a fresh set of attempts.
+pub fn retry(state_dir: &Path, id: &str) -> Result<String, StoreError> {
+    let row = Admin::open(state_dir)?.retry(id)?;
+    Ok(describe("retrying", &row))
+}
+
+/// Drops a start so it never runs.
+pub fn drop_start(state_dir: &Path, id: &str) -> Result<String, StoreError> {
+    let row = Admin::open(state_dir)?.drop_start(id)?;
+    Ok(describe("dropped", &row))
+}

@@ -1,0 +1,390 @@
+//! `switchyard serve`: the store, the dispatcher and the HTTP server, wired together, until
+//! SIGINT or SIGTERM; then new requests stop, requests in progress finish, running starts get
+//! a grace period, and whatever is unfinished resumes at the next start.
+//!
+//! HTTP: `POST /hooks/NAME` (webhook receivers), `GET /healthz`, `GET /readyz`, `GET /metrics`.
+//! Slow clients cannot hold the server: headers and bodies have read timeouts, bodies a size
+//! limit, and connections a bound.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, Semaphore};
+
+use crate::config::Config;
+use crate::dispatch::{Dispatcher, Policy};
+use crate::intake::Intake;
+use crate::metrics::Metrics;
+use crate::pipeline::{Pipelines, Start};
+use crate::shutdown::{self, Shutdown};
+use crate::signature::Key;
+use crate::sources::webhook::{self, Answer, Receivers};
+use crate::store::{Store, now_ms};
+
+/// What the HTTP handlers share.
+#[derive(Debug)]
+struct App {
+    intake: Intake,
+    receivers: Receivers,
+    metrics: Arc<Metrics>,
+    store: Store,
+    max_body: usize,
+    read_timeout: Duration,
+    ready: AtomicBool,
+}
+
+/// A running server, for tests and for `main`.
+#[derive(Debug)]
+pub struct Server {
+    pub addr: SocketAddr,
+    trigger: shutdown::Trigger,
+    done: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    /// Asks the server to stop and waits until it has.
+    pub async fn stop(self) {
+        self.trigger.fire();
+        let _ = self.done.await;
+    }
+
+    /// Waits until the server stops by itself (after a signal).
+    pub async fn wait(self) {
+        let _ = self.done.await;
+    }
+}
+
+/// Resolves the signing secrets of `http` targets, by pipeline.
+fn target_keys(pipelines: &Pipelines) -> anyhow::Result<HashMap<String, Key>> {
+    let mut keys = HashMap::new();
+    for p in &pipelines.list {
+        if let Start::Http {
+            secret: Some(secret),
+            ..
+        } = &p.start
+        {
+            let value = secret
+                .resolve()
+                .map_err(|e| anyhow::anyhow!("pipeline {:?}: {e}", p.name))?;
+            let key = Key::from_secret(&value)
+                .map_err(|e| anyhow::anyhow!("pipeline {:?}: {secret}: {e}", p.name))?;
+            keys.insert(p.name.clone(), key);
+        }
+    }
+    Ok(keys)
+}
+
+/// Binds the listener and starts everything. Returns once the server accepts connections;
+/// [`Server::stop`] drains and stops it.
+pub async fn start(config: Config, pipelines: Pipelines) -> anyhow::Result<Server> {
+    let pipelines = Arc::new(pipelines);
+    let receivers = Receivers::from_config(&config.receivers).map_err(anyhow::Error::msg)?;
+    let keys = target_keys(&pipelines)?;
+    let metrics = Arc::new(Metrics::default());
+    let new_work = Arc::new(Notify::new());
+    let store = Store::open(&config.state_dir, Arc::clone(&new_work));
+    let ready = match store
+        .prune_deliveries(now_ms() - config.replay_window.as_millis() as i64)
+        .await
+    {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::error!(error = %e, "the store is not usable yet; answering 503 until it is");
+            false
+        }
+    };
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let (trigger, shutdown) = shutdown::channel();
+
+    let policy = Policy {
+        attempts: config.dispatch.attempts,
+        backoff: config.dispatch.backoff,
+        backoff_max: config.dispatch.backoff_max,
+    };
+    let dispatcher = Dispatcher::new(
+        store.clone(),
+        Arc::clone(&pipelines),
+        policy,
+        keys,
+        config.state_dir.clone(),
+        Arc::clone(&new_work),
+        Arc::clone(&metrics),
+    );
+    let app = Arc::new(App {
+        intake: Intake::new(Arc::clone(&pipelines), store.clone(), Arc::clone(&metrics)),
+        receivers,
+        metrics,
+        store: store.clone(),
+        max_body: config.limits.max_body_bytes,
+        read_timeout: config.limits.read_timeout,
+        ready: AtomicBool::new(ready),
+    });
+    tracing::info!(%addr, pipelines = pipelines.list.len(), state_dir = %config.state_dir.display(), "serving");
+
+    let grace = config.shutdown_grace;
+    let max_connections = config.limits.max_connections;
+    let replay_window = config.replay_window;
+    let done = tokio::spawn(async move {
+        let dispatch = tokio::spawn(dispatcher.run(shutdown.clone(), grace));
+        let housekeeping = tokio::spawn(housekeeping(store, replay_window, shutdown.clone()));
+        serve_http(listener, app, max_connections, shutdown.clone(), grace).await;
+        let _ = dispatch.await;
+        housekeeping.abort();
+        tracing::info!("stopped");
+    });
+    Ok(Server {
+        addr,
+        trigger,
+        done,
+    })
+}
+
+/// Forgets delivery ids older than the replay window, hourly.
+async fn housekeeping(store: Store, window: Duration, mut shutdown: Shutdown) {
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = tokio::time::sleep(Duration::from_secs(3600)) => {
+                let before = now_ms() - window.as_millis() as i64;
+                if let Err(e) = store.prune_deliveries(before).await {
+                    tracing::warn!(error = %e, "cannot prune old delivery ids");
+                }
+            }
+        }
+    }
+}
+
+async fn serve_http(
+    listener: TcpListener,
+    app: Arc<App>,
+    max_connections: usize,
+    mut shutdown: Shutdown,
+    grace: Duration,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(max_connections));
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.wait() => break,
+            permit = Arc::clone(&slots).acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (stream, _peer) = tokio::select! {
+            _ = shutdown.wait() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let read_timeout = app.read_timeout;
+        let app = Arc::clone(&app);
+        let service = service_fn(move |req| {
+            let app = Arc::clone(&app);
+            async move { Ok::<_, Infallible>(route(&app, req).await) }
+        });
+        let conn = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(read_timeout)
+            .keep_alive(true)
+            .serve_connection(TokioIo::new(stream), service);
+        let watched = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = watched.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after the grace period; closing them");
+    }
+}
+
+fn respond(
+    status: u16,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(body.into()));
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
+fn json(answer: &Answer) -> Response<Full<Bytes>> {
+    let mut body = serde_json::to_vec(&answer.body).unwrap_or_default();
+    body.push(b'\n');
+    respond(answer.status, "application/json", body)
+}
+
+async fn route(app: &App, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = req.uri().path().to_owned();
+    let method = req.method().clone();
+    match (method, path.as_str()) {
+        (Method::GET, "/healthz") => respond(200, "text/plain", "ok\n"),
+        (Method::GET, "/readyz") => readyz(app).await,
+        (Method::GET, "/metrics") => {
+            respond(200, "text/plain; version=0.0.4", app.metrics.render())
+        }
+        (Method::POST, p) if p.starts_with("/hooks/") => {
+            hook(app, &p["/hooks/".len()..], req).await
+        }
+        (_, "/healthz" | "/readyz" | "/metrics") => json(&Answer::rejected(405, "use GET")),
+        (_, p) if p.starts_with("/hooks/") => json(&Answer::rejected(405, "use POST")),
+        _ => json(&Answer::rejected(
+            404,
+            "no such endpoint: POST /hooks/NAME, GET /healthz, /readyz, /metrics",
+        )),
+    }
+}
+
+async fn readyz(app: &App) -> Response<Full<Bytes>> {
+    // A real write: ready means a change posted now would be stored.
+    match app.store.prune_deliveries(0).await {
+        Ok(_) => {
+            app.ready.store(true, Ordering::Relaxed);
+            respond(200, "text/plain", "ready\n")
+        }
+        Err(e) => {
+            app.ready.store(false, Ordering::Relaxed);
+            respond(503, "text/plain", format!("not ready: {e}\n"))
+        }
+    }
+}
+
+async fn hook(app: &App, name: &str, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let Some(receiver) = app.receivers.get(name) else {
+        return json(&Answer::rejected(
+            404,
+            format!("no receiver named {name:?}"),
+        ));
+    };
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > app.max_body as u64) {
+        app.metrics.inc(
+            "switchyard_rejected_total",
+            &[("receiver", name), ("reason", "too_large")],
+        );
+        return json(&Answer::rejected(
+            413,
+            format!("the body is larger than {} bytes", app.max_body),
+        ));
+    }
+    let (parts, body) = req.into_parts();
+    let collected =
+        tokio::time::timeout(app.read_timeout, Limited::new(body, app.max_body).collect()).await;
+    let body = match collected {
+        Err(_) => {
+            app.metrics.inc(
+                "switchyard_rejected_total",
+                &[("receiver", name), ("reason", "slow_body")],
+            );
+            return json(&Answer::rejected(408, "the body was not received in time"));
+        }
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            app.metrics.inc(
+                "switchyard_rejected_total",
+                &[("receiver", name), ("reason", "too_large")],
+            );
+            return json(&Answer::rejected(
+                413,
+                format!("the body is larger than {} bytes", app.max_body),
+            ));
+        }
+        Ok(Err(e)) => return json(&Answer::rejected(400, format!("cannot read the body: {e}"))),
+        Ok(Ok(b)) => b.to_bytes(),
+    };
+    let answer = webhook::handle(receiver, &parts.headers, &body, &app.intake, &app.metrics).await;
+    if answer.status == 503 {
+        app.ready.store(false, Ordering::Relaxed);
+    }
+    json(&answer)
+}
+
+/// Waits for SIGINT or SIGTERM.
+pub async fn signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
+            (Ok(mut int), Ok(mut term)) => {
+                tokio::select! {
+                    _ = int.recv() => tracing::info!("SIGINT: draining"),
+                    _ = term.recv() => tracing::info!("SIGTERM: draining"),
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Loads the configuration and definitions, then serves until a signal.
+pub async fn run(config_path: Option<&Path>, triggers: &Path) -> anyhow::Result<()> {
+    let (config, diags) = Config::load(config_path);
+    let errors: Vec<String> = diags
+        .iter()
+        .filter(|d| d.severity == crate::diag::Severity::Error)
+        .map(ToString::to_string)
+        .collect();
+    let Some(config) = config.filter(|_| errors.is_empty()) else {
+        anyhow::bail!("the configuration has errors:\n{}", errors.join("\n"));
+    };
+    let (pipelines, diags) = Pipelines::load_dir(triggers);
+    let errors: Vec<String> = diags
+        .iter()
+        .filter(|d| d.severity == crate::diag::Severity::Error)
+        .map(ToString::to_string)
+        .collect();
+    if !errors.is_empty() {
+        anyhow::bail!(
+            "{} has errors (run `switchyard check`):\n{}",
+            triggers.display(),
+            errors.join("\n")
+        );
+    }
+    let server = start(config, pipelines).await?;
+    eprintln!("switchyard listening on http://{}", server.addr);
+    signal().await;
+    server.stop().await;
+    Ok(())
+}

@@ -1,0 +1,707 @@
+//! The embedded store: one SQLite file in the state directory, written by one thread that
+//! commits concurrent requests together (group commit).
+//!
+//! # On-disk format
+//!
+//! `STATE_DIR/switchyard.db`, SQLite in WAL mode with `synchronous=FULL`: a commit returns only
+//! once the write-ahead log is on disk. `PRAGMA user_version` holds the schema version;
+//! [`MIGRATIONS`] brings an older file up to date inside one transaction at open. Tables:
+//!
+//! - `changes(id, repository, event, received_ms)`: each change event as first accepted (JSON).
+//! - `sightings(change_id, source, provider, delivery_id, first_seen_ms)`: when each source
+//!   first reported each change — the comparison of sources is read from here.
+//! - `starts(seq, id, change_id, pipeline, git_ref, state, attempts, next_attempt_ms,
+//!   last_error, created_ms, updated_ms)`: one row per (change, pipeline); `seq` is intake order,
+//!   `id` the start id (the idempotency key a runner sees on every attempt).
+//! - `deliveries(receiver, delivery_id, seen_ms)`: delivery ids seen, the replay window.
+//! - `cursors(repository, git_ref, sha, updated_ms)`: where polling last saw each ref.
+//!
+//! # Invariants
+//!
+//! - An intake is acknowledged (`accepted` / `duplicate`) only after its transaction committed.
+//! - A change id is stored once; a second source adds a sighting and starts nothing.
+//! - (change id, pipeline) is unique: a change starts a pipeline at most once per success.
+//! - Start states move `pending → succeeded | failed → … → dead`, or to `superseded`/`dropped`;
+//!   a finished state is never reopened except by `outbox retry`. Being in flight is not stored:
+//!   after a crash, every open start (`pending`/`failed`) is simply claimable again.
+
+mod schema;
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use sha2::{Digest, Sha256};
+use tokio::sync::{Notify, oneshot};
+
+use crate::event::ChangeEvent;
+
+pub use schema::MIGRATIONS;
+
+/// The database file inside the state directory.
+pub const DB_FILE: &str = "switchyard.db";
+
+/// Requests committed in one transaction at most.
+const MAX_BATCH: usize = 2048;
+
+/// Why the store could not do what was asked.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the store at {path} cannot be opened: {message}")]
+    Open { path: String, message: String },
+    #[error("the store could not write: {0}")]
+    Write(String),
+    #[error("the store could not read: {0}")]
+    Read(String),
+    #[error("the store is closed")]
+    Closed,
+    #[error("no start with id {0:?}")]
+    NoSuchStart(String),
+    #[error("start {id:?} is {state}, which cannot be {action}")]
+    WrongState {
+        id: String,
+        state: String,
+        action: &'static str,
+    },
+}
+
+/// What a source hands over.
+#[derive(Clone, Debug)]
+pub struct IntakeRequest {
+    pub event: ChangeEvent,
+    /// (receiver or source name, delivery id): remembered for the replay window.
+    pub delivery: Option<(String, String)>,
+    /// The pipelines the filters chose, and whether each supersedes older pending starts.
+    pub starts: Vec<PlannedStart>,
+}
+
+/// A pipeline the change must start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedStart {
+    pub pipeline: String,
+    pub supersede: bool,
+}
+
+/// The answer to an intake, given once the change is on disk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IntakeOutcome {
+    /// A new change; these start ids were created.
+    Accepted {
+        change_id: String,
+        starts: Vec<String>,
+    },
+    /// Seen before: as this delivery id, or as this change from any source.
+    Duplicate { change_id: String, why: DuplicateOf },
+}
+
+/// What an intake duplicated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DuplicateOf {
+    Delivery,
+    Change,
+}
+
+/// The state of a start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum StartState {
+    /// Not tried yet.
+    Pending,
+    /// Failed, waiting for a retry at `next_attempt_ms`.
+    Failed,
+    Succeeded,
+    /// Out of attempts, or refused for good; `outbox retry` reopens it.
+    Dead,
+    /// A newer change of the same pipeline and ref replaced it before it started.
+    Superseded,
+    /// Dropped by `outbox drop`.
+    Dropped,
+}
+
+impl StartState {
+    /// The word stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StartState::Pending => "pending",
+            StartState::Failed => "failed",
+            StartState::Succeeded => "succeeded",
+            StartState::Dead => "dead",
+            StartState::Superseded => "superseded",
+            StartState::Dropped => "dropped",
+        }
+    }
+
+    /// Parses the stored word.
+    pub fn parse(s: &str) -> Option<StartState> {
+        Some(match s {
+            "pending" => StartState::Pending,
+            "failed" => StartState::Failed,
+            "succeeded" => StartState::Succeeded,
+            "dead" => StartState::Dead,
+            "superseded" => StartState::Superseded,
+            "dropped" => StartState::Dropped,
+            _ => return None,
+        })
+    }
+
+    /// Pending or failed: the dispatcher may still start it.
+    pub fn is_open(self) -> bool {
+        matches!(self, StartState::Pending | StartState::Failed)
+    }
+}
+
+/// One row of `starts`, with its change event when asked for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StartRow {
+    pub seq: i64,
+    pub id: String,
+    pub change_id: String,
+    pub pipeline: String,
+    pub git_ref: String,
+    pub state: StartState,
+    pub attempts: u32,
+    pub next_attempt_ms: i64,
+    pub last_error: Option<String>,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+/// How an attempt ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Finish {
+    Succeeded,
+    /// Failed; retry at this time (Unix ms).
+    Retry {
+        at_ms: i64,
+        error: String,
+    },
+    /// Failed for good.
+    Dead {
+        error: String,
+    },
+}
+
+/// The start id of (change, pipeline): stable across attempts and restarts.
+pub fn start_id(change_id: &str, pipeline: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(change_id.as_bytes());
+    h.update([0u8]);
+    h.update(pipeline.as_bytes());
+    let digest = h.finalize();
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The current time in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+enum Command {
+    Intake(
+        Box<IntakeRequest>,
+        oneshot::Sender<Result<IntakeOutcome, StoreError>>,
+    ),
+    Finish(String, Finish, oneshot::Sender<Result<bool, StoreError>>),
+    Open {
+        window: u32,
+        reply: oneshot::Sender<Result<Vec<(StartRow, String)>, StoreError>>,
+    },
+    Prune {
+        deliveries_before_ms: i64,
+        reply: oneshot::Sender<Result<usize, StoreError>>,
+    },
+}
+
+/// A handle to the store's writer thread. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    tx: mpsc::Sender<Command>,
+    path: Arc<PathBuf>,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Command::Intake(..) => "Intake",
+            Command::Finish(..) => "Finish",
+            Command::Open { .. } => "Open",
+            Command::Prune { .. } => "Prune",
+        })
+    }
+}
+
+/// Opens (creating and migrating if needed) the database at `path`.
+pub fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    let fail = |e: &dyn std::fmt::Display| StoreError::Open {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    };
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir).map_err(|e| fail(&e))?;
+    }
+    let mut conn = Connection::open(path).map_err(|e| fail(&e))?;
+    conn.busy_timeout(Duration::from_secs(5))
+        .map_err(|e| fail(&e))?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(|e| fail(&e))?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(|e| fail(&e))?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(|e| fail(&e))?;
+    if let Ok(pages) = std::env::var("SWITCHYARD_STORE_MAX_PAGES")
+        && let Ok(pages) = pages.parse::<i64>()
+    {
+        // Fault injection for tests: a store that fills up like a full disk.
+        conn.pragma_update(None, "max_page_count", pages)
+            .map_err(|e| fail(&e))?;
+    }
+    schema::migrate(&mut conn).map_err(|e| fail(&e))?;
+    Ok(conn)
+}
+
+impl Store {
+    /// Starts the writer thread for the database in `state_dir`. `new_work` is notified after
+    /// every commit that created or reopened starts. The file is opened on the writer thread;
+    /// when it cannot be opened, every request fails (and opening is retried on the next one),
+    /// so a server can keep answering 503 until the disk is back.
+    pub fn open(state_dir: &Path, new_work: Arc<Notify>) -> Store {
+        let path = state_dir.join(DB_FILE);
+        let (tx, rx) = mpsc::channel();
+        let thread_path = path.clone();
+        let spawned = std::thread::Builder::new()
+            .name("switchyard-store".into())
+            .spawn(move || writer(thread_path, rx, new_work));
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the store thread");
+        }
+        Store {
+            tx,
+            path: Arc::new(path),
+        }
+    }
+
+    /// Opens the store and checks that it is usable now.
+    pub async fn open_checked(
+        state_dir: &Path,
+        new_work: Arc<Notify>,
+    ) -> Result<Store, StoreError> {
+        let store = Store::open(state_dir, new_work);
+        store.prune_deliveries(0).await?;
+        Ok(store)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Command,
+    ) -> Result<T, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(make(reply)).map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Stores a change and its starts; answers once they are on disk.
+    pub async fn intake(&self, request: IntakeRequest) -> Result<IntakeOutcome, StoreError> {
+        self.call(|reply| Command::Intake(Box::new(request), reply))
+            .await
+    }
+
+    /// Records how an attempt of a start ended. False when the start was no longer open
+    /// (dropped or superseded meanwhile).
+    pub async fn finish(&self, start_id: &str, finish: Finish) -> Result<bool, StoreError> {
+        let id = start_id.to_owned();
+        self.call(|reply| Command::Finish(id, finish, reply)).await
+    }
+
+    /// The open starts, the first `window` of each pipeline in intake order, with their change
+    /// events (JSON).
+    pub async fn open_starts(&self, window: u32) -> Result<Vec<(StartRow, String)>, StoreError> {
+        self.call(|reply| Command::Open { window, reply }).await
+    }
+
+    /// Forgets delivery ids seen before `before_ms`; returns how many.
+    pub async fn prune_deliveries(&self, before_ms: i64) -> Result<usize, StoreError> {
+        self.call(|reply| Command::Prune {
+            deliveries_before_ms: before_ms,
+            reply,
+        })
+        .await
+    }
+}
+
+/// The writer thread: takes every queued command, applies the writes in one transaction,
+/// commits once, then answers all of them.
+fn writer(path: PathBuf, rx: mpsc::Receiver<Command>, new_work: Arc<Notify>) {
+    let mut conn: Option<Connection> = None;
+    let mut batch: Vec<Command> = Vec::with_capacity(64);
+    while let Ok(first) = rx.recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(cmd) => batch.push(cmd),
+                Err(_) => break,
+            }
+        }
+        if conn.is_none() {
+            match open_connection(&path) {
+                Ok(c) => conn = Some(c),
+                Err(e) => {
+                    tracing::error!(error = %e, "store unavailable");
+                    fail_all(&mut batch, &e);
+                    continue;
+                }
+            }
+        }
+        let Some(c) = conn.as_mut() else { continue };
+        let mut woke = false;
+        match apply(c, &mut batch, &mut woke) {
+            Ok(answers) => {
+                if woke {
+                    new_work.notify_one();
+                }
+                for answer in answers {
+                    answer();
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, batch = batch.len(), "store write failed; nothing in this batch was acknowledged");
+                let err = StoreError::Write(e.to_string());
+                fail_all(&mut batch, &err);
+                // Reopen on the next batch: the connection may be in a bad state.
+                conn = None;
+            }
+        }
+        batch.clear();
+    }
+}
+
+fn fail_all(batch: &mut Vec<Command>, err: &StoreError) {
+    for cmd in batch.drain(..) {
+        match cmd {
+            Command::Intake(_, reply) => drop(reply.send(Err(err.clone()))),
+            Command::Finish(_, _, reply) => drop(reply.send(Err(err.clone()))),
+            Command::Open { reply, .. } => drop(reply.send(Err(err.clone()))),
+            Command::Prune { reply, .. } => drop(reply.send(Err(err.clone()))),
+        }
+    }
+}
+
+type Answer = Box<dyn FnOnce() + Send>;
+
+/// Applies a batch in one transaction. Returns the answers to send after the commit.
+fn apply(
+    conn: &mut Connection,
+    batch: &mut Vec<Command>,
+    woke: &mut bool,
+) -> rusqlite::Result<Vec<Answer>> {
+    let now = now_ms();
+    let tx = conn.transaction()?;
+    let mut answers: Vec<Answer> = Vec::with_capacity(batch.len());
+    let mut reads = Vec::new();
+    for cmd in batch.drain(..) {
+        match cmd {
+            Command::Intake(req, reply) => {
+                let outcome = intake(&tx, &req, now)?;
+                if matches!(&outcome, IntakeOutcome::Accepted { starts, .. } if !starts.is_empty())
+                {
+                    *woke = true;
+                }
+                answers.push(Box::new(move || drop(reply.send(Ok(outcome)))));
+            }
+            Command::Finish(id, finish, reply) => {
+                let changed = finish_start(&tx, &id, &finish, now)?;
+                if changed {
+                    *woke = true;
+                }
+                answers.push(Box::new(move || drop(reply.send(Ok(changed)))));
+            }
+            Command::Prune {
+                deliveries_before_ms,
+                reply,
+            } => {
+                let n = tx.execute(
+                    "DELETE FROM deliveries WHERE seen_ms < ?1",
+                    params![deliveries_before_ms],
+                )?;
+                answers.push(Box::new(move || drop(reply.send(Ok(n)))));
+            }
+            read @ Command::Open { .. } => reads.push(read),
+        }
+    }
+    tx.commit()?;
+    for read in reads {
+        if let Command::Open { window, reply } = read {
+            let rows = open_starts(conn, window).map_err(|e| StoreError::Read(e.to_string()));
+            answers.push(Box::new(move || drop(reply.send(rows))));
+        }
+    }
+    Ok(answers)
+}
+
+fn intake(
+    tx: &rusqlite::Transaction<'_>,
+    req: &IntakeRequest,
+    now: i64,
+) -> rusqlite::Result<IntakeOutcome> {
+    let event = &req.event;
+    let change_id = event.id.clone();
+    if let Some((receiver, delivery)) = &req.delivery {
+        let fresh = tx.execute(
+            "INSERT OR IGNORE INTO deliveries (receiver, delivery_id, seen_ms) VALUES (?1, ?2, ?3)",
+            params![receiver, delivery, now],
+        )?;
+        if fresh == 0 {
+            return Ok(IntakeOutcome::Duplicate {
+                change_id,
+                why: DuplicateOf::Delivery,
+            });
+        }
+    }
+    let received_ms = event.received_at.as_millisecond();
+    tx.execute(
+        "INSERT OR IGNORE INTO sightings (change_id, source, provider, delivery_id, first_seen_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![change_id, event.source.kind.to_string(), event.source.provider, event.source.delivery_id, received_ms],
+    )?;
+    let json = serde_json::to_string(event).unwrap_or_default();
+    let new = tx.execute(
+        "INSERT OR IGNORE INTO changes (id, repository, event, received_ms) VALUES (?1, ?2, ?3, ?4)",
+        params![change_id, event.repository.as_str(), json, received_ms],
+    )?;
+    if new == 0 {
+        return Ok(IntakeOutcome::Duplicate {
+            change_id,
+            why: DuplicateOf::Change,
+        });
+    }
+    let mut ids = Vec::with_capacity(req.starts.len());
+    let mut insert = tx.prepare_cached(
+        "INSERT OR IGNORE INTO starts (id, change_id, pipeline, git_ref, state, attempts, next_attempt_ms, created_ms, updated_ms)
+         VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?5, ?5)",
+    )?;
+    let mut supersede = tx.prepare_cached(
+        "UPDATE starts SET state = 'superseded', updated_ms = ?1
+         WHERE pipeline = ?2 AND git_ref = ?3 AND state IN ('pending', 'failed') AND id <> ?4",
+    )?;
+    for planned in &req.starts {
+        let id = start_id(&change_id, &planned.pipeline);
+        insert.execute(params![id, change_id, planned.pipeline, event.git_ref, now])?;
+        if planned.supersede {
+            supersede.execute(params![now, planned.pipeline, event.git_ref, id])?;
+        }
+        ids.push(id);
+    }
+    Ok(IntakeOutcome::Accepted {
+        change_id,
+        starts: ids,
+    })
+}
+
+fn finish_start(
+    tx: &rusqlite::Transaction<'_>,
+    id: &str,
+    finish: &Finish,
+    now: i64,
+) -> rusqlite::Result<bool> {
+    let (state, next, error) = match finish {
+        Finish::Succeeded => ("succeeded", now, None),
+        Finish::Retry { at_ms, error } => ("failed", *at_ms, Some(error.as_str())),
+        Finish::Dead { error } => ("dead", now, Some(error.as_str())),
+    };
+    let n = tx.execute(
+        "UPDATE starts SET state = ?1, attempts = attempts + 1, next_attempt_ms = ?2,
+             last_error = COALESCE(?3, last_error), updated_ms = ?4
+         WHERE id = ?5 AND state IN ('pending', 'failed')",
+        params![state, next, error, now, id],
+    )?;
+    Ok(n > 0)
+}
+
+const START_COLUMNS: &str = "s.seq, s.id, s.change_id, s.pipeline, s.git_ref, s.state, s.attempts, s.next_attempt_ms, s.last_error, s.created_ms, s.updated_ms";
+
+fn row_to_start(row: &rusqlite::Row<'_>) -> rusqlite::Result<StartRow> {
+    let state: String = row.get(5)?;
+    Ok(StartRow {
+        seq: row.get(0)?,
+        id: row.get(1)?,
+        change_id: row.get(2)?,
+        pipeline: row.get(3)?,
+        git_ref: row.get(4)?,
+        state: StartState::parse(&state).unwrap_or(StartState::Dead),
+        attempts: row.get(6)?,
+        next_attempt_ms: row.get(7)?,
+        last_error: row.get(8)?,
+        created_ms: row.get(9)?,
+        updated_ms: row.get(10)?,
+    })
+}
+
+fn open_starts(conn: &Connection, window: u32) -> rusqlite::Result<Vec<(StartRow, String)>> {
+    let sql = format!(
+        "SELECT {START_COLUMNS}, c.event FROM (
+            SELECT *, ROW_NUMBER() OVER (PARTITION BY pipeline ORDER BY seq) AS rn
+            FROM starts WHERE state IN ('pending', 'failed')
+         ) s JOIN changes c ON c.id = s.change_id
+         WHERE s.rn <= ?1 ORDER BY s.seq"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params![window], |row| {
+        Ok((row_to_start(row)?, row.get::<_, String>(11)?))
+    })?;
+    rows.collect()
+}
+
+/// Read and admin access for commands that run beside a server (`outbox`), through their own
+/// connection. SQLite's locking keeps them consistent with a running writer.
+#[derive(Debug)]
+pub struct Admin {
+    conn: Connection,
+}
+
+impl Admin {
+    /// Opens the store in `state_dir`.
+    pub fn open(state_dir: &Path) -> Result<Admin, StoreError> {
+        Ok(Admin {
+            conn: open_connection(&state_dir.join(DB_FILE))?,
+        })
+    }
+
+    /// Starts in the given states (all when empty), oldest first.
+    pub fn starts(&self, states: &[StartState]) -> Result<Vec<StartRow>, StoreError> {
+        let read = |e: rusqlite::Error| StoreError::Read(e.to_string());
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT {START_COLUMNS} FROM starts s ORDER BY s.seq"
+            ))
+            .map_err(read)?;
+        let rows = stmt.query_map([], row_to_start).map_err(read)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let row = row.map_err(read)?;
+            if states.is_empty() || states.contains(&row.state) {
+                out.push(row);
+            }
+        }
+        Ok(out)
+    }
+
+    /// One start by id (or unique id prefix).
+    pub fn start(&self, id: &str) -> Result<StartRow, StoreError> {
+        let read = |e: rusqlite::Error| StoreError::Read(e.to_string());
+        let pattern = format!("{}%", id.replace(['%', '_'], ""));
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT {START_COLUMNS} FROM starts s WHERE s.id LIKE ?1 LIMIT 2"
+            ))
+            .map_err(read)?;
+        let rows: Vec<StartRow> = stmt
+            .query_map(params![pattern], row_to_start)
+            .map_err(read)?
+            .collect::<Result<_, _>>()
+            .map_err(read)?;
+        match rows.as_slice() {
+            [one] => Ok(one.clone()),
+            _ => Err(StoreError::NoSuchStart(id.to_owned())),
+        }
+    }
+
+    /// Reopens a dead, failed or dropped start with a fresh set of attempts.
+    pub fn retry(&self, id: &str) -> Result<StartRow, StoreError> {
+        let row = self.start(id)?;
+        if !matches!(
+            row.state,
+            StartState::Dead | StartState::Failed | StartState::Dropped | StartState::Superseded
+        ) {
+            return Err(StoreError::WrongState {
+                id: row.id,
+                state: row.state.as_str().into(),
+                action: "retried",
+            });
+        }
+        let now = now_ms();
+        self.conn
+            .execute(
+                "UPDATE starts SET state = 'pending', attempts = 0, next_attempt_ms = ?1, updated_ms = ?1 WHERE id = ?2",
+                params![now, row.id],
+            )
+            .map_err(|e| StoreError::Write(e.to_string()))?;
+        self.start(&row.id)
+    }
+
+    /// Drops an open or dead start: it will not be started.
+    pub fn drop_start(&self, id: &str) -> Result<StartRow, StoreError> {
+        let row = self.start(id)?;
+        if !matches!(
+            row.state,
+            StartState::Pending | StartState::Failed | StartState::Dead
+        ) {
+            return Err(StoreError::WrongState {
+                id: row.id,
+                state: row.state.as_str().into(),
+                action: "dropped",
+            });
+        }
+        self.conn
+            .execute(
+                "UPDATE starts SET state = 'dropped', updated_ms = ?1 WHERE id = ?2",
+                params![now_ms(), row.id],
+            )
+            .map_err(|e| StoreError::Write(e.to_string()))?;
+        self.start(&row.id)
+    }
+
+    /// The stored change event (JSON) of a change id.
+    pub fn change(&self, change_id: &str) -> Result<Option<String>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT event FROM changes WHERE id = ?1",
+                params![change_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| StoreError::Read(e.to_string()))
+    }
+
+    /// Each source's first sighting of a change: (source, first seen ms).
+    pub fn sightings(&self, change_id: &str) -> Result<Vec<(String, i64)>, StoreError> {
+        let read = |e: rusqlite::Error| StoreError::Read(e.to_string());
+        let mut stmt = self
+            .conn
+            .prepare("SELECT source, first_seen_ms FROM sightings WHERE change_id = ?1 ORDER BY first_seen_ms")
+            .map_err(read)?;
+        let rows = stmt
+            .query_map(params![change_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(read)?;
+        rows.collect::<Result<_, _>>().map_err(read)
+    }
+
+    /// Counts of starts per state.
+    pub fn counts(&self) -> Result<Vec<(StartState, i64)>, StoreError> {
+        let read = |e: rusqlite::Error| StoreError::Read(e.to_string());
+        let mut stmt = self
+            .conn
+            .prepare("SELECT state, COUNT(*) FROM starts GROUP BY state")
+            .map_err(read)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(read)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (state, n) = row.map_err(read)?;
+            if let Some(state) = StartState::parse(&state) {
+                out.push((state, n));
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,74 @@
+//! The schema and its migrations, applied in order at open; `PRAGMA user_version` counts them.
+
+use rusqlite::Connection;
+
+/// Migration N brings the schema from version N to N + 1.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: changes, sightings, starts, deliveries, cursors.
+    "CREATE TABLE changes (
+        id TEXT PRIMARY KEY,
+        repository TEXT NOT NULL,
+        event TEXT NOT NULL,
+        received_ms INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE sightings (
+        change_id TEXT NOT NULL,
+        source TEXT NOT NULL,
+        provider TEXT,
+        delivery_id TEXT,
+        first_seen_ms INTEGER NOT NULL,
+        PRIMARY KEY (change_id, source)
+     ) WITHOUT ROWID;
+     CREATE TABLE starts (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        change_id TEXT NOT NULL REFERENCES changes (id),
+        pipeline TEXT NOT NULL,
+        git_ref TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('pending', 'failed', 'succeeded', 'dead', 'superseded', 'dropped')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_ms INTEGER NOT NULL,
+        last_error TEXT,
+        created_ms INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL,
+        UNIQUE (change_id, pipeline)
+     );
+     CREATE INDEX starts_open ON starts (pipeline, seq) WHERE state IN ('pending', 'failed');
+     CREATE INDEX starts_ref ON starts (pipeline, git_ref) WHERE state IN ('pending', 'failed');
+     CREATE TABLE deliveries (
+        receiver TEXT NOT NULL,
+        delivery_id TEXT NOT NULL,
+        seen_ms INTEGER NOT NULL,
+        PRIMARY KEY (receiver, delivery_id)
+     ) WITHOUT ROWID;
+     CREATE INDEX deliveries_age ON deliveries (seen_ms);
+     CREATE TABLE cursors (
+        repository TEXT NOT NULL,
+        git_ref TEXT NOT NULL,
+        sha TEXT NOT NULL,
+        updated_ms INTEGER NOT NULL,
+        PRIMARY KEY (repository, git_ref)
+     ) WITHOUT ROWID;",
+];
+
+/// Brings the database to the newest schema, refusing one written by a newer switchyard.
+pub fn migrate(conn: &mut Connection) -> Result<(), String> {
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(|e| e.to_string())?;
+    let known = MIGRATIONS.len() as i64;
+    if version > known {
+        return Err(format!(
+            "the database has schema version {version}, newer than this switchyard knows ({known}): upgrade switchyard"
+        ));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.transaction().map_err(|e| e.to_string())?;
+        tx.execute_batch(sql)
+            .map_err(|e| format!("migration {}: {e}", i + 1))?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)
+            .map_err(|e| e.to_string())?;
+        tx.commit().map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
