@@ -23,7 +23,7 @@ use crate::metrics::Metrics;
 use crate::pipeline::{Mode, Pipeline, Pipelines, Start};
 use crate::shutdown::Shutdown;
 use crate::signature::Key;
-use crate::store::{Finish, StartRow, Store, now_ms};
+use crate::store::{Finish, StartRow, StartState, Store, now_ms};
 
 /// How often the dispatcher looks at the store without being woken.
 const SWEEP: Duration = Duration::from_secs(1);
@@ -157,6 +157,7 @@ impl Dispatcher {
             });
             groups[i].1.push((row, event));
         }
+        let mut chosen: Vec<(Pipeline, StartRow, String)> = Vec::new();
         for (name, group) in groups {
             let Some(pipeline) = self.pipelines.get(&name).cloned() else {
                 for (row, _) in group {
@@ -178,8 +179,9 @@ impl Dispatcher {
                 Mode::Queued | Mode::Superseded => group.into_iter().take(limit).collect(),
                 Mode::Parallel => group,
             };
+            let mut running = self.running.get(&name).copied().unwrap_or(0) as usize;
             for (row, event) in eligible {
-                if self.in_flight.contains_key(&row.id) {
+                if self.in_flight.contains_key(&row.id) || row.state == StartState::Running {
                     continue;
                 }
                 if row.next_attempt_ms > now {
@@ -187,9 +189,31 @@ impl Dispatcher {
                         Some(next_due.map_or(row.next_attempt_ms, |d| d.min(row.next_attempt_ms)));
                     continue;
                 }
-                if self.running.get(&name).copied().unwrap_or(0) as usize >= limit {
+                if running >= limit {
                     break;
                 }
+                running += 1;
+                chosen.push((pipeline.clone(), row, event));
+            }
+        }
+        if chosen.is_empty() {
+            return next_due;
+        }
+        // Mark them running in the store first, so that a newer change cannot supersede a
+        // start that is already under way.
+        let ids = chosen.iter().map(|(_, row, _)| row.id.clone()).collect();
+        let claimed = match self.shared.store.claim(ids).await {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                tracing::warn!(error = %e, "dispatcher cannot claim starts");
+                self.shared
+                    .metrics
+                    .inc("switchyard_store_errors_total", &[]);
+                return next_due;
+            }
+        };
+        for (pipeline, row, event) in chosen {
+            if claimed.contains(&row.id) {
                 self.spawn(&pipeline, row, event);
             }
         }
@@ -253,6 +277,10 @@ impl Dispatcher {
                         "grace period over: stopping attempts still running; they resume at the next start"
                     );
                     self.tasks.shutdown().await;
+                    let ids: Vec<String> = self.in_flight.keys().cloned().collect();
+                    if let Err(e) = self.shared.store.release(ids).await {
+                        tracing::warn!(error = %e, "cannot reopen the stopped starts; they reopen at the next start");
+                    }
                     break;
                 }
             }

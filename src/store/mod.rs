@@ -21,9 +21,12 @@
 //! - An intake is acknowledged (`accepted` / `duplicate`) only after its transaction committed.
 //! - A change id is stored once; a second source adds a sighting and starts nothing.
 //! - (change id, pipeline) is unique: a change starts a pipeline at most once per success.
-//! - Start states move `pending → succeeded | failed → … → dead`, or to `superseded`/`dropped`;
-//!   a finished state is never reopened except by `outbox retry`. Being in flight is not stored:
-//!   after a crash, every open start (`pending`/`failed`) is simply claimable again.
+//! - Start states move `pending → running → succeeded | failed → running → … → dead`, or from
+//!   `pending`/`failed` to `superseded`/`dropped`; a finished state is never reopened except by
+//!   `outbox retry`. A running start is never superseded or dropped. `running` is written
+//!   without waiting for the disk (it needs no durability): when the store is opened for
+//!   `serve`, every `running` start goes back to `pending`/`failed` and is attempted again with
+//!   the same start id.
 
 mod schema;
 #[cfg(test)]
@@ -110,6 +113,8 @@ pub enum DuplicateOf {
 pub enum StartState {
     /// Not tried yet.
     Pending,
+    /// Being attempted now.
+    Running,
     /// Failed, waiting for a retry at `next_attempt_ms`.
     Failed,
     Succeeded,
@@ -126,6 +131,7 @@ impl StartState {
     pub fn as_str(self) -> &'static str {
         match self {
             StartState::Pending => "pending",
+            StartState::Running => "running",
             StartState::Failed => "failed",
             StartState::Succeeded => "succeeded",
             StartState::Dead => "dead",
@@ -138,6 +144,7 @@ impl StartState {
     pub fn parse(s: &str) -> Option<StartState> {
         Some(match s {
             "pending" => StartState::Pending,
+            "running" => StartState::Running,
             "failed" => StartState::Failed,
             "succeeded" => StartState::Succeeded,
             "dead" => StartState::Dead,
@@ -150,6 +157,11 @@ impl StartState {
     /// Pending or failed: the dispatcher may still start it.
     pub fn is_open(self) -> bool {
         matches!(self, StartState::Pending | StartState::Failed)
+    }
+
+    /// Pending, failed or running: not finished.
+    pub fn is_unfinished(self) -> bool {
+        self.is_open() || self == StartState::Running
     }
 }
 
@@ -205,6 +217,11 @@ enum Command {
         oneshot::Sender<Result<IntakeOutcome, StoreError>>,
     ),
     Finish(String, Finish, oneshot::Sender<Result<bool, StoreError>>),
+    Claim(
+        Vec<String>,
+        oneshot::Sender<Result<Vec<String>, StoreError>>,
+    ),
+    Release(Vec<String>, oneshot::Sender<Result<(), StoreError>>),
     Open {
         window: u32,
         reply: oneshot::Sender<Result<Vec<(StartRow, String)>, StoreError>>,
@@ -227,6 +244,8 @@ impl std::fmt::Debug for Command {
         f.write_str(match self {
             Command::Intake(..) => "Intake",
             Command::Finish(..) => "Finish",
+            Command::Claim(..) => "Claim",
+            Command::Release(..) => "Release",
             Command::Open { .. } => "Open",
             Command::Prune { .. } => "Prune",
         })
@@ -322,8 +341,18 @@ impl Store {
         self.call(|reply| Command::Finish(id, finish, reply)).await
     }
 
-    /// The open starts, the first `window` of each pipeline in intake order, with their change
-    /// events (JSON).
+    /// Marks open starts as running; returns the ids that were open (and are now running).
+    pub async fn claim(&self, ids: Vec<String>) -> Result<Vec<String>, StoreError> {
+        self.call(|reply| Command::Claim(ids, reply)).await
+    }
+
+    /// Gives running starts back (their attempts were stopped): they are open again.
+    pub async fn release(&self, ids: Vec<String>) -> Result<(), StoreError> {
+        self.call(|reply| Command::Release(ids, reply)).await
+    }
+
+    /// The unfinished starts (pending, failed, running), the first `window` of each pipeline in
+    /// intake order, with their change events (JSON).
     pub async fn open_starts(&self, window: u32) -> Result<Vec<(StartRow, String)>, StoreError> {
         self.call(|reply| Command::Open { window, reply }).await
     }
@@ -352,7 +381,7 @@ fn writer(path: PathBuf, rx: mpsc::Receiver<Command>, new_work: Arc<Notify>) {
             }
         }
         if conn.is_none() {
-            match open_connection(&path) {
+            match open_connection(&path).and_then(recover_running) {
                 Ok(c) => conn = Some(c),
                 Err(e) => {
                     tracing::error!(error = %e, "store unavailable");
@@ -389,10 +418,22 @@ fn fail_all(batch: &mut Vec<Command>, err: &StoreError) {
         match cmd {
             Command::Intake(_, reply) => drop(reply.send(Err(err.clone()))),
             Command::Finish(_, _, reply) => drop(reply.send(Err(err.clone()))),
+            Command::Claim(_, reply) => drop(reply.send(Err(err.clone()))),
+            Command::Release(_, reply) => drop(reply.send(Err(err.clone()))),
             Command::Open { reply, .. } => drop(reply.send(Err(err.clone()))),
             Command::Prune { reply, .. } => drop(reply.send(Err(err.clone()))),
         }
     }
+}
+
+/// Attempts interrupted by a crash or a stop are open again.
+fn recover_running(conn: Connection) -> Result<Connection, StoreError> {
+    conn.execute(
+        "UPDATE starts SET state = CASE WHEN attempts > 0 THEN 'failed' ELSE 'pending' END WHERE state = 'running'",
+        [],
+    )
+    .map_err(|e| StoreError::Write(e.to_string()))?;
+    Ok(conn)
 }
 
 type Answer = Box<dyn FnOnce() + Send>;
@@ -404,6 +445,12 @@ fn apply(
     woke: &mut bool,
 ) -> rusqlite::Result<Vec<Answer>> {
     let now = now_ms();
+    // Only intakes, finishes and admin writes need the disk before they are answered; a batch
+    // of claims and reads alone commits without waiting for it.
+    let durable = batch
+        .iter()
+        .any(|c| !matches!(c, Command::Claim(..) | Command::Open { .. }));
+    conn.pragma_update(None, "synchronous", if durable { "FULL" } else { "NORMAL" })?;
     let tx = conn.transaction()?;
     let mut answers: Vec<Answer> = Vec::with_capacity(batch.len());
     let mut reads = Vec::new();
@@ -423,6 +470,28 @@ fn apply(
                     *woke = true;
                 }
                 answers.push(Box::new(move || drop(reply.send(Ok(changed)))));
+            }
+            Command::Claim(ids, reply) => {
+                let mut claimed = Vec::with_capacity(ids.len());
+                let mut stmt = tx.prepare_cached(
+                    "UPDATE starts SET state = 'running', updated_ms = ?1 WHERE id = ?2 AND state IN ('pending', 'failed')",
+                )?;
+                for id in ids {
+                    if stmt.execute(params![now, id])? > 0 {
+                        claimed.push(id);
+                    }
+                }
+                answers.push(Box::new(move || drop(reply.send(Ok(claimed)))));
+            }
+            Command::Release(ids, reply) => {
+                let mut stmt = tx.prepare_cached(
+                    "UPDATE starts SET state = CASE WHEN attempts > 0 THEN 'failed' ELSE 'pending' END,
+                         updated_ms = ?1 WHERE id = ?2 AND state = 'running'",
+                )?;
+                for id in ids {
+                    stmt.execute(params![now, id])?;
+                }
+                answers.push(Box::new(move || drop(reply.send(Ok(())))));
             }
             Command::Prune {
                 deliveries_before_ms,
@@ -519,7 +588,7 @@ fn finish_start(
     let n = tx.execute(
         "UPDATE starts SET state = ?1, attempts = attempts + 1, next_attempt_ms = ?2,
              last_error = COALESCE(?3, last_error), updated_ms = ?4
-         WHERE id = ?5 AND state IN ('pending', 'failed')",
+         WHERE id = ?5 AND state IN ('pending', 'running', 'failed')",
         params![state, next, error, now, id],
     )?;
     Ok(n > 0)
@@ -548,7 +617,7 @@ fn open_starts(conn: &Connection, window: u32) -> rusqlite::Result<Vec<(StartRow
     let sql = format!(
         "SELECT {START_COLUMNS}, c.event FROM (
             SELECT *, ROW_NUMBER() OVER (PARTITION BY pipeline ORDER BY seq) AS rn
-            FROM starts WHERE state IN ('pending', 'failed')
+            FROM starts WHERE state IN ('pending', 'running', 'failed')
          ) s JOIN changes c ON c.id = s.change_id
          WHERE s.rn <= ?1 ORDER BY s.seq"
     );

@@ -25,7 +25,7 @@ pub const MIGRATIONS: &[&str] = &[
         change_id TEXT NOT NULL REFERENCES changes (id),
         pipeline TEXT NOT NULL,
         git_ref TEXT NOT NULL,
-        state TEXT NOT NULL CHECK (state IN ('pending', 'failed', 'succeeded', 'dead', 'superseded', 'dropped')),
+        state TEXT NOT NULL CHECK (state IN ('pending', 'running', 'failed', 'succeeded', 'dead', 'superseded', 'dropped')),
         attempts INTEGER NOT NULL DEFAULT 0,
         next_attempt_ms INTEGER NOT NULL,
         last_error TEXT,
@@ -33,7 +33,7 @@ pub const MIGRATIONS: &[&str] = &[
         updated_ms INTEGER NOT NULL,
         UNIQUE (change_id, pipeline)
      );
-     CREATE INDEX starts_open ON starts (pipeline, seq) WHERE state IN ('pending', 'failed');
+     CREATE INDEX starts_open ON starts (pipeline, seq) WHERE state IN ('pending', 'running', 'failed');
      CREATE INDEX starts_ref ON starts (pipeline, git_ref) WHERE state IN ('pending', 'failed');
      CREATE TABLE deliveries (
         receiver TEXT NOT NULL,

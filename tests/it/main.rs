@@ -2,4 +2,5 @@
 
 mod check;
 mod explain;
+mod serve;
 mod support;

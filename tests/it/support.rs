@@ -90,3 +90,195 @@ pub fn push_event(repo: &str, git_ref: &str, paths: &[&str]) -> String {
     })
     .to_string()
 }
+
+/// The Standard Webhooks secret every test receiver uses.
+pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// A `serve` running in this process on a free port, with its own state directory.
+pub struct TestServer {
+    pub addr: std::net::SocketAddr,
+    pub dir: tempfile::TempDir,
+    server: Option<switchyard::serve::Server>,
+}
+
+/// A project folder for a server: `triggers/` with the given files, a secret file, and a
+/// configuration made of `extra` (YAML lines) plus a `standard` receiver named `hooks`.
+pub fn server_project(
+    extra: &str,
+    triggers: &[(&str, &str)],
+) -> (
+    tempfile::TempDir,
+    switchyard::config::Config,
+    switchyard::pipeline::Pipelines,
+) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path();
+    std::fs::create_dir(root.join("triggers")).expect("triggers");
+    for (name, text) in triggers {
+        std::fs::write(
+            root.join("triggers").join(name),
+            text.replace("$DIR", &root.display().to_string()),
+        )
+        .expect("write trigger");
+    }
+    std::fs::write(root.join("secret"), SECRET).expect("secret");
+    let text = format!(
+        "listen: 127.0.0.1:0\nstate_dir: state\nreceivers:\n  - name: hooks\n    provider: standard\n    secrets: [file:{}]\n{extra}",
+        root.join("secret").display()
+    );
+    let mut d = switchyard::diag::Diagnostics::new("switchyard.yaml");
+    let config = switchyard::config::Config::parse(&text, root, &mut d).expect("config");
+    assert!(d.items.is_empty(), "{:?}", d.items);
+    let (pipelines, diags) = switchyard::pipeline::Pipelines::load_dir(&root.join("triggers"));
+    assert!(
+        diags
+            .iter()
+            .all(|d| d.severity != switchyard::diag::Severity::Error),
+        "{diags:?}"
+    );
+    (dir, config, pipelines)
+}
+
+impl TestServer {
+    /// Starts a server for a project made by [`server_project`].
+    pub async fn start(extra: &str, triggers: &[(&str, &str)]) -> TestServer {
+        let (dir, config, pipelines) = server_project(extra, triggers);
+        TestServer::start_in(dir, config, pipelines).await
+    }
+
+    /// Starts a server on an existing project (for restarts).
+    pub async fn start_in(
+        dir: tempfile::TempDir,
+        config: switchyard::config::Config,
+        pipelines: switchyard::pipeline::Pipelines,
+    ) -> TestServer {
+        let server = switchyard::serve::start(config, pipelines)
+            .await
+            .expect("serve starts");
+        TestServer {
+            addr: server.addr,
+            dir,
+            server: Some(server),
+        }
+    }
+
+    /// Stops the server (drains) and gives back its project folder.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        if let Some(s) = self.server.take() {
+            s.stop().await;
+        }
+        self.dir
+    }
+
+    /// The project's root.
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Posts a change event signed with [`SECRET`] under delivery id `id`.
+    pub async fn post_change(&self, id: &str, body: &str) -> (u16, serde_json::Value) {
+        let headers = signed_headers(id, body.as_bytes(), jiff::Timestamp::now().as_second());
+        let (status, text) = request(
+            self.addr,
+            "POST",
+            "/hooks/hooks",
+            &headers,
+            body.as_bytes().to_vec(),
+        )
+        .await;
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+        )
+    }
+
+    /// The store's view of the starts.
+    pub fn starts(&self) -> Vec<switchyard::store::StartRow> {
+        switchyard::store::Admin::open(&self.root().join("state"))
+            .expect("admin")
+            .starts(&[])
+            .expect("starts")
+    }
+}
+
+/// Standard Webhooks headers for `body`.
+pub fn signed_headers(id: &str, body: &[u8], ts: i64) -> Vec<(String, String)> {
+    let key = switchyard::signature::Key::from_secret(SECRET).expect("key");
+    vec![
+        ("webhook-id".into(), id.into()),
+        ("webhook-timestamp".into(), ts.to_string()),
+        (
+            "webhook-signature".into(),
+            switchyard::signature::sign(&key, id, ts, body),
+        ),
+        ("content-type".into(), "application/json".into()),
+    ]
+}
+
+/// One HTTP/1.1 request on a fresh connection: (status, body).
+pub async fn request(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(String, String)],
+    body: Vec<u8>,
+) -> (u16, String) {
+    use http_body_util::BodyExt as _;
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("handshake");
+    tokio::spawn(conn);
+    let mut req = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string());
+    for (k, v) in headers {
+        req = req.header(k.as_str(), v.as_str());
+    }
+    let req = req
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .expect("request");
+    let resp = sender.send_request(req).await.expect("response");
+    let status = resp.status().as_u16();
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Polls `check` every 20 ms until it returns Some, for at most `secs` seconds.
+pub async fn eventually<T>(secs: u64, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// A push change event with the given ref and `after` sha.
+pub fn change(git_ref: &str, after: &str) -> String {
+    serde_json::json!({
+        "schema": "switchyard.change/v1",
+        "repository": "https://github.com/acme/api.git",
+        "kind": "push",
+        "ref": git_ref,
+        "before": "1111111111111111111111111111111111111111",
+        "after": after,
+        "commit_count": 1,
+        "changed_paths": ["src/lib.rs"],
+        "changed_paths_complete": true,
+        "pull_request": null
+    })
+    .to_string()
+}
+
+/// A 40-hex sha made from a number.
+pub fn sha(n: u64) -> String {
+    format!("{n:040x}")
+}
