@@ -222,6 +222,7 @@ enum Command {
         oneshot::Sender<Result<Vec<String>, StoreError>>,
     ),
     Release(Vec<String>, oneshot::Sender<Result<(), StoreError>>),
+    Probe(oneshot::Sender<Result<(), StoreError>>),
     Open {
         window: u32,
         reply: oneshot::Sender<Result<Vec<(StartRow, String)>, StoreError>>,
@@ -246,6 +247,7 @@ impl std::fmt::Debug for Command {
             Command::Finish(..) => "Finish",
             Command::Claim(..) => "Claim",
             Command::Release(..) => "Release",
+            Command::Probe(..) => "Probe",
             Command::Open { .. } => "Open",
             Command::Prune { .. } => "Prune",
         })
@@ -346,6 +348,12 @@ impl Store {
         self.call(|reply| Command::Claim(ids, reply)).await
     }
 
+    /// Checks that a change could be stored now: writes and removes a row the size of a large
+    /// change event, durably. Fails when the disk (or the store's page limit) is full.
+    pub async fn probe(&self) -> Result<(), StoreError> {
+        self.call(Command::Probe).await
+    }
+
     /// Gives running starts back (their attempts were stopped): they are open again.
     pub async fn release(&self, ids: Vec<String>) -> Result<(), StoreError> {
         self.call(|reply| Command::Release(ids, reply)).await
@@ -420,6 +428,7 @@ fn fail_all(batch: &mut Vec<Command>, err: &StoreError) {
             Command::Finish(_, _, reply) => drop(reply.send(Err(err.clone()))),
             Command::Claim(_, reply) => drop(reply.send(Err(err.clone()))),
             Command::Release(_, reply) => drop(reply.send(Err(err.clone()))),
+            Command::Probe(reply) => drop(reply.send(Err(err.clone()))),
             Command::Open { reply, .. } => drop(reply.send(Err(err.clone()))),
             Command::Prune { reply, .. } => drop(reply.send(Err(err.clone()))),
         }
@@ -482,6 +491,14 @@ fn apply(
                     }
                 }
                 answers.push(Box::new(move || drop(reply.send(Ok(claimed)))));
+            }
+            Command::Probe(reply) => {
+                tx.execute(
+                    "INSERT INTO deliveries (receiver, delivery_id, seen_ms) VALUES ('', hex(randomblob(4096)), 0)",
+                    [],
+                )?;
+                tx.execute("DELETE FROM deliveries WHERE receiver = ''", [])?;
+                answers.push(Box::new(move || drop(reply.send(Ok(())))));
             }
             Command::Release(ids, reply) => {
                 let mut stmt = tx.prepare_cached(

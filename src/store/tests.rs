@@ -1,1 +1,1087 @@
-//! Store tests.
+//! Store tests: the store against an in-memory model under random operation sequences, and unit
+//! tests for group commit, wake-ups, schema versions and an unavailable state directory.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::path::Path;
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::task::{Context, Waker};
+
+use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
+use rusqlite::Connection;
+use tokio::runtime::Runtime;
+use tokio::sync::Notify;
+
+use super::{
+    Admin, DB_FILE, DuplicateOf, Finish, IntakeOutcome, IntakeRequest, MIGRATIONS, PlannedStart,
+    StartRow, StartState, Store, StoreError, start_id,
+};
+use crate::event::{ChangeEvent, Source, SourceKind, ZERO_SHA};
+
+const REPOS: [&str; 2] = ["https://github.com/acme/api", "https://github.com/acme/web"];
+const SHA1: &str = "1111111111111111111111111111111111111111";
+const SHA2: &str = "2222222222222222222222222222222222222222";
+const SHA3: &str = "3333333333333333333333333333333333333333";
+/// (ref, before, after): two pushes on `main` (so `supersede` has something to replace) and
+/// the creation of `dev`.
+const PUSHES: [(&str, &str, &str); 3] = [
+    ("refs/heads/main", SHA1, SHA2),
+    ("refs/heads/main", SHA2, SHA3),
+    ("refs/heads/dev", ZERO_SHA, SHA1),
+];
+/// Events of the pool: `REPOS` x `PUSHES`.
+const EVENTS: usize = 6;
+const KINDS: [SourceKind; 3] = [
+    SourceKind::Webhook,
+    SourceKind::Eventbridge,
+    SourceKind::Poll,
+];
+const PIPELINES: [&str; 3] = ["a", "b", "c"];
+const RECEIVER: &str = "r";
+const DELIVERIES: [&str; 4] = ["d0", "d1", "d2", "d3"];
+/// `received_at` of the first step; step n arrives n ms later, so sightings have an order.
+const BASE_MS: i64 = 1_790_000_000_000;
+/// An id no start has (not even as a prefix: starts ids are hex).
+const UNKNOWN: &str = "zz-no-such-start";
+
+fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+fn manual() -> Source {
+    Source {
+        kind: SourceKind::Manual,
+        provider: None,
+        delivery_id: None,
+    }
+}
+
+/// A push event, built the way producers write it.
+fn push_event(
+    repo: &str,
+    (git_ref, before, after): (&str, &str, &str),
+    kind: SourceKind,
+    received_ms: i64,
+) -> ChangeEvent {
+    let json = format!(
+        r#"{{"schema":"switchyard.change/v1","repository":"{repo}","kind":"push",
+        "ref":"{git_ref}","before":"{before}","after":"{after}","changed_paths":[],
+        "pull_request":null,"source":{{"kind":"{kind}","provider":"github","delivery_id":null}}}}"#
+    );
+    let mut event =
+        ChangeEvent::from_json(json.as_bytes(), manual()).expect("the test events are valid");
+    event.received_at =
+        jiff::Timestamp::from_millisecond(received_ms).expect("a representable timestamp");
+    event
+}
+
+/// Event `e` of the pool.
+fn pool_event(e: usize, kind: SourceKind, received_ms: i64) -> ChangeEvent {
+    push_event(REPOS[e / 3], PUSHES[e % 3], kind, received_ms)
+}
+
+/// A distinct push per `n`, on `main` of the first repository.
+fn numbered_event(n: u64, kind: SourceKind) -> ChangeEvent {
+    let after = format!("{:040x}", n + 1);
+    push_event(
+        REPOS[0],
+        ("refs/heads/main", SHA1, after.as_str()),
+        kind,
+        BASE_MS,
+    )
+}
+
+fn request(event: ChangeEvent, delivery: Option<&str>, pipelines: &[&str]) -> IntakeRequest {
+    IntakeRequest {
+        event,
+        delivery: delivery.map(|d| (RECEIVER.to_owned(), d.to_owned())),
+        starts: pipelines
+            .iter()
+            .map(|p| PlannedStart {
+                pipeline: (*p).to_owned(),
+                supersede: false,
+            })
+            .collect(),
+    }
+}
+
+/// Polls a future once without a runtime: whether it is ready now.
+fn ready_now<F: Future>(fut: Pin<&mut F>) -> bool {
+    fut.poll(&mut Context::from_waker(Waker::noop())).is_ready()
+}
+
+/// Whether `notify` holds a permit now (consuming it).
+fn notified_now(notify: &Notify) -> bool {
+    ready_now(pin!(notify.notified()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The model
+// ---------------------------------------------------------------------------------------------
+
+/// What the model knows of a start.
+#[derive(Clone, Debug, PartialEq)]
+struct ModelStart {
+    id: String,
+    change_id: String,
+    pipeline: String,
+    git_ref: String,
+    state: StartState,
+    attempts: u32,
+    last_error: Option<String>,
+    /// While failed: the retry time `Finish::Retry` asked for (other times are the clock's).
+    retry_at: Option<i64>,
+}
+
+/// The store as it should be: starts in intake order, changes as first accepted, the first
+/// sighting per (change, source), the delivery ids seen.
+#[derive(Debug, Default)]
+struct Model {
+    starts: Vec<ModelStart>,
+    changes: BTreeMap<String, ChangeEvent>,
+    sightings: BTreeMap<String, Vec<(String, i64)>>,
+    deliveries: BTreeSet<(String, String)>,
+}
+
+impl Model {
+    fn intake(&mut self, req: &IntakeRequest) -> IntakeOutcome {
+        let event = &req.event;
+        let change_id = event.id.clone();
+        if let Some(delivery) = &req.delivery
+            && !self.deliveries.insert(delivery.clone())
+        {
+            return IntakeOutcome::Duplicate {
+                change_id,
+                why: DuplicateOf::Delivery,
+            };
+        }
+        let seen = self.sightings.entry(change_id.clone()).or_default();
+        let source = event.source.kind.to_string();
+        if !seen.iter().any(|(s, _)| *s == source) {
+            seen.push((source, event.received_at.as_millisecond()));
+        }
+        if self.changes.contains_key(&change_id) {
+            return IntakeOutcome::Duplicate {
+                change_id,
+                why: DuplicateOf::Change,
+            };
+        }
+        self.changes.insert(change_id.clone(), event.clone());
+        let mut ids = Vec::new();
+        for planned in &req.starts {
+            let id = start_id(&change_id, &planned.pipeline);
+            if planned.supersede {
+                for s in &mut self.starts {
+                    if s.pipeline == planned.pipeline
+                        && s.git_ref == event.git_ref
+                        && s.state.is_open()
+                    {
+                        s.state = StartState::Superseded;
+                    }
+                }
+            }
+            self.starts.push(ModelStart {
+                id: id.clone(),
+                change_id: change_id.clone(),
+                pipeline: planned.pipeline.clone(),
+                git_ref: event.git_ref.clone(),
+                state: StartState::Pending,
+                attempts: 0,
+                last_error: None,
+                retry_at: None,
+            });
+            ids.push(id);
+        }
+        IntakeOutcome::Accepted {
+            change_id,
+            starts: ids,
+        }
+    }
+
+    fn get_mut(&mut self, id: &str) -> Option<&mut ModelStart> {
+        self.starts.iter_mut().find(|s| s.id == id)
+    }
+
+    fn finish(&mut self, id: &str, finish: &Finish) -> bool {
+        let Some(s) = self.get_mut(id).filter(|s| s.state.is_open()) else {
+            return false;
+        };
+        s.attempts += 1;
+        match finish {
+            Finish::Succeeded => {
+                // The last error is kept (`COALESCE`): it says why earlier attempts failed.
+                s.state = StartState::Succeeded;
+                s.retry_at = None;
+            }
+            Finish::Retry { at_ms, error } => {
+                s.state = StartState::Failed;
+                s.retry_at = Some(*at_ms);
+                s.last_error = Some(error.clone());
+            }
+            Finish::Dead { error } => {
+                s.state = StartState::Dead;
+                s.retry_at = None;
+                s.last_error = Some(error.clone());
+            }
+        }
+        true
+    }
+
+    /// `outbox retry`: the start as it is afterwards, or the state that refuses it.
+    fn retry(&mut self, id: &str) -> Result<ModelStart, StartState> {
+        let s = self.get_mut(id).expect("the model knows the start");
+        if !matches!(
+            s.state,
+            StartState::Dead | StartState::Failed | StartState::Dropped | StartState::Superseded
+        ) {
+            return Err(s.state);
+        }
+        s.state = StartState::Pending;
+        s.attempts = 0;
+        s.retry_at = None;
+        Ok(s.clone())
+    }
+
+    /// `outbox drop`: the start as it is afterwards, or the state that refuses it.
+    fn drop_start(&mut self, id: &str) -> Result<ModelStart, StartState> {
+        let s = self.get_mut(id).expect("the model knows the start");
+        if !matches!(
+            s.state,
+            StartState::Pending | StartState::Failed | StartState::Dead
+        ) {
+            return Err(s.state);
+        }
+        s.state = StartState::Dropped;
+        s.retry_at = None;
+        Ok(s.clone())
+    }
+
+    /// The open starts, the first `window` of each pipeline, in intake order.
+    fn open(&self, window: u32) -> Vec<&ModelStart> {
+        let mut taken: BTreeMap<&str, u32> = BTreeMap::new();
+        let mut out = Vec::new();
+        for s in self.starts.iter().filter(|s| s.state.is_open()) {
+            let n = taken.entry(s.pipeline.as_str()).or_default();
+            if *n < window {
+                *n += 1;
+                out.push(s);
+            }
+        }
+        out
+    }
+
+    fn counts(&self) -> Vec<(StartState, i64)> {
+        let mut counts: BTreeMap<StartState, i64> = BTreeMap::new();
+        for s in &self.starts {
+            *counts.entry(s.state).or_default() += 1;
+        }
+        counts.into_iter().collect()
+    }
+}
+
+/// A stored row agrees with the model's start.
+fn same_start(row: &StartRow, want: &ModelStart, ctx: &str) -> Result<(), TestCaseError> {
+    prop_assert_eq!(&row.id, &want.id, "{}: id", ctx);
+    prop_assert_eq!(
+        &row.change_id,
+        &want.change_id,
+        "{}: change of {}",
+        ctx,
+        want.id
+    );
+    prop_assert_eq!(
+        &row.pipeline,
+        &want.pipeline,
+        "{}: pipeline of {}",
+        ctx,
+        want.id
+    );
+    prop_assert_eq!(&row.git_ref, &want.git_ref, "{}: ref of {}", ctx, want.id);
+    prop_assert_eq!(row.state, want.state, "{}: state of {}", ctx, want.id);
+    prop_assert_eq!(
+        row.attempts,
+        want.attempts,
+        "{}: attempts of {}",
+        ctx,
+        want.id
+    );
+    prop_assert_eq!(
+        &row.last_error,
+        &want.last_error,
+        "{}: last error of {}",
+        ctx,
+        want.id
+    );
+    if let Some(at) = want.retry_at {
+        prop_assert_eq!(
+            row.next_attempt_ms,
+            at,
+            "{}: retry time of {}",
+            ctx,
+            want.id
+        );
+    }
+    prop_assert!(
+        row.created_ms <= row.updated_ms,
+        "{}: {} updated before it was created",
+        ctx,
+        want.id
+    );
+    Ok(())
+}
+
+/// A stored change event (JSON) is the one the model accepted first.
+fn same_event(json: &str, want: Option<&ChangeEvent>, ctx: &str) -> Result<(), TestCaseError> {
+    let got: ChangeEvent = serde_json::from_str(json)
+        .map_err(|e| TestCaseError::fail(format!("{ctx}: stored event does not parse: {e}")))?;
+    prop_assert_eq!(Some(&got), want, "{}: stored event", ctx);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Operations
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Clone, Debug)]
+enum Op {
+    /// Event `event` of the pool from source `KINDS[kind]`, maybe with a delivery id, planning
+    /// these (pipeline, supersede) starts.
+    Intake {
+        event: usize,
+        kind: usize,
+        delivery: Option<usize>,
+        starts: Vec<(usize, bool)>,
+    },
+    /// Finish the k-th start the model knows, whatever its state.
+    Finish {
+        k: usize,
+        how: Finish,
+    },
+    /// Drop the store (and the admin connection) and open them again on the same directory.
+    Reopen,
+    Retry {
+        k: usize,
+    },
+    Drop {
+        k: usize,
+    },
+    /// `open_starts(window)`.
+    Open {
+        window: u32,
+    },
+    /// Forget every delivery id (`all`) or none.
+    Prune {
+        all: bool,
+    },
+    /// Finish, retry, drop and look up an id no start has.
+    Unknown,
+}
+
+fn finish_strategy() -> impl Strategy<Value = Finish> {
+    prop_oneof![
+        Just(Finish::Succeeded),
+        (0i64..(1 << 42), 0u8..4).prop_map(|(at_ms, n)| Finish::Retry {
+            at_ms,
+            error: format!("e{n}"),
+        }),
+        (0u8..4).prop_map(|n| Finish::Dead {
+            error: format!("dead{n}"),
+        }),
+    ]
+}
+
+fn op_strategy() -> impl Strategy<Value = Op> {
+    let planned = (
+        proptest::sample::subsequence(vec![0usize, 1, 2], 0..=3).prop_shuffle(),
+        proptest::collection::vec(any::<bool>(), 3),
+    )
+        .prop_map(|(pipelines, supersede)| {
+            pipelines
+                .into_iter()
+                .map(|p| (p, supersede[p]))
+                .collect::<Vec<_>>()
+        });
+    prop_oneof![
+        6 => (0..EVENTS, 0..KINDS.len(), proptest::option::of(0..DELIVERIES.len()), planned)
+            .prop_map(|(event, kind, delivery, starts)| Op::Intake { event, kind, delivery, starts }),
+        4 => (0usize..64, finish_strategy()).prop_map(|(k, how)| Op::Finish { k, how }),
+        1 => Just(Op::Reopen),
+        2 => (0usize..64).prop_map(|k| Op::Retry { k }),
+        2 => (0usize..64).prop_map(|k| Op::Drop { k }),
+        2 => (1u32..=4).prop_map(|window| Op::Open { window }),
+        1 => any::<bool>().prop_map(|all| Op::Prune { all }),
+        1 => Just(Op::Unknown),
+    ]
+}
+
+/// The store under test and its surroundings.
+struct Harness {
+    rt: Runtime,
+    dir: tempfile::TempDir,
+    notify: Arc<Notify>,
+    store: Store,
+    admin: Admin,
+    /// The change id of every event of the pool.
+    pool_ids: Vec<String>,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let notify = Arc::new(Notify::new());
+        let store = Store::open(dir.path(), notify.clone());
+        let admin = Admin::open(dir.path()).expect("the admin connection opens");
+        Harness {
+            rt: runtime(),
+            dir,
+            notify,
+            store,
+            admin,
+            pool_ids: (0..EVENTS)
+                .map(|e| pool_event(e, SourceKind::Webhook, BASE_MS).id)
+                .collect(),
+        }
+    }
+
+    /// A restart: nothing is in flight (every call was awaited), so everything acknowledged
+    /// must still be there.
+    fn reopen(&mut self) {
+        let store = std::mem::replace(
+            &mut self.store,
+            Store::open(self.dir.path(), self.notify.clone()),
+        );
+        drop(store);
+        self.admin = Admin::open(self.dir.path()).expect("the admin connection reopens");
+    }
+
+    /// `open_starts(window)` agrees with the model.
+    fn check_open(&self, model: &Model, window: u32, ctx: &str) -> Result<(), TestCaseError> {
+        let got = self
+            .rt
+            .block_on(self.store.open_starts(window))
+            .map_err(|e| TestCaseError::fail(format!("{ctx}: open_starts: {e}")))?;
+        let want = model.open(window);
+        let got_ids: Vec<&str> = got.iter().map(|(r, _)| r.id.as_str()).collect();
+        let want_ids: Vec<&str> = want.iter().map(|s| s.id.as_str()).collect();
+        prop_assert_eq!(got_ids, want_ids, "{}: open_starts({})", ctx, window);
+        for ((row, json), want) in got.iter().zip(&want) {
+            same_start(row, want, ctx)?;
+            same_event(json, model.changes.get(&want.change_id), ctx)?;
+        }
+        prop_assert!(
+            got.windows(2).all(|w| w[0].0.seq < w[1].0.seq),
+            "{}: open_starts not in seq order",
+            ctx
+        );
+        Ok(())
+    }
+
+    /// Everything the store holds agrees with the model.
+    fn check_all(&self, model: &Model, ctx: &str) -> Result<(), TestCaseError> {
+        let fail = |what: &str, e: StoreError| TestCaseError::fail(format!("{ctx}: {what}: {e}"));
+        let rows = self.admin.starts(&[]).map_err(|e| fail("starts", e))?;
+        let got_ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+        let want_ids: Vec<&str> = model.starts.iter().map(|s| s.id.as_str()).collect();
+        prop_assert_eq!(got_ids, want_ids, "{}: every start, in seq order", ctx);
+        for (row, want) in rows.iter().zip(&model.starts) {
+            same_start(row, want, ctx)?;
+        }
+        prop_assert!(
+            rows.windows(2).all(|w| w[0].seq < w[1].seq),
+            "{}: starts not in seq order",
+            ctx
+        );
+
+        let open = self
+            .admin
+            .starts(&[StartState::Pending, StartState::Failed])
+            .map_err(|e| fail("open starts", e))?;
+        let got_ids: Vec<&str> = open.iter().map(|r| r.id.as_str()).collect();
+        let want_ids: Vec<&str> = model
+            .starts
+            .iter()
+            .filter(|s| s.state.is_open())
+            .map(|s| s.id.as_str())
+            .collect();
+        prop_assert_eq!(got_ids, want_ids, "{}: starts(pending, failed)", ctx);
+
+        let mut counts = self.admin.counts().map_err(|e| fail("counts", e))?;
+        counts.sort();
+        prop_assert_eq!(counts, model.counts(), "{}: counts", ctx);
+
+        for id in &self.pool_ids {
+            let stored = self.admin.change(id).map_err(|e| fail("change", e))?;
+            match (&stored, model.changes.get(id)) {
+                (Some(json), want @ Some(_)) => same_event(json, want, ctx)?,
+                (None, None) => {}
+                (got, want) => {
+                    prop_assert!(
+                        false,
+                        "{}: change {}: stored {:?}, model {:?}",
+                        ctx,
+                        id,
+                        got,
+                        want
+                    )
+                }
+            }
+            let sightings = self.admin.sightings(id).map_err(|e| fail("sightings", e))?;
+            let want = model.sightings.get(id).cloned().unwrap_or_default();
+            prop_assert_eq!(sightings, want, "{}: sightings of {}", ctx, id);
+        }
+
+        self.check_open(model, 64, ctx)
+    }
+}
+
+/// Runs `ops` against the store and the model, comparing every answer and, every few steps
+/// and at the end, the whole state.
+fn run(ops: &[Op]) -> Result<(), TestCaseError> {
+    let mut h = Harness::new();
+    let mut model = Model::default();
+    for (step, op) in ops.iter().enumerate() {
+        let ctx = format!("step {step} ({op:?})");
+        let pick = |k: &usize, model: &Model| -> Option<String> {
+            (!model.starts.is_empty()).then(|| model.starts[k % model.starts.len()].id.clone())
+        };
+        match op {
+            Op::Intake {
+                event,
+                kind,
+                delivery,
+                starts,
+            } => {
+                let req = IntakeRequest {
+                    event: pool_event(*event, KINDS[*kind], BASE_MS + step as i64),
+                    delivery: delivery.map(|d| (RECEIVER.to_owned(), DELIVERIES[d].to_owned())),
+                    starts: starts
+                        .iter()
+                        .map(|&(p, supersede)| PlannedStart {
+                            pipeline: PIPELINES[p].to_owned(),
+                            supersede,
+                        })
+                        .collect(),
+                };
+                let want = model.intake(&req);
+                let got = h.rt.block_on(h.store.intake(req));
+                match got {
+                    Ok(got) => prop_assert_eq!(got, want, "{}", ctx),
+                    Err(e) => prop_assert!(false, "{}: intake failed: {}", ctx, e),
+                }
+            }
+            Op::Finish { k, how } => {
+                let Some(id) = pick(k, &model) else { continue };
+                let want = model.finish(&id, how);
+                let got = h.rt.block_on(h.store.finish(&id, how.clone()));
+                match got {
+                    Ok(got) => prop_assert_eq!(got, want, "{}: finish {}", ctx, id),
+                    Err(e) => prop_assert!(false, "{}: finish failed: {}", ctx, e),
+                }
+            }
+            Op::Reopen => {
+                h.reopen();
+                h.check_all(&model, &ctx)?;
+            }
+            Op::Retry { k } | Op::Drop { k } => {
+                let Some(id) = pick(k, &model) else { continue };
+                let retry = matches!(op, Op::Retry { .. });
+                let (got, want, action) = if retry {
+                    (h.admin.retry(&id), model.retry(&id), "retried")
+                } else {
+                    (h.admin.drop_start(&id), model.drop_start(&id), "dropped")
+                };
+                match (got, want) {
+                    (Ok(row), Ok(want)) => same_start(&row, &want, &ctx)?,
+                    (
+                        Err(StoreError::WrongState {
+                            id: got_id,
+                            state,
+                            action: got_action,
+                        }),
+                        Err(want_state),
+                    ) => {
+                        prop_assert_eq!(&got_id, &id, "{}", ctx);
+                        prop_assert_eq!(state.as_str(), want_state.as_str(), "{}", ctx);
+                        prop_assert_eq!(got_action, action, "{}", ctx);
+                    }
+                    (got, want) => {
+                        prop_assert!(false, "{}: {}: store {:?}, model {:?}", ctx, id, got, want)
+                    }
+                }
+            }
+            Op::Open { window } => h.check_open(&model, *window, &ctx)?,
+            Op::Prune { all } => {
+                let before = if *all { i64::MAX } else { 0 };
+                let want = if *all {
+                    std::mem::take(&mut model.deliveries).len()
+                } else {
+                    0
+                };
+                let got = h.rt.block_on(h.store.prune_deliveries(before));
+                match got {
+                    Ok(got) => prop_assert_eq!(got, want, "{}", ctx),
+                    Err(e) => prop_assert!(false, "{}: prune failed: {}", ctx, e),
+                }
+            }
+            Op::Unknown => {
+                let finished = h.rt.block_on(h.store.finish(UNKNOWN, Finish::Succeeded));
+                prop_assert!(matches!(finished, Ok(false)), "{}: {:?}", ctx, finished);
+                for got in [
+                    h.admin.start(UNKNOWN),
+                    h.admin.retry(UNKNOWN),
+                    h.admin.drop_start(UNKNOWN),
+                ] {
+                    prop_assert!(
+                        matches!(&got, Err(StoreError::NoSuchStart(id)) if id == UNKNOWN),
+                        "{}: {:?}",
+                        ctx,
+                        got
+                    );
+                }
+            }
+        }
+        if step % 8 == 7 {
+            h.check_all(&model, &ctx)?;
+        }
+    }
+    h.check_all(&model, "at the end")
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 64,
+        // Shrunk failures are printed; no regression file is written next to the sources.
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn store_agrees_with_the_model(ops in proptest::collection::vec(op_strategy(), 1..40)) {
+        run(&ops)?;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Unit tests
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn supersede_replaces_open_starts_of_the_same_pipeline_and_ref_only() {
+    let ops = [
+        // a@main, b@main, a@dev pending; a@main failed.
+        Op::Intake {
+            event: 0,
+            kind: 0,
+            delivery: None,
+            starts: vec![(0, false), (1, false)],
+        },
+        Op::Intake {
+            event: 2,
+            kind: 0,
+            delivery: None,
+            starts: vec![(0, false)],
+        },
+        Op::Finish {
+            k: 0,
+            how: Finish::Retry {
+                at_ms: 5,
+                error: "e0".into(),
+            },
+        },
+        // The second push on main supersedes a (the failed one too) but not b, nor a@dev.
+        Op::Intake {
+            event: 1,
+            kind: 1,
+            delivery: None,
+            starts: vec![(0, true), (1, false)],
+        },
+    ];
+    run(&ops).expect("store and model agree");
+
+    // And the expected states, spelled out, so a model mistake cannot hide a store one.
+    let h = Harness::new();
+    let mut model = Model::default();
+    for (step, op) in ops.iter().enumerate() {
+        match op {
+            Op::Intake { event, starts, .. } => {
+                let req = IntakeRequest {
+                    event: pool_event(*event, SourceKind::Webhook, BASE_MS + step as i64),
+                    delivery: None,
+                    starts: starts
+                        .iter()
+                        .map(|&(p, supersede)| PlannedStart {
+                            pipeline: PIPELINES[p].to_owned(),
+                            supersede,
+                        })
+                        .collect(),
+                };
+                let want = model.intake(&req);
+                assert_eq!(h.rt.block_on(h.store.intake(req)).expect("intake"), want);
+            }
+            Op::Finish { how, .. } => {
+                let first = model.starts[0].id.clone();
+                model.finish(&first, how);
+                assert!(
+                    h.rt.block_on(h.store.finish(&first, how.clone()))
+                        .expect("finish")
+                );
+            }
+            _ => unreachable!("only intakes and finishes above"),
+        }
+    }
+    let states: Vec<(String, String, StartState)> = h
+        .admin
+        .starts(&[])
+        .expect("starts")
+        .into_iter()
+        .map(|r| (r.pipeline, r.git_ref, r.state))
+        .collect();
+    let main = "refs/heads/main".to_owned();
+    let dev = "refs/heads/dev".to_owned();
+    assert_eq!(
+        states,
+        [
+            ("a".into(), main.clone(), StartState::Superseded),
+            ("b".into(), main.clone(), StartState::Pending),
+            ("a".into(), dev, StartState::Pending),
+            ("a".into(), main.clone(), StartState::Pending),
+            ("b".into(), main, StartState::Pending),
+        ]
+    );
+    // Finishing a superseded start changes nothing.
+    let superseded = model.starts[0].id.clone();
+    assert!(
+        !h.rt
+            .block_on(h.store.finish(&superseded, Finish::Succeeded))
+            .expect("finish")
+    );
+    assert_eq!(
+        h.admin.start(&superseded).expect("start").state,
+        StartState::Superseded
+    );
+}
+
+#[test]
+fn concurrent_intakes_all_land() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let notify = Arc::new(Notify::new());
+    let store = Store::open(dir.path(), notify.clone());
+    const N: u64 = 200;
+    // Every change twice, from a webhook and from a poll, each with its own delivery id.
+    let outcomes = rt.block_on(async {
+        let mut tasks = Vec::new();
+        for n in 0..N {
+            for kind in [SourceKind::Webhook, SourceKind::Poll] {
+                let store = store.clone();
+                let delivery = format!("{kind}-{n}");
+                tasks.push(tokio::spawn(async move {
+                    let req = request(numbered_event(n, kind), Some(&delivery), &["a"]);
+                    store.intake(req).await
+                }));
+            }
+        }
+        let mut outcomes = Vec::new();
+        for task in tasks {
+            outcomes.push(task.await.expect("the intake task ran"));
+        }
+        outcomes
+    });
+    let mut accepted = BTreeSet::new();
+    let mut duplicates = BTreeSet::new();
+    for outcome in outcomes {
+        match outcome.expect("every intake succeeds") {
+            IntakeOutcome::Accepted { change_id, starts } => {
+                assert_eq!(starts, [start_id(&change_id, "a")]);
+                assert!(accepted.insert(change_id), "accepted twice");
+            }
+            IntakeOutcome::Duplicate {
+                change_id,
+                why: DuplicateOf::Change,
+            } => assert!(duplicates.insert(change_id), "a duplicate twice"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let ids: BTreeSet<String> = (0..N)
+        .map(|n| numbered_event(n, SourceKind::Webhook).id)
+        .collect();
+    assert_eq!(accepted, ids, "each change accepted exactly once");
+    assert_eq!(duplicates, ids, "and reported once as a duplicate");
+    assert!(notified_now(&notify), "new starts wake the dispatcher");
+
+    let admin = Admin::open(dir.path()).expect("admin");
+    let starts = admin.starts(&[StartState::Pending]).expect("starts");
+    assert_eq!(starts.len(), N as usize);
+    for id in &ids {
+        assert!(admin.change(id).expect("change").is_some(), "{id} stored");
+        let sources: BTreeSet<String> = admin
+            .sightings(id)
+            .expect("sightings")
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect();
+        assert_eq!(sources, BTreeSet::from(["poll".into(), "webhook".into()]));
+    }
+}
+
+#[test]
+fn queued_requests_are_committed_in_one_transaction() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let store = Store::open(dir.path(), Arc::new(Notify::new()));
+    rt.block_on(store.prune_deliveries(0))
+        .expect("the writer opens the database");
+
+    // Hold the write lock so that the writer blocks in its first batch while every other
+    // request queues up behind it.
+    let db = dir.path().join(DB_FILE);
+    let blocker = Connection::open(&db).expect("a second connection");
+    blocker
+        .execute_batch("BEGIN IMMEDIATE")
+        .expect("the write lock");
+    const N: u64 = 200;
+    let mut pending = Vec::new();
+    for n in 0..N {
+        let req = request(
+            numbered_event(n, SourceKind::Webhook),
+            Some(&format!("d{n}")),
+            &["a"],
+        );
+        let mut fut = Box::pin(store.intake(req));
+        assert!(!ready_now(fut.as_mut()), "answered before the commit");
+        pending.push(fut);
+    }
+    blocker.execute_batch("COMMIT").expect("release the lock");
+    let outcomes = rt.block_on(async {
+        let mut outcomes = Vec::new();
+        for fut in pending {
+            outcomes.push(fut.await);
+        }
+        outcomes
+    });
+    for outcome in outcomes {
+        assert!(
+            matches!(outcome, Ok(IntakeOutcome::Accepted { .. })),
+            "{outcome:?}"
+        );
+    }
+
+    // At most two transactions: what the writer had taken when it blocked, and the rest.
+    // Requests of one transaction share its clock reading.
+    let admin = Admin::open(dir.path()).expect("admin");
+    let rows = admin.starts(&[]).expect("starts");
+    assert_eq!(rows.len(), N as usize);
+    let stamps: BTreeSet<i64> = rows.iter().map(|r| r.created_ms).collect();
+    assert!(stamps.len() <= 2, "{} distinct commit times", stamps.len());
+    // Each commit appends every page it changed to the write-ahead log; a commit per request
+    // would append well over a thousand frames here.
+    let wal = std::fs::metadata(dir.path().join(format!("{DB_FILE}-wal")))
+        .expect("the write-ahead log")
+        .len();
+    let page: i64 = blocker
+        .pragma_query_value(None, "page_size", |r| r.get(0))
+        .expect("page size");
+    let frames = wal.saturating_sub(32) / (page as u64 + 24);
+    assert!(frames < 400, "{frames} log frames for {N} intakes");
+}
+
+#[test]
+fn the_dispatcher_is_woken_only_when_there_is_new_work() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let notify = Arc::new(Notify::new());
+    let store = Store::open(dir.path(), notify.clone());
+    let intake = |req| rt.block_on(store.intake(req)).expect("intake");
+
+    // A change that starts nothing.
+    let out = intake(request(
+        pool_event(0, SourceKind::Webhook, BASE_MS),
+        None,
+        &[],
+    ));
+    assert!(matches!(out, IntakeOutcome::Accepted { ref starts, .. } if starts.is_empty()));
+    assert!(!notified_now(&notify), "no start, no wake-up");
+
+    // A change that starts something.
+    let out = intake(request(
+        pool_event(1, SourceKind::Webhook, BASE_MS),
+        Some("d1"),
+        &["a"],
+    ));
+    let IntakeOutcome::Accepted { starts, .. } = out else {
+        panic!("{out:?}")
+    };
+    assert!(notified_now(&notify), "a new start wakes the dispatcher");
+    assert!(!notified_now(&notify), "once");
+
+    // The same change from another source, and the same delivery again: nothing new.
+    let out = intake(request(
+        pool_event(1, SourceKind::Poll, BASE_MS),
+        None,
+        &["a"],
+    ));
+    assert!(matches!(
+        out,
+        IntakeOutcome::Duplicate {
+            why: DuplicateOf::Change,
+            ..
+        }
+    ));
+    let out = intake(request(
+        pool_event(2, SourceKind::Webhook, BASE_MS),
+        Some("d1"),
+        &["a"],
+    ));
+    assert!(matches!(
+        out,
+        IntakeOutcome::Duplicate {
+            why: DuplicateOf::Delivery,
+            ..
+        }
+    ));
+    assert!(!notified_now(&notify), "duplicates start nothing");
+
+    // Finishing a start that does not exist, or is not open, changes nothing.
+    let finished = rt.block_on(store.finish(UNKNOWN, Finish::Succeeded));
+    assert!(matches!(finished, Ok(false)), "{finished:?}");
+    let finished = rt.block_on(store.finish(&starts[0], Finish::Succeeded));
+    assert!(matches!(finished, Ok(true)), "{finished:?}");
+    while notified_now(&notify) {}
+    let finished = rt.block_on(store.finish(&starts[0], Finish::Succeeded));
+    assert!(matches!(finished, Ok(false)), "{finished:?}");
+    assert!(!notified_now(&notify), "nothing changed, no wake-up");
+}
+
+fn user_version(db: &Path) -> i64 {
+    Connection::open(db)
+        .expect("a direct connection")
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .expect("user_version")
+}
+
+#[test]
+fn a_database_from_a_newer_switchyard_is_refused() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let db = dir.path().join(DB_FILE);
+    {
+        let store = Store::open(dir.path(), Arc::new(Notify::new()));
+        let out = rt.block_on(store.intake(request(
+            pool_event(0, SourceKind::Webhook, BASE_MS),
+            None,
+            &["a"],
+        )));
+        assert!(matches!(out, Ok(IntakeOutcome::Accepted { .. })), "{out:?}");
+    }
+    assert_eq!(user_version(&db), MIGRATIONS.len() as i64);
+    // Opening a current database again migrates nothing and keeps the data.
+    let admin = Admin::open(dir.path()).expect("a current database opens");
+    assert_eq!(admin.starts(&[]).expect("starts").len(), 1);
+    drop(admin);
+    assert_eq!(user_version(&db), MIGRATIONS.len() as i64);
+
+    Connection::open(&db)
+        .expect("a direct connection")
+        .pragma_update(None, "user_version", 99)
+        .expect("set user_version");
+    match Admin::open(dir.path()) {
+        Err(StoreError::Open { message, .. }) => {
+            assert!(message.contains("newer"), "{message}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let store = Store::open(dir.path(), Arc::new(Notify::new()));
+    let out = rt.block_on(store.intake(request(
+        pool_event(1, SourceKind::Webhook, BASE_MS),
+        None,
+        &["a"],
+    )));
+    assert!(
+        matches!(&out, Err(StoreError::Open { message, .. }) if message.contains("newer")),
+        "{out:?}"
+    );
+    drop(store);
+    assert_eq!(user_version(&db), 99, "the newer database is left alone");
+}
+
+#[test]
+fn an_unavailable_state_directory_fails_requests_until_it_can_be_created() {
+    let rt = runtime();
+    let tmp = tempfile::tempdir().expect("a temp dir");
+    let blocker = tmp.path().join("state");
+    std::fs::write(&blocker, b"a file where a directory should be").expect("write the file");
+    let state_dir = blocker.join("inner");
+    let store = Store::open(&state_dir, Arc::new(Notify::new()));
+    let req = || {
+        request(
+            pool_event(0, SourceKind::Webhook, BASE_MS),
+            Some("d0"),
+            &["a"],
+        )
+    };
+
+    let out = rt.block_on(store.intake(req()));
+    let want_path = state_dir.join(DB_FILE).display().to_string();
+    assert!(
+        matches!(&out, Err(StoreError::Open { path, .. }) if *path == want_path),
+        "{out:?}"
+    );
+    let open = rt.block_on(store.open_starts(8));
+    assert!(matches!(open, Err(StoreError::Open { .. })), "{open:?}");
+
+    std::fs::remove_file(&blocker).expect("remove the file");
+    // Nothing of the failed request was kept: the same delivery is new.
+    let out = rt.block_on(store.intake(req()));
+    let Ok(IntakeOutcome::Accepted { starts, .. }) = out else {
+        panic!("{out:?}")
+    };
+    let open = rt.block_on(store.open_starts(8)).expect("open starts");
+    assert_eq!(
+        open.iter().map(|(r, _)| r.id.clone()).collect::<Vec<_>>(),
+        starts
+    );
+    let admin = Admin::open(&state_dir).expect("admin");
+    assert_eq!(admin.starts(&[]).expect("starts").len(), 1);
+}
+
+#[test]
+fn a_failed_write_is_reported_as_such_and_keeps_nothing() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let store = Store::open(dir.path(), Arc::new(Notify::new()));
+    rt.block_on(store.prune_deliveries(0))
+        .expect("the writer opens the database");
+    // Make one kind of write fail inside the writer's transaction.
+    Connection::open(dir.path().join(DB_FILE))
+        .expect("a direct connection")
+        .execute_batch(
+            "CREATE TRIGGER refuse BEFORE INSERT ON starts WHEN NEW.pipeline = 'refused'
+             BEGIN SELECT RAISE(ABORT, 'pipeline refused by the test'); END;",
+        )
+        .expect("create the trigger");
+    let event = pool_event(0, SourceKind::Webhook, BASE_MS);
+    let change_id = event.id.clone();
+
+    let out = rt.block_on(store.intake(request(event.clone(), Some("d0"), &["a", "refused"])));
+    assert!(
+        matches!(&out, Err(StoreError::Write(message)) if message.contains("refused by the test")),
+        "a failed write must be reported as a write error, got {out:?}"
+    );
+    let admin = Admin::open(dir.path()).expect("admin");
+    assert_eq!(admin.change(&change_id).expect("change"), None);
+    assert_eq!(admin.starts(&[]).expect("starts"), []);
+
+    // The writer recovers, and the delivery was not remembered.
+    let out = rt.block_on(store.intake(request(event, Some("d0"), &["a"])));
+    assert!(matches!(out, Ok(IntakeOutcome::Accepted { .. })), "{out:?}");
+    assert_eq!(admin.starts(&[]).expect("starts").len(), 1);
+}
