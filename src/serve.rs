@@ -11,7 +11,6 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -44,7 +43,6 @@ struct App {
     store: Store,
     max_body: usize,
     read_timeout: Duration,
-    ready: AtomicBool,
 }
 
 /// A running server, for tests and for `main`.
@@ -97,16 +95,10 @@ pub async fn start(config: Config, pipelines: Pipelines) -> anyhow::Result<Serve
     let metrics = Arc::new(Metrics::default());
     let new_work = Arc::new(Notify::new());
     let store = Store::open(&config.state_dir, Arc::clone(&new_work));
-    let ready = match store
-        .prune_deliveries(now_ms() - config.replay_window.as_millis() as i64)
-        .await
-    {
-        Ok(_) => true,
-        Err(e) => {
-            tracing::error!(error = %e, "the store is not usable yet; answering 503 until it is");
-            false
-        }
-    };
+    let prune_before = now_ms() - config.replay_window.as_millis() as i64;
+    if let Err(e) = store.prune_deliveries(prune_before).await {
+        tracing::error!(error = %e, "the store is not usable yet; answering 503 until it is");
+    }
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
@@ -134,7 +126,6 @@ pub async fn start(config: Config, pipelines: Pipelines) -> anyhow::Result<Serve
         store: store.clone(),
         max_body: config.limits.max_body_bytes,
         read_timeout: config.limits.read_timeout,
-        ready: AtomicBool::new(ready),
     });
     tracing::info!(%addr, pipelines = pipelines.list.len(), state_dir = %config.state_dir.display(), "serving");
 
@@ -268,14 +259,8 @@ async fn route(app: &App, req: Request<Incoming>) -> Response<Full<Bytes>> {
 async fn readyz(app: &App) -> Response<Full<Bytes>> {
     // A real write: ready means a change posted now would be stored.
     match app.store.probe().await {
-        Ok(_) => {
-            app.ready.store(true, Ordering::Relaxed);
-            respond(200, "text/plain", "ready\n")
-        }
-        Err(e) => {
-            app.ready.store(false, Ordering::Relaxed);
-            respond(503, "text/plain", format!("not ready: {e}\n"))
-        }
+        Ok(()) => respond(200, "text/plain", "ready\n"),
+        Err(e) => respond(503, "text/plain", format!("not ready: {e}\n")),
     }
 }
 
@@ -325,11 +310,7 @@ async fn hook(app: &App, name: &str, req: Request<Incoming>) -> Response<Full<By
         Ok(Err(e)) => return json(&Answer::rejected(400, format!("cannot read the body: {e}"))),
         Ok(Ok(b)) => b.to_bytes(),
     };
-    let answer = webhook::handle(receiver, &parts.headers, &body, &app.intake, &app.metrics).await;
-    if answer.status == 503 {
-        app.ready.store(false, Ordering::Relaxed);
-    }
-    json(&answer)
+    json(&webhook::handle(receiver, &parts.headers, &body, &app.intake, &app.metrics).await)
 }
 
 /// Waits for SIGINT or SIGTERM.

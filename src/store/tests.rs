@@ -267,7 +267,7 @@ impl Model {
         let mut out = Vec::new();
         for s in self.starts.iter().filter(|s| s.state.is_open()) {
             let n = taken.entry(s.pipeline.as_str()).or_default();
-            if *n < window {
+            if *n <= window {
                 *n += 1;
                 out.push(s);
             }
