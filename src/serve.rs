@@ -6,7 +6,6 @@
 //! Slow clients cannot hold the server: headers and bodies have read timeouts, bodies a size
 //! limit, and connections a bound.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -30,7 +29,6 @@ use crate::intake::Intake;
 use crate::metrics::Metrics;
 use crate::pipeline::{Pipelines, Start};
 use crate::shutdown::{self, Shutdown};
-use crate::signature::Key;
 use crate::sources::webhook::{self, Answer, Receivers};
 use crate::store::{Store, now_ms};
 
@@ -66,24 +64,19 @@ impl Server {
     }
 }
 
-/// Resolves the signing secrets of `http` targets, by pipeline.
-fn target_keys(pipelines: &Pipelines) -> anyhow::Result<HashMap<String, Key>> {
-    let mut keys = HashMap::new();
+/// Warns about `http` targets whose signing secret cannot be read now: their starts will fail
+/// (and be retried) until it can.
+fn check_target_secrets(pipelines: &Pipelines) {
     for p in &pipelines.list {
         if let Start::Http {
             secret: Some(secret),
             ..
         } = &p.start
+            && let Err(e) = secret.resolve()
         {
-            let value = secret
-                .resolve()
-                .map_err(|e| anyhow::anyhow!("pipeline {:?}: {e}", p.name))?;
-            let key = Key::from_secret(&value)
-                .map_err(|e| anyhow::anyhow!("pipeline {:?}: {secret}: {e}", p.name))?;
-            keys.insert(p.name.clone(), key);
+            tracing::warn!(pipeline = %p.name, "{e}: its starts will fail until the secret can be read");
         }
     }
-    Ok(keys)
 }
 
 /// Binds the listener and starts everything. Returns once the server accepts connections;
@@ -91,7 +84,7 @@ fn target_keys(pipelines: &Pipelines) -> anyhow::Result<HashMap<String, Key>> {
 pub async fn start(config: Config, pipelines: Pipelines) -> anyhow::Result<Server> {
     let pipelines = Arc::new(pipelines);
     let receivers = Receivers::from_config(&config.receivers).map_err(anyhow::Error::msg)?;
-    let keys = target_keys(&pipelines)?;
+    check_target_secrets(&pipelines);
     let metrics = Arc::new(Metrics::default());
     let new_work = Arc::new(Notify::new());
     let store = Store::open(&config.state_dir, Arc::clone(&new_work));
@@ -114,7 +107,6 @@ pub async fn start(config: Config, pipelines: Pipelines) -> anyhow::Result<Serve
         store.clone(),
         Arc::clone(&pipelines),
         policy,
-        keys,
         config.state_dir.clone(),
         Arc::clone(&new_work),
         Arc::clone(&metrics),

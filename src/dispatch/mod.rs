@@ -81,7 +81,6 @@ struct Shared {
     metrics: Arc<Metrics>,
     policy: Policy,
     http: http::Client,
-    keys: HashMap<String, Key>,
     events_dir: PathBuf,
 }
 
@@ -98,13 +97,11 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    /// A dispatcher over the store. `keys` holds the resolved signing secret of each `http`
-    /// pipeline that has one.
+    /// A dispatcher over the store.
     pub fn new(
         store: Store,
         pipelines: Arc<Pipelines>,
         policy: Policy,
-        keys: HashMap<String, Key>,
         state_dir: PathBuf,
         new_work: Arc<Notify>,
         metrics: Arc<Metrics>,
@@ -114,7 +111,6 @@ impl Dispatcher {
             metrics,
             policy,
             http: http::client(),
-            keys,
             events_dir: state_dir.join("events"),
         };
         Dispatcher {
@@ -379,7 +375,21 @@ async fn run_target(
             let file = shared.events_dir.join(format!("{}.json", row.id));
             exec::run(argv, &env, event_json.as_bytes(), &file, pipeline.timeout).await
         }
-        Start::Http { url, .. } => {
+        Start::Http { url, secret } => {
+            // Read at every attempt: a rotated secret applies without a restart, and a missing
+            // one fails this start (to be retried), not the server.
+            let key = match secret {
+                Some(secret) => {
+                    let value = secret
+                        .resolve()
+                        .map_err(|e| Failure::retry(e.to_string()))?;
+                    Some(
+                        Key::from_secret(&value)
+                            .map_err(|e| Failure::retry(format!("{secret}: {e}")))?,
+                    )
+                }
+                None => None,
+            };
             let body =
                 serde_json::json!({"pipeline": pipeline.name, "start_id": row.id, "event": event});
             let body = serde_json::to_vec(&body).map_err(|e| Failure::dead(e.to_string()))?;
@@ -388,7 +398,7 @@ async fn run_target(
                 url,
                 body,
                 &row.id,
-                shared.keys.get(&pipeline.name),
+                key.as_ref(),
                 pipeline.timeout,
             )
             .await

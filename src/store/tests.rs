@@ -179,7 +179,7 @@ impl Model {
                 for s in &mut self.starts {
                     if s.pipeline == planned.pipeline
                         && s.git_ref == event.git_ref
-                        && s.state.is_open()
+                        && s.state == StartState::Pending
                     {
                         s.state = StartState::Superseded;
                     }
@@ -267,7 +267,7 @@ impl Model {
         let mut out = Vec::new();
         for s in self.starts.iter().filter(|s| s.state.is_open()) {
             let n = taken.entry(s.pipeline.as_str()).or_default();
-            if *n <= window {
+            if *n < window {
                 *n += 1;
                 out.push(s);
             }
