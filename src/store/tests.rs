@@ -179,7 +179,7 @@ impl Model {
                 for s in &mut self.starts {
                     if s.pipeline == planned.pipeline
                         && s.git_ref == event.git_ref
-                        && s.state == StartState::Pending
+                        && s.state.is_open()
                     {
                         s.state = StartState::Superseded;
                     }

@@ -3,5 +3,6 @@
 mod check;
 mod crash;
 mod explain;
+mod outbox;
 mod serve;
 mod support;
