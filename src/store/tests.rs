@@ -1085,3 +1085,19 @@ fn a_failed_write_is_reported_as_such_and_keeps_nothing() {
     assert!(matches!(out, Ok(IntakeOutcome::Accepted { .. })), "{out:?}");
     assert_eq!(admin.starts(&[]).expect("starts").len(), 1);
 }
+
+#[test]
+fn scratch_concurrent_first_open() {
+    let mut errors = BTreeMap::new();
+    for _ in 0..200 {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let barrier = Arc::new(std::sync::Barrier::new(4));
+        let handles: Vec<_> = (0..4).map(|_| {
+            let path = dir.path().to_owned();
+            let barrier = barrier.clone();
+            std::thread::spawn(move || { barrier.wait(); Admin::open(&path).map(|_| ()) })
+        }).collect();
+        for h in handles { if let Err(e) = h.join().expect("join") { *errors.entry(e.to_string().split(": ").skip(1).collect::<Vec<_>>().join(": ")).or_insert(0) += 1; } }
+    }
+    eprintln!("RACE errors: {errors:?}");
+}
