@@ -47,8 +47,8 @@ pub fn list(state_dir: &Path, states: &[StartState], json: bool) -> Result<Strin
         .max(8);
     let _ = writeln!(
         out,
-        "{:<32}  {:<width$}  {:<10}  {:>8}  {:<24}  {}",
-        "START", "PIPELINE", "STATE", "ATTEMPTS", "NEXT ATTEMPT", "REF / LAST ERROR"
+        "{:<32}  {:<width$}  {:<10}  {:>8}  {:<24}  REF / LAST ERROR",
+        "START", "PIPELINE", "STATE", "ATTEMPTS", "NEXT ATTEMPT"
     );
     for r in &rows {
         let next = if r.state.is_open() {

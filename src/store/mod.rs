@@ -268,8 +268,16 @@ pub fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     let mut conn = Connection::open(path).map_err(|e| fail(&e))?;
     conn.busy_timeout(Duration::from_secs(5))
         .map_err(|e| fail(&e))?;
-    conn.pragma_update(None, "journal_mode", "WAL")
-        .map_err(|e| fail(&e))?;
+    // Switching to WAL needs a moment without other connections; retry while another
+    // process opens the same file.
+    let mut tries = 0;
+    while let Err(e) = conn.pragma_update(None, "journal_mode", "WAL") {
+        tries += 1;
+        if tries > 50 {
+            return Err(fail(&e));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     conn.pragma_update(None, "synchronous", "FULL")
         .map_err(|e| fail(&e))?;
     conn.pragma_update(None, "foreign_keys", "ON")
@@ -400,14 +408,12 @@ fn writer(path: PathBuf, rx: mpsc::Receiver<Command>, new_work: Arc<Notify>) {
         }
         let Some(c) = conn.as_mut() else { continue };
         let mut woke = false;
-        match apply(c, &mut batch, &mut woke) {
-            Ok(answers) => {
+        match apply(c, &batch, &mut woke) {
+            Ok(done) => {
                 if woke {
                     new_work.notify_one();
                 }
-                for answer in answers {
-                    answer();
-                }
+                reply_all(c, &mut batch, done);
             }
             Err(e) => {
                 tracing::error!(error = %e, batch = batch.len(), "store write failed; nothing in this batch was acknowledged");
@@ -445,62 +451,59 @@ fn recover_running(conn: Connection) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
-type Answer = Box<dyn FnOnce() + Send>;
+/// What a command's part of a batch produced, sent once the batch committed.
+enum Done {
+    Intake(IntakeOutcome),
+    Finish(bool),
+    Claim(Vec<String>),
+    Unit,
+    Prune(usize),
+    Read,
+}
 
-/// Applies a batch in one transaction. Returns the answers to send after the commit.
-fn apply(
-    conn: &mut Connection,
-    batch: &mut Vec<Command>,
-    woke: &mut bool,
-) -> rusqlite::Result<Vec<Answer>> {
+/// Applies a batch's writes in one transaction. On error nothing is committed and every
+/// command of the batch is still there to be told so.
+fn apply(conn: &mut Connection, batch: &[Command], woke: &mut bool) -> rusqlite::Result<Vec<Done>> {
     let now = now_ms();
-    // Only intakes, finishes and admin writes need the disk before they are answered; a batch
-    // of claims and reads alone commits without waiting for it.
-    let durable = batch
-        .iter()
-        .any(|c| !matches!(c, Command::Claim(..) | Command::Open { .. }));
+    // Only intakes, finishes and probes need the disk before they are answered; a batch of
+    // claims, releases and reads alone commits without waiting for it.
+    let durable = batch.iter().any(|c| {
+        !matches!(
+            c,
+            Command::Claim(..) | Command::Release(..) | Command::Open { .. }
+        )
+    });
     conn.pragma_update(None, "synchronous", if durable { "FULL" } else { "NORMAL" })?;
     let tx = conn.transaction()?;
-    let mut answers: Vec<Answer> = Vec::with_capacity(batch.len());
-    let mut reads = Vec::new();
-    for cmd in batch.drain(..) {
-        match cmd {
-            Command::Intake(req, reply) => {
-                let outcome = intake(&tx, &req, now)?;
-                if matches!(&outcome, IntakeOutcome::Accepted { starts, .. } if !starts.is_empty())
-                {
+    let mut done = Vec::with_capacity(batch.len());
+    for cmd in batch {
+        done.push(match cmd {
+            Command::Intake(req, _) => {
+                let outcome = intake(&tx, req, now)?;
+                if matches!(&outcome, IntakeOutcome::Accepted { starts, .. } if !starts.is_empty()) {
                     *woke = true;
                 }
-                answers.push(Box::new(move || drop(reply.send(Ok(outcome)))));
+                Done::Intake(outcome)
             }
-            Command::Finish(id, finish, reply) => {
-                let changed = finish_start(&tx, &id, &finish, now)?;
-                if changed {
-                    *woke = true;
-                }
-                answers.push(Box::new(move || drop(reply.send(Ok(changed)))));
+            Command::Finish(id, finish, _) => {
+                let changed = finish_start(&tx, id, finish, now)?;
+                *woke |= changed;
+                Done::Finish(changed)
             }
-            Command::Claim(ids, reply) => {
+            Command::Claim(ids, _) => {
                 let mut claimed = Vec::with_capacity(ids.len());
                 let mut stmt = tx.prepare_cached(
-                    "UPDATE starts SET state = 'running', updated_ms = ?1 WHERE id = ?2 AND state IN ('pending', 'failed')",
+                    "UPDATE starts SET state = 'running', updated_ms = ?1
+                     WHERE id = ?2 AND state IN ('pending', 'failed')",
                 )?;
                 for id in ids {
                     if stmt.execute(params![now, id])? > 0 {
-                        claimed.push(id);
+                        claimed.push(id.clone());
                     }
                 }
-                answers.push(Box::new(move || drop(reply.send(Ok(claimed)))));
+                Done::Claim(claimed)
             }
-            Command::Probe(reply) => {
-                tx.execute(
-                    "INSERT INTO deliveries (receiver, delivery_id, seen_ms) VALUES ('', hex(randomblob(4096)), 0)",
-                    [],
-                )?;
-                tx.execute("DELETE FROM deliveries WHERE receiver = ''", [])?;
-                answers.push(Box::new(move || drop(reply.send(Ok(())))));
-            }
-            Command::Release(ids, reply) => {
+            Command::Release(ids, _) => {
                 let mut stmt = tx.prepare_cached(
                     "UPDATE starts SET state = CASE WHEN attempts > 0 THEN 'failed' ELSE 'pending' END,
                          updated_ms = ?1 WHERE id = ?2 AND state = 'running'",
@@ -508,29 +511,49 @@ fn apply(
                 for id in ids {
                     stmt.execute(params![now, id])?;
                 }
-                answers.push(Box::new(move || drop(reply.send(Ok(())))));
+                *woke = true;
+                Done::Unit
             }
-            Command::Prune {
-                deliveries_before_ms,
-                reply,
-            } => {
-                let n = tx.execute(
-                    "DELETE FROM deliveries WHERE seen_ms < ?1",
-                    params![deliveries_before_ms],
+            Command::Probe(_) => {
+                tx.execute(
+                    "INSERT INTO deliveries (receiver, delivery_id, seen_ms)
+                     VALUES ('', hex(randomblob(4096)), 0)",
+                    [],
                 )?;
-                answers.push(Box::new(move || drop(reply.send(Ok(n)))));
+                tx.execute("DELETE FROM deliveries WHERE receiver = ''", [])?;
+                Done::Unit
             }
-            read @ Command::Open { .. } => reads.push(read),
-        }
+            Command::Prune { deliveries_before_ms, .. } => Done::Prune(tx.execute(
+                "DELETE FROM deliveries WHERE seen_ms < ?1",
+                params![deliveries_before_ms],
+            )?),
+            Command::Open { .. } => Done::Read,
+        });
     }
     tx.commit()?;
-    for read in reads {
-        if let Command::Open { window, reply } = read {
-            let rows = open_starts(conn, window).map_err(|e| StoreError::Read(e.to_string()));
-            answers.push(Box::new(move || drop(reply.send(rows))));
+    Ok(done)
+}
+
+/// Answers every command of a committed batch; reads run now, after the commit.
+fn reply_all(conn: &Connection, batch: &mut Vec<Command>, done: Vec<Done>) {
+    for (cmd, d) in batch.drain(..).zip(done) {
+        match (cmd, d) {
+            (Command::Intake(_, reply), Done::Intake(o)) => drop(reply.send(Ok(o))),
+            (Command::Finish(_, _, reply), Done::Finish(changed)) => drop(reply.send(Ok(changed))),
+            (Command::Claim(_, reply), Done::Claim(ids)) => drop(reply.send(Ok(ids))),
+            (Command::Release(_, reply), _) => drop(reply.send(Ok(()))),
+            (Command::Probe(reply), _) => drop(reply.send(Ok(()))),
+            (Command::Prune { reply, .. }, Done::Prune(n)) => drop(reply.send(Ok(n))),
+            (Command::Open { window, reply }, _) => drop(
+                reply.send(open_starts(conn, window).map_err(|e| StoreError::Read(e.to_string()))),
+            ),
+            // `apply` produces one Done per command, of the matching kind.
+            (cmd, _) => fail_all(
+                &mut vec![cmd],
+                &StoreError::Write("internal: mismatched answer".into()),
+            ),
         }
     }
-    Ok(answers)
 }
 
 fn intake(
@@ -680,8 +703,11 @@ impl Admin {
         Ok(out)
     }
 
-    /// One start by id (or unique id prefix).
+    /// One start by id, or by a unique prefix of at least 4 characters.
     pub fn start(&self, id: &str) -> Result<StartRow, StoreError> {
+        if id.len() < 4 {
+            return Err(StoreError::NoSuchStart(id.to_owned()));
+        }
         let read = |e: rusqlite::Error| StoreError::Read(e.to_string());
         let pattern = format!("{}%", id.replace(['%', '_'], ""));
         let mut stmt = self
@@ -701,49 +727,60 @@ impl Admin {
         }
     }
 
-    /// Reopens a dead, failed or dropped start with a fresh set of attempts.
+    /// Reopens a dead, failed, dropped or superseded start with a fresh set of attempts.
     pub fn retry(&self, id: &str) -> Result<StartRow, StoreError> {
-        let row = self.start(id)?;
-        if !matches!(
-            row.state,
-            StartState::Dead | StartState::Failed | StartState::Dropped | StartState::Superseded
-        ) {
-            return Err(StoreError::WrongState {
-                id: row.id,
-                state: row.state.as_str().into(),
-                action: "retried",
-            });
-        }
-        let now = now_ms();
-        self.conn
-            .execute(
-                "UPDATE starts SET state = 'pending', attempts = 0, next_attempt_ms = ?1, updated_ms = ?1 WHERE id = ?2",
-                params![now, row.id],
-            )
-            .map_err(|e| StoreError::Write(e.to_string()))?;
-        self.start(&row.id)
+        const FROM: &[StartState] = &[
+            StartState::Dead,
+            StartState::Failed,
+            StartState::Dropped,
+            StartState::Superseded,
+        ];
+        self.transition(
+            id,
+            FROM,
+            "state = 'pending', attempts = 0, next_attempt_ms = ?1",
+            "retried",
+        )
     }
 
-    /// Drops an open or dead start: it will not be started.
+    /// Drops an open or dead start: it will not be started. A running start cannot be dropped.
     pub fn drop_start(&self, id: &str) -> Result<StartRow, StoreError> {
+        const FROM: &[StartState] = &[StartState::Pending, StartState::Failed, StartState::Dead];
+        self.transition(id, FROM, "state = 'dropped'", "dropped")
+    }
+
+    /// Moves a start from one of `from` with `set`, in one statement that checks the state
+    /// again, so a start that the server finished meanwhile is never overwritten.
+    fn transition(
+        &self,
+        id: &str,
+        from: &[StartState],
+        set: &str,
+        action: &'static str,
+    ) -> Result<StartRow, StoreError> {
         let row = self.start(id)?;
-        if !matches!(
-            row.state,
-            StartState::Pending | StartState::Failed | StartState::Dead
-        ) {
-            return Err(StoreError::WrongState {
-                id: row.id,
-                state: row.state.as_str().into(),
-                action: "dropped",
-            });
+        let wrong = |row: StartRow| StoreError::WrongState {
+            id: row.id,
+            state: row.state.as_str().into(),
+            action,
+        };
+        if !from.contains(&row.state) {
+            return Err(wrong(row));
         }
-        self.conn
-            .execute(
-                "UPDATE starts SET state = 'dropped', updated_ms = ?1 WHERE id = ?2",
-                params![now_ms(), row.id],
-            )
+        let states: Vec<String> = from.iter().map(|s| format!("'{}'", s.as_str())).collect();
+        let sql = format!(
+            "UPDATE starts SET {set}, updated_ms = ?1 WHERE id = ?2 AND state IN ({})",
+            states.join(", ")
+        );
+        let changed = self
+            .conn
+            .execute(&sql, params![now_ms(), row.id])
             .map_err(|e| StoreError::Write(e.to_string()))?;
-        self.start(&row.id)
+        let after = self.start(&row.id)?;
+        if changed == 0 {
+            return Err(wrong(after));
+        }
+        Ok(after)
     }
 
     /// The stored change event (JSON) of a change id.

@@ -1,6 +1,6 @@
 //! The schema and its migrations, applied in order at open; `PRAGMA user_version` counts them.
 
-use rusqlite::Connection;
+use rusqlite::{Connection, TransactionBehavior};
 
 /// Migration N brings the schema from version N to N + 1.
 pub const MIGRATIONS: &[&str] = &[
@@ -53,7 +53,12 @@ pub const MIGRATIONS: &[&str] = &[
 
 /// Brings the database to the newest schema, refusing one written by a newer switchyard.
 pub fn migrate(conn: &mut Connection) -> Result<(), String> {
-    let version: i64 = conn
+    // Read the version and migrate under one write lock, so that two processes opening a new
+    // state directory at once do not both run migration 1.
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|e| e.to_string())?;
+    let version: i64 = tx
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .map_err(|e| e.to_string())?;
     let known = MIGRATIONS.len() as i64;
@@ -63,12 +68,10 @@ pub fn migrate(conn: &mut Connection) -> Result<(), String> {
         ));
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-        let tx = conn.transaction().map_err(|e| e.to_string())?;
         tx.execute_batch(sql)
             .map_err(|e| format!("migration {}: {e}", i + 1))?;
         tx.pragma_update(None, "user_version", (i + 1) as i64)
             .map_err(|e| e.to_string())?;
-        tx.commit().map_err(|e| e.to_string())?;
     }
-    Ok(())
+    tx.commit().map_err(|e| e.to_string())
 }
