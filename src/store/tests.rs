@@ -208,7 +208,7 @@ impl Model {
     }
 
     fn finish(&mut self, id: &str, finish: &Finish) -> bool {
-        let Some(s) = self.get_mut(id).filter(|s| s.state.is_open()) else {
+        let Some(s) = self.get_mut(id).filter(|s| s.state.is_unfinished()) else {
             return false;
         };
         s.attempts += 1;
@@ -265,7 +265,7 @@ impl Model {
     fn open(&self, window: u32) -> Vec<&ModelStart> {
         let mut taken: BTreeMap<&str, u32> = BTreeMap::new();
         let mut out = Vec::new();
-        for s in self.starts.iter().filter(|s| s.state.is_open()) {
+        for s in self.starts.iter().filter(|s| s.state.is_unfinished()) {
             let n = taken.entry(s.pipeline.as_str()).or_default();
             if *n < window {
                 *n += 1;
@@ -273,6 +273,32 @@ impl Model {
             }
         }
         out
+    }
+
+    /// The dispatcher claims starts: the open ones become running.
+    fn claim(&mut self, ids: &[String]) -> Vec<String> {
+        let mut claimed = Vec::new();
+        for id in ids {
+            if let Some(s) = self.get_mut(id).filter(|s| s.state.is_open()) {
+                s.state = StartState::Running;
+                claimed.push(id.clone());
+            }
+        }
+        claimed
+    }
+
+    /// Running starts given back (a stop, or a restart): open again.
+    fn release(&mut self, ids: Option<&[String]>) {
+        for s in &mut self.starts {
+            let named = ids.is_none_or(|ids| ids.contains(&s.id));
+            if named && s.state == StartState::Running {
+                s.state = if s.attempts > 0 {
+                    StartState::Failed
+                } else {
+                    StartState::Pending
+                };
+            }
+        }
     }
 
     fn counts(&self) -> Vec<(StartState, i64)> {
@@ -364,6 +390,14 @@ enum Op {
     },
     /// Drop the store (and the admin connection) and open them again on the same directory.
     Reopen,
+    /// Claim the k-th starts the model knows (as the dispatcher does before attempting them).
+    Claim {
+        ks: Vec<usize>,
+    },
+    /// Give the k-th starts back (as a stop after the grace period does).
+    Release {
+        ks: Vec<usize>,
+    },
     Retry {
         k: usize,
     },
@@ -411,6 +445,8 @@ fn op_strategy() -> impl Strategy<Value = Op> {
             .prop_map(|(event, kind, delivery, starts)| Op::Intake { event, kind, delivery, starts }),
         4 => (0usize..64, finish_strategy()).prop_map(|(k, how)| Op::Finish { k, how }),
         1 => Just(Op::Reopen),
+        3 => proptest::collection::vec(0usize..64, 1..4).prop_map(|ks| Op::Claim { ks }),
+        1 => proptest::collection::vec(0usize..64, 1..4).prop_map(|ks| Op::Release { ks }),
         2 => (0usize..64).prop_map(|k| Op::Retry { k }),
         2 => (0usize..64).prop_map(|k| Op::Drop { k }),
         2 => (1u32..=4).prop_map(|window| Op::Open { window }),
@@ -457,6 +493,10 @@ impl Harness {
             Store::open(self.dir.path(), self.notify.clone()),
         );
         drop(store);
+        // The new store opens the file on its first request, and gives interrupted attempts back.
+        self.rt
+            .block_on(self.store.open_starts(1))
+            .expect("the store reopens");
         self.admin = Admin::open(self.dir.path()).expect("the admin connection reopens");
     }
 
@@ -584,7 +624,23 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                     Err(e) => prop_assert!(false, "{}: finish failed: {}", ctx, e),
                 }
             }
+            Op::Claim { ks } | Op::Release { ks } => {
+                let ids: Vec<String> = ks.iter().filter_map(|k| pick(k, &model)).collect();
+                if matches!(op, Op::Claim { .. }) {
+                    let want = model.claim(&ids);
+                    let got = h.rt.block_on(h.store.claim(ids.clone()));
+                    match got {
+                        Ok(got) => prop_assert_eq!(got, want, "{}: claim {:?}", ctx, ids),
+                        Err(e) => prop_assert!(false, "{}: claim failed: {}", ctx, e),
+                    }
+                } else {
+                    model.release(Some(&ids));
+                    let got = h.rt.block_on(h.store.release(ids.clone()));
+                    prop_assert!(got.is_ok(), "{}: release failed: {:?}", ctx, got);
+                }
+            }
             Op::Reopen => {
+                model.release(None);
                 h.reopen();
                 h.check_all(&model, &ctx)?;
             }
