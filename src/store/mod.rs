@@ -7,13 +7,19 @@
 //! once the write-ahead log is on disk. `PRAGMA user_version` holds the schema version;
 //! [`MIGRATIONS`] brings an older file up to date inside one transaction at open. Tables:
 //!
-//! - `changes(id, repository, event, received_ms)`: each change event as first accepted (JSON).
-//! - `sightings(change_id, source, provider, delivery_id, first_seen_ms)`: when each source
-//!   first reported each change — the comparison of sources is read from here.
+//! - `changes(seq, id, repository, event, received_ms, source, provider, delivery_id)`: each
+//!   change event as first accepted (JSON), with the first source's sighting.
+//! - `sightings(seq, change_id, source, provider, delivery_id, first_seen_ms)`: when each
+//!   *other* source first reported a change — with the change's own row, the comparison of
+//!   sources.
 //! - `starts(seq, id, change_id, pipeline, git_ref, state, attempts, next_attempt_ms,
 //!   last_error, created_ms, updated_ms)`: one row per (change, pipeline); `seq` is intake order,
 //!   `id` the start id (the idempotency key a runner sees on every attempt).
-//! - `deliveries(receiver, delivery_id, seen_ms)`: delivery ids seen, the replay window.
+//! - `deliveries(seq, receiver, delivery_id, seen_ms)`: delivery ids seen, the replay window.
+//!
+//! Rows are appended in arrival order (integer primary keys) and looked up through narrow
+//! unique indexes, so a new change writes its event once at the end of `changes` instead of at
+//! a random place; checkpoints run on their own thread, off the commit path.
 //! - `cursors(repository, git_ref, sha, updated_ms)`: where polling last saw each ref.
 //!
 //! # Invariants
@@ -212,8 +218,9 @@ pub fn now_ms() -> i64 {
 }
 
 enum Command {
+    /// The request and its event as JSON (serialised by the caller, off the writer thread).
     Intake(
-        Box<IntakeRequest>,
+        Box<(IntakeRequest, String)>,
         oneshot::Sender<Result<IntakeOutcome, StoreError>>,
     ),
     Finish(String, Finish, oneshot::Sender<Result<bool, StoreError>>),
@@ -340,7 +347,9 @@ impl Store {
 
     /// Stores a change and its starts; answers once they are on disk.
     pub async fn intake(&self, request: IntakeRequest) -> Result<IntakeOutcome, StoreError> {
-        self.call(|reply| Command::Intake(Box::new(request), reply))
+        let json =
+            serde_json::to_string(&request.event).map_err(|e| StoreError::Write(e.to_string()))?;
+        self.call(|reply| Command::Intake(Box::new((request, json)), reply))
             .await
     }
 
@@ -387,6 +396,8 @@ impl Store {
 /// commits once, then answers all of them.
 fn writer(path: PathBuf, rx: mpsc::Receiver<Command>, new_work: Arc<Notify>) {
     let mut conn: Option<Connection> = None;
+    // Dropped when the writer ends, which stops the checkpointer.
+    let mut checkpointer: Option<mpsc::Sender<()>> = None;
     let mut batch: Vec<Command> = Vec::with_capacity(64);
     while let Ok(first) = rx.recv() {
         batch.push(first);
@@ -397,8 +408,16 @@ fn writer(path: PathBuf, rx: mpsc::Receiver<Command>, new_work: Arc<Notify>) {
             }
         }
         if conn.is_none() {
-            match open_connection(&path).and_then(recover_running) {
-                Ok(c) => conn = Some(c),
+            match open_connection(&path)
+                .and_then(recover_running)
+                .and_then(tune_writer)
+            {
+                Ok(c) => {
+                    conn = Some(c);
+                    if checkpointer.is_none() {
+                        checkpointer = spawn_checkpointer(&path);
+                    }
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "store unavailable");
                     fail_all(&mut batch, &e);
@@ -441,6 +460,39 @@ fn fail_all(batch: &mut Vec<Command>, err: &StoreError) {
     }
 }
 
+/// How often the checkpointer copies the write-ahead log into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+/// Pages the log may grow to before the writer checkpoints by itself (a backstop for a
+/// checkpointer that cannot keep up).
+const WRITER_CHECKPOINT_PAGES: i64 = 20_000;
+
+/// Settings of the writer's connection: a large page cache (random index lookups stay in
+/// memory) and checkpoints left to the checkpointer thread.
+fn tune_writer(conn: Connection) -> Result<Connection, StoreError> {
+    let fail = |e: rusqlite::Error| StoreError::Write(e.to_string());
+    conn.pragma_update(None, "cache_size", -65_536)
+        .map_err(fail)?;
+    conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)
+        .map_err(fail)?;
+    Ok(conn)
+}
+
+/// Starts the thread that checkpoints the log in the background (passive: it never waits for
+/// or blocks the writer). It stops when the returned sender is dropped.
+fn spawn_checkpointer(path: &Path) -> Option<mpsc::Sender<()>> {
+    let (stop, stopped) = mpsc::channel::<()>();
+    let path = path.to_path_buf();
+    let spawned = std::thread::Builder::new().name("switchyard-checkpoint".into()).spawn(move || {
+        let Ok(conn) = open_connection(&path) else { return };
+        while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                tracing::debug!(error = %e, "background checkpoint failed; the writer checkpoints instead");
+            }
+        }
+    });
+    spawned.ok().map(|_| stop)
+}
+
 /// Attempts interrupted by a crash or a stop are open again.
 fn recover_running(conn: Connection) -> Result<Connection, StoreError> {
     conn.execute(
@@ -479,7 +531,7 @@ fn apply(conn: &mut Connection, batch: &[Command], woke: &mut bool) -> rusqlite:
     for cmd in batch {
         done.push(match cmd {
             Command::Intake(req, _) => {
-                let outcome = intake(&tx, req, now)?;
+                let outcome = intake(&tx, &req.0, &req.1, now)?;
                 if matches!(&outcome, IntakeOutcome::Accepted { starts, .. } if !starts.is_empty()) {
                     *woke = true;
                 }
@@ -559,15 +611,17 @@ fn reply_all(conn: &Connection, batch: &mut Vec<Command>, done: Vec<Done>) {
 fn intake(
     tx: &rusqlite::Transaction<'_>,
     req: &IntakeRequest,
+    json: &str,
     now: i64,
 ) -> rusqlite::Result<IntakeOutcome> {
     let event = &req.event;
     let change_id = event.id.clone();
     if let Some((receiver, delivery)) = &req.delivery {
-        let fresh = tx.execute(
-            "INSERT OR IGNORE INTO deliveries (receiver, delivery_id, seen_ms) VALUES (?1, ?2, ?3)",
-            params![receiver, delivery, now],
-        )?;
+        let fresh = tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO deliveries (receiver, delivery_id, seen_ms) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![receiver, delivery, now])?;
         if fresh == 0 {
             return Ok(IntakeOutcome::Duplicate {
                 change_id,
@@ -576,16 +630,36 @@ fn intake(
         }
     }
     let received_ms = event.received_at.as_millisecond();
-    tx.execute(
-        "INSERT OR IGNORE INTO sightings (change_id, source, provider, delivery_id, first_seen_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![change_id, event.source.kind.to_string(), event.source.provider, event.source.delivery_id, received_ms],
-    )?;
-    let json = serde_json::to_string(event).unwrap_or_default();
-    let new = tx.execute(
-        "INSERT OR IGNORE INTO changes (id, repository, event, received_ms) VALUES (?1, ?2, ?3, ?4)",
-        params![change_id, event.repository.as_str(), json, received_ms],
-    )?;
+    let source = event.source.kind.to_string();
+    // The first source's sighting lives in the change's own row (one insert for a new change);
+    // other sources' first sightings go to `sightings`.
+    let new = tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO changes (id, repository, event, received_ms, source, provider, delivery_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?
+        .execute(params![
+            change_id,
+            event.repository.as_str(),
+            json,
+            received_ms,
+            source,
+            event.source.provider,
+            event.source.delivery_id
+        ])?;
     if new == 0 {
+        tx.prepare_cached(
+            "INSERT OR IGNORE INTO sightings (change_id, source, provider, delivery_id, first_seen_ms)
+             SELECT ?1, ?2, ?3, ?4, ?5
+             WHERE NOT EXISTS (SELECT 1 FROM changes WHERE id = ?1 AND source = ?2)",
+        )?
+        .execute(params![
+            change_id,
+            source,
+            event.source.provider,
+            event.source.delivery_id,
+            received_ms
+        ])?;
         return Ok(IntakeOutcome::Duplicate {
             change_id,
             why: DuplicateOf::Change,
@@ -800,7 +874,12 @@ impl Admin {
         let read = |e: rusqlite::Error| StoreError::Read(e.to_string());
         let mut stmt = self
             .conn
-            .prepare("SELECT source, first_seen_ms FROM sightings WHERE change_id = ?1 ORDER BY first_seen_ms")
+            .prepare(
+                "SELECT source, received_ms FROM changes WHERE id = ?1
+                 UNION ALL
+                 SELECT source, first_seen_ms FROM sightings WHERE change_id = ?1
+                 ORDER BY 2",
+            )
             .map_err(read)?;
         let rows = stmt
             .query_map(params![change_id], |r| Ok((r.get(0)?, r.get(1)?)))

@@ -6,19 +6,24 @@ use rusqlite::{Connection, TransactionBehavior};
 pub const MIGRATIONS: &[&str] = &[
     // 1: changes, sightings, starts, deliveries, cursors.
     "CREATE TABLE changes (
-        id TEXT PRIMARY KEY,
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
         repository TEXT NOT NULL,
         event TEXT NOT NULL,
-        received_ms INTEGER NOT NULL
-     ) WITHOUT ROWID;
+        received_ms INTEGER NOT NULL,
+        source TEXT NOT NULL,
+        provider TEXT,
+        delivery_id TEXT
+     );
      CREATE TABLE sightings (
+        seq INTEGER PRIMARY KEY,
         change_id TEXT NOT NULL,
         source TEXT NOT NULL,
         provider TEXT,
         delivery_id TEXT,
         first_seen_ms INTEGER NOT NULL,
-        PRIMARY KEY (change_id, source)
-     ) WITHOUT ROWID;
+        UNIQUE (change_id, source)
+     );
      CREATE TABLE starts (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
         id TEXT NOT NULL UNIQUE,
@@ -36,11 +41,12 @@ pub const MIGRATIONS: &[&str] = &[
      CREATE INDEX starts_open ON starts (pipeline, seq) WHERE state IN ('pending', 'running', 'failed');
      CREATE INDEX starts_ref ON starts (pipeline, git_ref) WHERE state IN ('pending', 'failed');
      CREATE TABLE deliveries (
+        seq INTEGER PRIMARY KEY,
         receiver TEXT NOT NULL,
         delivery_id TEXT NOT NULL,
         seen_ms INTEGER NOT NULL,
-        PRIMARY KEY (receiver, delivery_id)
-     ) WITHOUT ROWID;
+        UNIQUE (receiver, delivery_id)
+     );
      CREATE INDEX deliveries_age ON deliveries (seen_ms);
      CREATE TABLE cursors (
         repository TEXT NOT NULL,

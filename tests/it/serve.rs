@@ -125,11 +125,14 @@ start:
     s.stop().await;
 }
 
+/// One request a runner received: headers, body as JSON, body as sent.
+type Seen = (HashMap<String, String>, serde_json::Value, Bytes);
+
 /// A runner that answers each start with the next status of `script` (then 200), recording
 /// every request's headers and body.
 #[derive(Clone, Default)]
 struct Runner {
-    seen: Arc<Mutex<Vec<(HashMap<String, String>, serde_json::Value, Bytes)>>>,
+    seen: Arc<Mutex<Vec<Seen>>>,
     script: Arc<Mutex<Vec<u16>>>,
 }
 
@@ -185,7 +188,7 @@ impl Runner {
         (runner, addr)
     }
 
-    fn seen(&self) -> Vec<(HashMap<String, String>, serde_json::Value, Bytes)> {
+    fn seen(&self) -> Vec<Seen> {
         self.seen.lock().expect("lock").clone()
     }
 }

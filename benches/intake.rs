@@ -1,0 +1,1393 @@
+//! The HTTP intake under load: signed Standard Webhooks deliveries posted to a real
+//! `switchyard serve` over loopback, each acknowledged only once durably stored.
+//!
+//! Scenarios, each against a fresh server (the `switchyard` binary cargo built with this
+//! benchmark, run as a child process in a temp dir with `SWITCHYARD_LOG=warn`) and a fresh store:
+//!
+//! - `ingest`: no pipeline matches. A closed loop of 64 keep-alive connections (one hyper
+//!   HTTP/1.1 connection per task) posts distinct changes (a new `after` sha and `webhook-id`
+//!   each), 2 s of warm-up, then 10 s measured. Reports the acknowledged rate (202 with
+//!   `"status":"accepted"` only; also second by second), latency p50/p90/p99/max and errors.
+//!   To tell where the time goes it also reports, over the measured window, the server's CPU
+//!   (user and system, by thread, and time runnable without a CPU), its write(2) bytes per
+//!   change, its own mean time in the store (`/metrics`), this process's CPU, the machine's busy
+//!   cores (and how many went to other processes) and the load average. Then the server is
+//!   killed (SIGKILL) and the `changes` table must hold at least as many rows as were
+//!   acknowledged. Targets: at least 15,000 acknowledged changes/s with p99 under 25 ms.
+//! - `start_latency`: one `http` pipeline in `parallel` mode whose runner is a small hyper
+//!   server in this process. After 20 warm-up changes, 2,000 changes are posted at a paced
+//!   500/s over 4 connections; for each, store-to-start is the runner's arrival time minus the
+//!   client's receipt of the 202 (clamped at 0; how many starts arrived before their 202 is
+//!   reported), and send-to-start the arrival minus the send. Every accepted change must reach
+//!   the runner. Target: store-to-start p50 under 5 ms.
+//!
+//! The load generator runs on a tokio runtime with ONE worker thread (`INTAKE_BENCH_THREADS`),
+//! so that on a 2-core machine it leaves the other core to the server; requests are built and
+//! signed on the fly (the cost per request is measured and printed). Before the servers start,
+//! `fdatasync` latency is probed in the state directory's file system.
+//!
+//! Run with `cargo bench --bench intake`. It prints a summary table and writes the figures to
+//! `target/intake-bench.json`. Environment: `INTAKE_BENCH_SECONDS` (measured seconds, default
+//! 10), `INTAKE_BENCH_STARTS` (changes of `start_latency`, default 2000),
+//! `INTAKE_BENCH_CONNECTIONS` (default 64), `INTAKE_BENCH_THREADS` (generator worker threads,
+//! default 1), `INTAKE_BENCH_START_RATE` (changes/s of `start_latency`, default 500).
+//!
+//! Without `--bench` (as under `cargo test --benches`) it runs a smoke version instead: 1 s of
+//! ingest after 0.25 s of warm-up, 100 starts, the same checks (something acknowledged, at
+//! least as many durable rows as acknowledgements, every accepted change started exactly once),
+//! and writes `target/intake-bench-smoke.json`. The targets are reported, never asserted.
+
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
+use std::fs::File;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::{CONTENT_TYPE, HOST};
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use switchyard::signature::{Key, sign};
+use tokio::net::{TcpListener, TcpStream};
+
+/// The targets of the issue.
+const TARGET_RATE: f64 = 15_000.0;
+const TARGET_P99_MS: f64 = 25.0;
+const TARGET_START_P50_MS: f64 = 5.0;
+
+const BEFORE: &str = "1111111111111111111111111111111111111111";
+const WATCHED: &str = "https://github.com/acme/api.git";
+
+// ---------------------------------------------------------------------------------------------
+// Settings
+
+/// What this run measures, from the arguments and the environment.
+#[derive(Debug, Clone)]
+struct Settings {
+    /// `cargo bench` passes `--bench`; without it this is a smoke run.
+    full: bool,
+    seconds: f64,
+    warmup: f64,
+    connections: usize,
+    threads: usize,
+    starts: usize,
+    start_rate: f64,
+    start_connections: usize,
+}
+
+impl Settings {
+    fn from_env() -> Settings {
+        let full = std::env::args().any(|a| a == "--bench");
+        let num = |name: &str, default: f64| -> f64 {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .filter(|v| *v > 0.0)
+                .unwrap_or(default)
+        };
+        Settings {
+            full,
+            seconds: num("INTAKE_BENCH_SECONDS", if full { 10.0 } else { 1.0 }),
+            warmup: if full { 2.0 } else { 0.25 },
+            connections: num("INTAKE_BENCH_CONNECTIONS", 64.0) as usize,
+            threads: num("INTAKE_BENCH_THREADS", 1.0) as usize,
+            starts: num("INTAKE_BENCH_STARTS", if full { 2000.0 } else { 100.0 }) as usize,
+            start_rate: num("INTAKE_BENCH_START_RATE", 500.0),
+            start_connections: 4,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The server under test
+
+/// A `switchyard serve` child process in its own temp dir; killed when dropped.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    dir: tempfile::TempDir,
+}
+
+impl Server {
+    /// Writes the project (config, one pipeline) and starts the server; does not wait.
+    fn spawn(dir: tempfile::TempDir, secret: &str, pipeline: &str) -> Server {
+        let port = free_port();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let config = format!(
+            "listen: {addr}\n\
+             state_dir: state\n\
+             receivers:\n  - name: bench\n    provider: standard\n    secrets: [env:BENCH_SECRET]\n\
+             limits: {{max_connections: 4096}}\n\
+             dispatch: {{attempts: 3, backoff: 100ms}}\n"
+        );
+        let root = dir.path();
+        std::fs::write(root.join("switchyard.yaml"), config).expect("write switchyard.yaml");
+        std::fs::create_dir_all(root.join("triggers")).expect("create triggers/");
+        std::fs::write(root.join("triggers/p.yaml"), pipeline).expect("write triggers/p.yaml");
+        let log = File::create(root.join("server.log")).expect("create server.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args([
+                "serve",
+                "--config",
+                "switchyard.yaml",
+                "--triggers",
+                "triggers",
+            ])
+            .current_dir(root)
+            .env("SWITCHYARD_LOG", "warn")
+            .env("BENCH_SECRET", secret)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone the log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn switchyard serve");
+        Server { child, addr, dir }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    fn db(&self) -> PathBuf {
+        self.dir
+            .path()
+            .join("state")
+            .join(switchyard::store::DB_FILE)
+    }
+
+    /// Polls `GET /readyz` until 200.
+    async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "switchyard serve exited ({status}) before it was ready:\n{}",
+                    self.log()
+                );
+            }
+            if let Some((StatusCode::OK, _)) = get(self.addr, "/readyz").await {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "switchyard serve not ready after 60 s:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Kills the server abruptly (SIGKILL): what it acknowledged must be on disk regardless.
+    fn crash(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.crash();
+    }
+}
+
+/// A port nobody listens on now.
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local address").port()
+}
+
+/// A Standard Webhooks secret: `whsec_` and 24 random bytes in base64.
+fn new_secret() -> String {
+    let bytes: Vec<u8> = (0..24).map(|_| fastrand::u8(..)).collect();
+    format!("whsec_{}", B64.encode(bytes))
+}
+
+/// Rows of the `changes` table, read after the server is gone.
+fn durable_changes(db: &Path) -> i64 {
+    let conn = rusqlite::Connection::open(db).expect("open the store");
+    conn.query_row("SELECT COUNT(*) FROM changes", [], |r| r.get(0))
+        .expect("count changes")
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP client
+
+type Sender = SendRequest<Full<Bytes>>;
+
+/// One keep-alive HTTP/1.1 connection; its driver runs as a task.
+async fn connect(addr: SocketAddr) -> std::io::Result<Sender> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(std::io::Error::other)?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+/// Sends one request and reads the whole answer.
+async fn exchange(
+    sender: &mut Sender,
+    req: Request<Full<Bytes>>,
+) -> Result<(StatusCode, Bytes), hyper::Error> {
+    sender.ready().await?;
+    let resp = sender.send_request(req).await?;
+    let status = resp.status();
+    let body = resp.into_body().collect().await?.to_bytes();
+    Ok((status, body))
+}
+
+/// A GET on a fresh connection, for `/readyz` and `/metrics`.
+async fn get(addr: SocketAddr, path: &str) -> Option<(StatusCode, Bytes)> {
+    let mut sender = connect(addr).await.ok()?;
+    let req = Request::get(path)
+        .header(HOST, addr.to_string())
+        .body(Full::new(Bytes::new()))
+        .ok()?;
+    exchange(&mut sender, req).await.ok()
+}
+
+/// Builds and signs distinct deliveries.
+struct Signer {
+    key: Key,
+    host: String,
+    repository: &'static str,
+}
+
+impl Signer {
+    /// The `after` sha of change `n`: distinct per `n`, never the zero sha.
+    fn after(n: u64) -> String {
+        format!("be{:038x}", n + 1)
+    }
+
+    /// Delivery `n`: a push of its own `after` sha, signed now.
+    fn request(&self, n: u64) -> Request<Full<Bytes>> {
+        let after = Signer::after(n);
+        let body = format!(
+            concat!(
+                r#"{{"schema":"switchyard.change/v1","repository":"{}","kind":"push","#,
+                r#""ref":"refs/heads/main","before":"{}","after":"{}","commit_count":1,"#,
+                r#""changed_paths":["src/lib.rs","README.md"],"changed_paths_complete":true,"#,
+                r#""pull_request":null}}"#
+            ),
+            self.repository, BEFORE, after
+        );
+        let id = format!("msg_bench_{n}");
+        let ts = unix_now();
+        let signature = sign(&self.key, &id, ts, body.as_bytes());
+        Request::post("/hooks/bench")
+            .header(HOST, &self.host)
+            .header(CONTENT_TYPE, "application/json")
+            .header("webhook-id", id)
+            .header("webhook-timestamp", ts.to_string())
+            .header("webhook-signature", signature)
+            .body(Full::new(Bytes::from(body)))
+            .expect("a valid request")
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// How the server answered one delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Accepted,
+    Duplicate,
+    Other(u16),
+}
+
+fn classify(status: StatusCode, body: &[u8]) -> Outcome {
+    let has = |pat: &[u8]| body.windows(pat.len()).any(|w| w == pat);
+    match status.as_u16() {
+        202 if has(br#""status":"accepted""#) => Outcome::Accepted,
+        202 if has(br#""status":"duplicate""#) => Outcome::Duplicate,
+        code => Outcome::Other(code),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Measuring the machine
+
+/// Clock ticks per second for `/proc` CPU times.
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|t| *t > 0.0)
+        .unwrap_or(100.0)
+}
+
+/// One `/proc/.../stat` line: the thread or process name, user and system ticks; and from
+/// `schedstat`, nanoseconds runnable but waiting for a CPU.
+#[derive(Debug, Clone, Default)]
+struct Stat {
+    comm: String,
+    utime: u64,
+    stime: u64,
+    queued_ns: u64,
+}
+
+fn proc_stat(path: &Path) -> Option<Stat> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let open = text.find('(')?;
+    let close = text.rfind(')')?;
+    let fields: Vec<&str> = text[close + 1..].split_whitespace().collect();
+    let sched = std::fs::read_to_string(path.with_file_name("schedstat")).unwrap_or_default();
+    let mut sched = sched.split_whitespace().map(|x| x.parse().unwrap_or(0));
+    // Counting from 1 with the pid: state is field 3, utime field 14, stime field 15.
+    Some(Stat {
+        comm: text[open + 1..close].to_owned(),
+        utime: fields.get(11)?.parse().ok()?,
+        stime: fields.get(12)?.parse().ok()?,
+        queued_ns: sched.nth(1).unwrap_or(0),
+    })
+}
+
+/// `/proc/PID/io`: bytes passed to write(2), write calls, bytes sent to the storage layer.
+fn proc_io(pid: u32) -> [u64; 3] {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    [field("wchar:"), field("syscw:"), field("write_bytes:")]
+}
+
+/// (busy, steal, total) ticks of all CPUs, from `/proc/stat`.
+fn machine_ticks() -> (u64, u64, u64) {
+    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = text.lines().find(|l| l.starts_with("cpu ")) else {
+        return (0, 0, 0);
+    };
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    if v.len() < 8 {
+        return (0, 0, 0);
+    }
+    let total: u64 = v.iter().sum();
+    let idle = v[3] + v[4];
+    (total - idle, v[7], total)
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// CPU time of a process and its threads, this process's, and the machine's, at one instant.
+struct Sample {
+    at: Instant,
+    server: Stat,
+    threads: HashMap<u32, Stat>,
+    io: [u64; 3],
+    generator: Stat,
+    machine: (u64, u64, u64),
+}
+
+impl Sample {
+    fn take(pid: u32) -> Sample {
+        let mut threads = HashMap::new();
+        if let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+            for entry in dir.flatten() {
+                let tid = entry.file_name().to_string_lossy().parse::<u32>();
+                if let (Ok(tid), Some(stat)) = (tid, proc_stat(&entry.path().join("stat"))) {
+                    threads.insert(tid, stat);
+                }
+            }
+        }
+        Sample {
+            at: Instant::now(),
+            server: proc_stat(Path::new(&format!("/proc/{pid}/stat"))).unwrap_or_default(),
+            threads,
+            io: proc_io(pid),
+            generator: proc_stat(Path::new("/proc/self/stat")).unwrap_or_default(),
+            machine: machine_ticks(),
+        }
+    }
+}
+
+/// CPU seconds in user and system mode; seconds runnable but waiting for a CPU.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cpu {
+    user: f64,
+    sys: f64,
+    queued: f64,
+}
+
+impl Cpu {
+    fn between(a: &Stat, b: &Stat, ticks: f64) -> Cpu {
+        Cpu {
+            user: b.utime.saturating_sub(a.utime) as f64 / ticks,
+            sys: b.stime.saturating_sub(a.stime) as f64 / ticks,
+            queued: b.queued_ns.saturating_sub(a.queued_ns) as f64 / 1e9,
+        }
+    }
+
+    fn total(self) -> f64 {
+        self.user + self.sys
+    }
+
+    fn to_json(self, wall: f64) -> Value {
+        json!({
+            "cpu_s": round(self.total(), 3),
+            "user_s": round(self.user, 3),
+            "sys_s": round(self.sys, 3),
+            "cores": round(self.total() / wall, 3),
+            "waiting_for_cpu_s": round(self.queued, 3),
+        })
+    }
+}
+
+/// CPU use over a window, in seconds of CPU time.
+#[derive(Debug, Clone)]
+struct CpuUse {
+    wall: f64,
+    server: Cpu,
+    /// Server CPU by thread name, with the number of threads of that name.
+    server_threads: BTreeMap<String, (Cpu, usize)>,
+    /// Server write(2) bytes, write calls, and bytes sent to storage.
+    server_io: [u64; 3],
+    generator: Cpu,
+    machine_busy: f64,
+    machine_steal: f64,
+    machine_capacity: f64,
+}
+
+fn cpu_use(a: &Sample, b: &Sample, ticks: f64) -> CpuUse {
+    let mut server_threads: BTreeMap<String, (Cpu, usize)> = BTreeMap::new();
+    for (tid, t1) in &b.threads {
+        let t0 = a.threads.get(tid).cloned().unwrap_or_default();
+        let d = Cpu::between(&t0, t1, ticks);
+        let e = server_threads.entry(t1.comm.clone()).or_default();
+        e.0.user += d.user;
+        e.0.sys += d.sys;
+        e.0.queued += d.queued;
+        e.1 += 1;
+    }
+    let s = |x: u64, y: u64| y.saturating_sub(x) as f64 / ticks;
+    CpuUse {
+        wall: (b.at - a.at).as_secs_f64(),
+        server: Cpu::between(&a.server, &b.server, ticks),
+        server_threads,
+        server_io: [0, 1, 2].map(|i| b.io[i].saturating_sub(a.io[i])),
+        generator: Cpu::between(&a.generator, &b.generator, ticks),
+        machine_busy: s(a.machine.0, b.machine.0),
+        machine_steal: s(a.machine.1, b.machine.1),
+        machine_capacity: s(a.machine.2, b.machine.2),
+    }
+}
+
+impl CpuUse {
+    /// Cores busy with neither the server nor this process.
+    fn others(&self) -> f64 {
+        (self.machine_busy - self.server.total() - self.generator.total()).max(0.0)
+    }
+
+    fn to_json(&self, accepted: u64) -> Value {
+        let w = self.wall;
+        let threads: serde_json::Map<String, Value> = self
+            .server_threads
+            .iter()
+            .map(|(k, (c, n))| {
+                let mut v = c.to_json(w);
+                v["threads"] = json!(n);
+                (k.clone(), v)
+            })
+            .collect();
+        let per = |x: u64| round(x as f64 / accepted.max(1) as f64, 1);
+        json!({
+            "wall_s": round(w, 3),
+            "server": self.server.to_json(w),
+            "server_cpu_ms_per_1000_acknowledged": round(self.server.total() * 1e6 / accepted.max(1) as f64, 2),
+            "server_threads": threads,
+            "server_write_bytes_per_change": per(self.server_io[0]),
+            "server_write_calls_per_change": round(self.server_io[1] as f64 / accepted.max(1) as f64, 3),
+            "server_storage_bytes_per_change": per(self.server_io[2]),
+            "bench_process": self.generator.to_json(w),
+            "machine_busy_cores": round(self.machine_busy / w, 3),
+            "other_processes_cores": round(self.others() / w, 3),
+            "machine_steal_cores": round(self.machine_steal / w, 3),
+            "machine_cores": round(self.machine_capacity / w, 2),
+        })
+    }
+}
+
+/// `fdatasync` after a 4 KiB append, as a store commit waits for one, in the file system of
+/// `dir`: milliseconds, sorted.
+fn fsync_probe(dir: &Path, n: usize) -> Vec<f64> {
+    let path = dir.join("fsync-probe");
+    let mut file = File::create(&path).expect("create the fsync probe");
+    let block = [0x5au8; 4096];
+    let mut ms = Vec::with_capacity(n);
+    for _ in 0..n {
+        file.write_all(&block).expect("write the fsync probe");
+        let t = Instant::now();
+        file.sync_data().expect("fdatasync");
+        ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    drop(file);
+    let _ = std::fs::remove_file(path);
+    ms.sort_by(f64::total_cmp);
+    ms
+}
+
+/// The file system type `path` lives on, from `/proc/mounts` (longest matching mount point).
+fn fs_type(path: &Path) -> String {
+    let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (_dev, point, kind) = (f.next()?, f.next()?, f.next()?);
+            path.starts_with(point)
+                .then(|| (point.len(), kind.to_owned()))
+        })
+        .max_by_key(|(len, _)| *len)
+        .map_or_else(|| "unknown".into(), |(_, kind)| kind)
+}
+
+/// Mean of a histogram from the server's `/metrics` text: `name_sum / name_count`.
+fn metric_mean(text: &str, name: &str) -> Option<f64> {
+    let value = |suffix: &str| -> Option<f64> {
+        let prefix = format!("{name}{suffix}");
+        text.lines()
+            .filter(|l| l.starts_with(&prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .reduce(|a, b| a + b)
+    };
+    let (sum, count) = (value("_sum")?, value("_count")?);
+    (count > 0.0).then(|| sum / count)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Statistics
+
+/// Percentiles of a sorted slice (nearest rank).
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn round(x: f64, digits: i32) -> f64 {
+    let f = 10f64.powi(digits);
+    (x * f).round() / f
+}
+
+fn dist_json(sorted: &[f64]) -> Value {
+    json!({
+        "n": sorted.len(),
+        "p50": round(pct(sorted, 50.0), 3),
+        "p90": round(pct(sorted, 90.0), 3),
+        "p99": round(pct(sorted, 99.0), 3),
+        "max": round(sorted.last().copied().unwrap_or(f64::NAN), 3),
+    })
+}
+
+fn dist_text(sorted: &[f64]) -> String {
+    format!(
+        "{:.2} / {:.2} / {:.2} / {:.2} ms",
+        pct(sorted, 50.0),
+        pct(sorted, 90.0),
+        pct(sorted, 99.0),
+        sorted.last().copied().unwrap_or(f64::NAN)
+    )
+}
+
+/// Thousands separators.
+fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scenario 1: ingest
+
+/// What one load task saw.
+#[derive(Debug, Default)]
+struct Tally {
+    sent: u64,
+    accepted: u64,
+    duplicate: u64,
+    statuses: BTreeMap<u16, u64>,
+    transport: u64,
+    /// Accepted answers received inside the measured window.
+    window_accepted: u64,
+    /// The same, per second of the window.
+    per_second: Vec<u64>,
+    /// Other answers and failures inside the window.
+    window_errors: u64,
+    /// Latencies (ms) of the accepted answers inside the window.
+    latencies: Vec<f64>,
+    first_error: Option<String>,
+}
+
+impl Tally {
+    fn merge(&mut self, o: Tally) {
+        self.sent += o.sent;
+        self.accepted += o.accepted;
+        self.duplicate += o.duplicate;
+        for (k, v) in o.statuses {
+            *self.statuses.entry(k).or_default() += v;
+        }
+        self.transport += o.transport;
+        self.window_accepted += o.window_accepted;
+        if self.per_second.len() < o.per_second.len() {
+            self.per_second.resize(o.per_second.len(), 0);
+        }
+        for (i, n) in o.per_second.iter().enumerate() {
+            self.per_second[i] += n;
+        }
+        self.window_errors += o.window_errors;
+        self.latencies.extend(o.latencies);
+        if self.first_error.is_none() {
+            self.first_error = o.first_error;
+        }
+    }
+
+    fn errors(&self) -> u64 {
+        self.statuses.values().sum::<u64>() + self.transport
+    }
+}
+
+/// A closed loop on one connection: send, wait for the answer, send the next, until `until`.
+async fn ingest_worker(
+    addr: SocketAddr,
+    signer: Arc<Signer>,
+    next: Arc<AtomicU64>,
+    window_start: Instant,
+    until: Instant,
+) -> Tally {
+    let mut tally = Tally::default();
+    let mut sender: Option<Sender> = None;
+    let last = ((until - window_start).as_secs_f64().ceil() as usize).saturating_sub(1);
+    while Instant::now() < until {
+        let s = match sender.as_mut() {
+            Some(s) => s,
+            None => match connect(addr).await {
+                Ok(s) => sender.insert(s),
+                Err(e) => {
+                    tally.transport += 1;
+                    tally.first_error.get_or_insert(format!("connect: {e}"));
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+        };
+        let n = next.fetch_add(1, Ordering::Relaxed);
+        let req = signer.request(n);
+        let sent = Instant::now();
+        let result = exchange(s, req).await;
+        let done = Instant::now();
+        tally.sent += 1;
+        let in_window = done >= window_start && done <= until;
+        match result {
+            Ok((status, body)) => match classify(status, &body) {
+                Outcome::Accepted => {
+                    tally.accepted += 1;
+                    if in_window {
+                        tally.window_accepted += 1;
+                        let second = ((done - window_start).as_secs() as usize).min(last);
+                        if tally.per_second.len() <= second {
+                            tally.per_second.resize(second + 1, 0);
+                        }
+                        tally.per_second[second] += 1;
+                        tally.latencies.push((done - sent).as_secs_f64() * 1e3);
+                    }
+                }
+                Outcome::Duplicate => {
+                    tally.duplicate += 1;
+                    tally.window_errors += u64::from(in_window);
+                }
+                Outcome::Other(code) => {
+                    *tally.statuses.entry(code).or_default() += 1;
+                    tally.window_errors += u64::from(in_window);
+                    tally.first_error.get_or_insert_with(|| {
+                        format!("{code}: {}", String::from_utf8_lossy(&body).trim())
+                    });
+                }
+            },
+            Err(e) => {
+                tally.transport += 1;
+                tally.window_errors += u64::from(in_window);
+                tally.first_error.get_or_insert(format!("transport: {e}"));
+                sender = None;
+            }
+        }
+    }
+    tally
+}
+
+/// Figures of the `ingest` scenario.
+struct Ingest {
+    rate: f64,
+    latencies: Vec<f64>,
+    tally: Tally,
+    cpu: CpuUse,
+    durable: i64,
+    store_mean_ms: Option<f64>,
+    load_start: String,
+    load_end: String,
+    build_us: f64,
+}
+
+async fn ingest(settings: &Settings, ticks: f64) -> Ingest {
+    let secret = new_secret();
+    let dir = tempfile::Builder::new()
+        .prefix("intake-bench-")
+        .tempdir()
+        .expect("temp dir");
+    let pipeline = "repository: https://github.com/acme/other.git\n\
+                    on: push\n\
+                    mode: parallel\n\
+                    concurrency: 64\n\
+                    start:\n  http: {url: \"http://127.0.0.1:9/start\"}\n";
+    let mut server = Server::spawn(dir, &secret, pipeline);
+    server.wait_ready().await;
+    let signer = Arc::new(Signer {
+        key: Key::from_secret(&secret).expect("a valid secret"),
+        host: server.addr.to_string(),
+        repository: WATCHED,
+    });
+
+    // What building and signing one request costs the generator (on top of HTTP).
+    let probe = 2000u64;
+    let t = Instant::now();
+    for n in 0..probe {
+        std::hint::black_box(signer.request(u64::MAX / 2 + n));
+    }
+    let build_us = t.elapsed().as_secs_f64() * 1e6 / probe as f64;
+
+    let load_start = loadavg();
+    let start = Instant::now();
+    let window_start = start + Duration::from_secs_f64(settings.warmup);
+    let until = window_start + Duration::from_secs_f64(settings.seconds);
+    let next = Arc::new(AtomicU64::new(0));
+    let tasks: Vec<_> = (0..settings.connections)
+        .map(|_| {
+            tokio::spawn(ingest_worker(
+                server.addr,
+                Arc::clone(&signer),
+                Arc::clone(&next),
+                window_start,
+                until,
+            ))
+        })
+        .collect();
+    tokio::time::sleep_until(window_start.into()).await;
+    let before = Sample::take(server.pid());
+    tokio::time::sleep_until(until.into()).await;
+    let after = Sample::take(server.pid());
+    let load_end = loadavg();
+    let mut tally = Tally::default();
+    for task in tasks {
+        tally.merge(task.await.expect("a load task"));
+    }
+    let cpu = cpu_use(&before, &after, ticks);
+    let metrics = get(server.addr, "/metrics")
+        .await
+        .map(|(_, b)| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let store_mean_ms =
+        metric_mean(&metrics, "switchyard_intake_seconds").map(|s| round(s * 1e3, 3));
+    // Everything acknowledged must survive the server being killed.
+    server.crash();
+    let durable = durable_changes(&server.db());
+    let mut latencies = std::mem::take(&mut tally.latencies);
+    latencies.sort_by(f64::total_cmp);
+    Ingest {
+        rate: tally.window_accepted as f64 / settings.seconds,
+        latencies,
+        tally,
+        cpu,
+        durable,
+        store_mean_ms,
+        load_start,
+        load_end,
+        build_us,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scenario 2: start latency
+
+/// The runner the `http` target posts to: records when each change's start first arrived.
+#[derive(Default)]
+struct Arrivals {
+    first: Mutex<HashMap<String, Instant>>,
+    repeats: AtomicU64,
+    unreadable: AtomicU64,
+}
+
+async fn runner_handle(
+    req: Request<Incoming>,
+    arrivals: Arc<Arrivals>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let at = Instant::now();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let after = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v["event"]["after"].as_str().map(str::to_owned));
+    match after {
+        Some(after) => {
+            let mut first = arrivals.first.lock().expect("arrivals lock");
+            match first.entry(after) {
+                Entry::Occupied(_) => {
+                    arrivals.repeats.fetch_add(1, Ordering::Relaxed);
+                }
+                Entry::Vacant(slot) => {
+                    slot.insert(at);
+                }
+            }
+        }
+        None => {
+            arrivals.unreadable.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    Ok(Response::new(Full::new(Bytes::from_static(b"ok\n"))))
+}
+
+/// Starts the runner on 127.0.0.1:0.
+async fn start_runner(arrivals: Arc<Arrivals>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the runner");
+    let addr = listener.local_addr().expect("runner address");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let _ = stream.set_nodelay(true);
+            let arrivals = Arc::clone(&arrivals);
+            let service = service_fn(move |req| runner_handle(req, Arc::clone(&arrivals)));
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// One paced delivery of `start_latency`.
+struct Sent {
+    after: String,
+    sent: Instant,
+    acked: Instant,
+    outcome: Option<Outcome>,
+}
+
+/// Sends changes `ids` on one connection, one every `period`, beginning at `first`.
+async fn paced_worker(
+    addr: SocketAddr,
+    signer: Arc<Signer>,
+    ids: Vec<u64>,
+    first: Instant,
+    period: Duration,
+) -> Vec<Sent> {
+    let mut out = Vec::with_capacity(ids.len());
+    let mut sender = connect(addr).await.ok();
+    let mut tick = tokio::time::interval_at(first.into(), period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    for n in ids {
+        tick.tick().await;
+        if sender.is_none() {
+            sender = connect(addr).await.ok();
+        }
+        let req = signer.request(n);
+        let sent = Instant::now();
+        let outcome = match sender.as_mut() {
+            Some(s) => match exchange(s, req).await {
+                Ok((status, body)) => Some(classify(status, &body)),
+                Err(_) => {
+                    sender = None;
+                    None
+                }
+            },
+            None => None,
+        };
+        out.push(Sent {
+            after: Signer::after(n),
+            sent,
+            acked: Instant::now(),
+            outcome,
+        });
+    }
+    out
+}
+
+/// Sends `ids` at `rate` per second over `connections` connections.
+async fn paced(
+    addr: SocketAddr,
+    signer: &Arc<Signer>,
+    ids: std::ops::Range<u64>,
+    rate: f64,
+    connections: usize,
+) -> Vec<Sent> {
+    let conns = connections.max(1);
+    let period = Duration::from_secs_f64(conns as f64 / rate);
+    let begin = Instant::now() + Duration::from_millis(20);
+    let tasks: Vec<_> = (0..conns)
+        .map(|c| {
+            let mine: Vec<u64> = ids
+                .clone()
+                .filter(|n| n % conns as u64 == c as u64)
+                .collect();
+            let first = begin + period.mul_f64(c as f64 / conns as f64);
+            tokio::spawn(paced_worker(addr, Arc::clone(signer), mine, first, period))
+        })
+        .collect();
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.expect("a paced task"));
+    }
+    all
+}
+
+/// Waits until `n` distinct starts arrived, or `timeout` passed; returns how many arrived.
+async fn await_arrivals(arrivals: &Arrivals, n: usize, timeout: Duration) -> usize {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let got = arrivals.first.lock().expect("arrivals lock").len();
+        if got >= n || Instant::now() >= deadline {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Figures of the `start_latency` scenario.
+struct StartLatency {
+    sent: usize,
+    accepted: usize,
+    arrived: usize,
+    repeats: u64,
+    unreadable: u64,
+    store_to_start: Vec<f64>,
+    send_to_start: Vec<f64>,
+    ack: Vec<f64>,
+    before_ack: usize,
+    missing: usize,
+    server_start_mean_ms: Option<f64>,
+    wall: f64,
+    load_start: String,
+}
+
+async fn start_latency(settings: &Settings) -> StartLatency {
+    let arrivals = Arc::new(Arrivals::default());
+    let runner = start_runner(Arc::clone(&arrivals)).await;
+    let secret = new_secret();
+    let dir = tempfile::Builder::new()
+        .prefix("intake-bench-")
+        .tempdir()
+        .expect("temp dir");
+    let pipeline = format!(
+        "repository: {WATCHED}\n\
+         on: push\n\
+         mode: parallel\n\
+         concurrency: 64\n\
+         start:\n  http: {{url: \"http://{runner}/start\"}}\n"
+    );
+    let mut server = Server::spawn(dir, &secret, &pipeline);
+    server.wait_ready().await;
+    let signer = Arc::new(Signer {
+        key: Key::from_secret(&secret).expect("a valid secret"),
+        host: server.addr.to_string(),
+        repository: WATCHED,
+    });
+    let load_start = loadavg();
+    let conns = settings.start_connections;
+    let rate = settings.start_rate;
+
+    // Warm-up: the dispatcher's first connection to the runner, the server's first requests.
+    let warm = 20u64;
+    let warmed = paced(server.addr, &signer, 0..warm, rate, conns).await;
+    let warm_accepted = warmed
+        .iter()
+        .filter(|s| s.outcome == Some(Outcome::Accepted))
+        .count();
+    await_arrivals(&arrivals, warm_accepted, Duration::from_secs(30)).await;
+
+    let began = Instant::now();
+    let n = settings.starts as u64;
+    let sent = paced(server.addr, &signer, warm..warm + n, rate, conns).await;
+    let wall = began.elapsed().as_secs_f64();
+    let accepted = sent
+        .iter()
+        .filter(|s| s.outcome == Some(Outcome::Accepted))
+        .count();
+    let arrived =
+        await_arrivals(&arrivals, warm_accepted + accepted, Duration::from_secs(30)).await;
+    let metrics = get(server.addr, "/metrics")
+        .await
+        .map(|(_, b)| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let server_start_mean_ms =
+        metric_mean(&metrics, "switchyard_start_latency_seconds").map(|s| round(s * 1e3, 3));
+    drop(server);
+
+    let first = arrivals.first.lock().expect("arrivals lock").clone();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let (mut store_to_start, mut send_to_start, mut ack) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut before_ack, mut missing) = (0, 0);
+    for s in sent.iter().filter(|s| s.outcome == Some(Outcome::Accepted)) {
+        ack.push(ms(s.acked - s.sent));
+        match first.get(&s.after) {
+            Some(&at) => {
+                if at < s.acked {
+                    before_ack += 1;
+                }
+                store_to_start.push(ms(at.saturating_duration_since(s.acked)));
+                send_to_start.push(ms(at.saturating_duration_since(s.sent)));
+            }
+            None => missing += 1,
+        }
+    }
+    for v in [&mut store_to_start, &mut send_to_start, &mut ack] {
+        v.sort_by(f64::total_cmp);
+    }
+    StartLatency {
+        sent: sent.len(),
+        accepted,
+        arrived: arrived.saturating_sub(warm_accepted),
+        repeats: arrivals.repeats.load(Ordering::Relaxed),
+        unreadable: arrivals.unreadable.load(Ordering::Relaxed),
+        store_to_start,
+        send_to_start,
+        ack,
+        before_ack,
+        missing,
+        server_start_mean_ms,
+        wall,
+        load_start,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+
+/// Where cargo's target directory is: this binary runs from `target/<profile>/deps/`.
+fn target_dir() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.parent()?.to_path_buf()))
+        .filter(|t| t.is_dir())
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
+}
+
+fn main() {
+    let settings = Settings::from_env();
+    let ticks = clock_ticks();
+    let cpus = std::thread::available_parallelism().map_or(0, usize::from);
+    let command = if settings.full {
+        "cargo bench --bench intake"
+    } else {
+        "cargo test --benches (smoke run; `cargo bench --bench intake` measures)"
+    };
+
+    // The file system of the state directories, and what one fdatasync costs there.
+    let probe_dir = tempfile::Builder::new()
+        .prefix("intake-bench-")
+        .tempdir()
+        .expect("temp dir");
+    let fs = fs_type(probe_dir.path());
+    let fsync = fsync_probe(probe_dir.path(), if settings.full { 200 } else { 20 });
+    drop(probe_dir);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(settings.threads.max(1))
+        .enable_all()
+        .build()
+        .expect("the generator's tokio runtime");
+    let ing = runtime.block_on(ingest(&settings, ticks));
+    let st = runtime.block_on(start_latency(&settings));
+    drop(runtime);
+
+    let lat = &ing.latencies;
+    let rate_ok = ing.rate >= TARGET_RATE;
+    let p99_ok = pct(lat, 99.0) < TARGET_P99_MS;
+    let start_ok = pct(&st.store_to_start, 50.0) < TARGET_START_P50_MS;
+    let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
+    let cpu = &ing.cpu;
+
+    let mut out = String::new();
+    let mut line = |s: String| {
+        out.push_str(&s);
+        out.push('\n');
+    };
+    line(format!(
+        "switchyard intake benchmark ({})",
+        if settings.full { "full" } else { "smoke" }
+    ));
+    line(format!("  command                         {command}"));
+    line(format!(
+        "  machine                         {cpus} CPUs; load average {} at the start of ingest",
+        ing.load_start
+    ));
+    line(format!(
+        "  store                           {fs}; 4 KiB append + fdatasync p50 {:.2} ms, p99 {:.2} ms",
+        pct(&fsync, 50.0),
+        pct(&fsync, 99.0)
+    ));
+    line(format!(
+        "  generator                       {} keep-alive connections, closed loop, {} tokio worker thread(s); build+sign {:.1} us/request",
+        settings.connections, settings.threads, ing.build_us
+    ));
+    line(String::new());
+    line(format!(
+        "ingest: no pipeline matches; {} s warm-up, {} s measured",
+        settings.warmup, settings.seconds
+    ));
+    line(format!(
+        "  acknowledged (202 accepted)     {} /s  ({} in the window; target >= {}: {})",
+        thousands(ing.rate.round() as u64),
+        thousands(ing.tally.window_accepted),
+        thousands(TARGET_RATE as u64),
+        verdict(rate_ok)
+    ));
+    line(format!(
+        "  each second of the window       {}",
+        ing.tally
+            .per_second
+            .iter()
+            .map(|n| thousands(*n))
+            .collect::<Vec<_>>()
+            .join(" ")
+    ));
+    line(format!(
+        "  latency p50 / p90 / p99 / max   {}  (p99 target < {TARGET_P99_MS} ms: {})",
+        dist_text(lat),
+        verdict(p99_ok)
+    ));
+    line(format!(
+        "  errors                          {} in the window, {} in all ({} sent; statuses {:?}, transport {}, duplicates {}){}",
+        ing.tally.window_errors,
+        ing.tally.errors() + ing.tally.duplicate,
+        thousands(ing.tally.sent),
+        ing.tally.statuses,
+        ing.tally.transport,
+        ing.tally.duplicate,
+        ing.tally
+            .first_error
+            .as_deref()
+            .map(|e| format!("; first: {e}"))
+            .unwrap_or_default()
+    ));
+    let acked = ing.tally.window_accepted.max(1) as f64;
+    line(format!(
+        "  server CPU                      {:.2} cores, user {:.2} + sys {:.2} ({:.1} ms CPU per 1,000 acknowledged)",
+        cpu.server.total() / cpu.wall,
+        cpu.server.user / cpu.wall,
+        cpu.server.sys / cpu.wall,
+        cpu.server.total() * 1e6 / acked
+    ));
+    for (name, (c, n)) in &cpu.server_threads {
+        if c.total() > 0.0 {
+            line(format!(
+                "    thread {:<24} {:.2} cores, user {:.2} + sys {:.2}; runnable without a CPU {:.2} ({n} thread(s))",
+                format!("{name:?}"),
+                c.total() / cpu.wall,
+                c.user / cpu.wall,
+                c.sys / cpu.wall,
+                c.queued / cpu.wall
+            ));
+        }
+    }
+    line(format!(
+        "  server writes per change        {:.0} bytes in {:.2} write calls; {:.0} bytes to storage",
+        cpu.server_io[0] as f64 / acked,
+        cpu.server_io[1] as f64 / acked,
+        cpu.server_io[2] as f64 / acked
+    ));
+    line(format!(
+        "  generator CPU (bench process)   {:.2} cores, user {:.2} + sys {:.2}",
+        cpu.generator.total() / cpu.wall,
+        cpu.generator.user / cpu.wall,
+        cpu.generator.sys / cpu.wall
+    ));
+    line(format!(
+        "  machine                         {:.2} of {:.2} cores busy, {:.2} by other processes (steal {:.2}); load average {} at the end",
+        cpu.machine_busy / cpu.wall,
+        cpu.machine_capacity / cpu.wall,
+        cpu.others() / cpu.wall,
+        cpu.machine_steal / cpu.wall,
+        ing.load_end
+    ));
+    line(format!(
+        "  in the store (server's mean)    {} over the whole run",
+        ing.store_mean_ms
+            .map_or_else(|| "unknown".into(), |m| format!("{m:.2} ms per change"))
+    ));
+    line(format!(
+        "  durable after SIGKILL           {} rows in `changes` >= {} acknowledged: {}",
+        thousands(ing.durable.max(0) as u64),
+        thousands(ing.tally.accepted),
+        if ing.durable >= ing.tally.accepted as i64 {
+            "yes"
+        } else {
+            "NO"
+        }
+    ));
+    line(String::new());
+    line(format!(
+        "start_latency: http target, {} changes at {} /s over {} connections ({:.1} s); load average {} at the start",
+        st.sent,
+        thousands(settings.start_rate.round() as u64),
+        settings.start_connections,
+        st.wall,
+        st.load_start
+    ));
+    line(format!(
+        "  starts arrived                  {} of {} accepted (repeats {}, unreadable {})",
+        st.arrived, st.accepted, st.repeats, st.unreadable
+    ));
+    line(format!(
+        "  store-to-start p50/p90/p99/max  {}  (p50 target < {TARGET_START_P50_MS} ms: {}); {} arrived before their 202",
+        dist_text(&st.store_to_start),
+        verdict(start_ok),
+        st.before_ack
+    ));
+    line(format!(
+        "  send-to-start  p50/p90/p99/max  {}",
+        dist_text(&st.send_to_start)
+    ));
+    line(format!(
+        "  202 latency    p50/p90/p99/max  {}",
+        dist_text(&st.ack)
+    ));
+    line(format!(
+        "  server's start latency (mean)   {}",
+        st.server_start_mean_ms.map_or_else(
+            || "unknown".into(),
+            |m| format!("{m:.2} ms (received_at to attempt, ms clock)")
+        )
+    ));
+    print!("{out}");
+
+    let report = json!({
+        "mode": if settings.full { "full" } else { "smoke" },
+        "command": command,
+        "unix_time": unix_now(),
+        "machine": {
+            "cpus": cpus,
+            "loadavg_start": ing.load_start,
+            "loadavg_end": ing.load_end,
+            "state_fs": fs,
+            "fdatasync_ms": dist_json(&fsync),
+        },
+        "generator": {
+            "connections": settings.connections,
+            "tokio_worker_threads": settings.threads,
+            "loop": "closed",
+            "build_and_sign_us_per_request": round(ing.build_us, 2),
+        },
+        "ingest": {
+            "warmup_s": settings.warmup,
+            "seconds": settings.seconds,
+            "acknowledged_per_s": round(ing.rate, 1),
+            "acknowledged_in_window": ing.tally.window_accepted,
+            "acknowledged_each_second": ing.tally.per_second,
+            "latency_ms": dist_json(lat),
+            "errors_in_window": ing.tally.window_errors,
+            "sent_total": ing.tally.sent,
+            "accepted_total": ing.tally.accepted,
+            "duplicates_total": ing.tally.duplicate,
+            "error_statuses_total": ing.tally.statuses.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+            "transport_errors_total": ing.tally.transport,
+            "first_error": ing.tally.first_error,
+            "cpu": cpu.to_json(ing.tally.window_accepted),
+            "server_store_mean_ms": ing.store_mean_ms,
+            "durable_rows_after_sigkill": ing.durable,
+            "targets": {"rate_per_s": TARGET_RATE, "p99_ms": TARGET_P99_MS, "rate_met": rate_ok, "p99_met": p99_ok},
+        },
+        "start_latency": {
+            "changes": st.sent,
+            "rate_per_s": settings.start_rate,
+            "connections": settings.start_connections,
+            "wall_s": round(st.wall, 3),
+            "loadavg_start": st.load_start,
+            "accepted": st.accepted,
+            "arrived": st.arrived,
+            "missing": st.missing,
+            "repeats": st.repeats,
+            "unreadable": st.unreadable,
+            "arrived_before_ack": st.before_ack,
+            "store_to_start_ms": dist_json(&st.store_to_start),
+            "send_to_start_ms": dist_json(&st.send_to_start),
+            "ack_ms": dist_json(&st.ack),
+            "server_start_latency_mean_ms": st.server_start_mean_ms,
+            "targets": {"store_to_start_p50_ms": TARGET_START_P50_MS, "met": start_ok},
+        },
+    });
+    let file = target_dir().join(if settings.full {
+        "intake-bench.json"
+    } else {
+        "intake-bench-smoke.json"
+    });
+    let text = serde_json::to_string_pretty(&report).expect("the report as JSON");
+    match std::fs::write(&file, text + "\n") {
+        Ok(()) => println!("\nfigures written to {}", file.display()),
+        Err(e) => eprintln!("cannot write {}: {e}", file.display()),
+    }
+
+    // Correctness, in every mode; the targets are reported above, not asserted.
+    assert!(ing.tally.accepted > 0, "ingest: nothing was acknowledged");
+    assert!(
+        ing.durable >= ing.tally.accepted as i64,
+        "ingest: {} changes acknowledged but only {} stored",
+        ing.tally.accepted,
+        ing.durable
+    );
+    assert!(st.accepted > 0, "start_latency: nothing was acknowledged");
+    assert_eq!(
+        st.arrived, st.accepted,
+        "start_latency: every accepted change must start its pipeline once"
+    );
+    assert_eq!(st.missing, 0, "start_latency: starts missing at the runner");
+}
