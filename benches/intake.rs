@@ -1153,7 +1153,13 @@ fn main() {
     let rate_ok = ing.rate >= TARGET_RATE;
     let p99_ok = pct(lat, 99.0) < TARGET_P99_MS;
     let start_ok = pct(&st.store_to_start, 50.0) < TARGET_START_P50_MS;
-    let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
+    // A smoke run is a debug build for a second: its figures measure nothing.
+    let full = settings.full;
+    let verdict = |ok: bool| match (full, ok) {
+        (false, _) => "not judged in a smoke run",
+        (true, true) => "met",
+        (true, false) => "NOT met",
+    };
     let cpu = &ing.cpu;
 
     let mut out = String::new();
