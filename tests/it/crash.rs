@@ -289,3 +289,38 @@ async fn a_full_store_answers_503_and_keeps_what_it_acknowledged() {
         "a refused change was stored"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_and_sigint_drain_and_exit_cleanly() {
+    for signal in ["-TERM", "-INT"] {
+        let port = free_port();
+        let dir = project(port);
+        let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+        let mut child = spawn(dir.path(), &[]);
+        wait_ready(addr).await;
+        let (status, _) = try_post(addr, "t-1", &change("refs/heads/main", &sha(1)))
+            .await
+            .expect("up");
+        assert_eq!(status, 202);
+        let killed = Command::new("kill")
+            .arg(signal)
+            .arg(child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(killed.success());
+        let exit = tokio::task::spawn_blocking(move || child.wait())
+            .await
+            .expect("join")
+            .expect("wait");
+        assert!(exit.success(), "{signal}: {exit:?}");
+        let rows = Admin::open(&dir.path().join("state"))
+            .expect("admin")
+            .starts(&[])
+            .expect("starts");
+        assert_eq!(rows.len(), 1, "{signal}");
+        assert!(
+            rows[0].state != StartState::Running,
+            "{signal}: a drained server leaves nothing running"
+        );
+    }
+}
