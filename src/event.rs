@@ -236,14 +236,14 @@ impl ChangeEvent {
                 if pr.action.is_empty() {
                     return Err(EventError::new("pull_request.action", "must not be empty"));
                 }
-                if normalize_sha(&pr.head_sha).as_deref() != Some(pr.head_sha.as_str()) {
+                if normalize_abbrev_sha(&pr.head_sha).as_deref() != Some(pr.head_sha.as_str()) {
                     return Err(EventError::new(
                         "pull_request.head_sha",
                         "must be a lowercase hex object id",
                     ));
                 }
                 if let Some(base) = &pr.base_sha
-                    && normalize_sha(base).as_deref() != Some(base.as_str())
+                    && normalize_abbrev_sha(base).as_deref() != Some(base.as_str())
                 {
                     return Err(EventError::new(
                         "pull_request.base_sha",
@@ -287,6 +287,40 @@ impl ChangeEvent {
             }
         }
         Ok(())
+    }
+
+    /// Finishes an event a source built: lowercases the object ids, normalizes the changed paths
+    /// (dropping repeats), validates every field and derives the id. The error names the field.
+    pub fn seal(mut self) -> Result<ChangeEvent, EventError> {
+        self.schema = SCHEMA.to_owned();
+        let lower = |field: &str, sha: &str| {
+            normalize_sha(sha)
+                .ok_or_else(|| EventError::new(field, format!("{sha:?} is not a 40 or 64 character hex object id")))
+        };
+        self.before = lower("before", &self.before)?;
+        self.after = lower("after", &self.after)?;
+        let abbrev = |field: &str, sha: &str| {
+            normalize_abbrev_sha(sha)
+                .ok_or_else(|| EventError::new(field, format!("{sha:?} is not a hex object id")))
+        };
+        if let Some(pr) = &mut self.pull_request {
+            pr.head_sha = abbrev("pull_request.head_sha", &pr.head_sha)?;
+            if let Some(base) = &pr.base_sha {
+                pr.base_sha = Some(abbrev("pull_request.base_sha", base)?);
+            }
+        }
+        let mut paths = Vec::with_capacity(self.changed_paths.len());
+        let mut seen = std::collections::HashSet::with_capacity(self.changed_paths.len());
+        for (i, path) in self.changed_paths.iter().enumerate() {
+            let clean = normalize_path(path).map_err(|why| EventError::new(format!("changed_paths[{i}]"), why))?;
+            if seen.insert(clean.clone()) {
+                paths.push(clean);
+            }
+        }
+        self.changed_paths = paths;
+        self.validate()?;
+        self.id = self.derive_id();
+        Ok(self)
     }
 
     /// The stable id of this change: the same change from any source has the same id.
@@ -353,6 +387,13 @@ pub fn is_zero(sha: &str) -> bool {
 /// Lowercases a 40 (SHA-1) or 64 (SHA-256) hex object id; `None` when it is not one.
 pub fn normalize_sha(sha: &str) -> Option<String> {
     let ok = matches!(sha.len(), 40 | 64) && sha.bytes().all(|b| b.is_ascii_hexdigit());
+    ok.then(|| sha.to_ascii_lowercase())
+}
+
+/// Lowercases an object id that may be abbreviated (7 to 64 hex digits), as Bitbucket Cloud
+/// gives in pull-request payloads; `None` when it is not one.
+pub fn normalize_abbrev_sha(sha: &str) -> Option<String> {
+    let ok = (7..=64).contains(&sha.len()) && sha.bytes().all(|b| b.is_ascii_hexdigit());
     ok.then(|| sha.to_ascii_lowercase())
 }
 

@@ -3,4 +3,5 @@
 //!
 //! Today: webhook receivers (`webhook`). Polling and EventBridge join with their issues.
 
+pub mod providers;
 pub mod webhook;

@@ -1,0 +1,1 @@
+//! Provider normalization tests.
