@@ -38,6 +38,8 @@ pub struct Receiver {
     pub provider: Provider,
     /// Several at once while a secret is rotated.
     pub secrets: Vec<SecretRef>,
+    /// GitHub only: also accept the legacy SHA-1 `X-Hub-Signature`.
+    pub allow_sha1: bool,
 }
 
 /// Who signs the deliveries a receiver takes.
@@ -317,7 +319,11 @@ fn read_receivers(node: &Node, d: &mut Diagnostics) -> Vec<Receiver> {
         let Some(m) = MapReader::new(item, "a receiver", d) else {
             continue;
         };
-        m.deny_unknown(&["name", "provider", "secrets"], "a receiver", d);
+        m.deny_unknown(
+            &["name", "provider", "secrets", "allow_sha1"],
+            "a receiver",
+            d,
+        );
         let name = match m.get("name") {
             Some(n) => scalar(n, "name", d).and_then(|s| {
                 let ok = !s.is_empty()
@@ -398,12 +404,37 @@ fn read_receivers(node: &Node, d: &mut Diagnostics) -> Vec<Receiver> {
                 Vec::new()
             }
         };
+        let allow_sha1 = match m.get("allow_sha1") {
+            Some(n) => match (scalar(n, "allow_sha1", d), provider) {
+                (Some("true"), Some(Provider::GitHub)) => true,
+                (Some("true"), _) => {
+                    d.error(
+                        n.pos,
+                        "allow_sha1 applies to GitHub receivers only",
+                        "remove it: only GitHub sends SHA-1 signatures",
+                    );
+                    false
+                }
+                (Some("false"), _) => false,
+                (Some(other), _) => {
+                    d.error(
+                        n.pos,
+                        format!("allow_sha1 {other:?} is not true or false"),
+                        "write `allow_sha1: true` to accept GitHub's legacy X-Hub-Signature",
+                    );
+                    false
+                }
+                (None, _) => false,
+            },
+            None => false,
+        };
         if let (Some(name), Some(provider)) = (name, provider)
             && !secrets.is_empty()
         {
             out.push(Receiver {
                 name,
                 provider,
+                allow_sha1,
                 secrets,
             });
         }

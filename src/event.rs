@@ -294,8 +294,12 @@ impl ChangeEvent {
     pub fn seal(mut self) -> Result<ChangeEvent, EventError> {
         self.schema = SCHEMA.to_owned();
         let lower = |field: &str, sha: &str| {
-            normalize_sha(sha)
-                .ok_or_else(|| EventError::new(field, format!("{sha:?} is not a 40 or 64 character hex object id")))
+            normalize_sha(sha).ok_or_else(|| {
+                EventError::new(
+                    field,
+                    format!("{sha:?} is not a 40 or 64 character hex object id"),
+                )
+            })
         };
         self.before = lower("before", &self.before)?;
         self.after = lower("after", &self.after)?;
@@ -312,7 +316,8 @@ impl ChangeEvent {
         let mut paths = Vec::with_capacity(self.changed_paths.len());
         let mut seen = std::collections::HashSet::with_capacity(self.changed_paths.len());
         for (i, path) in self.changed_paths.iter().enumerate() {
-            let clean = normalize_path(path).map_err(|why| EventError::new(format!("changed_paths[{i}]"), why))?;
+            let clean = normalize_path(path)
+                .map_err(|why| EventError::new(format!("changed_paths[{i}]"), why))?;
             if seen.insert(clean.clone()) {
                 paths.push(clean);
             }

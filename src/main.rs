@@ -7,8 +7,10 @@ use std::process::ExitCode;
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 
+use switchyard::config::Provider;
 use switchyard::event::{ChangeEvent, Source, SourceKind};
 use switchyard::pipeline::Pipelines;
+use switchyard::sources::providers::Normalized;
 
 /// A trigger dispatcher: which pipelines must start because a repository changed.
 #[derive(Debug, Parser)]
@@ -38,6 +40,18 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+    },
+    /// Turn a provider's raw webhook payload into change events; prints a JSON array.
+    Normalize {
+        /// Whose payload: github, gitlab, bitbucket, gitea (Forgejo too) or standard.
+        #[arg(long, value_name = "PROVIDER")]
+        provider: String,
+        /// A delivery header, `Name: value` (e.g. `X-GitHub-Event: push`); repeatable.
+        #[arg(long = "header", value_name = "NAME: VALUE")]
+        headers: Vec<String>,
+        /// The payload (JSON); `-` reads standard input.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
     },
     /// The starts waiting, failing or dead-lettered; retry or drop one.
     Outbox {
@@ -97,6 +111,19 @@ fn main() -> ExitCode {
     }
 }
 
+/// Reads a file, or standard input for `-`.
+fn read_input(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    if path.as_os_str() == "-" {
+        let mut buf = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut buf)
+            .context("cannot read standard input")?;
+        Ok(buf)
+    } else {
+        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+    }
+}
+
 fn state_dir(config: Option<&std::path::Path>) -> anyhow::Result<PathBuf> {
     let (config, diags) = switchyard::config::Config::load(config);
     match config {
@@ -117,6 +144,62 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .build()
                 .context("cannot start the async runtime")?;
             runtime.block_on(switchyard::serve::run(cli.config.as_deref(), &cli.triggers))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Normalize {
+            provider,
+            headers,
+            file,
+        } => {
+            let provider = match provider.as_str() {
+                "github" => Provider::GitHub,
+                "gitlab" => Provider::GitLab,
+                "bitbucket" => Provider::Bitbucket,
+                "gitea" | "forgejo" => Provider::Gitea,
+                "standard" => Provider::Standard,
+                other => bail!(
+                    "unknown provider {other:?}: use github, gitlab, bitbucket, gitea or standard"
+                ),
+            };
+            let mut map = hyper::HeaderMap::new();
+            for h in &headers {
+                let Some((name, value)) = h.split_once(':') else {
+                    bail!("--header {h:?} is not `Name: value`");
+                };
+                let name = hyper::header::HeaderName::from_bytes(name.trim().as_bytes())
+                    .with_context(|| format!("--header {h:?}: bad header name"))?;
+                let value = hyper::header::HeaderValue::from_str(value.trim())
+                    .with_context(|| format!("--header {h:?}: bad header value"))?;
+                map.append(name, value);
+            }
+            let body = read_input(&file)?;
+            let now = jiff::Timestamp::now();
+            let events =
+                if provider == Provider::Standard {
+                    let source = Source {
+                        kind: SourceKind::Webhook,
+                        provider: Some("standard".into()),
+                        delivery_id: None,
+                    };
+                    vec![ChangeEvent::from_json(&body, source).with_context(|| {
+                        format!("{} is not a valid change event", file.display())
+                    })?]
+                } else {
+                    match switchyard::sources::providers::normalize(provider, &map, &body, now)
+                        .with_context(|| format!("{} cannot be normalized", file.display()))?
+                    {
+                        Normalized::Changes(events) => events,
+                        Normalized::Ping => {
+                            eprintln!("a ping: no change");
+                            Vec::new()
+                        }
+                        Normalized::Ignored(reason) => {
+                            eprintln!("no change: {reason}");
+                            Vec::new()
+                        }
+                    }
+                };
+            println!("{}", serde_json::to_string_pretty(&events)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Outbox { action } => {
@@ -149,15 +232,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Explain { event, format } => {
-            let bytes = if event.as_os_str() == "-" {
-                let mut buf = Vec::new();
-                std::io::stdin()
-                    .read_to_end(&mut buf)
-                    .context("cannot read the event from standard input")?;
-                buf
-            } else {
-                std::fs::read(&event).with_context(|| format!("cannot read {}", event.display()))?
-            };
+            let bytes = read_input(&event)?;
             let source = Source {
                 kind: SourceKind::Manual,
                 provider: None,

@@ -9,7 +9,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -129,6 +129,59 @@ pub fn sign(key: &Key, id: &str, timestamp: i64, body: &[u8]) -> String {
     format!("v1,{}", B64.encode(mac.finalize().into_bytes()))
 }
 
+/// Decodes lowercase or uppercase hex; `None` on any other character or an odd length.
+pub fn from_hex(text: &str) -> Option<Vec<u8>> {
+    let bytes = text.as_bytes();
+    if bytes.len() % 2 != 0 {
+        return None;
+    }
+    let digit = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    bytes
+        .chunks(2)
+        .map(|pair| Some(digit(pair[0])? << 4 | digit(pair[1])?))
+        .collect()
+}
+
+/// Whether `signature` (hex) is the HMAC-SHA256 of `body` under any of `keys`, compared in
+/// constant time (GitHub `X-Hub-Signature-256`, Bitbucket, Gitea and Forgejo).
+pub fn verify_hmac_sha256_hex(keys: &[&[u8]], body: &[u8], signature_hex: &str) -> bool {
+    let Some(sig) = from_hex(signature_hex) else {
+        return false;
+    };
+    keys.iter().any(|key| {
+        let Ok(mut mac) = HmacSha256::new_from_slice(key) else {
+            return false;
+        };
+        mac.update(body);
+        mac.verify_slice(&sig).is_ok()
+    })
+}
+
+/// Whether `signature` (hex) is the HMAC-SHA1 of `body` under any of `keys` (GitHub's legacy
+/// `X-Hub-Signature`, only for receivers that opt in).
+pub fn verify_hmac_sha1_hex(keys: &[&[u8]], body: &[u8], signature_hex: &str) -> bool {
+    let Some(sig) = from_hex(signature_hex) else {
+        return false;
+    };
+    keys.iter().any(|key| {
+        let Ok(mut mac) = Hmac::<sha1::Sha1>::new_from_slice(key) else {
+            return false;
+        };
+        mac.update(body);
+        mac.verify_slice(&sig).is_ok()
+    })
+}
+
+/// Constant-time equality of two secrets of any length (GitLab's `X-Gitlab-Token`): both are
+/// hashed first, so neither content nor length leaks through timing.
+pub fn secrets_equal(a: &[u8], b: &[u8]) -> bool {
+    let (ha, hb) = (Sha256::digest(a), Sha256::digest(b));
+    ha.iter()
+        .zip(hb.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}
+
 /// HMAC-SHA256 of `body` as lowercase hex (GitHub, Gitea and Bitbucket style).
 pub fn hmac_sha256_hex(key: &[u8], body: &[u8]) -> String {
     let mut mac = HmacSha256::new_from_slice(key)
@@ -214,6 +267,44 @@ mod tests {
             verify(&k, headers(SIG, "1614265330"), BODY, TS + 300),
             Ok(())
         );
+    }
+
+    #[test]
+    fn hex_hmacs_and_token_comparison() {
+        let secret: &[u8] = b"It's a Secret to Everybody";
+        let sig256 = "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+        assert!(verify_hmac_sha256_hex(
+            &[b"other", secret],
+            b"Hello, World!",
+            sig256
+        ));
+        assert!(verify_hmac_sha256_hex(
+            &[secret],
+            b"Hello, World!",
+            &sig256.to_uppercase()
+        ));
+        assert!(!verify_hmac_sha256_hex(&[secret], b"Hello, World?", sig256));
+        assert!(!verify_hmac_sha256_hex(
+            &[secret],
+            b"Hello, World!",
+            &sig256[..62]
+        ));
+        assert!(!verify_hmac_sha256_hex(&[secret], b"Hello, World!", "zz"));
+        // HMAC-SHA1("key", "The quick brown fox jumps over the lazy dog"), RFC 2104 example.
+        let sig1 = "de7c9b85b8b78aa6bc8a7a36f70a90701c9db4d9";
+        assert!(verify_hmac_sha1_hex(
+            &[b"key"],
+            b"The quick brown fox jumps over the lazy dog",
+            sig1
+        ));
+        assert!(!verify_hmac_sha1_hex(
+            &[b"kez"],
+            b"The quick brown fox jumps over the lazy dog",
+            sig1
+        ));
+        assert!(secrets_equal(b"token", b"token"));
+        assert!(!secrets_equal(b"token", b"token2"));
+        assert!(!secrets_equal(b"", b"x"));
     }
 
     #[test]

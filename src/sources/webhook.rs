@@ -1,9 +1,11 @@
-//! Webhook receivers, `POST /hooks/NAME`: verify the signature, turn the delivery into a change
-//! event, hand it to the intake, and answer only then.
+//! Webhook receivers, `POST /hooks/NAME`: verify the signature the way the receiver's provider
+//! signs, turn the delivery into change events, hand them to the intake, and answer only then.
 //!
 //! Independent of the HTTP server: a delivery is (headers, body) in and an [`Answer`] out, so
 //! the same code serves `serve` and, later, a Lambda function URL. Logs name the receiver and
-//! the reason, never the secret or the body.
+//! the reason, never the secret or the body. A correctly signed delivery that is no change (a
+//! ping, a comment, a star) is answered 2xx with the reason, never 4xx: providers disable hooks
+//! that keep failing.
 
 use std::collections::HashMap;
 
@@ -15,14 +17,28 @@ use crate::event::{ChangeEvent, Source, SourceKind};
 use crate::intake::Intake;
 use crate::metrics::Metrics;
 use crate::signature::{self, Key, VerifyError};
+use crate::sources::providers::{self, Normalized};
 use crate::store::{DuplicateOf, IntakeOutcome};
 
 /// A configured receiver with its secrets resolved.
-#[derive(Debug)]
 pub struct Receiver {
     pub name: String,
     pub provider: Provider,
+    allow_sha1: bool,
+    /// The secrets as given (HMAC keys, GitLab tokens).
+    raw: Vec<Vec<u8>>,
+    /// The same secrets as Standard Webhooks keys (`whsec_` decoded).
     keys: Vec<Key>,
+}
+
+impl std::fmt::Debug for Receiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receiver")
+            .field("name", &self.name)
+            .field("provider", &self.provider)
+            .field("secrets", &self.raw.len())
+            .finish()
+    }
 }
 
 /// Every receiver, by name.
@@ -36,23 +52,30 @@ impl Receivers {
     pub fn from_config(receivers: &[config::Receiver]) -> Result<Receivers, String> {
         let mut by_name = HashMap::new();
         for r in receivers {
+            let mut raw = Vec::with_capacity(r.secrets.len());
             let mut keys = Vec::with_capacity(r.secrets.len());
             for secret in &r.secrets {
                 let value = secret
                     .resolve()
                     .map_err(|e| format!("receiver {:?}: {e}", r.name))?;
-                let key = Key::from_secret(&value)
-                    .map_err(|e| format!("receiver {:?}: {secret}: {e}", r.name))?;
-                keys.push(key);
+                match Key::from_secret(&value) {
+                    Ok(key) => keys.push(key),
+                    // Only Standard Webhooks secrets must be valid `whsec_` base64.
+                    Err(e) if r.provider == Provider::Standard => {
+                        return Err(format!("receiver {:?}: {secret}: {e}", r.name));
+                    }
+                    Err(_) => {}
+                }
+                raw.push(value.into_bytes());
             }
-            by_name.insert(
-                r.name.clone(),
-                Receiver {
-                    name: r.name.clone(),
-                    provider: r.provider,
-                    keys,
-                },
-            );
+            let receiver = Receiver {
+                name: r.name.clone(),
+                provider: r.provider,
+                allow_sha1: r.allow_sha1,
+                raw,
+                keys,
+            };
+            by_name.insert(r.name.clone(), receiver);
         }
         Ok(Receivers { by_name })
     }
@@ -85,6 +108,127 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// Why a delivery's signature was refused: the metric's reason and the message.
+struct Refusal {
+    reason: &'static str,
+    message: String,
+}
+
+impl Refusal {
+    fn missing(header_name: &str) -> Refusal {
+        Refusal {
+            reason: "missing_signature",
+            message: format!("the {header_name} header is missing"),
+        }
+    }
+
+    fn mismatch(header_name: &str) -> Refusal {
+        Refusal {
+            reason: "bad_signature",
+            message: format!("{header_name} matches no configured secret"),
+        }
+    }
+}
+
+impl From<VerifyError> for Refusal {
+    fn from(e: VerifyError) -> Refusal {
+        let reason = match e {
+            VerifyError::MissingId | VerifyError::MissingSignature => "missing_signature",
+            VerifyError::BadTimestamp => "bad_timestamp",
+            VerifyError::Stale => "stale",
+            VerifyError::Mismatch => "bad_signature",
+        };
+        Refusal {
+            reason,
+            message: e.to_string(),
+        }
+    }
+}
+
+/// Checks a delivery's signature the way `receiver.provider` signs.
+fn verify(receiver: &Receiver, headers: &HeaderMap, body: &[u8], now: i64) -> Result<(), Refusal> {
+    let raw: Vec<&[u8]> = receiver.raw.iter().map(Vec::as_slice).collect();
+    let standard = |headers: &HeaderMap| {
+        let h = signature::Headers {
+            id: header(headers, "webhook-id"),
+            timestamp: header(headers, "webhook-timestamp"),
+            signature: header(headers, "webhook-signature"),
+        };
+        signature::verify(&receiver.keys, h, body, now).map_err(Refusal::from)
+    };
+    let hex_sig = |name: &str, prefix: &str| -> Option<Result<(), Refusal>> {
+        let value = header(headers, name)?.trim();
+        let Some(hex) = value.strip_prefix(prefix) else {
+            return Some(Err(Refusal::mismatch(name)));
+        };
+        let ok = if prefix == "sha1=" {
+            signature::verify_hmac_sha1_hex(&raw, body, hex)
+        } else {
+            signature::verify_hmac_sha256_hex(&raw, body, hex)
+        };
+        Some(if ok {
+            Ok(())
+        } else {
+            Err(Refusal::mismatch(name))
+        })
+    };
+    match receiver.provider {
+        Provider::Standard => standard(headers),
+        Provider::GitHub => match hex_sig("x-hub-signature-256", "sha256=") {
+            Some(result) => result,
+            None if receiver.allow_sha1 => hex_sig("x-hub-signature", "sha1=")
+                .unwrap_or_else(|| Err(Refusal::missing("X-Hub-Signature-256"))),
+            None => Err(Refusal::missing("X-Hub-Signature-256")),
+        },
+        Provider::GitLab => {
+            if header(headers, "webhook-signature").is_some() {
+                standard(headers)
+            } else {
+                match header(headers, "x-gitlab-token") {
+                    Some(token)
+                        if raw
+                            .iter()
+                            .any(|s| signature::secrets_equal(s, token.as_bytes())) =>
+                    {
+                        Ok(())
+                    }
+                    Some(_) => Err(Refusal::mismatch("X-Gitlab-Token")),
+                    None => Err(Refusal::missing("X-Gitlab-Token")),
+                }
+            }
+        }
+        Provider::Bitbucket => hex_sig("x-hub-signature", "sha256=")
+            .unwrap_or_else(|| Err(Refusal::missing("X-Hub-Signature"))),
+        Provider::Gitea => hex_sig("x-gitea-signature", "")
+            .or_else(|| hex_sig("x-forgejo-signature", ""))
+            .unwrap_or_else(|| Err(Refusal::missing("X-Gitea-Signature"))),
+    }
+}
+
+/// Turns a verified delivery into change events (or a ping, or an ignored event).
+fn normalize(
+    receiver: &Receiver,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: jiff::Timestamp,
+) -> Result<Normalized, String> {
+    if receiver.provider != Provider::Standard {
+        return providers::normalize(receiver.provider, headers, body, now)
+            .map_err(|e| e.to_string());
+    }
+    let delivery_id = header(headers, "webhook-id").unwrap_or_default().to_owned();
+    let source = Source {
+        kind: SourceKind::Webhook,
+        provider: Some("standard".into()),
+        delivery_id: Some(delivery_id),
+    };
+    let mut event = ChangeEvent::from_json(body, source.clone()).map_err(|e| e.to_string())?;
+    // This receiver is the source of this notice, whatever the producer wrote.
+    event.source = source;
+    event.received_at = now;
+    Ok(Normalized::Changes(vec![event]))
+}
+
 /// Handles one delivery to `receiver`.
 pub async fn handle(
     receiver: &Receiver,
@@ -94,6 +238,12 @@ pub async fn handle(
     metrics: &Metrics,
 ) -> Answer {
     let name = receiver.name.as_str();
+    let outcome = |o: &'static str| {
+        metrics.inc(
+            "switchyard_deliveries_total",
+            &[("receiver", name), ("outcome", o)],
+        )
+    };
     let reject = |status: u16, reason: &'static str, message: String| {
         tracing::warn!(
             receiver = name,
@@ -105,93 +255,83 @@ pub async fn handle(
             "switchyard_rejected_total",
             &[("receiver", name), ("reason", reason)],
         );
-        metrics.inc(
-            "switchyard_deliveries_total",
-            &[("receiver", name), ("outcome", "rejected")],
-        );
+        outcome("rejected");
         Answer::rejected(status, message)
     };
-    match receiver.provider {
-        Provider::Standard => {}
-        other => {
-            return reject(
-                501,
-                "provider",
-                format!("provider {other:?} receivers are not available in this build yet"),
-            );
-        }
-    }
-    let sig_headers = signature::Headers {
-        id: header(headers, "webhook-id"),
-        timestamp: header(headers, "webhook-timestamp"),
-        signature: header(headers, "webhook-signature"),
-    };
     let now = jiff::Timestamp::now();
-    if let Err(e) = signature::verify(&receiver.keys, sig_headers, body, now.as_second()) {
-        let reason = match e {
-            VerifyError::MissingId | VerifyError::MissingSignature => "missing_signature",
-            VerifyError::BadTimestamp => "bad_timestamp",
-            VerifyError::Stale => "stale",
-            VerifyError::Mismatch => "bad_signature",
-        };
-        return reject(401, reason, e.to_string());
+    if let Err(refusal) = verify(receiver, headers, body, now.as_second()) {
+        return reject(401, refusal.reason, refusal.message);
     }
-    let delivery_id = sig_headers.id.unwrap_or_default().to_owned();
-    let source = Source {
-        kind: SourceKind::Webhook,
-        provider: Some("standard".into()),
-        delivery_id: Some(delivery_id.clone()),
-    };
-    let mut event = match ChangeEvent::from_json(body, source.clone()) {
-        Ok(event) => event,
-        Err(e) => {
+    let events = match normalize(receiver, headers, body, now) {
+        Err(message) => {
             return reject(
                 400,
                 "malformed",
-                format!("the body is not a valid change event: {e}"),
+                format!("the delivery cannot be read: {message}"),
             );
         }
+        Ok(Normalized::Ping) => {
+            outcome("ping");
+            tracing::info!(receiver = name, "ping");
+            return Answer::new(200, json!({"status": "ping"}));
+        }
+        Ok(Normalized::Ignored(reason)) => {
+            outcome("ignored");
+            tracing::info!(receiver = name, %reason, "delivery ignored");
+            return Answer::new(202, json!({"status": "ignored", "reason": reason}));
+        }
+        Ok(Normalized::Changes(events)) if events.is_empty() => {
+            outcome("ignored");
+            return Answer::new(
+                202,
+                json!({"status": "ignored", "reason": "the delivery reports no change"}),
+            );
+        }
+        Ok(Normalized::Changes(events)) => events,
     };
-    // This receiver is the source of this notice, whatever the producer wrote.
-    event.source = source;
-    event.received_at = now;
-    match intake
-        .submit(event, Some((name.to_owned(), delivery_id)))
-        .await
-    {
-        Ok(IntakeOutcome::Accepted { change_id, starts }) => {
-            metrics.inc(
-                "switchyard_deliveries_total",
-                &[("receiver", name), ("outcome", "accepted")],
-            );
-            tracing::info!(receiver = name, change = %change_id, starts = starts.len(), "change accepted");
-            Answer::new(
-                202,
-                json!({"status": "accepted", "change": change_id, "starts": starts}),
-            )
-        }
-        Ok(IntakeOutcome::Duplicate { change_id, why }) => {
-            metrics.inc(
-                "switchyard_deliveries_total",
-                &[("receiver", name), ("outcome", "duplicate")],
-            );
-            let of = match why {
-                DuplicateOf::Delivery => "delivery",
-                DuplicateOf::Change => "change",
+    let delivery_id = providers::delivery_id(receiver.provider, headers);
+    let several = events.len() > 1;
+    let mut changes = Vec::with_capacity(events.len());
+    let mut accepted = false;
+    for (i, event) in events.into_iter().enumerate() {
+        // A delivery that reports several changes remembers each under its own key, so that a
+        // redelivery is recognised change by change.
+        let delivery = delivery_id.as_ref().map(|d| {
+            let key = if several {
+                format!("{d}#{i}")
+            } else {
+                d.clone()
             };
-            tracing::info!(receiver = name, change = %change_id, of, "duplicate: nothing new to start");
-            Answer::new(
-                202,
-                json!({"status": "duplicate", "change": change_id, "duplicate_of": of}),
-            )
-        }
-        Err(e) => {
-            tracing::error!(receiver = name, error = %e, "change not stored; the sender should retry");
-            metrics.inc(
-                "switchyard_deliveries_total",
-                &[("receiver", name), ("outcome", "unavailable")],
-            );
-            Answer::rejected(503, format!("the change could not be stored: {e}"))
+            (name.to_owned(), key)
+        });
+        match intake.submit(event, delivery).await {
+            Ok(IntakeOutcome::Accepted { change_id, starts }) => {
+                accepted = true;
+                tracing::info!(receiver = name, change = %change_id, starts = starts.len(), "change accepted");
+                changes.push(json!({"change": change_id, "status": "accepted", "starts": starts}));
+            }
+            Ok(IntakeOutcome::Duplicate { change_id, why }) => {
+                let of = match why {
+                    DuplicateOf::Delivery => "delivery",
+                    DuplicateOf::Change => "change",
+                };
+                tracing::info!(receiver = name, change = %change_id, of, "duplicate: nothing new to start");
+                changes
+                    .push(json!({"change": change_id, "status": "duplicate", "duplicate_of": of}));
+            }
+            Err(e) => {
+                tracing::error!(receiver = name, error = %e, "change not stored; the sender should retry");
+                outcome("unavailable");
+                return Answer::rejected(503, format!("the change could not be stored: {e}"));
+            }
         }
     }
+    outcome(if accepted { "accepted" } else { "duplicate" });
+    let status = if accepted { "accepted" } else { "duplicate" };
+    if let [one] = changes.as_slice() {
+        let mut body = one.clone();
+        body["status"] = json!(status);
+        return Answer::new(202, body);
+    }
+    Answer::new(202, json!({"status": status, "changes": changes}))
 }

@@ -41,19 +41,28 @@ pub struct NormalizeError {
 impl NormalizeError {
     /// An error about `field`.
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> NormalizeError {
-        NormalizeError { field: field.into(), message: message.into() }
+        NormalizeError {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
 impl From<EventError> for NormalizeError {
     fn from(e: EventError) -> NormalizeError {
-        NormalizeError { field: e.field, message: e.message }
+        NormalizeError {
+            field: e.field,
+            message: e.message,
+        }
     }
 }
 
 /// A header's value as text.
 pub fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim)
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
 }
 
 /// Normalizes one delivery of `provider`. `received_at` stamps every event; the delivery id
@@ -94,7 +103,9 @@ pub fn delivery_id(provider: Provider, headers: &HeaderMap) -> Option<String> {
             .or_else(|| h("x-gitlab-event-uuid"))
             .map(str::to_owned),
         Provider::Bitbucket => h("x-request-uuid").map(str::to_owned),
-        Provider::Gitea => h("x-gitea-delivery").or_else(|| h("x-forgejo-delivery")).map(str::to_owned),
+        Provider::Gitea => h("x-gitea-delivery")
+            .or_else(|| h("x-forgejo-delivery"))
+            .map(str::to_owned),
         Provider::Standard => h("webhook-id").map(str::to_owned),
     }
 }
