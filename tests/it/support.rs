@@ -126,6 +126,8 @@ pub fn server_project(
         "listen: 127.0.0.1:0\nstate_dir: state\nreceivers:\n  - name: hooks\n    provider: standard\n    secrets: [file:{}]\n{extra}",
         root.join("secret").display()
     );
+    // `extra` may add receivers (it follows the receivers list) and refer to `$DIR`.
+    let text = text.replace("$DIR", &root.display().to_string());
     let mut d = switchyard::diag::Diagnostics::new("switchyard.yaml");
     let config = switchyard::config::Config::parse(&text, root, &mut d).expect("config");
     assert!(d.items.is_empty(), "{:?}", d.items);
