@@ -268,38 +268,34 @@ async fn hook(app: &App, name: &str, req: Request<Incoming>) -> Response<Full<By
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    let too_large = || format!("the body is larger than {} bytes", app.max_body);
+    let refuse = |status, reason, message| {
+        json(&webhook::refuse(
+            &app.metrics,
+            name,
+            status,
+            reason,
+            message,
+        ))
+    };
     if declared.is_some_and(|n| n > app.max_body as u64) {
-        app.metrics.inc(
-            "switchyard_rejected_total",
-            &[("receiver", name), ("reason", "too_large")],
-        );
-        return json(&Answer::rejected(
-            413,
-            format!("the body is larger than {} bytes", app.max_body),
-        ));
+        return refuse(413, "too_large", too_large());
     }
     let (parts, body) = req.into_parts();
     let collected =
         tokio::time::timeout(app.read_timeout, Limited::new(body, app.max_body).collect()).await;
     let body = match collected {
         Err(_) => {
-            app.metrics.inc(
-                "switchyard_rejected_total",
-                &[("receiver", name), ("reason", "slow_body")],
+            return refuse(
+                408,
+                "slow_body",
+                "the body was not received in time".to_owned(),
             );
-            return json(&Answer::rejected(408, "the body was not received in time"));
         }
         Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            app.metrics.inc(
-                "switchyard_rejected_total",
-                &[("receiver", name), ("reason", "too_large")],
-            );
-            return json(&Answer::rejected(
-                413,
-                format!("the body is larger than {} bytes", app.max_body),
-            ));
+            return refuse(413, "too_large", too_large());
         }
-        Ok(Err(e)) => return json(&Answer::rejected(400, format!("cannot read the body: {e}"))),
+        Ok(Err(e)) => return refuse(400, "unreadable", format!("cannot read the body: {e}")),
         Ok(Ok(b)) => b.to_bytes(),
     };
     json(&webhook::handle(receiver, &parts.headers, &body, &app.intake, &app.metrics).await)

@@ -90,7 +90,7 @@ pub fn verify(
         .trim()
         .parse()
         .map_err(|_| VerifyError::BadTimestamp)?;
-    if (now - ts).abs() > TOLERANCE_SECS {
+    if now.abs_diff(ts) > TOLERANCE_SECS as u64 {
         return Err(VerifyError::Stale);
     }
     let header = headers

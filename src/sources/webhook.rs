@@ -229,6 +229,27 @@ fn normalize(
     Ok(Normalized::Changes(vec![event]))
 }
 
+/// Refuses a delivery: logs the receiver and the reason (never the body), counts it, and
+/// builds the answer.
+pub fn refuse(
+    metrics: &Metrics,
+    receiver: &str,
+    status: u16,
+    reason: &'static str,
+    message: String,
+) -> Answer {
+    tracing::warn!(receiver, status, reason, "delivery refused: {message}");
+    metrics.inc(
+        "switchyard_rejected_total",
+        &[("receiver", receiver), ("reason", reason)],
+    );
+    metrics.inc(
+        "switchyard_deliveries_total",
+        &[("receiver", receiver), ("outcome", "rejected")],
+    );
+    Answer::rejected(status, message)
+}
+
 /// Handles one delivery to `receiver`.
 pub async fn handle(
     receiver: &Receiver,
@@ -245,18 +266,7 @@ pub async fn handle(
         )
     };
     let reject = |status: u16, reason: &'static str, message: String| {
-        tracing::warn!(
-            receiver = name,
-            status,
-            reason,
-            "delivery refused: {message}"
-        );
-        metrics.inc(
-            "switchyard_rejected_total",
-            &[("receiver", name), ("reason", reason)],
-        );
-        outcome("rejected");
-        Answer::rejected(status, message)
+        refuse(metrics, name, status, reason, message)
     };
     let now = jiff::Timestamp::now();
     if let Err(refusal) = verify(receiver, headers, body, now.as_second()) {
@@ -334,4 +344,157 @@ pub async fn handle(
         return Answer::new(202, body);
     }
     Answer::new(202, json!({"status": status, "changes": changes}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn receiver(provider: Provider, allow_sha1: bool) -> Receiver {
+        let raw = vec![b"It's a Secret to Everybody".to_vec()];
+        let keys = vec![
+            Key::from_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+                .unwrap_or_else(|e| panic!("{e}")),
+        ];
+        Receiver {
+            name: "r".into(),
+            provider,
+            allow_sha1,
+            raw,
+            keys,
+        }
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            if let (Ok(k), Ok(v)) = (
+                hyper::header::HeaderName::from_bytes(k.as_bytes()),
+                hyper::header::HeaderValue::from_str(v),
+            ) {
+                map.append(k, v);
+            }
+        }
+        map
+    }
+
+    const PROVIDERS: [Provider; 5] = [
+        Provider::GitHub,
+        Provider::GitLab,
+        Provider::Bitbucket,
+        Provider::Gitea,
+        Provider::Standard,
+    ];
+
+    #[test]
+    fn each_provider_checks_its_own_header() {
+        let body = b"Hello, World!";
+        let hex = "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+        let sha256 = format!("sha256={hex}");
+        #[rustfmt::skip]
+        type Case<'a> = (Provider, &'a [(&'a str, &'a str)], Option<&'a str>);
+        let cases: &[Case<'_>] = &[
+            (Provider::GitHub, &[("X-Hub-Signature-256", &sha256)], None),
+            (
+                Provider::GitHub,
+                &[(
+                    "x-hub-signature-256",
+                    &sha256.to_uppercase().replace("SHA256=", "sha256="),
+                )],
+                None,
+            ),
+            (
+                Provider::GitHub,
+                &[("X-Hub-Signature-256", hex)],
+                Some("bad_signature"),
+            ),
+            (
+                Provider::GitHub,
+                &[("X-Hub-Signature", &sha256)],
+                Some("missing_signature"),
+            ),
+            (Provider::Bitbucket, &[("X-Hub-Signature", &sha256)], None),
+            (
+                Provider::Bitbucket,
+                &[("X-Hub-Signature-256", &sha256)],
+                Some("missing_signature"),
+            ),
+            (Provider::Gitea, &[("X-Gitea-Signature", hex)], None),
+            (Provider::Gitea, &[("X-Forgejo-Signature", hex)], None),
+            (
+                Provider::Gitea,
+                &[("X-Gitea-Signature", &sha256)],
+                Some("bad_signature"),
+            ),
+            (
+                Provider::GitLab,
+                &[("X-Gitlab-Token", "It's a Secret to Everybody")],
+                None,
+            ),
+            (
+                Provider::GitLab,
+                &[("X-Gitlab-Token", "It's a Secret to Everybody!")],
+                Some("bad_signature"),
+            ),
+            (Provider::GitLab, &[], Some("missing_signature")),
+            (
+                Provider::Standard,
+                &[("X-Hub-Signature-256", &sha256)],
+                Some("missing_signature"),
+            ),
+        ];
+        for (provider, pairs, want) in cases {
+            let got = verify(&receiver(*provider, false), &headers(pairs), body, 0)
+                .err()
+                .map(|r| r.reason);
+            assert_eq!(got, *want, "{provider:?} {pairs:?}");
+        }
+        // GitHub's legacy SHA-1 signature counts only for a receiver that opts in.
+        let sha1 = format!("sha1={}", {
+            use hmac::{Hmac, KeyInit, Mac};
+            let mut mac = Hmac::<sha1::Sha1>::new_from_slice(b"It's a Secret to Everybody")
+                .unwrap_or_else(|_| unreachable!());
+            mac.update(body);
+            mac.finalize()
+                .into_bytes()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        });
+        let legacy = headers(&[("X-Hub-Signature", &sha1)]);
+        assert!(verify(&receiver(Provider::GitHub, true), &legacy, body, 0).is_ok());
+        assert!(verify(&receiver(Provider::GitHub, false), &legacy, body, 0).is_err());
+        // GitLab signing per Standard Webhooks.
+        let key = Key::from_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let sig = signature::sign(&key, "m1", 1000, body);
+        let std_headers = headers(&[
+            ("webhook-id", "m1"),
+            ("webhook-timestamp", "1000"),
+            ("webhook-signature", &sig),
+        ]);
+        assert!(verify(&receiver(Provider::GitLab, false), &std_headers, body, 1000).is_ok());
+    }
+
+    proptest! {
+        /// Arbitrary header values and bodies never make a receiver's checks panic.
+        #[test]
+        fn verification_never_panics(
+            names in proptest::collection::vec(prop_oneof![
+                Just("x-hub-signature-256"), Just("x-hub-signature"), Just("x-gitlab-token"),
+                Just("x-gitea-signature"), Just("x-forgejo-signature"), Just("webhook-id"),
+                Just("webhook-timestamp"), Just("webhook-signature"),
+            ], 0..6),
+            values in proptest::collection::vec("[ -~]{0,80}", 6),
+            body in proptest::collection::vec(any::<u8>(), 0..256),
+            now in any::<i64>(),
+            p in 0usize..5,
+            sha1 in any::<bool>(),
+        ) {
+            let pairs: Vec<(&str, &str)> = names.iter().zip(values.iter()).map(|(n, v)| (*n, v.as_str())).collect();
+            let r = receiver(PROVIDERS[p], sha1);
+            let _ = verify(&r, &headers(&pairs), &body, now);
+        }
+    }
 }

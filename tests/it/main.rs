@@ -4,5 +4,6 @@ mod check;
 mod crash;
 mod explain;
 mod outbox;
+mod providers;
 mod serve;
 mod support;

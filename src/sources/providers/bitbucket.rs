@@ -1,15 +1,185 @@
-//! bitbucket payloads.
+//! Bitbucket Cloud webhook deliveries: `repo:push` and `pullrequest:created|updated|fulfilled|
+//! rejected`; every other event key is answered as no change (`diagnostics:ping` as a ping).
+//!
+//! The event key is in `X-Event-Key`. One push may carry several changes, one per ref: each
+//! becomes its own event. A change names its ref by type (`branch`, `tag`) and name; a created
+//! ref has no `old`, a deleted one no `new`. Bitbucket lists at most a few commits per change
+//! (`truncated` says when there were more) and never the files they touched, so a push's
+//! changed paths are never complete, except for a deletion, whose (empty) list is whole.
+//! Pull-request payloads give 12-character abbreviated object ids; `after` is then zeros and
+//! `pull_request.head_sha` the abbreviation.
 
 use hyper::HeaderMap;
 use jiff::Timestamp;
 
+use super::common::{self, Coverage, Field, Pull, Push};
 use super::{NormalizeError, Normalized};
+use crate::config::Provider;
+use crate::event::{ChangeEvent, ZERO_SHA};
+use crate::repo::RepoId;
 
-/// Normalizes one bitbucket delivery.
+/// Normalizes one Bitbucket Cloud delivery.
 pub fn normalize(
-    _headers: &HeaderMap,
-    _body: &[u8],
-    _received_at: Timestamp,
+    headers: &HeaderMap,
+    body: &[u8],
+    received_at: Timestamp,
 ) -> Result<Normalized, NormalizeError> {
-    Err(NormalizeError::new("provider", "not written yet"))
+    let key = common::event_type(headers, &["X-Event-Key"])?;
+    let payload = common::parse_body(body)?;
+    let root = Field::root(&payload);
+    let (action, merged) = match key {
+        "repo:push" => return Ok(Normalized::Changes(push(&root, headers, received_at)?)),
+        "diagnostics:ping" => return Ok(Normalized::Ping),
+        "pullrequest:created" => ("opened", false),
+        "pullrequest:updated" => ("updated", false),
+        "pullrequest:fulfilled" => ("closed", true),
+        "pullrequest:rejected" => ("closed", false),
+        other => {
+            return Ok(Normalized::Ignored(common::not_a_change(
+                Provider::Bitbucket,
+                other,
+            )));
+        }
+    };
+    let event = pull_request(&root, headers, received_at, action, merged)?;
+    Ok(Normalized::Changes(vec![event]))
+}
+
+/// The repository a payload block names: its web address (`links.html.href`,
+/// `https://bitbucket.org/OWNER/REPO`), else `bitbucket.org/` and its `full_name`.
+fn repository(block: &Field<'_>) -> Result<RepoId, NormalizeError> {
+    let href = block.get("links").get("html").get("href");
+    let full_name = block.get("full_name");
+    if !href.is_present()
+        && let Some(name) = full_name.opt_str()?
+    {
+        return RepoId::parse(&format!("https://bitbucket.org/{name}"), None)
+            .map_err(|e| full_name.error(e.to_string()));
+    }
+    href.repository()
+}
+
+/// Every change of a push, in the order given.
+fn push(
+    root: &Field<'_>,
+    headers: &HeaderMap,
+    received_at: Timestamp,
+) -> Result<Vec<ChangeEvent>, NormalizeError> {
+    let repository = repository(&root.get("repository"))?;
+    let changes = root.get("push").get("changes").array()?;
+    let mut events = Vec::with_capacity(changes.len());
+    for change in &changes {
+        events.push(change_event(
+            change,
+            repository.clone(),
+            headers,
+            received_at,
+        )?);
+    }
+    Ok(events)
+}
+
+/// One change of a push: one ref created, moved or deleted.
+fn change_event(
+    change: &Field<'_>,
+    repository: RepoId,
+    headers: &HeaderMap,
+    received_at: Timestamp,
+) -> Result<ChangeEvent, NormalizeError> {
+    let new = change.get("new");
+    let old = change.get("old");
+    // The ref's type and name: from the new state, or for a deletion from the old one.
+    let named = if new.is_present() || !old.is_present() {
+        &new
+    } else {
+        &old
+    };
+    let kind = named.get("type");
+    let prefix = match kind.str()? {
+        "branch" => "refs/heads/",
+        "tag" => "refs/tags/",
+        other => {
+            return Err(kind.error(format!("is {other:?}, expected \"branch\" or \"tag\"")));
+        }
+    };
+    let git_ref = named.get("name").short_ref(prefix)?;
+    let sha = |state: &Field<'_>| -> Result<String, NormalizeError> {
+        if state.is_present() {
+            state.get("target").get("hash").sha()
+        } else {
+            Ok(ZERO_SHA.to_owned())
+        }
+    };
+    let before = sha(&old)?;
+    let after = sha(&new)?;
+    let commits = change.get("commits").opt_array()?;
+    let truncated = change.get("truncated").opt_bool()?.unwrap_or(false);
+    let commit_count = commits
+        .as_ref()
+        .filter(|_| !truncated)
+        .and_then(|c| u64::try_from(c.len()).ok());
+    let coverage = Coverage {
+        created: !old.is_present(),
+        deleted: !new.is_present(),
+        forced: change.get("forced").opt_bool()?.unwrap_or(false),
+        listed: commits.as_ref().map_or(0, Vec::len),
+        pushed: commit_count,
+        has_file_lists: false,
+    };
+    common::push_event(
+        Provider::Bitbucket,
+        headers,
+        received_at,
+        Push {
+            repository,
+            git_ref,
+            before,
+            after,
+            commit_count,
+            changed_paths: Vec::new(),
+            changed_paths_complete: coverage.complete(),
+            occurred_at: new.get("target").get("date").timestamp(),
+        },
+    )
+}
+
+/// A pull-request activity; `action` and `merged` follow from the event key.
+fn pull_request(
+    root: &Field<'_>,
+    headers: &HeaderMap,
+    received_at: Timestamp,
+    action: &str,
+    merged: bool,
+) -> Result<ChangeEvent, NormalizeError> {
+    let pr = root.get("pullrequest");
+    let source = pr.get("source");
+    let destination = pr.get("destination");
+    // The base repository: the destination's, else the payload's (the same one).
+    let target = destination.get("repository");
+    let repository = if target.is_present() {
+        repository(&target)?
+    } else {
+        repository(&root.get("repository"))?
+    };
+    common::pull_event(
+        Provider::Bitbucket,
+        headers,
+        received_at,
+        Pull {
+            repository,
+            number: pr.get("id").u64()?,
+            action: action.to_owned(),
+            merged,
+            head_ref: source.get("branch").get("name").short_ref("refs/heads/")?,
+            head_sha: source.get("commit").get("hash").abbrev_sha()?,
+            base_ref: destination
+                .get("branch")
+                .get("name")
+                .short_ref("refs/heads/")?,
+            base_sha: destination.get("commit").get("hash").opt_abbrev_sha()?,
+            before: None,
+            commit_count: None,
+            occurred_at: pr.get("updated_on").timestamp(),
+        },
+    )
 }

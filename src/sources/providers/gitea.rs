@@ -1,15 +1,100 @@
-//! gitea payloads.
+//! Gitea and Forgejo webhook deliveries: `push` and `pull_request`; `create`/`delete` (which
+//! duplicate the push) and every other event type are answered as no change.
+//!
+//! The event type is in `X-Gitea-Event` or `X-Forgejo-Event`. The payloads copy GitHub's shape.
+//! A push lists at most the server's feed limit of commits (`[ui] FEED_MAX_COMMIT_NUM`, 5 by
+//! default); newer servers say how many were pushed in `total_commits`, and only then can the
+//! union of the listed files be trusted whole. Gitea sends no `forced` flag, so a forced push
+//! cannot be told from a fast-forward. `synchronized` (new commits) becomes `updated`.
+
+use std::borrow::Cow;
 
 use hyper::HeaderMap;
 use jiff::Timestamp;
 
+use super::common::{self, Coverage, Field, Push};
 use super::{NormalizeError, Normalized};
+use crate::config::Provider;
+use crate::event::{self, ChangeEvent};
 
-/// Normalizes one gitea delivery.
+/// Normalizes one Gitea or Forgejo delivery.
 pub fn normalize(
-    _headers: &HeaderMap,
-    _body: &[u8],
-    _received_at: Timestamp,
+    headers: &HeaderMap,
+    body: &[u8],
+    received_at: Timestamp,
 ) -> Result<Normalized, NormalizeError> {
-    Err(NormalizeError::new("provider", "not written yet"))
+    let kind = common::event_type(headers, &["X-Gitea-Event", "X-Forgejo-Event"])?;
+    let payload = common::parse_body(body)?;
+    let root = Field::root(&payload);
+    let event = match kind {
+        "push" => push(&root, headers, received_at)?,
+        "pull_request" => {
+            common::forge_pull_request(&root, Provider::Gitea, headers, received_at, action)?
+        }
+        "create" | "delete" => {
+            return Ok(Normalized::Ignored(common::duplicates_push(
+                Provider::Gitea,
+                kind,
+            )));
+        }
+        other => {
+            return Ok(Normalized::Ignored(common::not_a_change(
+                Provider::Gitea,
+                other,
+            )));
+        }
+    };
+    Ok(Normalized::Changes(vec![event]))
+}
+
+/// A push: branch or tag, created, deleted or moved.
+fn push(
+    root: &Field<'_>,
+    headers: &HeaderMap,
+    received_at: Timestamp,
+) -> Result<ChangeEvent, NormalizeError> {
+    let git_ref = root.get("ref").full_ref()?;
+    let before = root.get("before").sha()?;
+    let after = root.get("after").sha()?;
+    let commits = root.get("commits").opt_array()?;
+    let listed = commits.as_ref().map(Vec::len);
+    let total = root.get("total_commits").opt_u64()?;
+    // Without `total_commits` the listed count is the best figure there is, but the list may
+    // have been cut at the feed limit: the paths are then not trusted whole.
+    let commit_count = total.or_else(|| listed.and_then(|n| u64::try_from(n).ok()));
+    let changed_paths = common::changed_paths(commits.as_deref().unwrap_or_default())?;
+    let coverage = Coverage {
+        created: event::is_zero(&before),
+        deleted: event::is_zero(&after),
+        forced: root.get("forced").opt_bool()?.unwrap_or(false),
+        listed: listed.unwrap_or(0),
+        pushed: total,
+        has_file_lists: true,
+    };
+    common::push_event(
+        Provider::Gitea,
+        headers,
+        received_at,
+        Push {
+            repository: root.get("repository").get("clone_url").repository()?,
+            git_ref,
+            before,
+            after,
+            commit_count,
+            changed_paths,
+            changed_paths_complete: coverage.complete(),
+            occurred_at: root.get("head_commit").get("timestamp").timestamp(),
+        },
+    )
+}
+
+/// Gitea's pull-request action in the schema's words.
+fn action(raw: &str) -> Cow<'static, str> {
+    match raw {
+        "opened" => Cow::Borrowed("opened"),
+        "reopened" => Cow::Borrowed("reopened"),
+        "synchronized" => Cow::Borrowed("updated"),
+        "closed" => Cow::Borrowed("closed"),
+        other => Cow::Owned(common::passthrough(other)),
+    }
 }

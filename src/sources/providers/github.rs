@@ -1,15 +1,104 @@
-//! github payloads.
+//! GitHub webhook deliveries: `push`, `pull_request`, `ping`; `create`/`delete` and every other
+//! event type are answered as no change.
+//!
+//! The event type is in `X-GitHub-Event`. A push lists at most 2048 commits, each with its
+//! `added`/`modified`/`removed` files; the changed paths are their union, complete only for a
+//! fast-forward of an existing ref whose commits are all listed. A pull request carries no file
+//! list; `synchronize` (new commits) becomes `updated`.
+
+use std::borrow::Cow;
 
 use hyper::HeaderMap;
 use jiff::Timestamp;
 
+use super::common::{self, Coverage, Field, Push};
 use super::{NormalizeError, Normalized};
+use crate::config::Provider;
+use crate::event::{self, ChangeEvent};
 
-/// Normalizes one github delivery.
+/// The most commits a GitHub push payload lists: at this count the list may be cut short.
+const COMMIT_CAP: usize = 2048;
+
+/// Normalizes one GitHub delivery.
 pub fn normalize(
-    _headers: &HeaderMap,
-    _body: &[u8],
-    _received_at: Timestamp,
+    headers: &HeaderMap,
+    body: &[u8],
+    received_at: Timestamp,
 ) -> Result<Normalized, NormalizeError> {
-    Err(NormalizeError::new("provider", "not written yet"))
+    let kind = common::event_type(headers, &["X-GitHub-Event"])?;
+    let payload = common::parse_body(body)?;
+    let root = Field::root(&payload);
+    let event = match kind {
+        "push" => push(&root, headers, received_at)?,
+        "pull_request" => {
+            common::forge_pull_request(&root, Provider::GitHub, headers, received_at, action)?
+        }
+        "ping" => return Ok(Normalized::Ping),
+        "create" | "delete" => {
+            return Ok(Normalized::Ignored(common::duplicates_push(
+                Provider::GitHub,
+                kind,
+            )));
+        }
+        other => {
+            return Ok(Normalized::Ignored(common::not_a_change(
+                Provider::GitHub,
+                other,
+            )));
+        }
+    };
+    Ok(Normalized::Changes(vec![event]))
+}
+
+/// A push: branch or tag, fast-forward, forced, created or deleted.
+fn push(
+    root: &Field<'_>,
+    headers: &HeaderMap,
+    received_at: Timestamp,
+) -> Result<ChangeEvent, NormalizeError> {
+    let git_ref = root.get("ref").full_ref()?;
+    let before = root.get("before").sha()?;
+    let after = root.get("after").sha()?;
+    let commits = root.get("commits").opt_array()?;
+    let listed = commits.as_ref().map_or(0, Vec::len);
+    // The list stops at the cap: at the cap, how many were pushed is unknown.
+    let commit_count = commits
+        .as_ref()
+        .filter(|c| c.len() < COMMIT_CAP)
+        .and_then(|c| u64::try_from(c.len()).ok());
+    let changed_paths = common::changed_paths(commits.as_deref().unwrap_or_default())?;
+    let coverage = Coverage {
+        created: event::is_zero(&before),
+        deleted: event::is_zero(&after),
+        forced: root.get("forced").opt_bool()?.unwrap_or(false),
+        listed,
+        pushed: commit_count,
+        has_file_lists: true,
+    };
+    common::push_event(
+        Provider::GitHub,
+        headers,
+        received_at,
+        Push {
+            repository: root.get("repository").get("clone_url").repository()?,
+            git_ref,
+            before,
+            after,
+            commit_count,
+            changed_paths,
+            changed_paths_complete: coverage.complete(),
+            occurred_at: root.get("head_commit").get("timestamp").timestamp(),
+        },
+    )
+}
+
+/// GitHub's pull-request action in the schema's words.
+fn action(raw: &str) -> Cow<'static, str> {
+    match raw {
+        "opened" => Cow::Borrowed("opened"),
+        "reopened" => Cow::Borrowed("reopened"),
+        "synchronize" => Cow::Borrowed("updated"),
+        "closed" => Cow::Borrowed("closed"),
+        other => Cow::Owned(common::passthrough(other)),
+    }
 }

@@ -5,6 +5,7 @@
 //! event that is no change (ignored, with the reason the sender is told).
 
 pub mod bitbucket;
+mod common;
 pub mod gitea;
 pub mod github;
 pub mod gitlab;
