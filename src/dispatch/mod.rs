@@ -261,6 +261,13 @@ impl Dispatcher {
                 }
                 _ = tokio::time::sleep(wait) => {}
             }
+            // Take every attempt that ended meanwhile, so that one pass refills all the freed
+            // slots instead of one pass per ended attempt.
+            while let Some(done) = self.tasks.try_join_next() {
+                if let Ok((id, pipeline)) = done {
+                    self.finished(&id, &pipeline);
+                }
+            }
         }
         let deadline = Instant::now() + grace;
         while !self.tasks.is_empty() {
@@ -366,7 +373,9 @@ async fn run_target(
                 ("SWITCHYARD_SOURCE", event.source.kind.to_string()),
                 ("SWITCHYARD_ATTEMPT", (row.attempts + 1).to_string()),
             ];
-            if let Err(e) = tokio::fs::create_dir_all(&shared.events_dir).await {
+            if !shared.events_dir.is_dir()
+                && let Err(e) = tokio::fs::create_dir_all(&shared.events_dir).await
+            {
                 return Err(Failure::retry(format!(
                     "cannot create {}: {e}",
                     shared.events_dir.display()

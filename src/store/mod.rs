@@ -398,6 +398,8 @@ fn writer(path: PathBuf, rx: mpsc::Receiver<Command>, new_work: Arc<Notify>) {
     let mut conn: Option<Connection> = None;
     // Dropped when the writer ends, which stops the checkpointer.
     let mut checkpointer: Option<mpsc::Sender<()>> = None;
+    // The connection's current `synchronous` setting (`open_connection` sets FULL).
+    let mut synchronous_full = true;
     let mut batch: Vec<Command> = Vec::with_capacity(64);
     while let Ok(first) = rx.recv() {
         batch.push(first);
@@ -414,6 +416,7 @@ fn writer(path: PathBuf, rx: mpsc::Receiver<Command>, new_work: Arc<Notify>) {
             {
                 Ok(c) => {
                     conn = Some(c);
+                    synchronous_full = true;
                     if checkpointer.is_none() {
                         checkpointer = spawn_checkpointer(&path);
                     }
@@ -427,7 +430,7 @@ fn writer(path: PathBuf, rx: mpsc::Receiver<Command>, new_work: Arc<Notify>) {
         }
         let Some(c) = conn.as_mut() else { continue };
         let mut woke = false;
-        match apply(c, &batch, &mut woke) {
+        match apply(c, &batch, &mut woke, &mut synchronous_full) {
             Ok(done) => {
                 if woke {
                     new_work.notify_one();
@@ -515,7 +518,12 @@ enum Done {
 
 /// Applies a batch's writes in one transaction. On error nothing is committed and every
 /// command of the batch is still there to be told so.
-fn apply(conn: &mut Connection, batch: &[Command], woke: &mut bool) -> rusqlite::Result<Vec<Done>> {
+fn apply(
+    conn: &mut Connection,
+    batch: &[Command],
+    woke: &mut bool,
+    synchronous_full: &mut bool,
+) -> rusqlite::Result<Vec<Done>> {
     let now = now_ms();
     // Only intakes, finishes and probes need the disk before they are answered; a batch of
     // claims, releases and reads alone commits without waiting for it.
@@ -525,7 +533,10 @@ fn apply(conn: &mut Connection, batch: &[Command], woke: &mut bool) -> rusqlite:
             Command::Claim(..) | Command::Release(..) | Command::Open { .. }
         )
     });
-    conn.pragma_update(None, "synchronous", if durable { "FULL" } else { "NORMAL" })?;
+    if durable != *synchronous_full {
+        conn.pragma_update(None, "synchronous", if durable { "FULL" } else { "NORMAL" })?;
+        *synchronous_full = durable;
+    }
     let tx = conn.transaction()?;
     let mut done = Vec::with_capacity(batch.len());
     for cmd in batch {
@@ -728,18 +739,36 @@ fn row_to_start(row: &rusqlite::Row<'_>) -> rusqlite::Result<StartRow> {
 }
 
 fn open_starts(conn: &Connection, window: u32) -> rusqlite::Result<Vec<(StartRow, String)>> {
-    let sql = format!(
-        "SELECT {START_COLUMNS}, c.event FROM (
-            SELECT *, ROW_NUMBER() OVER (PARTITION BY pipeline ORDER BY seq) AS rn
-            FROM starts WHERE state IN ('pending', 'running', 'failed')
-         ) s JOIN changes c ON c.id = s.change_id
-         WHERE s.rn <= ?1 ORDER BY s.seq"
-    );
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params![window], |row| {
-        Ok((row_to_start(row)?, row.get::<_, String>(11)?))
-    })?;
-    rows.collect()
+    // Both statements walk the partial index of unfinished starts (pipeline, seq), so a pass
+    // costs the pipelines and the window, not the length of the backlog.
+    let mut pipelines = conn.prepare_cached(
+        "WITH RECURSIVE p(name) AS (
+            SELECT MIN(pipeline) FROM starts WHERE state IN ('pending', 'running', 'failed')
+            UNION ALL
+            SELECT (SELECT MIN(pipeline) FROM starts
+                    WHERE state IN ('pending', 'running', 'failed') AND pipeline > p.name)
+            FROM p WHERE p.name IS NOT NULL
+         ) SELECT name FROM p WHERE name IS NOT NULL",
+    )?;
+    let names: Vec<String> = pipelines
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut first = conn.prepare_cached(&format!(
+        "SELECT {START_COLUMNS}, c.event FROM starts s JOIN changes c ON c.id = s.change_id
+         WHERE s.pipeline = ?1 AND s.state IN ('pending', 'running', 'failed')
+         ORDER BY s.seq LIMIT ?2"
+    ))?;
+    let mut out = Vec::new();
+    for name in names {
+        let rows = first.query_map(params![name, window], |row| {
+            Ok((row_to_start(row)?, row.get::<_, String>(11)?))
+        })?;
+        for row in rows {
+            out.push(row?);
+        }
+    }
+    out.sort_by_key(|(row, _)| row.seq);
+    Ok(out)
 }
 
 /// Read and admin access for commands that run beside a server (`outbox`), through their own
