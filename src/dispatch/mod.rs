@@ -74,6 +74,21 @@ impl Policy {
     }
 }
 
+/// Where `exec` attempts find their event file (`SWITCHYARD_EVENT`). The files live only as
+/// long as an attempt, so a memory-backed file system is preferred when there is one
+/// (`/dev/shm`): creating and deleting a file per start on a journaling file system costs more
+/// than the start's own bookkeeping. Otherwise `STATE_DIR/events`.
+fn events_dir(state_dir: &std::path::Path) -> PathBuf {
+    let shm = std::path::Path::new("/dev/shm");
+    if shm.is_dir() {
+        let dir = shm.join(format!("switchyard-{}", std::process::id()));
+        if std::fs::create_dir_all(&dir).is_ok() {
+            return dir;
+        }
+    }
+    state_dir.join("events")
+}
+
 /// Everything an attempt needs, shared by all attempts.
 #[derive(Debug)]
 struct Shared {
@@ -111,7 +126,7 @@ impl Dispatcher {
             metrics,
             policy,
             http: http::client(),
-            events_dir: state_dir.join("events"),
+            events_dir: events_dir(&state_dir),
         };
         Dispatcher {
             shared: Arc::new(shared),
@@ -287,6 +302,10 @@ impl Dispatcher {
                     break;
                 }
             }
+        }
+        // The event files' directory is this process's own when it is in /dev/shm.
+        if self.shared.events_dir.starts_with("/dev/shm") {
+            let _ = std::fs::remove_dir_all(&self.shared.events_dir);
         }
     }
 }

@@ -18,7 +18,7 @@ use crate::support::{
 const RECORDER: &str = r#"repository: https://github.com/acme/api.git
 on: push
 start:
-  exec: ["/bin/sh", "-c", "printf '%s|%s|%s|%s|%s|%s|%s\n' \"$SWITCHYARD_PIPELINE\" \"$SWITCHYARD_START_ID\" \"$SWITCHYARD_REPOSITORY\" \"$SWITCHYARD_REF\" \"$SWITCHYARD_SHA\" \"$SWITCHYARD_BEFORE\" \"$SWITCHYARD_SOURCE\" >> \"$1/log\"; cat > \"$1/stdin-$SWITCHYARD_START_ID\"; cp \"$SWITCHYARD_EVENT\" \"$1/file-$SWITCHYARD_START_ID\"", "recorder", "$DIR"]
+  exec: ["/bin/sh", "-c", "printf '%s|%s|%s|%s|%s|%s|%s\n' \"$SWITCHYARD_PIPELINE\" \"$SWITCHYARD_START_ID\" \"$SWITCHYARD_REPOSITORY\" \"$SWITCHYARD_REF\" \"$SWITCHYARD_SHA\" \"$SWITCHYARD_BEFORE\" \"$SWITCHYARD_SOURCE\" >> \"$1/log\"; cat > \"$1/stdin-$SWITCHYARD_START_ID\"; cp \"$SWITCHYARD_EVENT\" \"$1/file-$SWITCHYARD_START_ID\"; printf '%s' \"$SWITCHYARD_EVENT\" > \"$1/path-$SWITCHYARD_START_ID\"", "recorder", "$DIR"]
 "#;
 
 fn read(path: &std::path::Path) -> Option<String> {
@@ -62,11 +62,11 @@ async fn a_signed_change_runs_the_exec_target_with_env_and_stdin() {
     .await;
     assert_eq!((starts.len(), starts[0].attempts), (1, 1));
     // The event file is removed after the attempt.
+    let path = read(&root.join(format!("path-{start_id}"))).expect("the event file's path");
+    assert!(path.ends_with(&format!("{start_id}.json")), "{path}");
     assert!(
-        !s.root()
-            .join("state/events")
-            .join(format!("{start_id}.json"))
-            .exists()
+        !std::path::Path::new(&path).exists(),
+        "{path} is still there"
     );
     s.stop().await;
 }
