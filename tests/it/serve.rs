@@ -327,7 +327,6 @@ async fn superseded_mode_skips_stale_starts_and_queued_mode_runs_all_in_order() 
         })
         .await;
         assert_eq!(log.lines().collect::<Vec<_>>(), want, "{mode}");
-        let states: Vec<StartState> = s.starts().iter().map(|r| r.state).collect();
         let want_states = if mode == "superseded" {
             vec![
                 StartState::Succeeded,
@@ -337,6 +336,12 @@ async fn superseded_mode_skips_stale_starts_and_queued_mode_runs_all_in_order() 
         } else {
             vec![StartState::Succeeded; 3]
         };
+        // The log line is written before the attempt's outcome is recorded: wait for both.
+        let states = eventually(10, "the outcomes recorded", || {
+            let states: Vec<StartState> = s.starts().iter().map(|r| r.state).collect();
+            (!states.contains(&StartState::Running)).then_some(states)
+        })
+        .await;
         assert_eq!(states, want_states, "{mode}");
         s.stop().await;
     }
