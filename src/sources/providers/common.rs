@@ -7,9 +7,9 @@
 use std::borrow::Cow;
 use std::collections::HashSet;
 
+use super::json::Json as Value;
 use hyper::HeaderMap;
 use jiff::Timestamp;
-use serde_json::Value;
 
 use super::{NormalizeError, delivery_id, header};
 use crate::config::Provider;
@@ -61,10 +61,10 @@ pub(super) fn duplicates_push(provider: Provider, event: &str) -> String {
 
 /// Parses a delivery body, which must be a JSON object. serde_json's recursion limit turns a
 /// deeply nested body into an error here, like any other malformed JSON.
-pub(super) fn parse_body(body: &[u8]) -> Result<Value, NormalizeError> {
-    let value: Value = serde_json::from_slice(body)
+pub(super) fn parse_body(body: &[u8]) -> Result<Value<'_>, NormalizeError> {
+    let value = Value::parse(body)
         .map_err(|e| NormalizeError::new("body", format!("is not valid JSON: {e}")))?;
-    if value.is_object() {
+    if matches!(value, Value::Object(_)) {
         Ok(value)
     } else {
         Err(NormalizeError::new(
@@ -75,12 +75,12 @@ pub(super) fn parse_body(body: &[u8]) -> Result<Value, NormalizeError> {
 }
 
 /// How a JSON value is named in an error.
-fn kind(value: &Value) -> &'static str {
+fn kind(value: &Value<'_>) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
+        Value::Unsigned(_) | Value::Signed(_) | Value::Float(_) => "a number",
+        Value::Str(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
     }
@@ -97,21 +97,21 @@ pub(super) struct Field<'a> {
 
 #[derive(Clone, Debug)]
 enum State<'a> {
-    Present(&'a Value),
+    Present(&'a Value<'a>),
     Absent,
     Broken(NormalizeError),
 }
 
 impl<'a> Field<'a> {
     /// The whole payload.
-    pub(super) fn root(value: &'a Value) -> Field<'a> {
+    pub(super) fn root(value: &'a Value<'a>) -> Field<'a> {
         Field {
             path: String::new(),
             state: State::Present(value),
         }
     }
 
-    fn at(path: String, value: Option<&'a Value>) -> Field<'a> {
+    fn at(path: String, value: Option<&'a Value<'a>>) -> Field<'a> {
         let state = match value {
             Some(Value::Null) | None => State::Absent,
             Some(v) => State::Present(v),
@@ -127,7 +127,7 @@ impl<'a> Field<'a> {
             format!("{}.{key}", self.path)
         };
         let state = match &self.state {
-            State::Present(Value::Object(map)) => return Field::at(path, map.get(key)),
+            State::Present(object @ Value::Object(_)) => return Field::at(path, object.get(key)),
             State::Present(other) => {
                 State::Broken(self.error(format!("must be an object, not {}", kind(other))))
             }
@@ -152,7 +152,7 @@ impl<'a> Field<'a> {
         matches!(self.state, State::Present(_))
     }
 
-    fn value(&self) -> Result<Option<&'a Value>, NormalizeError> {
+    fn value(&self) -> Result<Option<&'a Value<'a>>, NormalizeError> {
         match &self.state {
             State::Present(v) => Ok(Some(v)),
             State::Absent => Ok(None),
@@ -160,7 +160,7 @@ impl<'a> Field<'a> {
         }
     }
 
-    fn wrong_type(&self, wanted: &str, got: &Value) -> NormalizeError {
+    fn wrong_type(&self, wanted: &str, got: &Value<'_>) -> NormalizeError {
         self.error(format!("must be {wanted}, not {}", kind(got)))
     }
 
@@ -172,7 +172,7 @@ impl<'a> Field<'a> {
     pub(super) fn opt_str(&self) -> Result<Option<&'a str>, NormalizeError> {
         match self.value()? {
             None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s)),
+            Some(Value::Str(s)) => Ok(Some(s)),
             Some(other) => Err(self.wrong_type("a string", other)),
         }
     }
@@ -186,10 +186,10 @@ impl<'a> Field<'a> {
     pub(super) fn opt_u64(&self) -> Result<Option<u64>, NormalizeError> {
         match self.value()? {
             None => Ok(None),
-            Some(Value::Number(n)) => n
-                .as_u64()
-                .map(Some)
-                .ok_or_else(|| self.error(format!("must be a non-negative integer, not {n}"))),
+            Some(Value::Unsigned(n)) => Ok(Some(*n)),
+            Some(n @ (Value::Signed(_) | Value::Float(_))) => {
+                Err(self.error(format!("must be a non-negative integer, not {n}")))
+            }
             Some(other) => Err(self.wrong_type("a non-negative integer", other)),
         }
     }

@@ -9,6 +9,7 @@ mod common;
 pub mod gitea;
 pub mod github;
 pub mod gitlab;
+mod json;
 #[cfg(test)]
 mod tests;
 
