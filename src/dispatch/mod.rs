@@ -246,6 +246,14 @@ impl Dispatcher {
         });
     }
 
+    /// True when every pipeline runs as many starts as its concurrency allows.
+    fn all_busy(&self) -> bool {
+        self.pipelines
+            .list
+            .iter()
+            .all(|p| self.running.get(&p.name).copied().unwrap_or(0) >= p.concurrency)
+    }
+
     fn finished(&mut self, id: &str, pipeline: &str) {
         if self.in_flight.remove(id).is_some() {
             self.shared
@@ -260,29 +268,38 @@ impl Dispatcher {
     /// Runs until shutdown; then waits up to `grace` for attempts in flight. Attempts still
     /// running after that are stopped and stay open in the store, to resume at the next start.
     pub async fn run(mut self, mut shutdown: Shutdown, grace: Duration) {
+        let mut next_due = self.dispatch_once().await;
         loop {
-            let next_due = self.dispatch_once().await;
             let wait = next_due
                 .map(|due| Duration::from_millis(due.saturating_sub(now_ms()).max(0) as u64))
                 .unwrap_or(SWEEP)
                 .min(SWEEP);
-            tokio::select! {
+            let only_new_work = tokio::select! {
                 _ = shutdown.wait() => break,
-                _ = self.new_work.notified() => {}
+                _ = self.new_work.notified() => true,
                 Some(done) = self.tasks.join_next() => {
                     if let Ok((id, pipeline)) = done {
                         self.finished(&id, &pipeline);
                     }
+                    false
                 }
-                _ = tokio::time::sleep(wait) => {}
-            }
+                _ = tokio::time::sleep(wait) => false,
+            };
             // Take every attempt that ended meanwhile, so that one pass refills all the freed
             // slots instead of one pass per ended attempt.
+            let mut ended = false;
             while let Some(done) = self.tasks.try_join_next() {
                 if let Ok((id, pipeline)) = done {
                     self.finished(&id, &pipeline);
                 }
+                ended = true;
             }
+            // New work cannot start anything while every pipeline runs at its limit: the next
+            // ended attempt (or the sweep) brings the dispatcher back.
+            if only_new_work && !ended && self.all_busy() {
+                continue;
+            }
+            next_due = self.dispatch_once().await;
         }
         let deadline = Instant::now() + grace;
         while !self.tasks.is_empty() {
