@@ -81,7 +81,11 @@ impl Policy {
 fn events_dir(state_dir: &std::path::Path) -> PathBuf {
     let shm = std::path::Path::new("/dev/shm");
     if shm.is_dir() {
-        let dir = shm.join(format!("switchyard-{}", std::process::id()));
+        // One directory per dispatcher: several may run in one process (tests), and each
+        // removes its own when it stops.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = shm.join(format!("switchyard-{}-{n}", std::process::id()));
         if std::fs::create_dir_all(&dir).is_ok() {
             return dir;
         }
