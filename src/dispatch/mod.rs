@@ -81,6 +81,7 @@ impl Policy {
 fn events_dir(state_dir: &std::path::Path) -> PathBuf {
     let shm = std::path::Path::new("/dev/shm");
     if shm.is_dir() {
+        remove_stale_event_dirs(shm);
         // One directory per dispatcher: several may run in one process (tests), and each
         // removes its own when it stops.
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -91,6 +92,24 @@ fn events_dir(state_dir: &std::path::Path) -> PathBuf {
         }
     }
     state_dir.join("events")
+}
+
+/// Removes the event-file directories of switchyard processes that no longer run (a process
+/// killed with SIGKILL cannot remove its own).
+fn remove_stale_event_dirs(shm: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(shm) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix("switchyard-")) else {
+            continue;
+        };
+        let pid = rest.split('-').next().unwrap_or_default();
+        if pid.parse::<u32>().is_ok() && !std::path::Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// Everything an attempt needs, shared by all attempts.
