@@ -476,6 +476,59 @@ pub(super) fn passthrough(action: &str) -> String {
     action.to_ascii_lowercase()
 }
 
+/// The commit figures of a GitHub-shaped push.
+pub(super) struct Counts {
+    /// The `commit_count` to report.
+    pub(super) commit_count: Option<u64>,
+    /// How many commits were pushed, when the payload says for sure (to judge the list whole).
+    pub(super) pushed: Option<u64>,
+}
+
+/// A push in the shape GitHub and Gitea/Forgejo share: `ref`, `before`, `after`, `forced`,
+/// `commits` with file lists, `repository.clone_url`, `head_commit.timestamp`. `counts` gets
+/// the number of listed commits (when there is a list) and says what was pushed.
+pub(super) fn forge_push(
+    root: &Field<'_>,
+    provider: Provider,
+    headers: &HeaderMap,
+    received_at: Timestamp,
+    counts: impl FnOnce(Option<usize>) -> Result<Counts, NormalizeError>,
+) -> Result<ChangeEvent, NormalizeError> {
+    let git_ref = root.get("ref").full_ref()?;
+    let before = root.get("before").sha()?;
+    let after = root.get("after").sha()?;
+    let commits = root.get("commits").opt_array()?;
+    let listed = commits.as_ref().map(Vec::len);
+    let Counts {
+        commit_count,
+        pushed,
+    } = counts(listed)?;
+    let changed_paths = changed_paths(commits.as_deref().unwrap_or_default())?;
+    let coverage = Coverage {
+        created: event::is_zero(&before),
+        deleted: event::is_zero(&after),
+        forced: root.get("forced").opt_bool()?.unwrap_or(false),
+        listed: listed.unwrap_or(0),
+        pushed,
+        has_file_lists: true,
+    };
+    push_event(
+        provider,
+        headers,
+        received_at,
+        Push {
+            repository: root.get("repository").get("clone_url").repository()?,
+            git_ref,
+            before,
+            after,
+            commit_count,
+            changed_paths,
+            changed_paths_complete: coverage.complete(),
+            occurred_at: root.get("head_commit").get("timestamp").timestamp(),
+        },
+    )
+}
+
 /// A pull-request event in the GitHub shape, which Gitea and Forgejo copy: `action`, `number`,
 /// `pull_request.{head,base}.{ref,sha}`, `pull_request.merged`, `pull_request.updated_at`, the
 /// base repository in `pull_request.base.repo` or `repository`. `map_action` turns the

@@ -12,10 +12,10 @@ use std::borrow::Cow;
 use hyper::HeaderMap;
 use jiff::Timestamp;
 
-use super::common::{self, Coverage, Field, Push};
+use super::common::{self, Counts, Field};
 use super::{NormalizeError, Normalized};
 use crate::config::Provider;
-use crate::event::{self, ChangeEvent};
+use crate::event::ChangeEvent;
 
 /// Normalizes one Gitea or Forgejo delivery.
 pub fn normalize(
@@ -53,39 +53,16 @@ fn push(
     headers: &HeaderMap,
     received_at: Timestamp,
 ) -> Result<ChangeEvent, NormalizeError> {
-    let git_ref = root.get("ref").full_ref()?;
-    let before = root.get("before").sha()?;
-    let after = root.get("after").sha()?;
-    let commits = root.get("commits").opt_array()?;
-    let listed = commits.as_ref().map(Vec::len);
     let total = root.get("total_commits").opt_u64()?;
-    // Without `total_commits` the listed count is the best figure there is, but the list may
-    // have been cut at the feed limit: the paths are then not trusted whole.
-    let commit_count = total.or_else(|| listed.and_then(|n| u64::try_from(n).ok()));
-    let changed_paths = common::changed_paths(commits.as_deref().unwrap_or_default())?;
-    let coverage = Coverage {
-        created: event::is_zero(&before),
-        deleted: event::is_zero(&after),
-        forced: root.get("forced").opt_bool()?.unwrap_or(false),
-        listed: listed.unwrap_or(0),
-        pushed: total,
-        has_file_lists: true,
-    };
-    common::push_event(
-        Provider::Gitea,
-        headers,
-        received_at,
-        Push {
-            repository: root.get("repository").get("clone_url").repository()?,
-            git_ref,
-            before,
-            after,
+    common::forge_push(root, Provider::Gitea, headers, received_at, |listed| {
+        // Without `total_commits` the listed count is the best figure there is, but the list
+        // may have been cut at the feed limit: the paths are then not trusted whole.
+        let commit_count = total.or_else(|| listed.and_then(|n| u64::try_from(n).ok()));
+        Ok(Counts {
             commit_count,
-            changed_paths,
-            changed_paths_complete: coverage.complete(),
-            occurred_at: root.get("head_commit").get("timestamp").timestamp(),
-        },
-    )
+            pushed: total,
+        })
+    })
 }
 
 /// Gitea's pull-request action in the schema's words.

@@ -11,10 +11,10 @@ use std::borrow::Cow;
 use hyper::HeaderMap;
 use jiff::Timestamp;
 
-use super::common::{self, Coverage, Field, Push};
+use super::common::{self, Counts, Field};
 use super::{NormalizeError, Normalized};
 use crate::config::Provider;
-use crate::event::{self, ChangeEvent};
+use crate::event::ChangeEvent;
 
 /// The most commits a GitHub push payload lists: at this count the list may be cut short.
 const COMMIT_CAP: usize = 2048;
@@ -56,40 +56,16 @@ fn push(
     headers: &HeaderMap,
     received_at: Timestamp,
 ) -> Result<ChangeEvent, NormalizeError> {
-    let git_ref = root.get("ref").full_ref()?;
-    let before = root.get("before").sha()?;
-    let after = root.get("after").sha()?;
-    let commits = root.get("commits").opt_array()?;
-    let listed = commits.as_ref().map_or(0, Vec::len);
-    // The list stops at the cap: at the cap, how many were pushed is unknown.
-    let commit_count = commits
-        .as_ref()
-        .filter(|c| c.len() < COMMIT_CAP)
-        .and_then(|c| u64::try_from(c.len()).ok());
-    let changed_paths = common::changed_paths(commits.as_deref().unwrap_or_default())?;
-    let coverage = Coverage {
-        created: event::is_zero(&before),
-        deleted: event::is_zero(&after),
-        forced: root.get("forced").opt_bool()?.unwrap_or(false),
-        listed,
-        pushed: commit_count,
-        has_file_lists: true,
-    };
-    common::push_event(
-        Provider::GitHub,
-        headers,
-        received_at,
-        Push {
-            repository: root.get("repository").get("clone_url").repository()?,
-            git_ref,
-            before,
-            after,
-            commit_count,
-            changed_paths,
-            changed_paths_complete: coverage.complete(),
-            occurred_at: root.get("head_commit").get("timestamp").timestamp(),
-        },
-    )
+    common::forge_push(root, Provider::GitHub, headers, received_at, |listed| {
+        // The list stops at the cap: at the cap, how many were pushed is unknown.
+        let count = listed
+            .filter(|&n| n < COMMIT_CAP)
+            .and_then(|n| u64::try_from(n).ok());
+        Ok(Counts {
+            commit_count: count,
+            pushed: count,
+        })
+    })
 }
 
 /// GitHub's pull-request action in the schema's words.
