@@ -584,3 +584,29 @@ async fn slow_clients_cannot_hold_the_server() {
     assert!(read.is_ok(), "the slow headers' connection is closed");
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_bounded_and_an_idle_one_cannot_keep_its_slot() {
+    let s = TestServer::start(
+        "limits: {max_connections: 1, read_timeout: 300ms}\n",
+        &[("rec.yaml", RECORDER)],
+    )
+    .await;
+    // Takes the only slot and sends nothing.
+    let idle = tokio::net::TcpStream::connect(s.addr)
+        .await
+        .expect("connect");
+    let began = std::time::Instant::now();
+    let (status, _) = s
+        .post_change("d-1", &change("refs/heads/main", &sha(1)))
+        .await;
+    assert_eq!(status, 202);
+    // Served only once the idle connection timed out and gave its slot back.
+    assert!(
+        began.elapsed() >= std::time::Duration::from_millis(250),
+        "{:?}",
+        began.elapsed()
+    );
+    drop(idle);
+    s.stop().await;
+}
