@@ -22,6 +22,7 @@ pub struct Config {
     pub state_dir: PathBuf,
     pub receivers: Vec<Receiver>,
     pub poll: Vec<PollRepo>,
+    pub polling: Polling,
     pub eventbridge: Option<EventBridge>,
     pub dispatch: Dispatch,
     pub limits: Limits,
@@ -29,6 +30,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// How long delivery ids are remembered to recognise a redelivery.
     pub replay_window: Duration,
+    /// A webhook secret `serve` creates when it is missing (the built-in defaults' receiver).
+    pub generated_secret: Option<PathBuf>,
 }
 
 /// A webhook endpoint, `POST /hooks/NAME`.
@@ -57,18 +60,60 @@ const PROVIDERS: &[&str] = &["github", "gitlab", "bitbucket", "gitea", "standard
 /// A repository to poll.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PollRepo {
+    /// The URL as written; a local path is made absolute.
     pub url: String,
     pub repository: RepoId,
     pub interval: Duration,
+    /// The ceiling the interval stretches toward while push sources announce this
+    /// repository's changes (polling is then only the backstop).
+    pub max_interval: Duration,
     pub auth: Option<Auth>,
 }
 
 /// Credentials for polling.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Auth {
-    Token(SecretRef),
+    /// HTTPS: a token sent as the password of `username`.
+    Token { username: String, token: SecretRef },
+    /// SSH: a private key (PEM or OpenSSH format).
     SshKey(SecretRef),
 }
+
+/// Settings shared by every polled repository.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Polling {
+    /// Repositories polled at the same time at most.
+    pub concurrency: usize,
+    /// Network timeout of one exchange with a git server.
+    pub timeout: Duration,
+    /// How long a change from another source may wait for its changed paths to be completed
+    /// from the mirror before it is dispatched with the paths unknown.
+    pub complete_within: Duration,
+    /// A change polling finds counts as missed by a push source that has not announced it
+    /// within this window.
+    pub missed_grace: Duration,
+}
+
+impl Default for Polling {
+    fn default() -> Polling {
+        Polling {
+            concurrency: 8,
+            timeout: Duration::from_secs(30),
+            complete_within: Duration::from_secs(10),
+            missed_grace: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The file in the state directory holding the built-in receiver's generated secret.
+pub const BUILTIN_SECRET: &str = "webhook-secret";
+
+/// The interval of a polled repository when `interval` is not given.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(30);
+/// The interval of the clone `serve` polls with the built-in defaults.
+pub const SELF_POLL_INTERVAL: Duration = Duration::from_secs(2);
+/// `max_interval` when not given, as a multiple of `interval`.
+const DEFAULT_STRETCH: u32 = 10;
 
 /// The SQS queue an EventBridge rule targets.
 #[derive(Clone, Debug, PartialEq)]
@@ -105,6 +150,7 @@ impl Default for Config {
             state_dir: PathBuf::from(".switchyard"),
             receivers: Vec::new(),
             poll: Vec::new(),
+            polling: Polling::default(),
             eventbridge: None,
             dispatch: Dispatch {
                 attempts: 8,
@@ -118,6 +164,7 @@ impl Default for Config {
             },
             shutdown_grace: Duration::from_secs(10),
             replay_window: Duration::from_secs(7 * 24 * 3600),
+            generated_secret: None,
         }
     }
 }
@@ -127,6 +174,7 @@ const KEYS: &[&str] = &[
     "state_dir",
     "receivers",
     "poll",
+    "polling",
     "eventbridge",
     "dispatch",
     "limits",
@@ -144,7 +192,7 @@ impl Config {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
             Err(e) if explicit.is_none() && e.kind() == std::io::ErrorKind::NotFound => {
-                return (Some(Config::default()), Vec::new());
+                return (Some(Config::builtin()), Vec::new());
             }
             Err(e) => {
                 let mut d = Diagnostics::new(shown);
@@ -164,6 +212,36 @@ impl Config {
         let config = Config::parse(&text, &base, &mut d);
         let config = if d.error_count() == 0 { config } else { None };
         (config, d.items)
+    }
+
+    /// The built-in defaults, used when `./switchyard.yaml` is absent: when the current
+    /// directory is a git clone, it is polled every [`SELF_POLL_INTERVAL`], so that `serve`
+    /// in a fresh clone starts the example pipeline on a commit; and a `standard` webhook
+    /// receiver `local` takes signed change events, with a secret `serve` generates into
+    /// the state directory ([`BUILTIN_SECRET`]).
+    pub fn builtin() -> Config {
+        let mut config = Config::default();
+        let secret = config.state_dir.join(BUILTIN_SECRET);
+        config.receivers.push(Receiver {
+            name: "local".into(),
+            provider: Provider::Standard,
+            secrets: vec![SecretRef::File(secret.clone())],
+            allow_sha1: false,
+        });
+        config.generated_secret = Some(secret);
+        if let Ok(here) = std::env::current_dir()
+            && here.join(".git").exists()
+            && let Ok(repository) = RepoId::parse(".", Some(&here))
+        {
+            config.poll.push(PollRepo {
+                url: here.display().to_string(),
+                repository,
+                interval: SELF_POLL_INTERVAL,
+                max_interval: SELF_POLL_INTERVAL * DEFAULT_STRETCH,
+                auth: None,
+            });
+        }
+        config
     }
 
     /// Reads configuration text, reporting into `d`.
@@ -204,6 +282,9 @@ impl Config {
         }
         if let Some(node) = map.get("poll") {
             config.poll = read_poll(node, base, d);
+        }
+        if let Some(node) = map.get("polling") {
+            read_polling(node, &mut config.polling, d);
         }
         if let Some(node) = map.get("eventbridge") {
             config.eventbridge = read_eventbridge(node, d);
@@ -457,14 +538,30 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 }
 
 fn read_poll(node: &Node, base: &Path, d: &mut Diagnostics) -> Vec<PollRepo> {
-    let mut out = Vec::new();
+    let mut out: Vec<PollRepo> = Vec::new();
     for item in items(node, "poll", d) {
         let Some(m) = MapReader::new(item, "a polled repository", d) else {
             continue;
         };
-        m.deny_unknown(&["url", "interval", "auth"], "a polled repository", d);
+        m.deny_unknown(
+            &["url", "interval", "max_interval", "auth"],
+            "a polled repository",
+            d,
+        );
         let url = match m.get("url") {
             Some(n) => scalar(n, "url", d).and_then(|u| match RepoId::parse(u, Some(base)) {
+                Ok(id) if out.iter().any(|p| p.repository == id) => {
+                    d.error(
+                        n.pos,
+                        format!("repository {id} is polled twice"),
+                        "keep one entry per repository",
+                    );
+                    None
+                }
+                // A local path is polled by its absolute path, whatever the working directory.
+                Ok(id) if id.is_local() && !u.starts_with("file:") => {
+                    Some((base.join(u).display().to_string(), id))
+                }
                 Ok(id) => Some((u.to_owned(), id)),
                 Err(e) => {
                     d.error(n.pos, format!("url: {e}"), e.hint());
@@ -480,46 +577,100 @@ fn read_poll(node: &Node, base: &Path, d: &mut Diagnostics) -> Vec<PollRepo> {
                 None
             }
         };
-        let interval = match m.get("interval") {
-            Some(n) => scalar(n, "interval", d).and_then(|t| match parse_duration(t) {
-                Some(i) if i >= Duration::from_millis(100) => Some(i),
-                _ => {
-                    d.error(
-                        n.pos,
-                        format!("interval {t:?} is not a duration of at least 100ms"),
-                        "write a number and a unit: 500ms, 30s, 5m, 1h",
-                    );
-                    None
-                }
-            }),
-            None => Some(Duration::from_secs(30)),
-        };
-        let auth = m.get("auth").and_then(|n| {
-            let a = MapReader::new(n, "auth", d)?;
-            a.deny_unknown(&["token", "ssh_key"], "auth", d);
-            match (a.get("token"), a.get("ssh_key")) {
-                (Some(t), None) => secret_ref(t, "auth.token", d).map(Auth::Token),
-                (None, Some(k)) => secret_ref(k, "auth.ssh_key", d).map(Auth::SshKey),
-                _ => {
-                    d.error(
-                        n.pos,
-                        "auth takes exactly one of `token` and `ssh_key`",
-                        "e.g. `auth: {token: env:GIT_TOKEN}`",
-                    );
-                    None
-                }
-            }
-        });
+        let interval = poll_interval(&m, "interval", d).unwrap_or(Some(DEFAULT_POLL_INTERVAL));
+        let max_interval = poll_interval(&m, "max_interval", d);
+        let auth = m.get("auth").and_then(|n| read_auth(n, d));
         if let (Some((url, repository)), Some(interval)) = (url, interval) {
+            let max_interval = match max_interval {
+                None => interval * DEFAULT_STRETCH,
+                Some(Some(max)) if max >= interval => max,
+                Some(Some(_)) => {
+                    if let Some(n) = m.get("max_interval") {
+                        d.error(
+                            n.pos,
+                            "max_interval is shorter than interval",
+                            "max_interval is the ceiling the interval stretches toward; make it at least interval",
+                        );
+                    }
+                    continue;
+                }
+                Some(None) => continue,
+            };
             out.push(PollRepo {
                 url,
                 repository,
                 interval,
+                max_interval,
                 auth,
             });
         }
     }
     out
+}
+
+/// An optional interval key: `None` when absent, `Some(None)` when invalid (reported).
+fn poll_interval(m: &MapReader<'_>, key: &str, d: &mut Diagnostics) -> Option<Option<Duration>> {
+    let n = m.get(key)?;
+    let text = scalar(n, key, d)?;
+    Some(match parse_duration(text) {
+        Some(i) if i >= Duration::from_millis(100) => Some(i),
+        _ => {
+            d.error(
+                n.pos,
+                format!("{key} {text:?} is not a duration of at least 100ms"),
+                "write a number and a unit: 500ms, 30s, 5m, 1h",
+            );
+            None
+        }
+    })
+}
+
+fn read_auth(node: &Node, d: &mut Diagnostics) -> Option<Auth> {
+    let a = MapReader::new(node, "auth", d)?;
+    a.deny_unknown(&["token", "username", "ssh_key"], "auth", d);
+    match (a.get("token"), a.get("ssh_key")) {
+        (Some(t), None) => {
+            let username = match a.get("username") {
+                Some(n) => scalar(n, "auth.username", d)?.to_owned(),
+                None => "x-access-token".to_owned(),
+            };
+            let token = secret_ref(t, "auth.token", d)?;
+            Some(Auth::Token { username, token })
+        }
+        (None, Some(k)) => {
+            if let Some(n) = a.get("username") {
+                d.error(
+                    n.pos,
+                    "auth.username goes with `token`",
+                    "for ssh, write the user in the URL: ssh://git@host/repo.git",
+                );
+            }
+            secret_ref(k, "auth.ssh_key", d).map(Auth::SshKey)
+        }
+        _ => {
+            d.error(
+                node.pos,
+                "auth takes exactly one of `token` and `ssh_key`",
+                "e.g. `auth: {token: env:GIT_TOKEN}`",
+            );
+            None
+        }
+    }
+}
+
+fn read_polling(node: &Node, polling: &mut Polling, d: &mut Diagnostics) {
+    let Some(m) = MapReader::new(node, "polling", d) else {
+        return;
+    };
+    m.deny_unknown(
+        &["concurrency", "timeout", "complete_within", "missed_grace"],
+        "polling",
+        d,
+    );
+    number_key(&m, "concurrency", &mut polling.concurrency, 1, 1024, d);
+    duration_key(&m, "timeout", &mut polling.timeout, d);
+    duration_key(&m, "complete_within", &mut polling.complete_within, d);
+    duration_key(&m, "missed_grace", &mut polling.missed_grace, d);
 }
 
 fn read_eventbridge(node: &Node, d: &mut Diagnostics) -> Option<EventBridge> {

@@ -34,6 +34,9 @@ pub struct ChangeEvent {
     pub commit_count: Option<u64>,
     pub changed_paths: Vec<String>,
     pub changed_paths_complete: bool,
+    /// Set when switchyard tried to complete `changed_paths` from its mirror: how that went.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion: Option<Completion>,
     pub pull_request: Option<PullRequest>,
     pub source: Source,
     #[serde(with = "opt_millis")]
@@ -48,6 +51,37 @@ pub struct ChangeEvent {
 pub enum ChangeKind {
     Push,
     PullRequest,
+}
+
+/// How the completion of an event's changed paths from switchyard's mirror went.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Completion {
+    pub outcome: CompletionOutcome,
+    /// Why the paths stayed unknown, when they did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// The end of a completion.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CompletionOutcome {
+    /// The paths were computed from the mirror; the list is complete.
+    Completed,
+    /// The mirror could not give them (unreachable, objects missing): still unknown.
+    Failed,
+    /// Not done within `polling.complete_within`: dispatched with the paths unknown.
+    TimedOut,
+}
+
+impl fmt::Display for CompletionOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CompletionOutcome::Completed => "completed from the mirror",
+            CompletionOutcome::Failed => "could not be completed from the mirror",
+            CompletionOutcome::TimedOut => "not completed in time",
+        })
+    }
 }
 
 /// The pull-request part of a change event.
@@ -142,6 +176,8 @@ struct InputEvent {
     #[serde(default)]
     changed_paths_complete: Option<bool>,
     #[serde(default)]
+    completion: Option<Completion>,
+    #[serde(default)]
     pull_request: Option<PullRequest>,
     #[serde(default)]
     source: Option<Source>,
@@ -191,6 +227,7 @@ impl ChangeEvent {
             commit_count: input.commit_count,
             changed_paths,
             changed_paths_complete: input.changed_paths_complete.unwrap_or(true),
+            completion: input.completion,
             pull_request: input.pull_request,
             source: input.source.unwrap_or(default_source),
             occurred_at: input.occurred_at,

@@ -3,6 +3,7 @@
 //!
 //! See `ARCHITECTURE.md` for the map of the modules and the invariants they keep.
 
+pub mod activity;
 pub mod check;
 pub mod config;
 pub mod diag;

@@ -11,6 +11,7 @@ use switchyard::config::Provider;
 use switchyard::event::{ChangeEvent, Source, SourceKind};
 use switchyard::pipeline::Pipelines;
 use switchyard::sources::providers::Normalized;
+use switchyard::store::IntakeOutcome;
 
 /// A trigger dispatcher: which pipelines must start because a repository changed.
 #[derive(Debug, Parser)]
@@ -52,6 +53,16 @@ enum Command {
         /// The payload (JSON); `-` reads standard input.
         #[arg(value_name = "FILE")]
         file: PathBuf,
+    },
+    /// One polling pass over the configured repositories; prints the change events found.
+    ///
+    /// What it finds is stored as `serve` stores it: the cursors move and the starts wait for
+    /// `serve` to dispatch them. The first pass of a repository records its refs and finds
+    /// nothing.
+    Poll {
+        /// One pass, then exit (the only mode: `serve` polls continuously).
+        #[arg(long)]
+        once: bool,
     },
     /// The starts waiting, failing or dead-lettered; retry or drop one.
     Outbox {
@@ -145,6 +156,55 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .context("cannot start the async runtime")?;
             runtime.block_on(switchyard::serve::run(cli.config.as_deref(), &cli.triggers))?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Poll { once } => {
+            if !once {
+                bail!("`switchyard poll` needs --once; `switchyard serve` polls continuously");
+            }
+            let (config, pipelines) =
+                switchyard::serve::load(cli.config.as_deref(), &cli.triggers)?;
+            if config.poll.is_empty() {
+                bail!("no repositories to poll: add them under `poll:` in switchyard.yaml");
+            }
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            let results = runtime.block_on(switchyard::sources::poll::once(&config, pipelines))?;
+            let mut events = Vec::new();
+            let mut failed = 0;
+            for result in results {
+                match result {
+                    Ok(report) if report.baseline => eprintln!(
+                        "{}: first poll, {} refs recorded as the baseline",
+                        report.repository, report.refs
+                    ),
+                    Ok(report) => {
+                        let new = report
+                            .found
+                            .iter()
+                            .filter(|(_, o)| matches!(o, IntakeOutcome::Accepted { .. }))
+                            .count();
+                        eprintln!(
+                            "{}: {} refs, {} changed ({new} new)",
+                            report.repository,
+                            report.refs,
+                            report.found.len()
+                        );
+                        events.extend(report.found.into_iter().map(|(e, _)| e));
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        eprintln!("error: {e}\n  hint: {}", e.hint());
+                    }
+                }
+            }
+            println!("{}", serde_json::to_string_pretty(&events)?);
+            Ok(if failed > 0 {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::Normalize {
             provider,

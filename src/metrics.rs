@@ -55,6 +55,26 @@ const HELP: &[(&str, &str)] = &[
     ),
     ("switchyard_starts_in_flight", "Starts running now."),
     (
+        "switchyard_detection_lag_seconds",
+        "How long after the first source each source reported a change (0 for the first), by source.",
+    ),
+    (
+        "switchyard_missed_total",
+        "Changes only polling found: not announced by a push source that delivers for the repository, by source.",
+    ),
+    (
+        "switchyard_poll_requests_total",
+        "Requests polling made to git servers, by kind (ls-remote, fetch) and outcome (ok, error).",
+    ),
+    (
+        "switchyard_poll_seconds",
+        "Time of one poll of one repository (ref advertisement, and fetch and diff when a ref moved).",
+    ),
+    (
+        "switchyard_completions_total",
+        "Changes whose changed paths were completed from a mirror, by outcome (completed, failed, timed_out).",
+    ),
+    (
         "switchyard_store_errors_total",
         "Store operations that failed.",
     ),

@@ -29,6 +29,7 @@ use crate::intake::Intake;
 use crate::metrics::Metrics;
 use crate::pipeline::{Pipelines, Start};
 use crate::shutdown::{self, Shutdown};
+use crate::sources::poll::Poller;
 use crate::sources::webhook::{self, Answer, Receivers};
 use crate::store::{Store, now_ms};
 
@@ -82,6 +83,9 @@ fn check_target_secrets(pipelines: &Pipelines) {
 /// Binds the listener and starts everything. Returns once the server accepts connections;
 /// [`Server::stop`] drains and stops it.
 pub async fn start(config: Config, pipelines: Pipelines) -> anyhow::Result<Server> {
+    if let Some(path) = &config.generated_secret {
+        ensure_secret(path)?;
+    }
     let pipelines = Arc::new(pipelines);
     let receivers = Receivers::from_config(&config.receivers).map_err(anyhow::Error::msg)?;
     check_target_secrets(&pipelines);
@@ -111,15 +115,24 @@ pub async fn start(config: Config, pipelines: Pipelines) -> anyhow::Result<Serve
         Arc::clone(&new_work),
         Arc::clone(&metrics),
     );
+    let (deferred, deferred_rx) = tokio::sync::mpsc::unbounded_channel();
+    let intake = Intake::new(Arc::clone(&pipelines), store.clone(), Arc::clone(&metrics))
+        .complete_with(config.poll.iter().map(|p| p.repository.clone()), deferred);
+    let poller = Arc::new(Poller::new(
+        &config.poll,
+        &config.polling,
+        &config.state_dir,
+        intake.clone(),
+    ));
     let app = Arc::new(App {
-        intake: Intake::new(Arc::clone(&pipelines), store.clone(), Arc::clone(&metrics)),
+        intake,
         receivers,
         metrics,
         store: store.clone(),
         max_body: config.limits.max_body_bytes,
         read_timeout: config.limits.read_timeout,
     });
-    tracing::info!(%addr, pipelines = pipelines.list.len(), state_dir = %config.state_dir.display(), "serving");
+    tracing::info!(%addr, pipelines = pipelines.list.len(), polled = config.poll.len(), state_dir = %config.state_dir.display(), "serving");
 
     let grace = config.shutdown_grace;
     let max_connections = config.limits.max_connections;
@@ -127,9 +140,18 @@ pub async fn start(config: Config, pipelines: Pipelines) -> anyhow::Result<Serve
     let done = tokio::spawn(async move {
         let dispatch = tokio::spawn(dispatcher.run(shutdown.clone(), grace));
         let housekeeping = tokio::spawn(housekeeping(store, replay_window, shutdown.clone()));
+        let polling = tokio::spawn(Arc::clone(&poller).run(shutdown.clone()));
+        let completing = tokio::spawn(poller.complete_deferred(deferred_rx, shutdown.clone()));
         serve_http(listener, app, max_connections, shutdown.clone(), grace).await;
         let _ = dispatch.await;
         housekeeping.abort();
+        // A poll or completion still running holds nothing unsaved: its cursor moves only
+        // with its changes, and a deferred change waits in the store.
+        for task in [polling, completing] {
+            if tokio::time::timeout(grace, task).await.is_err() {
+                tracing::warn!("polling did not stop within the grace period");
+            }
+        }
         tracing::info!("stopped");
     });
     Ok(Server {
@@ -137,6 +159,38 @@ pub async fn start(config: Config, pipelines: Pipelines) -> anyhow::Result<Serve
         trigger,
         done,
     })
+}
+
+/// Creates a Standard Webhooks secret (`whsec_` + 24 random bytes, base64) at `path` unless
+/// the file exists; only its owner may read it.
+fn ensure_secret(path: &Path) -> anyhow::Result<()> {
+    use base64::Engine as _;
+    use std::io::{Read as _, Write as _};
+    if path.exists() {
+        return Ok(());
+    }
+    let fail = |e: std::io::Error| {
+        anyhow::anyhow!("cannot create the webhook secret {}: {e}", path.display())
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(fail)?;
+    }
+    let mut key = [0u8; 24];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut key))
+        .map_err(fail)?;
+    let secret = format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(key)
+    );
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(fail)?;
+    file.write_all(secret.as_bytes()).map_err(fail)?;
+    tracing::info!(path = %path.display(), "generated the secret of the webhook receiver `local`");
+    Ok(())
 }
 
 /// Forgets delivery ids older than the replay window, hourly.
@@ -329,15 +383,32 @@ pub async fn signal() {
 
 /// Loads the configuration and definitions, then serves until a signal.
 pub async fn run(config_path: Option<&Path>, triggers: &Path) -> anyhow::Result<()> {
+    let (config, pipelines) = load(config_path, triggers)?;
+    let server = start(config, pipelines).await?;
+    eprintln!("switchyard listening on http://{}", server.addr);
+    signal().await;
+    server.stop().await;
+    Ok(())
+}
+
+/// Loads the configuration and the pipeline definitions; any error stops here.
+pub fn load(config_path: Option<&Path>, triggers: &Path) -> anyhow::Result<(Config, Pipelines)> {
     let (config, diags) = Config::load(config_path);
     let errors: Vec<String> = diags
         .iter()
         .filter(|d| d.severity == crate::diag::Severity::Error)
         .map(ToString::to_string)
         .collect();
-    let Some(config) = config.filter(|_| errors.is_empty()) else {
+    let Some(mut config) = config.filter(|_| errors.is_empty()) else {
         anyhow::bail!("the configuration has errors:\n{}", errors.join("\n"));
     };
+    if let Ok(listen) = std::env::var("SWITCHYARD_LISTEN") {
+        config.listen = listen.parse().map_err(|_| {
+            anyhow::anyhow!(
+                "SWITCHYARD_LISTEN={listen:?} is not an address: write IP:PORT, e.g. 127.0.0.1:8080"
+            )
+        })?;
+    }
     let (pipelines, diags) = Pipelines::load_dir(triggers);
     let errors: Vec<String> = diags
         .iter()
@@ -351,9 +422,5 @@ pub async fn run(config_path: Option<&Path>, triggers: &Path) -> anyhow::Result<
             errors.join("\n")
         );
     }
-    let server = start(config, pipelines).await?;
-    eprintln!("switchyard listening on http://{}", server.addr);
-    signal().await;
-    server.stop().await;
-    Ok(())
+    Ok((config, pipelines))
 }

@@ -71,6 +71,7 @@ fn event(spec: &str) -> ChangeEvent {
         commit_count,
         changed_paths: paths.iter().map(|p| p.to_string()).collect(),
         changed_paths_complete: !has("+incomplete"),
+        completion: None,
         pull_request,
         source: Source {
             kind: SourceKind::Manual,

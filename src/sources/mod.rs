@@ -3,5 +3,6 @@
 //!
 //! Today: webhook receivers (`webhook`). Polling and EventBridge join with their issues.
 
+pub mod poll;
 pub mod providers;
 pub mod webhook;

@@ -7,8 +7,10 @@
 //! once the write-ahead log is on disk. `PRAGMA user_version` holds the schema version;
 //! [`MIGRATIONS`] brings an older file up to date inside one transaction at open. Tables:
 //!
-//! - `changes(seq, id, repository, event, received_ms, source, provider, delivery_id)`: each
-//!   change event as first accepted (JSON), with the first source's sighting.
+//! - `changes(seq, id, repository, event, received_ms, source, provider, delivery_id,
+//!   pending_paths)`: each change event as first accepted (JSON), with the first source's
+//!   sighting. `pending_paths = 1` while its changed paths are being completed from a mirror:
+//!   such a change has no starts yet; [`Store::plan`] stores the completed event and its starts.
 //! - `sightings(seq, change_id, source, provider, delivery_id, first_seen_ms)`: when each
 //!   *other* source first reported a change — with the change's own row, the comparison of
 //!   sources.
@@ -16,16 +18,19 @@
 //!   last_error, created_ms, updated_ms)`: one row per (change, pipeline); `seq` is intake order,
 //!   `id` the start id (the idempotency key a runner sees on every attempt).
 //! - `deliveries(seq, receiver, delivery_id, seen_ms)`: delivery ids seen, the replay window.
+//! - `cursors(repository, git_ref, sha, updated_ms)`: where polling last saw each ref.
 //!
 //! Rows are appended in arrival order (integer primary keys) and looked up through narrow
 //! unique indexes, so a new change writes its event once at the end of `changes` instead of at
 //! a random place; checkpoints run on their own thread, off the commit path.
-//! - `cursors(repository, git_ref, sha, updated_ms)`: where polling last saw each ref.
 //!
 //! # Invariants
 //!
 //! - An intake is acknowledged (`accepted` / `duplicate`) only after its transaction committed.
 //! - A change id is stored once; a second source adds a sighting and starts nothing.
+//! - A poll's cursor moves in the same transaction as the changes the poll found: a cursor
+//!   never passes a change that is not stored.
+//! - A change's starts are planned once: at intake, or by `plan` for a deferred change.
 //! - (change id, pipeline) is unique: a change starts a pipeline at most once per success.
 //! - Start states move `pending → running → succeeded | failed → running → … → dead`, or from
 //!   `pending`/`failed` to `superseded`/`dropped`; a finished state is never reopened except by
@@ -38,6 +43,7 @@ mod schema;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -86,6 +92,19 @@ pub struct IntakeRequest {
     pub delivery: Option<(String, String)>,
     /// The pipelines the filters chose, and whether each supersedes older pending starts.
     pub starts: Vec<PlannedStart>,
+    /// The changed paths are still being completed: store the change now, without starts;
+    /// [`Store::plan`] adds them later.
+    pub defer: bool,
+}
+
+/// What one poll of a repository found, stored in one transaction.
+#[derive(Clone, Debug)]
+pub struct PollBatch {
+    pub repository: String,
+    /// The changes found, in ref order.
+    pub intakes: Vec<IntakeRequest>,
+    /// Cursor moves: ref and its new value, `None` for a ref that is gone.
+    pub cursors: Vec<(String, Option<String>)>,
 }
 
 /// A pipeline the change must start.
@@ -230,6 +249,21 @@ enum Command {
     ),
     Release(Vec<String>, oneshot::Sender<Result<(), StoreError>>),
     Probe(oneshot::Sender<Result<(), StoreError>>),
+    /// A poll's changes (with their events as JSON) and its cursor moves.
+    Poll(
+        Box<(PollBatch, Vec<String>)>,
+        oneshot::Sender<Result<Vec<IntakeOutcome>, StoreError>>,
+    ),
+    /// The completed event (and its JSON) of a deferred change, and its starts.
+    Plan(
+        Box<(ChangeEvent, String, Vec<PlannedStart>)>,
+        oneshot::Sender<Result<Option<Vec<String>>, StoreError>>,
+    ),
+    Cursors(
+        String,
+        oneshot::Sender<Result<BTreeMap<String, String>, StoreError>>,
+    ),
+    Deferred(oneshot::Sender<Result<Vec<String>, StoreError>>),
     Open {
         window: u32,
         reply: oneshot::Sender<Result<Vec<(StartRow, String)>, StoreError>>,
@@ -255,6 +289,10 @@ impl std::fmt::Debug for Command {
             Command::Claim(..) => "Claim",
             Command::Release(..) => "Release",
             Command::Probe(..) => "Probe",
+            Command::Poll(..) => "Poll",
+            Command::Plan(..) => "Plan",
+            Command::Cursors(..) => "Cursors",
+            Command::Deferred(..) => "Deferred",
             Command::Open { .. } => "Open",
             Command::Prune { .. } => "Prune",
         })
@@ -382,6 +420,42 @@ impl Store {
         self.call(|reply| Command::Open { window, reply }).await
     }
 
+    /// Stores what a poll found and moves its cursors, in one transaction; answers once on
+    /// disk, with one outcome per change.
+    pub async fn poll(&self, batch: PollBatch) -> Result<Vec<IntakeOutcome>, StoreError> {
+        let json = batch
+            .intakes
+            .iter()
+            .map(|r| serde_json::to_string(&r.event))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| StoreError::Write(e.to_string()))?;
+        self.call(|reply| Command::Poll(Box::new((batch, json)), reply))
+            .await
+    }
+
+    /// Stores the completed event of a deferred change and creates its starts. `None` when the
+    /// change was not waiting (planned already, or unknown).
+    pub async fn plan(
+        &self,
+        event: ChangeEvent,
+        starts: Vec<PlannedStart>,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        let json = serde_json::to_string(&event).map_err(|e| StoreError::Write(e.to_string()))?;
+        self.call(|reply| Command::Plan(Box::new((event, json, starts)), reply))
+            .await
+    }
+
+    /// Where polling last saw each ref of a repository.
+    pub async fn cursors(&self, repository: &str) -> Result<BTreeMap<String, String>, StoreError> {
+        let repository = repository.to_owned();
+        self.call(|reply| Command::Cursors(repository, reply)).await
+    }
+
+    /// The events (JSON) of the changes still waiting for their paths, oldest first.
+    pub async fn deferred(&self) -> Result<Vec<String>, StoreError> {
+        self.call(Command::Deferred).await
+    }
+
     /// Forgets delivery ids seen before `before_ms`; returns how many.
     pub async fn prune_deliveries(&self, before_ms: i64) -> Result<usize, StoreError> {
         self.call(|reply| Command::Prune {
@@ -457,6 +531,10 @@ fn fail_all(batch: &mut Vec<Command>, err: &StoreError) {
             Command::Claim(_, reply) => drop(reply.send(Err(err.clone()))),
             Command::Release(_, reply) => drop(reply.send(Err(err.clone()))),
             Command::Probe(reply) => drop(reply.send(Err(err.clone()))),
+            Command::Poll(_, reply) => drop(reply.send(Err(err.clone()))),
+            Command::Plan(_, reply) => drop(reply.send(Err(err.clone()))),
+            Command::Cursors(_, reply) => drop(reply.send(Err(err.clone()))),
+            Command::Deferred(reply) => drop(reply.send(Err(err.clone()))),
             Command::Open { reply, .. } => drop(reply.send(Err(err.clone()))),
             Command::Prune { reply, .. } => drop(reply.send(Err(err.clone()))),
         }
@@ -509,6 +587,8 @@ fn recover_running(conn: Connection) -> Result<Connection, StoreError> {
 /// What a command's part of a batch produced, sent once the batch committed.
 enum Done {
     Intake(IntakeOutcome),
+    Poll(Vec<IntakeOutcome>),
+    Plan(Option<Vec<String>>),
     Finish(bool),
     Claim(Vec<String>),
     Unit,
@@ -530,7 +610,11 @@ fn apply(
     let durable = batch.iter().any(|c| {
         !matches!(
             c,
-            Command::Claim(..) | Command::Release(..) | Command::Open { .. }
+            Command::Claim(..)
+                | Command::Release(..)
+                | Command::Open { .. }
+                | Command::Cursors(..)
+                | Command::Deferred(..)
         )
     });
     if durable != *synchronous_full {
@@ -547,6 +631,34 @@ fn apply(
                     *woke = true;
                 }
                 Done::Intake(outcome)
+            }
+            Command::Poll(req, _) => {
+                let (batch, json) = &**req;
+                let mut outcomes = Vec::with_capacity(batch.intakes.len());
+                for (request, json) in batch.intakes.iter().zip(json) {
+                    let outcome = intake(&tx, request, json, now)?;
+                    if matches!(&outcome, IntakeOutcome::Accepted { starts, .. } if !starts.is_empty()) {
+                        *woke = true;
+                    }
+                    outcomes.push(outcome);
+                }
+                move_cursors(&tx, &batch.repository, &batch.cursors, now)?;
+                Done::Poll(outcomes)
+            }
+            Command::Plan(req, _) => {
+                let (event, json, starts) = &**req;
+                let waiting = tx
+                    .prepare_cached(
+                        "UPDATE changes SET event = ?1, pending_paths = 0 WHERE id = ?2 AND pending_paths = 1",
+                    )?
+                    .execute(params![json, event.id])?;
+                if waiting == 0 {
+                    Done::Plan(None)
+                } else {
+                    let ids = insert_starts(&tx, event, starts, now)?;
+                    *woke |= !ids.is_empty();
+                    Done::Plan(Some(ids))
+                }
             }
             Command::Finish(id, finish, _) => {
                 let changed = finish_start(&tx, id, finish, now)?;
@@ -590,7 +702,7 @@ fn apply(
                 "DELETE FROM deliveries WHERE seen_ms < ?1",
                 params![deliveries_before_ms],
             )?),
-            Command::Open { .. } => Done::Read,
+            Command::Open { .. } | Command::Cursors(..) | Command::Deferred(..) => Done::Read,
         });
     }
     tx.commit()?;
@@ -602,6 +714,14 @@ fn reply_all(conn: &Connection, batch: &mut Vec<Command>, done: Vec<Done>) {
     for (cmd, d) in batch.drain(..).zip(done) {
         match (cmd, d) {
             (Command::Intake(_, reply), Done::Intake(o)) => drop(reply.send(Ok(o))),
+            (Command::Poll(_, reply), Done::Poll(o)) => drop(reply.send(Ok(o))),
+            (Command::Plan(_, reply), Done::Plan(ids)) => drop(reply.send(Ok(ids))),
+            (Command::Cursors(repository, reply), _) => drop(
+                reply.send(cursors(conn, &repository).map_err(|e| StoreError::Read(e.to_string()))),
+            ),
+            (Command::Deferred(reply), _) => {
+                drop(reply.send(deferred(conn).map_err(|e| StoreError::Read(e.to_string()))))
+            }
             (Command::Finish(_, _, reply), Done::Finish(changed)) => drop(reply.send(Ok(changed))),
             (Command::Claim(_, reply), Done::Claim(ids)) => drop(reply.send(Ok(ids))),
             (Command::Release(_, reply), _) => drop(reply.send(Ok(()))),
@@ -646,8 +766,8 @@ fn intake(
     // other sources' first sightings go to `sightings`.
     let new = tx
         .prepare_cached(
-            "INSERT OR IGNORE INTO changes (id, repository, event, received_ms, source, provider, delivery_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT OR IGNORE INTO changes (id, repository, event, received_ms, source, provider, delivery_id, pending_paths)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )?
         .execute(params![
             change_id,
@@ -656,7 +776,8 @@ fn intake(
             received_ms,
             source,
             event.source.provider,
-            event.source.delivery_id
+            event.source.delivery_id,
+            req.defer
         ])?;
     if new == 0 {
         tx.prepare_cached(
@@ -676,7 +797,23 @@ fn intake(
             why: DuplicateOf::Change,
         });
     }
-    let mut ids = Vec::with_capacity(req.starts.len());
+    let starts = if req.defer {
+        Vec::new()
+    } else {
+        insert_starts(tx, event, &req.starts, now)?
+    };
+    Ok(IntakeOutcome::Accepted { change_id, starts })
+}
+
+/// Creates the starts of a change, superseding older waiting ones where asked; returns their
+/// ids.
+fn insert_starts(
+    tx: &rusqlite::Transaction<'_>,
+    event: &ChangeEvent,
+    starts: &[PlannedStart],
+    now: i64,
+) -> rusqlite::Result<Vec<String>> {
+    let mut ids = Vec::with_capacity(starts.len());
     let mut insert = tx.prepare_cached(
         "INSERT OR IGNORE INTO starts (id, change_id, pipeline, git_ref, state, attempts, next_attempt_ms, created_ms, updated_ms)
          VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?5, ?5)",
@@ -685,18 +822,50 @@ fn intake(
         "UPDATE starts SET state = 'superseded', updated_ms = ?1
          WHERE pipeline = ?2 AND git_ref = ?3 AND state IN ('pending', 'failed') AND id <> ?4",
     )?;
-    for planned in &req.starts {
-        let id = start_id(&change_id, &planned.pipeline);
-        insert.execute(params![id, change_id, planned.pipeline, event.git_ref, now])?;
+    for planned in starts {
+        let id = start_id(&event.id, &planned.pipeline);
+        insert.execute(params![id, event.id, planned.pipeline, event.git_ref, now])?;
         if planned.supersede {
             supersede.execute(params![now, planned.pipeline, event.git_ref, id])?;
         }
         ids.push(id);
     }
-    Ok(IntakeOutcome::Accepted {
-        change_id,
-        starts: ids,
-    })
+    Ok(ids)
+}
+
+/// Moves (or removes) a repository's cursors.
+fn move_cursors(
+    tx: &rusqlite::Transaction<'_>,
+    repository: &str,
+    moves: &[(String, Option<String>)],
+    now: i64,
+) -> rusqlite::Result<()> {
+    let mut upsert = tx.prepare_cached(
+        "INSERT INTO cursors (repository, git_ref, sha, updated_ms) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (repository, git_ref) DO UPDATE SET sha = excluded.sha, updated_ms = excluded.updated_ms",
+    )?;
+    let mut remove =
+        tx.prepare_cached("DELETE FROM cursors WHERE repository = ?1 AND git_ref = ?2")?;
+    for (git_ref, sha) in moves {
+        match sha {
+            Some(sha) => upsert.execute(params![repository, git_ref, sha, now])?,
+            None => remove.execute(params![repository, git_ref])?,
+        };
+    }
+    Ok(())
+}
+
+fn cursors(conn: &Connection, repository: &str) -> rusqlite::Result<BTreeMap<String, String>> {
+    let mut stmt = conn.prepare_cached("SELECT git_ref, sha FROM cursors WHERE repository = ?1")?;
+    let rows = stmt.query_map(params![repository], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    rows.collect()
+}
+
+fn deferred(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT event FROM changes WHERE pending_paths = 1 ORDER BY seq")?;
+    let rows = stmt.query_map([], |r| r.get(0))?;
+    rows.collect()
 }
 
 fn finish_start(

@@ -55,6 +55,9 @@ pub const MIGRATIONS: &[&str] = &[
         updated_ms INTEGER NOT NULL,
         PRIMARY KEY (repository, git_ref)
      ) WITHOUT ROWID;",
+    // 2: changes whose changed paths are being completed have no starts yet.
+    "ALTER TABLE changes ADD COLUMN pending_paths INTEGER NOT NULL DEFAULT 0;
+     CREATE INDEX changes_pending ON changes (seq) WHERE pending_paths = 1;",
 ];
 
 /// Brings the database to the newest schema, refusing one written by a newer switchyard.

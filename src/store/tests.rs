@@ -107,6 +107,7 @@ fn request(event: ChangeEvent, delivery: Option<&str>, pipelines: &[&str]) -> In
                 supersede: false,
             })
             .collect(),
+        defer: false,
     }
 }
 
@@ -607,6 +608,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                             supersede,
                         })
                         .collect(),
+                    defer: false,
                 };
                 let want = model.intake(&req);
                 let got = h.rt.block_on(h.store.intake(req));
@@ -776,6 +778,7 @@ fn supersede_replaces_open_starts_of_the_same_pipeline_and_ref_only() {
                             supersede,
                         })
                         .collect(),
+                    defer: false,
                 };
                 let want = model.intake(&req);
                 assert_eq!(h.rt.block_on(h.store.intake(req)).expect("intake"), want);

@@ -3,7 +3,10 @@
 mod check;
 mod crash;
 mod explain;
+mod githost;
 mod outbox;
+mod poll;
+mod poll_git;
 mod providers;
 mod serve;
 mod support;

@@ -36,6 +36,7 @@ async fn list_retry_and_drop() {
                 event,
                 delivery: None,
                 starts,
+                defer: false,
             })
             .await
             .expect("intake")

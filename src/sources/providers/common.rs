@@ -426,6 +426,7 @@ pub(super) fn push_event(
         commit_count: push.commit_count,
         changed_paths,
         changed_paths_complete: push.changed_paths_complete,
+        completion: None,
         pull_request: None,
         source: source(provider, headers),
         occurred_at: push.occurred_at,
@@ -456,6 +457,7 @@ pub(super) fn pull_event(
         commit_count: pull.commit_count,
         changed_paths: Vec::new(),
         changed_paths_complete: false,
+        completion: None,
         pull_request: Some(PullRequest {
             number: pull.number,
             action: pull.action,

@@ -1,0 +1,801 @@
+//! Polling: asks each configured git server for its refs on an interval (the ref advertisement
+//! only, what `git ls-remote` reads), compares them with the cursors in the store, fetches what
+//! moved into a bare mirror, and turns every moved ref into a change event with its changed
+//! paths. The same mirrors complete the paths of other sources' events ([`Poller::complete`]).
+//!
+//! A poll's changes and its cursor moves are stored in one transaction: a cursor never passes
+//! a change that is not on disk, so a crash between the advertisement and the store loses
+//! nothing (the next poll sees the same moves, and the same change ids dedupe them).
+//!
+//! The first poll of a repository records its refs as the baseline and starts nothing.
+
+mod complete;
+pub mod git;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use sha2::{Digest as _, Sha256};
+use tokio::sync::{Mutex, Semaphore};
+
+use crate::config::{Auth, PollRepo, Polling};
+use crate::event::{
+    ChangeEvent, ChangeKind, Completion, CompletionOutcome, SCHEMA, Source, SourceKind, ZERO_SHA,
+};
+use crate::intake::Intake;
+use crate::repo::RepoId;
+use crate::shutdown::Shutdown;
+use crate::store::{IntakeOutcome, StoreError};
+
+use git::{Credentials, Diff, GitError, Mirror, Remote};
+
+/// The folder of the mirrors inside the state directory.
+pub const MIRRORS_DIR: &str = "mirrors";
+/// The cursor that marks a repository as polled once (its baseline is recorded).
+const BASELINE: &str = "";
+
+/// Why one poll failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PollError {
+    #[error(transparent)]
+    Git(#[from] GitError),
+    #[error("{url}: cannot read the credentials: {message}")]
+    Credentials { url: String, message: String },
+    #[error("{repository}: cannot store what the poll found: {source}")]
+    Store {
+        repository: String,
+        source: StoreError,
+    },
+    #[error("{repository}: a git worker thread failed: {message}")]
+    Worker { repository: String, message: String },
+}
+
+impl PollError {
+    /// How to fix it.
+    pub fn hint(&self) -> &'static str {
+        match self {
+            PollError::Git(e) => e.hint(),
+            PollError::Credentials { .. } => {
+                "set the environment variable or create the file that `auth` names"
+            }
+            PollError::Store { .. } => "check that the state directory is writable and not full",
+            PollError::Worker { .. } => "this is a bug; the poll is retried",
+        }
+    }
+}
+
+/// What one poll of one repository did.
+#[derive(Debug)]
+pub struct PollReport {
+    pub repository: RepoId,
+    /// Refs advertised (branches and tags).
+    pub refs: usize,
+    /// True for the first poll: the refs were recorded as the baseline; nothing was started.
+    pub baseline: bool,
+    /// The changes found, each with what the store made of it.
+    pub found: Vec<(ChangeEvent, IntakeOutcome)>,
+}
+
+/// One polled repository.
+#[derive(Debug)]
+struct Polled {
+    spec: PollRepo,
+    mirror_path: PathBuf,
+    /// The mirror, opened on first use; held by whoever fetches into it or reads it.
+    mirror: Arc<std::sync::Mutex<Option<Mirror>>>,
+    /// One poll at a time per repository.
+    state: Mutex<RepoState>,
+    /// The server's default branch, from the last advertisement.
+    default_branch: std::sync::Mutex<Option<String>>,
+}
+
+#[derive(Debug, Default)]
+struct RepoState {
+    /// The stored cursors, loaded at the first poll.
+    cursors: Option<BTreeMap<String, String>>,
+    /// Failed polls in a row.
+    failures: u32,
+    /// The interval in use now (stretched while push sources deliver).
+    interval: Duration,
+}
+
+/// The poller of every configured repository.
+#[derive(Debug)]
+pub struct Poller {
+    repos: Vec<Arc<Polled>>,
+    intake: Intake,
+    settings: Polling,
+}
+
+impl Poller {
+    /// A poller for `repos`, with mirrors under `state_dir/mirrors`. Sets libgit2's network
+    /// timeouts (process-wide) to `settings.timeout`.
+    pub fn new(repos: &[PollRepo], settings: &Polling, state_dir: &Path, intake: Intake) -> Poller {
+        git::set_timeouts(settings.timeout, settings.timeout);
+        let repos = repos
+            .iter()
+            .map(|spec| {
+                Arc::new(Polled {
+                    mirror_path: state_dir
+                        .join(MIRRORS_DIR)
+                        .join(mirror_name(&spec.repository)),
+                    spec: spec.clone(),
+                    mirror: Arc::default(),
+                    state: Mutex::new(RepoState {
+                        interval: spec.interval,
+                        ..RepoState::default()
+                    }),
+                    default_branch: std::sync::Mutex::default(),
+                })
+            })
+            .collect();
+        Poller {
+            repos,
+            intake,
+            settings: settings.clone(),
+        }
+    }
+
+    /// The repositories polled, in configuration order.
+    pub fn repositories(&self) -> impl Iterator<Item = &RepoId> {
+        self.repos.iter().map(|r| &r.spec.repository)
+    }
+
+    /// Polls every repository once, `settings.concurrency` at a time; results in
+    /// configuration order.
+    pub async fn poll_all_once(self: &Arc<Self>) -> Vec<Result<PollReport, PollError>> {
+        let slots = Arc::new(Semaphore::new(self.settings.concurrency));
+        let mut tasks = Vec::with_capacity(self.repos.len());
+        for index in 0..self.repos.len() {
+            let poller = Arc::clone(self);
+            let slots = Arc::clone(&slots);
+            tasks.push(tokio::spawn(async move {
+                let _slot = slots.acquire().await;
+                poller.poll_once(index).await
+            }));
+        }
+        let mut out = Vec::with_capacity(tasks.len());
+        for (task, repo) in tasks.into_iter().zip(&self.repos) {
+            out.push(task.await.unwrap_or_else(|e| {
+                Err(PollError::Worker {
+                    repository: repo.spec.repository.to_string(),
+                    message: e.to_string(),
+                })
+            }));
+        }
+        out
+    }
+
+    /// One poll of repository `index`: reads the advertisement; on the first poll records the
+    /// baseline; otherwise fetches the moved refs, computes their changes, and stores them
+    /// with the cursor moves. Returns once stored.
+    pub async fn poll_once(&self, index: usize) -> Result<PollReport, PollError> {
+        let repo = &self.repos[index];
+        let began = Instant::now();
+        let result = self.poll_repo(repo).await;
+        let metrics = self.intake.metrics();
+        metrics.observe(
+            "switchyard_poll_seconds",
+            &[],
+            began.elapsed().as_secs_f64(),
+        );
+        result
+    }
+
+    async fn poll_repo(&self, repo: &Arc<Polled>) -> Result<PollReport, PollError> {
+        let mut state = repo.state.lock().await;
+        let id = &repo.spec.repository;
+        let store_error = |source| PollError::Store {
+            repository: id.to_string(),
+            source,
+        };
+        let cursors = match state.cursors.take() {
+            Some(c) => c,
+            None => self.intake_store_cursors(id).await.map_err(store_error)?,
+        };
+        let remote = remote(&repo.spec)?;
+        let advertised = {
+            let remote = remote.clone();
+            let result = blocking(id, move || git::ls_remote(&remote)).await;
+            self.count_request("ls-remote", result.is_ok());
+            match result {
+                Ok(a) => a,
+                Err(e) => {
+                    state.cursors = Some(cursors);
+                    return Err(e);
+                }
+            }
+        };
+        if let Ok(mut d) = repo.default_branch.lock() {
+            d.clone_from(&advertised.default_branch);
+        }
+        let mut report = PollReport {
+            repository: id.clone(),
+            refs: advertised.refs.len(),
+            baseline: false,
+            found: Vec::new(),
+        };
+        if !cursors.contains_key(BASELINE) {
+            // First poll: remember where every ref is, start nothing.
+            let mut moves: Vec<(String, Option<String>)> = advertised
+                .refs
+                .iter()
+                .map(|(r, sha)| (r.clone(), Some(sha.clone())))
+                .collect();
+            moves.push((BASELINE.to_owned(), Some(String::new())));
+            if let Err(e) = self.intake.submit_poll(id, Vec::new(), moves).await {
+                state.cursors = Some(cursors);
+                return Err(store_error(e));
+            }
+            let mut stored = advertised.refs.clone();
+            stored.insert(BASELINE.to_owned(), String::new());
+            state.cursors = Some(stored);
+            report.baseline = true;
+            // Fill the mirror now, so that the first change (even a forced push) has its
+            // `before` at hand. A failure here only makes later paths incomplete.
+            let refs: Vec<String> = advertised.refs.keys().cloned().collect();
+            let fetched = self
+                .with_mirror(repo, move |m| m.fetch(&remote, &refs))
+                .await;
+            self.count_request("fetch", fetched.is_ok());
+            if let Err(e) = fetched {
+                tracing::warn!(repository = %id, error = %e, "cannot fill the mirror; paths of the next changes may be incomplete");
+            }
+            return Ok(report);
+        }
+        let moves = moved(&cursors, &advertised.refs);
+        if moves.is_empty() {
+            state.cursors = Some(cursors);
+            return Ok(report);
+        }
+        let events = self
+            .changes(repo, &remote, &moves, advertised.default_branch.clone())
+            .await;
+        let events = match events {
+            Ok(e) => e,
+            Err(e) => {
+                state.cursors = Some(cursors);
+                return Err(e);
+            }
+        };
+        let cursor_moves = moves
+            .iter()
+            .map(|m| (m.git_ref.clone(), m.after.clone()))
+            .collect();
+        crash_point("poll-store");
+        let outcomes = match self
+            .intake
+            .submit_poll(id, events.clone(), cursor_moves)
+            .await
+        {
+            Ok(o) => o,
+            Err(e) => {
+                state.cursors = Some(cursors);
+                return Err(store_error(e));
+            }
+        };
+        let mut cursors = cursors;
+        for m in &moves {
+            match &m.after {
+                Some(sha) => cursors.insert(m.git_ref.clone(), sha.clone()),
+                None => cursors.remove(&m.git_ref),
+            };
+        }
+        state.cursors = Some(cursors);
+        report.found = events.into_iter().zip(outcomes).collect();
+        Ok(report)
+    }
+
+    async fn intake_store_cursors(
+        &self,
+        id: &RepoId,
+    ) -> Result<BTreeMap<String, String>, StoreError> {
+        self.intake.store().cursors(id.as_str()).await
+    }
+
+    /// The intake the poller stores into.
+    pub fn intake(&self) -> &Intake {
+        &self.intake
+    }
+
+    /// Fetches the moved refs into the mirror and builds one change event per move.
+    async fn changes(
+        &self,
+        repo: &Arc<Polled>,
+        remote: &Remote,
+        moves: &[Move],
+        default_branch: Option<String>,
+    ) -> Result<Vec<ChangeEvent>, PollError> {
+        let mut wanted: Vec<String> = moves
+            .iter()
+            .filter(|m| m.after.is_some())
+            .map(|m| m.git_ref.clone())
+            .collect();
+        if let Some(d) = &default_branch
+            && moves.iter().any(|m| m.before.is_none())
+            && !wanted.contains(d)
+        {
+            wanted.push(d.clone());
+        }
+        let remote = remote.clone();
+        let moves_owned = moves.to_vec();
+        let fetched = self
+            .with_mirror(repo, move |mirror| {
+                let fetched = mirror.fetch(&remote, &wanted);
+                for m in moves_owned.iter().filter(|m| m.after.is_none()) {
+                    mirror.delete_ref(&m.git_ref)?;
+                }
+                let base = default_branch.as_deref().and_then(|d| mirror.resolve(d));
+                let diffs = moves_owned
+                    .iter()
+                    .map(|m| {
+                        let base = base.as_deref().filter(|_| m.before.is_none());
+                        mirror.diff(m.before.as_deref(), m.after.as_deref(), base)
+                    })
+                    .collect::<Result<Vec<Diff>, GitError>>()?;
+                Ok((fetched, diffs))
+            })
+            .await?;
+        let (fetched, diffs) = fetched;
+        self.count_request("fetch", fetched.is_ok());
+        if let Err(e) = fetched {
+            tracing::warn!(repository = %repo.spec.repository, error = %e, "fetch failed; the changes found carry no paths");
+        }
+        let received_at = Timestamp::now();
+        let mut events = Vec::with_capacity(moves.len());
+        for (m, diff) in moves.iter().zip(diffs) {
+            let event = ChangeEvent {
+                schema: SCHEMA.to_owned(),
+                id: String::new(),
+                repository: repo.spec.repository.clone(),
+                kind: ChangeKind::Push,
+                git_ref: m.git_ref.clone(),
+                before: m.before.clone().unwrap_or_else(|| ZERO_SHA.to_owned()),
+                after: m.after.clone().unwrap_or_else(|| ZERO_SHA.to_owned()),
+                created: m.before.is_none(),
+                deleted: m.after.is_none(),
+                commit_count: diff.commit_count,
+                changed_paths: diff.paths,
+                changed_paths_complete: diff.complete,
+                completion: None,
+                pull_request: None,
+                source: Source {
+                    kind: SourceKind::Poll,
+                    provider: None,
+                    delivery_id: None,
+                },
+                occurred_at: None,
+                received_at,
+            };
+            match event.seal() {
+                Ok(e) => events.push(e),
+                // A ref name git accepts but the schema does not: skip it, loudly.
+                Err(e) => {
+                    tracing::warn!(repository = %repo.spec.repository, git_ref = %m.git_ref, error = %e, "a moved ref cannot be described as a change; skipped")
+                }
+            }
+        }
+        Ok(events)
+    }
+
+    /// Runs `f` with the repository's mirror (opened on first use) on a blocking thread.
+    async fn with_mirror<T: Send + 'static>(
+        &self,
+        repo: &Arc<Polled>,
+        f: impl FnOnce(&Mirror) -> Result<T, GitError> + Send + 'static,
+    ) -> Result<T, PollError> {
+        let mirror = Arc::clone(&repo.mirror);
+        let path = repo.mirror_path.clone();
+        blocking(&repo.spec.repository, move || {
+            let mut guard = mirror.lock().map_err(|_| GitError::Mirror {
+                path: path.display().to_string(),
+                message: "a thread panicked while holding the mirror".into(),
+            })?;
+            if guard.is_none() {
+                *guard = Some(Mirror::open(&path)?);
+            }
+            match guard.as_ref() {
+                Some(m) => f(m),
+                None => Err(GitError::Mirror {
+                    path: path.display().to_string(),
+                    message: "not open".into(),
+                }),
+            }
+        })
+        .await
+    }
+
+    fn count_request(&self, kind: &str, ok: bool) {
+        self.intake.metrics().inc(
+            "switchyard_poll_requests_total",
+            &[("kind", kind), ("outcome", if ok { "ok" } else { "error" })],
+        );
+    }
+
+    /// Whether changes of `repository` can be completed from a mirror.
+    pub fn covers(&self, repository: &RepoId) -> bool {
+        self.repos.iter().any(|r| &r.spec.repository == repository)
+    }
+
+    /// Completes the changed paths of another source's event from the mirror, within
+    /// `polling.complete_within`. The event comes back with `completion` set: completed (the
+    /// paths are now the full list), failed or timed out (the paths stay unknown, and path
+    /// filters pass them).
+    pub async fn complete(&self, mut event: ChangeEvent) -> ChangeEvent {
+        let Some(repo) = self
+            .repos
+            .iter()
+            .find(|r| r.spec.repository == event.repository)
+        else {
+            return event;
+        };
+        let bound = self.settings.complete_within;
+        let result = tokio::time::timeout(bound, self.paths_of(repo, &event)).await;
+        let (outcome, detail) = match result {
+            Ok(Ok(diff)) if diff.complete => {
+                event.changed_paths = diff.paths;
+                event.changed_paths_complete = true;
+                event.commit_count = event.commit_count.or(diff.commit_count);
+                (CompletionOutcome::Completed, None)
+            }
+            Ok(Ok(_)) => (
+                CompletionOutcome::Failed,
+                Some("the mirror lacks the commits (or the change is too large to list)".into()),
+            ),
+            Ok(Err(e)) => (CompletionOutcome::Failed, Some(e.to_string())),
+            Err(_) => (
+                CompletionOutcome::TimedOut,
+                Some(format!("not done within {bound:?}")),
+            ),
+        };
+        self.intake.metrics().inc(
+            "switchyard_completions_total",
+            &[("outcome", outcome_word(outcome))],
+        );
+        if outcome != CompletionOutcome::Completed {
+            tracing::warn!(repository = %event.repository, change = %event.id, ?outcome, detail = detail.as_deref().unwrap_or(""), "changed paths stay unknown; path filters pass");
+        }
+        event.completion = Some(Completion { outcome, detail });
+        event
+    }
+
+    /// The paths of `event` from the mirror, after fetching its refs.
+    async fn paths_of(&self, repo: &Arc<Polled>, event: &ChangeEvent) -> Result<Diff, PollError> {
+        let remote = remote(&repo.spec)?;
+        let default_branch = repo.default_branch.lock().ok().and_then(|d| d.clone());
+        let mut refs = vec![event.git_ref.clone()];
+        let (before, base_ref, base_sha) = match &event.pull_request {
+            Some(pr) => {
+                refs.push(pr.base_ref.clone());
+                (None, Some(pr.base_ref.clone()), pr.base_sha.clone())
+            }
+            None if event.created => (None, default_branch.clone(), None),
+            None => (Some(event.before.clone()), None, None),
+        };
+        if let Some(d) = &base_ref
+            && !refs.contains(d)
+        {
+            refs.push(d.clone());
+        }
+        let after = event.after.clone();
+        let (fetched, diff) = self
+            .with_mirror(repo, move |mirror| {
+                // Fetch only when the commits are not here yet (a ref gone by now fetches
+                // nothing; the diff then says the paths are incomplete).
+                let fetched =
+                    if mirror.has(&after) && before.as_deref().is_none_or(|b| mirror.has(b)) {
+                        Ok(())
+                    } else {
+                        mirror.fetch(&remote, &refs)
+                    };
+                let base = base_sha
+                    .filter(|s| mirror.has(s))
+                    .or_else(|| base_ref.as_deref().and_then(|r| mirror.resolve(r)));
+                let diff = mirror.diff(before.as_deref(), Some(&after), base.as_deref())?;
+                Ok((fetched, diff))
+            })
+            .await?;
+        if let Err(e) = fetched {
+            self.count_request("fetch", false);
+            if !diff.complete {
+                return Err(e.into());
+            }
+        }
+        Ok(diff)
+    }
+
+    /// Polls every repository on its schedule until shutdown.
+    pub async fn run(self: Arc<Self>, shutdown: Shutdown) {
+        let slots = Arc::new(Semaphore::new(self.settings.concurrency));
+        let mut tasks = tokio::task::JoinSet::new();
+        for index in 0..self.repos.len() {
+            tasks.spawn(Arc::clone(&self).schedule(index, Arc::clone(&slots), shutdown.clone()));
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+
+    /// The loop of one repository: wait, poll, work out the next wait.
+    async fn schedule(
+        self: Arc<Self>,
+        index: usize,
+        slots: Arc<Semaphore>,
+        mut shutdown: Shutdown,
+    ) {
+        let repo = Arc::clone(&self.repos[index]);
+        // Spread the first polls over up to a second, so that many repositories do not all
+        // connect at the same instant.
+        let spread = repo.spec.interval.min(Duration::from_secs(1)).as_millis() as u64;
+        let mut wait = Duration::from_millis(fastrand::u64(0..=spread));
+        loop {
+            tokio::select! {
+                _ = shutdown.wait() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+            let result = tokio::select! {
+                _ = shutdown.wait() => return,
+                result = async {
+                    let _slot = slots.acquire().await;
+                    self.poll_once(index).await
+                } => result,
+            };
+            wait = self.next_wait(&repo, result).await;
+        }
+    }
+
+    /// Logs a poll's result and decides when to poll next: the interval (stretched toward
+    /// `max_interval` while push sources deliver, back to `interval` when polling found a
+    /// change first), with ±10% jitter; after errors, exponential backoff up to
+    /// `max_interval`.
+    async fn next_wait(
+        &self,
+        repo: &Arc<Polled>,
+        result: Result<PollReport, PollError>,
+    ) -> Duration {
+        let spec = &repo.spec;
+        let mut state = repo.state.lock().await;
+        let base = match result {
+            Err(e) => {
+                state.failures += 1;
+                tracing::warn!(repository = %spec.repository, failures = state.failures, error = %e, hint = e.hint(), "poll failed");
+                let factor = 2u32.saturating_pow(state.failures.min(16));
+                return spec.interval.saturating_mul(factor).min(spec.max_interval);
+            }
+            Ok(report) => {
+                if state.failures > 0 {
+                    tracing::info!(repository = %spec.repository, after = state.failures, "polling recovered");
+                }
+                state.failures = 0;
+                let first = self.found_first(&report);
+                let pushing = !self
+                    .intake
+                    .activity()
+                    .push_sources(spec.repository.as_str(), spec.max_interval * 2)
+                    .is_empty();
+                state.interval = if pushing && !first {
+                    (state.interval * 2).min(spec.max_interval)
+                } else {
+                    spec.interval
+                };
+                if report.baseline {
+                    tracing::info!(repository = %spec.repository, refs = report.refs, "polling: baseline recorded");
+                }
+                state.interval
+            }
+        };
+        let jitter = fastrand::f64() * 0.2 - 0.1;
+        base.mul_f64(1.0 + jitter)
+    }
+
+    /// Whether this poll stored a change no other source had reported; for each, a check
+    /// after `missed_grace` counts it as missed by every push source that delivers for the
+    /// repository and still has not announced it.
+    fn found_first(&self, report: &PollReport) -> bool {
+        let mut first = false;
+        for (event, outcome) in &report.found {
+            let IntakeOutcome::Accepted { change_id, .. } = outcome else {
+                continue;
+            };
+            first = true;
+            tracing::info!(repository = %event.repository, git_ref = %event.git_ref, change = %change_id, "polling found a change first");
+            let activity = Arc::clone(self.intake.activity());
+            let metrics = Arc::clone(self.intake.metrics());
+            let grace = self.settings.missed_grace;
+            let repository = event.repository.as_str().to_owned();
+            let change_id = change_id.clone();
+            tokio::spawn(async move {
+                let expected = activity.push_sources(&repository, Duration::from_secs(24 * 3600));
+                tokio::time::sleep(grace).await;
+                for source in expected {
+                    if !activity.saw(&change_id, source) {
+                        tracing::warn!(%repository, change = %change_id, %source, "missed: polling found a change this source never announced");
+                        metrics.inc(
+                            "switchyard_missed_total",
+                            &[("source", &source.to_string())],
+                        );
+                    }
+                }
+            });
+        }
+        first
+    }
+}
+
+/// `switchyard poll --once`: one pass over the configured repositories, stored like `serve`
+/// stores it (cursors move, starts are queued for `serve` to dispatch). Fails only when the
+/// store cannot be opened; each repository's result is in the list.
+pub async fn once(
+    config: &crate::config::Config,
+    pipelines: crate::pipeline::Pipelines,
+) -> Result<Vec<Result<PollReport, PollError>>, StoreError> {
+    let store =
+        crate::store::Store::open_checked(&config.state_dir, Arc::new(tokio::sync::Notify::new()))
+            .await?;
+    let intake = Intake::new(
+        Arc::new(pipelines),
+        store,
+        Arc::new(crate::metrics::Metrics::default()),
+    );
+    let poller = Arc::new(Poller::new(
+        &config.poll,
+        &config.polling,
+        &config.state_dir,
+        intake,
+    ));
+    Ok(poller.poll_all_once().await)
+}
+
+/// A ref that moved between the cursors and the advertisement.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Move {
+    git_ref: String,
+    before: Option<String>,
+    after: Option<String>,
+}
+
+/// The refs that differ between the cursors and the advertisement, in ref order.
+fn moved(cursors: &BTreeMap<String, String>, advertised: &BTreeMap<String, String>) -> Vec<Move> {
+    let mut out = Vec::new();
+    for (name, sha) in advertised {
+        match cursors.get(name) {
+            Some(old) if old == sha => {}
+            old => out.push(Move {
+                git_ref: name.clone(),
+                before: old.cloned(),
+                after: Some(sha.clone()),
+            }),
+        }
+    }
+    for (name, sha) in cursors {
+        if name != BASELINE && !advertised.contains_key(name) {
+            out.push(Move {
+                git_ref: name.clone(),
+                before: Some(sha.clone()),
+                after: None,
+            });
+        }
+    }
+    out.sort_by(|a, b| a.git_ref.cmp(&b.git_ref));
+    out
+}
+
+/// The remote of a polled repository, with its credentials read now (so a rotated secret is
+/// picked up at the next poll).
+fn remote(spec: &PollRepo) -> Result<Remote, PollError> {
+    let fail = |e: crate::secret::ResolveError| PollError::Credentials {
+        url: spec.url.clone(),
+        message: e.to_string(),
+    };
+    let credentials = match &spec.auth {
+        None => None,
+        Some(Auth::Token { username, token }) => Some(Credentials::Token {
+            username: username.clone(),
+            token: token.resolve().map_err(fail)?,
+        }),
+        Some(Auth::SshKey(key)) => Some(Credentials::SshKey {
+            username: None,
+            private_key: key.resolve().map_err(fail)?,
+            passphrase: None,
+        }),
+    };
+    Ok(Remote {
+        url: spec.url.clone(),
+        credentials,
+    })
+}
+
+/// Runs blocking git work on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    repository: &RepoId,
+    f: impl FnOnce() -> Result<T, GitError> + Send + 'static,
+) -> Result<T, PollError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result.map_err(PollError::from),
+        Err(e) => Err(PollError::Worker {
+            repository: repository.to_string(),
+            message: e.to_string(),
+        }),
+    }
+}
+
+/// For tests of crash safety: `SWITCHYARD_CRASH_AT=NAME` aborts the process at the point
+/// called `NAME`, as a crash there would.
+fn crash_point(name: &str) {
+    if std::env::var("SWITCHYARD_CRASH_AT").is_ok_and(|at| at == name) {
+        tracing::error!(point = name, "SWITCHYARD_CRASH_AT: aborting");
+        std::process::abort();
+    }
+}
+
+/// The mirror's folder name: readable, and unique per repository.
+fn mirror_name(id: &RepoId) -> String {
+    let readable: String = id
+        .as_str()
+        .rsplit('/')
+        .next()
+        .unwrap_or("repo")
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        .take(40)
+        .collect();
+    let digest = Sha256::digest(id.as_str().as_bytes());
+    let hash: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{readable}-{hash}.git")
+}
+
+fn outcome_word(outcome: CompletionOutcome) -> &'static str {
+    match outcome {
+        CompletionOutcome::Completed => "completed",
+        CompletionOutcome::Failed => "failed",
+        CompletionOutcome::TimedOut => "timed_out",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn moves_are_created_updated_and_deleted_refs() {
+        let cursors = map(&[
+            ("", ""),
+            ("refs/heads/main", "a"),
+            ("refs/heads/gone", "b"),
+            ("refs/tags/v1", "c"),
+        ]);
+        let advertised = map(&[
+            ("refs/heads/main", "a2"),
+            ("refs/heads/new", "d"),
+            ("refs/tags/v1", "c"),
+        ]);
+        let moves = moved(&cursors, &advertised);
+        let want = [
+            ("refs/heads/gone", Some("b"), None),
+            ("refs/heads/main", Some("a"), Some("a2")),
+            ("refs/heads/new", None, Some("d")),
+        ];
+        assert_eq!(moves.len(), want.len());
+        for (m, (r, b, a)) in moves.iter().zip(want) {
+            assert_eq!(m.git_ref, r);
+            assert_eq!(m.before.as_deref(), b);
+            assert_eq!(m.after.as_deref(), a);
+        }
+    }
+
+    #[test]
+    fn mirror_names_are_readable_and_distinct() {
+        let a = RepoId::parse("https://github.com/acme/api.git", None).expect("valid");
+        let b = RepoId::parse("https://gitlab.com/acme/api.git", None).expect("valid");
+        assert!(mirror_name(&a).starts_with("api-"));
+        assert_ne!(mirror_name(&a), mirror_name(&b));
+    }
+}

@@ -1,0 +1,543 @@
+//! Polling end to end against real git servers on loopback (`git daemon`, smart HTTP, local
+//! paths): the poller with a real store, `serve` with polling on, and `switchyard poll --once`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde_json::Value;
+use switchyard::event::{ChangeEvent, SourceKind, ZERO_SHA};
+use switchyard::intake::Intake;
+use switchyard::metrics::Metrics;
+use switchyard::sources::poll::{PollReport, Poller};
+use switchyard::store::{Admin, IntakeOutcome, StartState, Store};
+
+use crate::githost::{GitDaemon, GitHttp, Work, bare, many_branches};
+use crate::support::{Project, TestServer, eventually, server_project};
+
+/// Starts only for changes under `src/`, on any branch or tag.
+fn src_only(repository: &str) -> String {
+    format!(
+        "repository: {repository}\non:\n  push:\n    branches: ['**']\n    tags: ['**']\n    paths: ['src/**']\nstart:\n  exec: [\"/bin/true\"]\n"
+    )
+}
+
+/// A poller over one repository with a real store in a temp project.
+struct Lab {
+    dir: tempfile::TempDir,
+    poller: Arc<Poller>,
+}
+
+impl Lab {
+    fn new(url: &str, triggers: &[(&str, &str)]) -> Lab {
+        let extra = format!("poll:\n  - url: {url}\n    interval: 1s\n");
+        let (dir, config, pipelines) = server_project(&extra, triggers);
+        let store = Store::open(&config.state_dir, Arc::new(tokio::sync::Notify::new()));
+        let intake = Intake::new(Arc::new(pipelines), store, Arc::new(Metrics::default()));
+        let poller = Poller::new(&config.poll, &config.polling, &config.state_dir, intake);
+        Lab {
+            dir,
+            poller: Arc::new(poller),
+        }
+    }
+
+    async fn poll(&self) -> PollReport {
+        self.poller.poll_once(0).await.expect("the poll succeeds")
+    }
+
+    /// The events of one poll.
+    async fn changes(&self) -> Vec<ChangeEvent> {
+        let report = self.poll().await;
+        assert!(!report.baseline);
+        report.found.into_iter().map(|(e, _)| e).collect()
+    }
+
+    fn admin(&self) -> Admin {
+        Admin::open(&self.dir.path().join("state")).expect("admin")
+    }
+}
+
+fn paths(e: &ChangeEvent) -> Vec<&str> {
+    e.changed_paths.iter().map(String::as_str).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_kind_of_ref_move_becomes_one_change_with_its_paths() {
+    let base = tempfile::tempdir().expect("temp dir");
+    let origin = bare(base.path(), "api.git");
+    let work = Work::new();
+    let first = work.commit(&[("README", Some("hi")), ("src/a.rs", Some("a"))], "first");
+    work.push(&origin, &["main"]);
+    let daemon = GitDaemon::start(base.path());
+    let url = daemon.url("api.git");
+    let lab = Lab::new(&url, &[("src.yaml", &src_only(&url))]);
+
+    let baseline = lab.poll().await;
+    assert!(baseline.baseline, "the first poll records the baseline");
+    assert!(baseline.found.is_empty());
+    assert!(lab.changes().await.is_empty(), "nothing moved");
+
+    // A new commit: its paths and count; it starts the src/ pipeline.
+    let second = work.commit(
+        &[("src/b.rs", Some("b")), ("docs/x.md", Some("x"))],
+        "second",
+    );
+    work.push(&origin, &["main"]);
+    let found = lab.changes().await;
+    assert_eq!(found.len(), 1, "{found:?}");
+    let e = &found[0];
+    assert_eq!(
+        (e.git_ref.as_str(), e.before.as_str(), e.after.as_str()),
+        ("refs/heads/main", first.as_str(), second.as_str())
+    );
+    assert_eq!(paths(e), ["docs/x.md", "src/b.rs"]);
+    assert!(e.changed_paths_complete);
+    assert_eq!(e.commit_count, Some(1));
+    assert_eq!(e.source.kind, SourceKind::Poll);
+    assert!(!e.created && !e.deleted);
+    let starts = lab.admin().starts(&[]).expect("starts");
+    assert_eq!(starts.len(), 1);
+    assert_eq!(starts[0].change_id, e.id);
+
+    // A forced push: the paths are the tree difference, not ancestry.
+    work.reset_hard(&first);
+    let forced = work.commit(&[("docs/y.md", Some("y"))], "rewritten");
+    work.push(&origin, &["+main"]);
+    let found = lab.changes().await;
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].before, second);
+    assert_eq!(found[0].after, forced);
+    assert_eq!(paths(&found[0]), ["docs/x.md", "docs/y.md", "src/b.rs"]);
+    assert_eq!(found[0].commit_count, Some(1));
+
+    // A new branch: paths against its merge base with the default branch.
+    work.branch("feature", "main");
+    let feature = work.commit(&[("src/f.rs", Some("f"))], "feature");
+    work.push(&origin, &["feature"]);
+    let found = lab.changes().await;
+    assert_eq!(found.len(), 1);
+    assert!(found[0].created);
+    assert_eq!(found[0].before, ZERO_SHA);
+    assert_eq!(found[0].after, feature);
+    assert_eq!(paths(&found[0]), ["src/f.rs"]);
+    assert_eq!(found[0].commit_count, Some(1));
+
+    // Tags, annotated and lightweight, created at once.
+    let annotated = work.tag("v1", &feature, Some("release 1"));
+    let light = work.tag("nightly", &forced, None);
+    work.push(&origin, &["refs/tags/v1", "refs/tags/nightly"]);
+    let found = lab.changes().await;
+    let refs: Vec<(&str, &str)> = found
+        .iter()
+        .map(|e| (e.git_ref.as_str(), e.after.as_str()))
+        .collect();
+    assert_eq!(
+        refs,
+        [
+            ("refs/tags/nightly", light.as_str()),
+            ("refs/tags/v1", annotated.as_str())
+        ]
+    );
+    assert_ne!(annotated, feature, "an annotated tag is its own object");
+    assert!(found.iter().all(|e| e.created));
+    // `nightly` is at main's head: nothing beyond the merge base; `v1` is at feature's head.
+    assert!(found[0].changed_paths.is_empty());
+    assert_eq!(paths(&found[1]), ["src/f.rs"]);
+
+    // Deleted tag and branch: changes without paths, complete.
+    work.push(&origin, &[":refs/tags/v1", ":feature"]);
+    let found = lab.changes().await;
+    let deleted: Vec<(&str, &str)> = found
+        .iter()
+        .map(|e| (e.git_ref.as_str(), e.before.as_str()))
+        .collect();
+    assert_eq!(
+        deleted,
+        [
+            ("refs/heads/feature", feature.as_str()),
+            ("refs/tags/v1", annotated.as_str())
+        ]
+    );
+    assert!(
+        found
+            .iter()
+            .all(|e| e.deleted && e.changed_paths.is_empty())
+    );
+    assert!(lab.changes().await.is_empty(), "the cursors moved");
+
+    // The stored starts: the pushes that touched src/ (the second commit, the forced push that
+    // removed src/b.rs, the feature branch) and both tags (GitHub's rule: path filters are
+    // not evaluated for tags).
+    let pipelines_started: Vec<String> = lab
+        .admin()
+        .starts(&[])
+        .expect("starts")
+        .into_iter()
+        .map(|s| s.git_ref)
+        .collect();
+    assert_eq!(
+        pipelines_started,
+        [
+            "refs/heads/main",
+            "refs/heads/main",
+            "refs/heads/feature",
+            "refs/tags/nightly",
+            "refs/tags/v1"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_moved_ref_among_500_is_one_change() {
+    let base = tempfile::tempdir().expect("temp dir");
+    let origin = bare(base.path(), "many.git");
+    let work = Work::new();
+    let head = work.commit(&[("src/a.rs", Some("a"))], "first");
+    work.push(&origin, &["main"]);
+    many_branches(&origin, 500, &head);
+    let daemon = GitDaemon::start(base.path());
+    let url = daemon.url("many.git");
+    let lab = Lab::new(&url, &[("src.yaml", &src_only(&url))]);
+    let baseline = lab.poll().await;
+    assert_eq!(baseline.refs, 501);
+    work.branch("bulk/0250", "main");
+    let moved = work.commit(&[("src/moved.rs", Some("m"))], "moved");
+    work.push(&origin, &["+bulk/0250"]);
+    let found = lab.changes().await;
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].git_ref, "refs/heads/bulk/0250");
+    assert_eq!(found[0].after, moved);
+    assert_eq!(paths(&found[0]), ["src/moved.rs"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_a_webhook_announced_first_is_not_started_twice() {
+    let base = tempfile::tempdir().expect("temp dir");
+    let origin = bare(base.path(), "api.git");
+    let work = Work::new();
+    let first = work.commit(&[("src/a.rs", Some("a"))], "first");
+    work.push(&origin, &["main"]);
+    let url = format!("file://{}", origin.display());
+    let extra = format!("poll:\n  - url: {url}\n    interval: 1h\n");
+    let s = TestServer::start(&extra, &[("src.yaml", &src_only(&url))]).await;
+    // The first poll (the baseline) runs within a second of the start.
+    let _mirror = eventually(10, "the baseline", || {
+        std::fs::read_dir(s.root().join("state/mirrors"))
+            .ok()
+            .and_then(|mut d| d.next())
+    })
+    .await;
+    let second = work.commit(&[("src/b.rs", Some("b"))], "second");
+    work.push(&origin, &["main"]);
+    let event = serde_json::json!({
+        "schema": "switchyard.change/v1",
+        "repository": url,
+        "kind": "push",
+        "ref": "refs/heads/main",
+        "before": first,
+        "after": second,
+        "changed_paths": ["src/b.rs"],
+    });
+    let (status, answer) = s.post_change("d-1", &event.to_string()).await;
+    assert_eq!(status, 202, "{answer}");
+    // Now the poll: the same change, seen again, adds a sighting and no start.
+    let dir = s.stop().await;
+    let (_, mut config, pipelines) = server_project(&extra, &[("src.yaml", &src_only(&url))]);
+    config.state_dir = dir.path().join("state");
+    let store = Store::open(&config.state_dir, Arc::new(tokio::sync::Notify::new()));
+    let intake = Intake::new(Arc::new(pipelines), store, Arc::new(Metrics::default()));
+    let poller = Poller::new(&config.poll, &config.polling, &config.state_dir, intake);
+    let report = poller.poll_once(0).await.expect("poll");
+    assert_eq!(report.found.len(), 1);
+    assert!(matches!(report.found[0].1, IntakeOutcome::Duplicate { .. }));
+    let admin = Admin::open(&config.state_dir).expect("admin");
+    assert_eq!(admin.starts(&[]).expect("starts").len(), 1);
+    let change = &report.found[0].0.id;
+    let sources: Vec<String> = admin
+        .sightings(change)
+        .expect("sightings")
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    assert_eq!(sources, ["webhook", "poll"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_goes_down_is_retried_with_backoff_and_recovers() {
+    let base = tempfile::tempdir().expect("temp dir");
+    let origin = bare(base.path(), "api.git");
+    let work = Work::new();
+    work.commit(&[("src/a.rs", Some("a"))], "first");
+    work.push(&origin, &["main"]);
+    let mut daemon = GitDaemon::start(base.path());
+    let url = daemon.url("api.git");
+    let extra = format!("poll:\n  - url: {url}\n    interval: 200ms\n    max_interval: 1s\n");
+    let s = TestServer::start(&extra, &[("src.yaml", &src_only(&url))]).await;
+    let metrics = |s: &TestServer| {
+        let addr = s.addr;
+        async move {
+            crate::support::request(addr, "GET", "/metrics", &[], Vec::new())
+                .await
+                .1
+        }
+    };
+    let count = |text: &str, series: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let ok = r#"switchyard_poll_requests_total{kind="ls-remote",outcome="ok"}"#;
+    let err = r#"switchyard_poll_requests_total{kind="ls-remote",outcome="error"}"#;
+    // Polling works, then the server goes away.
+    for _ in 0..100 {
+        if count(&metrics(&s).await, ok) >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    daemon.stop();
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let text = metrics(&s).await;
+    let errors = count(&text, err);
+    // At a 200 ms interval 3 s hold 15 polls; backing off (400, 800, 1000 ms…) makes ~5.
+    assert!(
+        (1..=7).contains(&errors),
+        "{errors} failed polls in 3 s:\n{text}"
+    );
+    let (status, _) = crate::support::request(s.addr, "GET", "/healthz", &[], Vec::new()).await;
+    assert_eq!(status, 200, "the server is still up");
+    // The server returns; a change pushed meanwhile is found and started.
+    work.commit(&[("src/b.rs", Some("b"))], "while down");
+    work.push(&origin, &["main"]);
+    daemon.restart();
+    let root = s.root().to_path_buf();
+    eventually(10, "the change pushed while the server was down", || {
+        let starts = Admin::open(&root.join("state")).ok()?.starts(&[]).ok()?;
+        (starts.len() == 1).then_some(())
+    })
+    .await;
+    s.stop().await;
+}
+
+#[test]
+fn poll_once_prints_changes_and_names_a_refused_token() {
+    let base = tempfile::tempdir().expect("temp dir");
+    let origin = bare(base.path(), "api.git");
+    let work = Work::new();
+    let first = work.commit(&[("src/a.rs", Some("a"))], "first");
+    work.push(&origin, &["main"]);
+    let http = GitHttp::start(base.path(), "ci", "s3cret-token");
+    let url = http.url("api.git");
+    let project = Project::new();
+    project
+        .file(
+            "switchyard.yaml",
+            &format!(
+                "state_dir: state\npoll:\n  - url: {url}\n    auth: {{token: env:GIT_TOKEN, username: ci}}\n"
+            ),
+        )
+        .file("triggers/src.yaml", &src_only(&url));
+    let run = |token: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(["poll", "--once"])
+            .current_dir(project.root())
+            .env("GIT_TOKEN", token)
+            .output()
+            .expect("run switchyard")
+    };
+
+    let refused = run("wrong-token");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot sign in to {url}")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint:"), "{stderr}");
+    assert!(
+        !stderr.contains("wrong-token"),
+        "the token leaked: {stderr}"
+    );
+
+    let baseline = run("s3cret-token");
+    let stderr = String::from_utf8_lossy(&baseline.stderr);
+    assert!(baseline.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("1 refs recorded as the baseline"),
+        "{stderr}"
+    );
+    assert_eq!(String::from_utf8_lossy(&baseline.stdout).trim(), "[]");
+
+    let second = work.commit(&[("src/b.rs", Some("b"))], "second");
+    work.push(&origin, &["main"]);
+    let found = run("s3cret-token");
+    assert!(found.status.success());
+    let events: Value = serde_json::from_slice(&found.stdout).expect("a JSON array");
+    assert_eq!(events.as_array().map(Vec::len), Some(1), "{events}");
+    assert_eq!(events[0]["before"], first.as_str());
+    assert_eq!(events[0]["after"], second.as_str());
+    assert_eq!(events[0]["changed_paths"], serde_json::json!(["src/b.rs"]));
+    assert_eq!(events[0]["source"]["kind"], "poll");
+    // Stored like serve stores it: the start waits in the outbox.
+    let starts = Admin::open(&project.root().join("state"))
+        .expect("admin")
+        .starts(&[StartState::Pending])
+        .expect("starts");
+    assert_eq!(starts.len(), 1);
+}
+
+#[test]
+fn a_crash_between_poll_and_store_loses_nothing_and_doubles_nothing() {
+    let base = tempfile::tempdir().expect("temp dir");
+    let origin = bare(base.path(), "api.git");
+    let work = Work::new();
+    work.commit(&[("src/a.rs", Some("a"))], "first");
+    work.push(&origin, &["main"]);
+    let project = Project::new();
+    project
+        .file(
+            "switchyard.yaml",
+            &format!("state_dir: state\npoll:\n  - url: {}\n", origin.display()),
+        )
+        .file(
+            "triggers/src.yaml",
+            &src_only(&origin.display().to_string()),
+        );
+    let run = |crash: bool| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"));
+        cmd.args(["poll", "--once"]).current_dir(project.root());
+        if crash {
+            cmd.env("SWITCHYARD_CRASH_AT", "poll-store");
+        }
+        cmd.output().expect("run switchyard")
+    };
+    assert!(run(false).status.success(), "the baseline");
+    let second = work.commit(&[("src/b.rs", Some("b"))], "second");
+    work.push(&origin, &["main"]);
+    let crashed = run(true);
+    assert!(!crashed.status.success(), "the process aborted");
+    let admin = || Admin::open(&project.root().join("state")).expect("admin");
+    assert!(admin().starts(&[]).expect("starts").is_empty());
+
+    let after = run(false);
+    assert!(after.status.success());
+    let events: Value = serde_json::from_slice(&after.stdout).expect("JSON");
+    assert_eq!(
+        events[0]["after"],
+        second.as_str(),
+        "the change is found again"
+    );
+    assert_eq!(admin().starts(&[]).expect("starts").len(), 1);
+    let again = run(false);
+    assert_eq!(String::from_utf8_lossy(&again.stdout).trim(), "[]");
+    assert_eq!(
+        admin().starts(&[]).expect("starts").len(),
+        1,
+        "started once"
+    );
+}
+
+/// A CodeCommit-style event: a push with no paths.
+fn pathless(repository: &str, before: &str, after: &str) -> String {
+    serde_json::json!({
+        "schema": "switchyard.change/v1",
+        "repository": repository,
+        "kind": "push",
+        "ref": "refs/heads/main",
+        "before": before,
+        "after": after,
+        "changed_paths": [],
+        "changed_paths_complete": false,
+    })
+    .to_string()
+}
+
+fn stored_event(root: &Path, change: &str) -> Value {
+    let json = Admin::open(&root.join("state"))
+        .expect("admin")
+        .change(change)
+        .expect("read")
+        .expect("stored");
+    serde_json::from_str(&json).expect("JSON")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_without_paths_is_completed_from_the_mirror_before_filtering() {
+    let base = tempfile::tempdir().expect("temp dir");
+    let origin = bare(base.path(), "api.git");
+    let work = Work::new();
+    let first = work.commit(&[("src/a.rs", Some("a"))], "first");
+    work.push(&origin, &["main"]);
+    let url = format!("file://{}", origin.display());
+    let extra = format!("poll:\n  - url: {url}\n    interval: 1h\n");
+    let s = TestServer::start(&extra, &[("src.yaml", &src_only(&url))]).await;
+
+    // Docs only: completed, and the src/ pipeline does not start.
+    let docs = work.commit(&[("docs/x.md", Some("x"))], "docs");
+    work.push(&origin, &["main"]);
+    let (status, answer) = s.post_change("d-1", &pathless(&url, &first, &docs)).await;
+    assert_eq!(status, 202, "{answer}");
+    let change = answer["change"].as_str().expect("change id").to_owned();
+    let root = s.root().to_path_buf();
+    let event = eventually(10, "the completed event", || {
+        let e = stored_event(&root, &change);
+        e.get("completion").is_some().then_some(e)
+    })
+    .await;
+    assert_eq!(event["completion"]["outcome"], "completed");
+    assert_eq!(event["changed_paths"], serde_json::json!(["docs/x.md"]));
+    assert_eq!(event["changed_paths_complete"], true);
+
+    // Under src/: completed, and started.
+    let code = work.commit(&[("src/b.rs", Some("b"))], "code");
+    work.push(&origin, &["main"]);
+    let (status, answer) = s.post_change("d-2", &pathless(&url, &docs, &code)).await;
+    assert_eq!(status, 202, "{answer}");
+    let change = answer["change"].as_str().expect("change id").to_owned();
+    let starts = eventually(10, "the start", || {
+        let rows = s.starts();
+        rows.iter().any(|r| r.change_id == change).then_some(rows)
+    })
+    .await;
+    assert_eq!(starts.len(), 1, "the docs-only change started nothing");
+    assert_eq!(
+        stored_event(s.root(), &change)["changed_paths"],
+        serde_json::json!(["src/b.rs"])
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_that_cannot_be_completed_is_dispatched_with_paths_unknown() {
+    let base = tempfile::tempdir().expect("temp dir");
+    let mut daemon = GitDaemon::start(base.path());
+    let url = daemon.url("gone.git");
+    daemon.stop();
+    let extra =
+        format!("poll:\n  - url: {url}\n    interval: 1h\npolling:\n  complete_within: 2s\n");
+    let s = TestServer::start(&extra, &[("src.yaml", &src_only(&url))]).await;
+    let (status, answer) = s
+        .post_change("d-1", &pathless(&url, &"1".repeat(40), &"2".repeat(40)))
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    let change = answer["change"].as_str().expect("change id").to_owned();
+    // Path filters pass unknown paths: the src/ pipeline starts.
+    eventually(10, "the start", || {
+        s.starts()
+            .iter()
+            .any(|r| r.change_id == change)
+            .then_some(())
+    })
+    .await;
+    let event = stored_event(s.root(), &change);
+    assert_eq!(event["changed_paths_complete"], false);
+    let outcome = event["completion"]["outcome"].as_str().unwrap_or_default();
+    assert!(outcome == "failed" || outcome == "timed_out", "{event}");
+    assert!(
+        event["completion"]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("127.0.0.1")),
+        "{event}"
+    );
+    s.stop().await;
+}
