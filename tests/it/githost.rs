@@ -99,6 +99,11 @@ impl Work {
         Work { dir }
     }
 
+    /// The working tree.
+    pub(crate) fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
     /// Runs `git ARGS` here; its trimmed output.
     pub(crate) fn git(&self, args: &[&str]) -> String {
         git(self.dir.path(), args)

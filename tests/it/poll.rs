@@ -219,13 +219,7 @@ async fn a_change_a_webhook_announced_first_is_not_started_twice() {
     let url = format!("file://{}", origin.display());
     let extra = format!("poll:\n  - url: {url}\n    interval: 1h\n");
     let s = TestServer::start(&extra, &[("src.yaml", &src_only(&url))]).await;
-    // The first poll (the baseline) runs within a second of the start.
-    let _mirror = eventually(10, "the baseline", || {
-        std::fs::read_dir(s.root().join("state/mirrors"))
-            .ok()
-            .and_then(|mut d| d.next())
-    })
-    .await;
+    baseline(s.root()).await;
     let second = work.commit(&[("src/b.rs", Some("b"))], "second");
     work.push(&origin, &["main"]);
     let event = serde_json::json!({
@@ -437,6 +431,16 @@ fn a_crash_between_poll_and_store_loses_nothing_and_doubles_nothing() {
     );
 }
 
+/// Waits for the first poll of a server's repository: the mirror exists once its baseline
+/// is stored.
+async fn baseline(root: &Path) {
+    let mirrors = root.join("state/mirrors");
+    let _mirror = eventually(10, "the baseline", || {
+        std::fs::read_dir(&mirrors).ok().and_then(|mut d| d.next())
+    })
+    .await;
+}
+
 /// A CodeCommit-style event: a push with no paths.
 fn pathless(repository: &str, before: &str, after: &str) -> String {
     serde_json::json!({
@@ -539,5 +543,143 @@ async fn an_event_that_cannot_be_completed_is_dispatched_with_paths_unknown() {
             .is_some_and(|d| d.contains("127.0.0.1")),
         "{event}"
     );
+    s.stop().await;
+}
+
+/// Collects a child's output lines on a thread.
+fn collect(out: impl std::io::Read + Send + 'static) -> Arc<std::sync::Mutex<String>> {
+    let text = Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = Arc::clone(&text);
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if let Ok(mut t) = sink.lock() {
+                t.push_str(&line);
+                t.push('\n');
+            }
+        }
+    });
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_with_no_flags_in_a_clone_starts_the_example_pipeline_on_a_commit() {
+    // A clone of this project as far as serve cares: its triggers/, examples/ and .gitignore
+    // (which keeps the state directory out of commits), committed.
+    let clone = Work::new();
+    let project = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for dir in ["triggers", "examples", ".gitignore"] {
+        let status = std::process::Command::new("cp")
+            .args(["-R"])
+            .arg(project.join(dir))
+            .arg(clone.path())
+            .status()
+            .expect("cp");
+        assert!(status.success());
+    }
+    clone.commit(&[("README.md", Some("clone"))], "initial");
+    let mut serve = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .arg("serve")
+        .current_dir(clone.path())
+        .env("SWITCHYARD_LISTEN", "127.0.0.1:0")
+        .env("SWITCHYARD_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn serve");
+    let stdout = collect(serve.stdout.take().expect("stdout"));
+    let stderr = collect(serve.stderr.take().expect("stderr"));
+    let text = |t: &Arc<std::sync::Mutex<String>>| t.lock().map(|t| t.clone()).unwrap_or_default();
+    eventually(20, "the baseline of the clone", || {
+        text(&stderr).contains("baseline recorded").then_some(())
+    })
+    .await;
+    let sha = clone.commit(&[("src/lib.rs", Some("fn main() {}"))], "a change");
+    let line = eventually(20, "the example pipeline", || {
+        text(&stdout)
+            .lines()
+            .find(|l| l.starts_with("started self-test"))
+            .map(str::to_owned)
+    })
+    .await;
+    assert!(
+        line.contains(&format!("refs/heads/main {sha}")) && line.contains("source poll"),
+        "{line}"
+    );
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &serve.id().to_string()])
+        .status();
+    let status = serve.wait().expect("serve exits");
+    assert!(status.success(), "serve stopped cleanly: {}", text(&stderr));
+    assert!(
+        clone.path().join(".switchyard/webhook-secret").exists(),
+        "the built-in receiver's secret was generated"
+    );
+}
+
+/// The value of one series in a `/metrics` text, 0 when absent.
+fn series(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_only_polling_found_counts_as_missed_by_the_webhooks() {
+    let base = tempfile::tempdir().expect("temp dir");
+    let origin = bare(base.path(), "api.git");
+    let work = Work::new();
+    let first = work.commit(&[("src/a.rs", Some("a"))], "first");
+    work.push(&origin, &["main"]);
+    let url = format!("file://{}", origin.display());
+    let extra =
+        format!("poll:\n  - url: {url}\n    interval: 300ms\npolling:\n  missed_grace: 500ms\n");
+    let s = TestServer::start(&extra, &[("src.yaml", &src_only(&url))]).await;
+    let metrics = || async {
+        crate::support::request(s.addr, "GET", "/metrics", &[], Vec::new())
+            .await
+            .1
+    };
+    let missed = r#"switchyard_missed_total{source="webhook"}"#;
+    baseline(s.root()).await;
+
+    // Announced by the webhook: not missed.
+    let second = work.commit(&[("src/b.rs", Some("b"))], "announced");
+    work.push(&origin, &["main"]);
+    let announced = serde_json::json!({
+        "schema": "switchyard.change/v1", "repository": url, "kind": "push",
+        "ref": "refs/heads/main", "before": first, "after": second,
+        "changed_paths": ["src/b.rs"],
+    });
+    let (status, _) = s.post_change("d-1", &announced.to_string()).await;
+    assert_eq!(status, 202);
+    // Pushed without a webhook: polling finds it, and counts it missed after the grace.
+    work.commit(&[("src/c.rs", Some("c"))], "silent");
+    work.push(&origin, &["main"]);
+    let mut text = String::new();
+    for _ in 0..200 {
+        text = metrics().await;
+        if series(&text, missed) >= 1.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(series(&text, missed), 1.0, "{text}");
+    assert!(
+        series(
+            &text,
+            r#"switchyard_detection_lag_seconds_count{source="webhook"}"#
+        ) >= 1.0,
+        "{text}"
+    );
+    assert!(
+        series(
+            &text,
+            r#"switchyard_detection_lag_seconds_count{source="poll"}"#
+        ) >= 1.0,
+        "{text}"
+    );
+    assert_eq!(s.starts().len(), 2, "each change started once");
     s.stop().await;
 }

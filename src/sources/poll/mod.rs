@@ -547,8 +547,8 @@ impl Poller {
 
     /// Logs a poll's result and decides when to poll next: the interval (stretched toward
     /// `max_interval` while push sources deliver, back to `interval` when polling found a
-    /// change first), with ±10% jitter; after errors, exponential backoff up to
-    /// `max_interval`.
+    /// change first); after errors, exponential backoff up to `max_interval`. Either with
+    /// ±10% jitter, so that repositories polled together drift apart.
     async fn next_wait(
         &self,
         repo: &Arc<Polled>,
@@ -561,7 +561,7 @@ impl Poller {
                 state.failures += 1;
                 tracing::warn!(repository = %spec.repository, failures = state.failures, error = %e, hint = e.hint(), "poll failed");
                 let factor = 2u32.saturating_pow(state.failures.min(16));
-                return spec.interval.saturating_mul(factor).min(spec.max_interval);
+                spec.interval.saturating_mul(factor).min(spec.max_interval)
             }
             Ok(report) => {
                 if state.failures > 0 {
@@ -789,6 +789,100 @@ mod tests {
             assert_eq!(m.before.as_deref(), b);
             assert_eq!(m.after.as_deref(), a);
         }
+    }
+
+    /// A poller over one repository nobody serves, for the schedule.
+    fn scheduled(dir: &Path) -> Poller {
+        let id = RepoId::parse("https://git.example/acme/api.git", None).expect("valid");
+        let spec = PollRepo {
+            url: "https://git.example/acme/api.git".into(),
+            repository: id,
+            interval: Duration::from_secs(10),
+            max_interval: Duration::from_secs(60),
+            auth: None,
+        };
+        let store = crate::store::Store::open(dir, Arc::default());
+        let intake = Intake::new(
+            Arc::new(crate::pipeline::Pipelines::default()),
+            store,
+            Arc::default(),
+        );
+        Poller::new(&[spec], &Polling::default(), dir, intake)
+    }
+
+    fn report(poller: &Poller, new_change: bool) -> PollReport {
+        let found = new_change
+            .then(|| {
+                let json = r#"{"schema":"switchyard.change/v1","repository":"git.example/acme/api","kind":"push","ref":"refs/heads/main","before":"1111111111111111111111111111111111111111","after":"2222222222222222222222222222222222222222"}"#;
+                let source = Source {
+                    kind: SourceKind::Poll,
+                    provider: None,
+                    delivery_id: None,
+                };
+                let event = ChangeEvent::from_json(json.as_bytes(), source).expect("valid");
+                let outcome = IntakeOutcome::Accepted {
+                    change_id: event.id.clone(),
+                    starts: Vec::new(),
+                };
+                (event, outcome)
+            })
+            .into_iter()
+            .collect();
+        PollReport {
+            repository: poller.repos[0].spec.repository.clone(),
+            refs: 1,
+            baseline: false,
+            found,
+        }
+    }
+
+    /// The wait without its ±10% jitter, in whole seconds.
+    fn secs(wait: Duration, base_secs: u64) -> bool {
+        let base = base_secs as f64;
+        (base * 0.89..=base * 1.11).contains(&wait.as_secs_f64())
+    }
+
+    #[tokio::test]
+    async fn the_interval_stretches_while_push_sources_deliver_and_snaps_back_on_a_miss() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let poller = scheduled(dir.path());
+        let repo = Arc::clone(&poller.repos[0]);
+        let quiet = poller.next_wait(&repo, Ok(report(&poller, false))).await;
+        assert!(secs(quiet, 10), "{quiet:?}: no push source, the interval");
+        poller
+            .intake
+            .activity()
+            .record("git.example/acme/api", "c1", SourceKind::Webhook);
+        let mut waits = Vec::new();
+        for _ in 0..4 {
+            waits.push(poller.next_wait(&repo, Ok(report(&poller, false))).await);
+        }
+        for (wait, want) in waits.iter().zip([20, 40, 60, 60]) {
+            assert!(secs(*wait, want), "{waits:?}");
+        }
+        // Polling found a change first: push sources are not to be trusted, back to 10 s.
+        let found = poller.next_wait(&repo, Ok(report(&poller, true))).await;
+        assert!(secs(found, 10), "{found:?}");
+    }
+
+    #[tokio::test]
+    async fn errors_back_off_exponentially_up_to_the_ceiling() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let poller = scheduled(dir.path());
+        let repo = Arc::clone(&poller.repos[0]);
+        let mut waits = Vec::new();
+        for _ in 0..4 {
+            let error = PollError::Worker {
+                repository: "r".into(),
+                message: "down".into(),
+            };
+            waits.push(poller.next_wait(&repo, Err(error)).await);
+        }
+        for (wait, want) in waits.iter().zip([20, 40, 60, 60]) {
+            assert!(secs(*wait, want), "{waits:?}");
+        }
+        let back = poller.next_wait(&repo, Ok(report(&poller, false))).await;
+        assert!(secs(back, 10), "recovered: the interval again, {back:?}");
     }
 
     #[test]
