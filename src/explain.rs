@@ -31,11 +31,18 @@ impl Explanation {
         };
         let n = event.changed_paths.len();
         let plural = if n == 1 { "path" } else { "paths" };
-        let paths = if event.changed_paths_complete {
+        let mut paths = if event.changed_paths_complete {
             format!("{n} changed {plural}")
         } else {
             format!("{n} changed {plural} known, list incomplete")
         };
+        if let Some(c) = &event.completion {
+            let _ = write!(paths, " ({}", c.outcome);
+            if let Some(detail) = &c.detail {
+                let _ = write!(paths, ": {detail}");
+            }
+            paths.push(')');
+        }
         let _ = writeln!(
             out,
             "change {} in {}: {what}, {paths}",

@@ -1180,3 +1180,101 @@ fn first_opens_at_the_same_time_all_succeed() {
         failures.first()
     );
 }
+
+#[test]
+fn a_poll_stores_its_changes_and_moves_its_cursors_together() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let notify = Arc::new(Notify::new());
+    let store = Store::open(dir.path(), notify.clone());
+    let repo = "github.com/acme/api";
+    let baseline = super::PollBatch {
+        repository: repo.into(),
+        intakes: Vec::new(),
+        cursors: vec![
+            ("refs/heads/main".into(), Some(SHA1.into())),
+            ("refs/heads/old".into(), Some(SHA3.into())),
+        ],
+    };
+    assert!(
+        rt.block_on(store.poll(baseline))
+            .expect("baseline")
+            .is_empty()
+    );
+    assert!(!notified_now(&notify), "a baseline starts nothing");
+    let moved = super::PollBatch {
+        repository: repo.into(),
+        intakes: vec![request(numbered_event(1, SourceKind::Poll), None, &["a"])],
+        cursors: vec![
+            ("refs/heads/main".into(), Some(SHA2.into())),
+            ("refs/heads/old".into(), None),
+        ],
+    };
+    let outcomes = rt.block_on(store.poll(moved.clone())).expect("poll");
+    assert!(matches!(&outcomes[..], [IntakeOutcome::Accepted { starts, .. }] if starts.len() == 1));
+    assert!(notified_now(&notify), "new starts wake the dispatcher");
+    let cursors = rt.block_on(store.cursors(repo)).expect("cursors");
+    assert_eq!(
+        cursors.into_iter().collect::<Vec<_>>(),
+        [("refs/heads/main".to_owned(), SHA2.to_owned())]
+    );
+    assert!(
+        rt.block_on(store.cursors("other"))
+            .expect("cursors")
+            .is_empty()
+    );
+    // The same poll again (a restart before the cursor was known to move): a duplicate.
+    let again = rt.block_on(store.poll(moved)).expect("poll");
+    assert!(matches!(
+        &again[..],
+        [IntakeOutcome::Duplicate {
+            why: DuplicateOf::Change,
+            ..
+        }]
+    ));
+    let admin = Admin::open(dir.path()).expect("admin");
+    assert_eq!(admin.starts(&[]).expect("starts").len(), 1);
+}
+
+#[test]
+fn a_deferred_change_waits_without_starts_until_it_is_planned_once() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let notify = Arc::new(Notify::new());
+    let store = Store::open(dir.path(), notify.clone());
+    let event = numbered_event(1, SourceKind::Eventbridge);
+    let mut req = request(event.clone(), Some("d0"), &[]);
+    req.defer = true;
+    let out = rt.block_on(store.intake(req)).expect("intake");
+    assert!(matches!(out, IntakeOutcome::Accepted { ref starts, .. } if starts.is_empty()));
+    assert!(!notified_now(&notify));
+    let waiting = rt.block_on(store.deferred()).expect("deferred");
+    assert_eq!(waiting.len(), 1);
+    let stored: ChangeEvent = serde_json::from_str(&waiting[0]).expect("event");
+    assert_eq!(stored.id, event.id);
+
+    let mut completed = event.clone();
+    completed.changed_paths = vec!["src/lib.rs".into()];
+    let planned = vec![PlannedStart {
+        pipeline: "a".into(),
+        supersede: false,
+    }];
+    let ids = rt
+        .block_on(store.plan(completed.clone(), planned.clone()))
+        .expect("plan");
+    assert_eq!(ids, Some(vec![start_id(&event.id, "a")]));
+    assert!(notified_now(&notify));
+    assert_eq!(
+        rt.block_on(store.plan(completed, planned)).expect("plan"),
+        None,
+        "planned once"
+    );
+    assert!(rt.block_on(store.deferred()).expect("deferred").is_empty());
+    let admin = Admin::open(dir.path()).expect("admin");
+    let json = admin.change(&event.id).expect("read").expect("stored");
+    assert!(
+        json.contains("src/lib.rs"),
+        "the completed event replaced the first: {json}"
+    );
+    assert_eq!(admin.starts(&[]).expect("starts").len(), 1);
+}

@@ -106,3 +106,30 @@ fn broken_triggers_stop_explain() {
         "{run:?}"
     );
 }
+
+#[test]
+fn an_event_whose_paths_stayed_unknown_says_why_and_passes_path_filters() {
+    let p = project();
+    let mut event: serde_json::Value = serde_json::from_str(&push_event(
+        "https://github.com/acme/api.git",
+        "refs/heads/main",
+        &[],
+    ))
+    .expect("json");
+    event["changed_paths_complete"] = false.into();
+    event["completion"] =
+        serde_json::json!({"outcome": "timed_out", "detail": "not done within 10s"});
+    let run = p.run(&["explain", "--event", "-"], &event.to_string());
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert!(
+        lines[0].ends_with(
+            "0 changed paths known, list incomplete (not completed in time: not done within 10s)"
+        ),
+        "{lines:?}"
+    );
+    assert!(
+        lines[2].starts_with("start  web ") && lines[2].contains("path filters pass"),
+        "{lines:?}"
+    );
+}

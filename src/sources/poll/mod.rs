@@ -192,8 +192,9 @@ impl Poller {
             repository: id.to_string(),
             source,
         };
-        let cursors = match state.cursors.take() {
-            Some(c) => c,
+        // The cursors in memory change only once the store has the new ones.
+        let mut cursors = match &state.cursors {
+            Some(c) => c.clone(),
             None => self.intake_store_cursors(id).await.map_err(store_error)?,
         };
         let remote = remote(&repo.spec)?;
@@ -201,13 +202,7 @@ impl Poller {
             let remote = remote.clone();
             let result = blocking(id, move || git::ls_remote(&remote)).await;
             self.count_request("ls-remote", result.is_ok());
-            match result {
-                Ok(a) => a,
-                Err(e) => {
-                    state.cursors = Some(cursors);
-                    return Err(e);
-                }
-            }
+            result?
         };
         if let Ok(mut d) = repo.default_branch.lock() {
             d.clone_from(&advertised.default_branch);
@@ -226,10 +221,10 @@ impl Poller {
                 .map(|(r, sha)| (r.clone(), Some(sha.clone())))
                 .collect();
             moves.push((BASELINE.to_owned(), Some(String::new())));
-            if let Err(e) = self.intake.submit_poll(id, Vec::new(), moves).await {
-                state.cursors = Some(cursors);
-                return Err(store_error(e));
-            }
+            self.intake
+                .submit_poll(id, Vec::new(), moves)
+                .await
+                .map_err(store_error)?;
             let mut stored = advertised.refs.clone();
             stored.insert(BASELINE.to_owned(), String::new());
             state.cursors = Some(stored);
@@ -254,30 +249,16 @@ impl Poller {
         let events = self
             .changes(repo, &remote, &moves, advertised.default_branch.clone())
             .await;
-        let events = match events {
-            Ok(e) => e,
-            Err(e) => {
-                state.cursors = Some(cursors);
-                return Err(e);
-            }
-        };
         let cursor_moves = moves
             .iter()
             .map(|m| (m.git_ref.clone(), m.after.clone()))
             .collect();
         crash_point("poll-store");
-        let outcomes = match self
+        let outcomes = self
             .intake
             .submit_poll(id, events.clone(), cursor_moves)
             .await
-        {
-            Ok(o) => o,
-            Err(e) => {
-                state.cursors = Some(cursors);
-                return Err(store_error(e));
-            }
-        };
-        let mut cursors = cursors;
+            .map_err(store_error)?;
         for m in &moves {
             match &m.after {
                 Some(sha) => cursors.insert(m.git_ref.clone(), sha.clone()),
@@ -301,14 +282,15 @@ impl Poller {
         &self.intake
     }
 
-    /// Fetches the moved refs into the mirror and builds one change event per move.
+    /// Fetches the moved refs into the mirror and builds one change event per move (with its
+    /// paths unknown when the mirror cannot give them).
     async fn changes(
         &self,
         repo: &Arc<Polled>,
         remote: &Remote,
         moves: &[Move],
         default_branch: Option<String>,
-    ) -> Result<Vec<ChangeEvent>, PollError> {
+    ) -> Vec<ChangeEvent> {
         let mut wanted: Vec<String> = moves
             .iter()
             .filter(|m| m.after.is_some())
@@ -322,7 +304,7 @@ impl Poller {
         }
         let remote = remote.clone();
         let moves_owned = moves.to_vec();
-        let fetched = self
+        let computed = self
             .with_mirror(repo, move |mirror| {
                 let fetched = mirror.fetch(&remote, &wanted);
                 for m in moves_owned.iter().filter(|m| m.after.is_none()) {
@@ -338,12 +320,27 @@ impl Poller {
                     .collect::<Result<Vec<Diff>, GitError>>()?;
                 Ok((fetched, diffs))
             })
-            .await?;
-        let (fetched, diffs) = fetched;
-        self.count_request("fetch", fetched.is_ok());
-        if let Err(e) = fetched {
-            tracing::warn!(repository = %repo.spec.repository, error = %e, "fetch failed; the changes found carry no paths");
-        }
+            .await;
+        // Without the mirror the moves are still changes: their paths are unknown (and pass
+        // path filters), so nothing is lost to a broken mirror.
+        let diffs = match computed {
+            Ok((fetched, diffs)) => {
+                self.count_request("fetch", fetched.is_ok());
+                if let Err(e) = fetched {
+                    tracing::warn!(repository = %repo.spec.repository, error = %e, "fetch failed; the changes found carry no paths");
+                }
+                diffs
+            }
+            Err(e) => {
+                tracing::warn!(repository = %repo.spec.repository, error = %e, "the mirror cannot give the changed paths; they are unknown");
+                let unknown = Diff {
+                    paths: Vec::new(),
+                    complete: false,
+                    commit_count: None,
+                };
+                vec![unknown; moves.len()]
+            }
+        };
         let received_at = Timestamp::now();
         let mut events = Vec::with_capacity(moves.len());
         for (m, diff) in moves.iter().zip(diffs) {
@@ -378,7 +375,7 @@ impl Poller {
                 }
             }
         }
-        Ok(events)
+        events
     }
 
     /// Runs `f` with the repository's mirror (opened on first use) on a blocking thread.
