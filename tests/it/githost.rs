@@ -451,3 +451,129 @@ fn cgi_response(mut output: &[u8]) -> Response<Full<Bytes>> {
         .body(Full::new(Bytes::copy_from_slice(output)))
         .expect("CGI response")
 }
+
+/// OpenSSH's `sshd` on a loopback port, letting in the current user with one key; git runs
+/// over it as over any ssh server (`git-upload-pack '/path'`).
+#[derive(Debug)]
+pub(crate) struct Sshd {
+    dir: tempfile::TempDir,
+    port: u16,
+    user: String,
+    child: Option<Child>,
+}
+
+impl Sshd {
+    /// Starts `sshd` (Debian's openssh-server) with a fresh host key and client key. `None`
+    /// when sshd is not installed, which only a plain `cargo test` tolerates: under
+    /// `.ci/test` (`SWITCHYARD_TEST_STRICT=1`) that fails the test.
+    pub(crate) fn start() -> Option<Sshd> {
+        if !Path::new("/usr/sbin/sshd").exists() {
+            assert!(
+                std::env::var_os("SWITCHYARD_TEST_STRICT").is_none(),
+                "/usr/sbin/sshd is missing: .ci/test installs openssh-server"
+            );
+            eprintln!(
+                "skipped: /usr/sbin/sshd is missing (install openssh-server, or run .ci/test, which does)"
+            );
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let d = dir.path();
+        let keygen = |args: &[&str]| {
+            let status = Command::new("ssh-keygen")
+                .args(["-q", "-N", ""])
+                .args(args)
+                .status()
+                .expect("ssh-keygen");
+            assert!(status.success(), "ssh-keygen {args:?}");
+        };
+        let host = d.join("host_ed25519");
+        keygen(&["-t", "ed25519", "-f", host.to_str().expect("utf-8")]);
+        for name in ["client", "stranger"] {
+            // PEM RSA keys: the format every libssh2 backend reads from memory.
+            let path = d.join(name);
+            keygen(&[
+                "-t",
+                "rsa",
+                "-b",
+                "2048",
+                "-m",
+                "PEM",
+                "-f",
+                path.to_str().expect("utf-8"),
+            ]);
+        }
+        std::fs::copy(d.join("client.pub"), d.join("authorized_keys")).expect("authorized keys");
+        // sshd needs its privilege separation directory.
+        let _ = std::fs::create_dir_all("/run/sshd");
+        let user =
+            String::from_utf8_lossy(&Command::new("id").arg("-un").output().expect("id").stdout)
+                .trim()
+                .to_owned();
+        for _ in 0..5 {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("free port")
+                .port();
+            let config = format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {host}\nAuthorizedKeysFile {keys}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\nPidFile {pid}\n",
+                host = host.display(),
+                keys = d.join("authorized_keys").display(),
+                pid = d.join("sshd.pid").display(),
+            );
+            std::fs::write(d.join("sshd_config"), config).expect("sshd_config");
+            let mut child = Command::new("/usr/sbin/sshd")
+                .args(["-D", "-e", "-f"])
+                .arg(d.join("sshd_config"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .process_group(0)
+                .spawn()
+                .expect("spawn /usr/sbin/sshd (Debian's openssh-server)");
+            let alive = || child.try_wait().expect("sshd status").is_none();
+            if await_accepting(SocketAddr::from(([127, 0, 0, 1], port)), alive) {
+                return Some(Sshd {
+                    dir,
+                    port,
+                    user,
+                    child: Some(child),
+                });
+            }
+            kill_group(child);
+        }
+        panic!("sshd did not start on any of five free ports");
+    }
+
+    /// The ssh:// URL of a repository at an absolute path.
+    pub(crate) fn url(&self, path: &Path) -> String {
+        format!(
+            "ssh://{}@127.0.0.1:{}{}",
+            self.user,
+            self.port,
+            path.display()
+        )
+    }
+
+    /// The private key the server lets in (`client`) or one it does not (`stranger`).
+    pub(crate) fn key(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// A known_hosts line trusting this server's host key.
+    pub(crate) fn known_hosts(&self) -> String {
+        let public =
+            std::fs::read_to_string(self.dir.path().join("host_ed25519.pub")).expect("host key");
+        let mut fields = public.split_whitespace();
+        let (kind, key) = (fields.next().unwrap_or(""), fields.next().unwrap_or(""));
+        format!("[127.0.0.1]:{} {kind} {key}\n", self.port)
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.take() {
+            kill_group(child);
+        }
+    }
+}

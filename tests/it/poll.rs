@@ -683,3 +683,123 @@ async fn a_change_only_polling_found_counts_as_missed_by_the_webhooks() {
     assert_eq!(s.starts().len(), 2, "each change started once");
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_request_from_a_fork_is_completed_against_its_merge_base() {
+    let base = tempfile::tempdir().expect("temp dir");
+    let origin = bare(base.path(), "api.git");
+    let work = Work::new();
+    let main = work.commit(&[("src/a.rs", Some("a"))], "first");
+    work.push(&origin, &["main"]);
+    // The fork's branch exists in the base repository only as the forge's pull ref.
+    work.branch("fork-feature", "main");
+    let head = work.commit(
+        &[("src/pr.rs", Some("pr")), ("docs/pr.md", Some("d"))],
+        "pr",
+    );
+    work.push(&origin, &["fork-feature:refs/pull/7/head"]);
+    work.git(&["checkout", "--quiet", "main"]);
+    let later = work.commit(&[("src/later.rs", Some("l"))], "main moves on");
+    work.push(&origin, &["main"]);
+    let url = format!("file://{}", origin.display());
+    let extra = format!("poll:\n  - url: {url}\n    interval: 1h\n");
+    let s = TestServer::start(&extra, &[("src.yaml", &src_only(&url))]).await;
+    let pull = serde_json::json!({
+        "schema": "switchyard.change/v1", "repository": url, "kind": "pull_request",
+        "ref": "refs/heads/fork-feature", "before": ZERO_SHA, "after": head, "created": false,
+        "changed_paths": [], "changed_paths_complete": false,
+        "pull_request": {"number": 7, "action": "opened", "merged": false,
+            "base_ref": "refs/heads/main", "base_sha": later, "head_sha": head},
+    });
+    let (status, answer) = s.post_change("pr-7", &pull.to_string()).await;
+    assert_eq!(status, 202, "{answer}");
+    let change = answer["change"].as_str().expect("change id").to_owned();
+    let root = s.root().to_path_buf();
+    let event = eventually(10, "the completed event", || {
+        let e = stored_event(&root, &change);
+        e.get("completion").is_some().then_some(e)
+    })
+    .await;
+    assert_eq!(event["completion"]["outcome"], "completed", "{event}");
+    // Against the merge base (`main` before it moved on): the pull request's own files only.
+    assert_eq!(
+        event["changed_paths"],
+        serde_json::json!(["docs/pr.md", "src/pr.rs"])
+    );
+    assert_ne!(main, later);
+    s.stop().await;
+}
+
+#[test]
+fn ssh_with_a_deploy_key_polls_and_a_refused_key_or_unknown_host_is_named() {
+    let base = tempfile::tempdir().expect("temp dir");
+    let origin = bare(base.path(), "api.git");
+    let work = Work::new();
+    work.commit(&[("src/a.rs", Some("a"))], "first");
+    work.push(&origin, &["main"]);
+    let Some(sshd) = crate::githost::Sshd::start() else {
+        return;
+    };
+    let url = sshd.url(&origin);
+    let home = tempfile::tempdir().expect("home");
+    std::fs::create_dir(home.path().join(".ssh")).expect(".ssh");
+    let project = Project::new();
+    let config = |key: &str| {
+        format!(
+            "state_dir: state\npoll:\n  - url: {url}\n    auth: {{ssh_key: file:{}}}\n",
+            sshd.key(key).display()
+        )
+    };
+    project.file("triggers/src.yaml", &src_only(&url));
+    let run = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(["poll", "--once"])
+            .current_dir(project.root())
+            .env("HOME", home.path())
+            .output()
+            .expect("run switchyard")
+    };
+
+    // The host is not known yet: refused, and said so.
+    project.file("switchyard.yaml", &config("client"));
+    let unknown = run();
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert_eq!(unknown.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("ssh host key is not trusted"), "{stderr}");
+    assert!(
+        stderr.contains("known_hosts"),
+        "the hint says where: {stderr}"
+    );
+
+    // Known host, the wrong key: an authentication error naming the URL.
+    std::fs::write(home.path().join(".ssh/known_hosts"), sshd.known_hosts()).expect("known_hosts");
+    project.file("switchyard.yaml", &config("stranger"));
+    let refused = run();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot sign in to {url}")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("PRIVATE KEY"), "{stderr}");
+
+    // The deploy key: the baseline, then a change with its paths.
+    project.file("switchyard.yaml", &config("client"));
+    let baseline = run();
+    assert!(
+        baseline.status.success(),
+        "{}",
+        String::from_utf8_lossy(&baseline.stderr)
+    );
+    let second = work.commit(&[("src/b.rs", Some("b"))], "second");
+    work.push(&origin, &["main"]);
+    let found = run();
+    assert!(
+        found.status.success(),
+        "{}",
+        String::from_utf8_lossy(&found.stderr)
+    );
+    let events: Value = serde_json::from_slice(&found.stdout).expect("JSON");
+    assert_eq!(events[0]["after"], second.as_str());
+    assert_eq!(events[0]["changed_paths"], serde_json::json!(["src/b.rs"]));
+}

@@ -138,6 +138,9 @@ pub enum GitError {
     /// Connection refused, unknown host, timeout, server down.
     #[error("cannot reach {url}: {message}")]
     Unreachable { url: String, message: String },
+    /// An ssh server whose host key is not trusted (not in `known_hosts`, or changed).
+    #[error("{url}: the server's ssh host key is not trusted: {message}")]
+    HostKey { url: String, message: String },
     /// The server has no such repository.
     #[error("no repository at {url}: {message}")]
     NotFound { url: String, message: String },
@@ -161,6 +164,11 @@ impl GitError {
                 "check the host and port in the URL, the network, and that the server is up; \
                  the next poll tries again"
             }
+            GitError::HostKey { .. } => {
+                "add the server's host key to ~/.ssh/known_hosts of the user switchyard runs \
+                 as (`ssh-keyscan -p PORT HOST`, then verify the fingerprint); a key that \
+                 changed may mean the server was replaced"
+            }
             GitError::NotFound { .. } => {
                 "check the repository path in the URL; some servers also answer this way when \
                  the credentials may not read the repository"
@@ -180,6 +188,8 @@ fn classify(url: String, message: String, e: &git2::Error) -> GitError {
     let says = |words: &[&str]| words.iter().any(|w| message.contains(w));
     if e.code() == ErrorCode::Auth || http_status("401") || http_status("403") {
         GitError::Auth { url, message }
+    } else if e.code() == ErrorCode::Certificate && e.class() == ErrorClass::Ssh {
+        GitError::HostKey { url, message }
     } else if e.code() == ErrorCode::NotFound
         || http_status("404")
         // git daemon, GitHub over ssh, git over ssh, a local path.
@@ -819,7 +829,7 @@ mod tests {
                 Code::Certificate,
                 Class::Ssh,
                 "remote host key is not trusted",
-                "Other",
+                "HostKey",
             ),
             (
                 Code::GenericError,
@@ -834,6 +844,7 @@ mod tests {
                 GitError::Unreachable { .. } => "Unreachable",
                 GitError::NotFound { .. } => "NotFound",
                 GitError::Mirror { .. } => "Mirror",
+                GitError::HostKey { .. } => "HostKey",
                 GitError::Other { .. } => "Other",
             };
             assert_eq!(variant, expected, "{message}");

@@ -466,6 +466,11 @@ impl Poller {
         let mut refs = vec![event.git_ref.clone()];
         let (before, base_ref, base_sha) = match &event.pull_request {
             Some(pr) => {
+                // The head of a pull request from a fork is only under the forge's own refs
+                // (GitHub and Gitea `refs/pull/N/head`, GitLab `refs/merge-requests/N/head`);
+                // a ref the server lacks fetches nothing.
+                refs.push(format!("refs/pull/{}/head", pr.number));
+                refs.push(format!("refs/merge-requests/{}/head", pr.number));
                 refs.push(pr.base_ref.clone());
                 (None, Some(pr.base_ref.clone()), pr.base_sha.clone())
             }
