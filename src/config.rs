@@ -559,9 +559,12 @@ fn read_poll(node: &Node, base: &Path, d: &mut Diagnostics) -> Vec<PollRepo> {
                     None
                 }
                 // A local path is polled by its absolute path, whatever the working directory.
-                Ok(id) if id.is_local() && !u.starts_with("file:") => {
-                    Some((base.join(u).display().to_string(), id))
-                }
+                Ok(id) if id.is_local() && !u.starts_with("file:") => Some((
+                    crate::repo::absolute_path(Path::new(u), base)
+                        .display()
+                        .to_string(),
+                    id,
+                )),
                 Ok(id) => Some((u.to_owned(), id)),
                 Err(e) => {
                     d.error(n.pos, format!("url: {e}"), e.hint());
@@ -747,5 +750,79 @@ dispatch:
         assert_eq!(config.poll[0].repository.as_str(), "github.com/acme/api");
         assert_eq!(config.poll[0].interval, Duration::from_secs(30));
         assert_eq!(config.state_dir, Path::new("/srv/.switchyard"));
+    }
+}
+
+#[cfg(test)]
+mod poll_tests {
+    use super::*;
+
+    fn errors(text: &str) -> Vec<String> {
+        let mut d = Diagnostics::new("switchyard.yaml");
+        Config::parse(text, Path::new("/srv"), &mut d);
+        d.items.iter().map(|i| i.message.clone()).collect()
+    }
+
+    #[test]
+    fn poll_entries_read_with_their_defaults() {
+        let text = "poll:\n  - url: git@github.com:acme/api.git\n  - url: ./mirror.git\n    interval: 5s\n    max_interval: 1m\n    auth: {token: env:T, username: oauth2}\npolling: {concurrency: 4, timeout: 5s, complete_within: 2s, missed_grace: 30s}\n";
+        let mut d = Diagnostics::new("switchyard.yaml");
+        let config = Config::parse(text, Path::new("/srv"), &mut d).unwrap_or_default();
+        assert!(d.items.is_empty(), "{:?}", d.items);
+        assert_eq!(config.poll[0].interval, DEFAULT_POLL_INTERVAL);
+        assert_eq!(config.poll[0].max_interval, DEFAULT_POLL_INTERVAL * 10);
+        assert_eq!(config.poll[1].url, "/srv/mirror.git");
+        assert_eq!(config.poll[1].repository.as_str(), "/srv/mirror");
+        assert_eq!(config.poll[1].max_interval, Duration::from_secs(60));
+        assert_eq!(
+            config.poll[1].auth,
+            Some(Auth::Token {
+                username: "oauth2".into(),
+                token: SecretRef::Env("T".into())
+            })
+        );
+        assert_eq!(config.polling.concurrency, 4);
+        assert_eq!(config.polling.complete_within, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn poll_mistakes_are_named() {
+        for (text, want) in [
+            (
+                "poll:\n  - interval: 5s\n",
+                "a polled repository needs `url`",
+            ),
+            (
+                "poll:\n  - url: https://h/a/b\n    interval: 5\n",
+                "interval \"5\" is not a duration of at least 100ms",
+            ),
+            (
+                "poll:\n  - url: https://h/a/b\n    interval: 10ms\n",
+                "interval \"10ms\" is not a duration of at least 100ms",
+            ),
+            (
+                "poll:\n  - url: https://h/a/b\n    interval: 1m\n    max_interval: 30s\n",
+                "max_interval is shorter than interval",
+            ),
+            (
+                "poll:\n  - url: https://h/a/b.git\n  - url: git@h:a/b\n",
+                "repository h/a/b is polled twice",
+            ),
+            (
+                "poll:\n  - url: https://h/a/b\n    auth: {ssh_key: env:K, username: git}\n",
+                "auth.username goes with `token`",
+            ),
+            (
+                "poll:\n  - url: https://h/a/b\n    auth: {}\n",
+                "auth takes exactly one of `token` and `ssh_key`",
+            ),
+            (
+                "polling: {concurrency: 0}\n",
+                "concurrency \"0\" is not a number from 1 to 1024",
+            ),
+        ] {
+            let got = errors(text);
+            assert!(got.iter().any(|m| m == want), "{text:?}: {got:?}");
+        }
     }
 }

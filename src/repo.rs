@@ -196,24 +196,11 @@ impl RepoId {
 
     fn from_path(path: &str, spelling: &str, base: Option<&Path>) -> Result<RepoId, RepoIdError> {
         let p = Path::new(path);
-        let absolute: PathBuf = if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            match base {
-                Some(base) => base.join(p),
-                None => return Err(RepoIdError::Relative(spelling.to_owned())),
-            }
+        let clean = match base {
+            _ if p.is_absolute() => absolute_path(p, Path::new("/")),
+            Some(base) => absolute_path(p, base),
+            None => return Err(RepoIdError::Relative(spelling.to_owned())),
         };
-        let mut clean = PathBuf::from("/");
-        for component in absolute.components() {
-            match component {
-                Component::Normal(part) => clean.push(part),
-                Component::ParentDir => {
-                    clean.pop();
-                }
-                Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
-            }
-        }
         let mut text = clean.to_string_lossy().into_owned();
         if let Some(stripped) = text.strip_suffix(".git") {
             text = stripped.to_owned();
@@ -229,6 +216,22 @@ impl fmt::Display for RepoId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// `path` made absolute against `base` and cleaned lexically (`.` dropped, `..` applied), as
+/// the repository identity spells a local path.
+pub fn absolute_path(path: &Path, base: &Path) -> PathBuf {
+    let mut clean = PathBuf::from("/");
+    for component in base.join(path).components() {
+        match component {
+            Component::Normal(part) => clean.push(part),
+            Component::ParentDir => {
+                clean.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    clean
 }
 
 #[cfg(test)]
