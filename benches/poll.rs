@@ -6,6 +6,7 @@
 //! `cargo bench --bench poll` prints medians; it needs `git` on PATH. Without `--bench` (as
 //! under `cargo test --benches`) it is a smoke run over 20 repositories.
 
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -84,6 +85,9 @@ impl Daemon {
             .arg(base)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            // Its own process group: `git daemon` runs `git-daemon` as a child, which forks
+            // one process per connection; stopping must end them all.
+            .process_group(0)
             .spawn()
             .expect("git daemon");
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -97,7 +101,8 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.child.wait();
     }
 }
