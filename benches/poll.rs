@@ -133,6 +133,24 @@ fn cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// CPU seconds the whole machine has been busy (every core; user, nice, system, irq, softirq).
+fn machine_busy_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    [0, 1, 2, 5, 6]
+        .iter()
+        .map(|&i| ticks.get(i).copied().unwrap_or(0.0))
+        .sum::<f64>()
+        / 100.0
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -219,7 +237,7 @@ fn main() {
     let polling = format!("polling: {{concurrency: {concurrency}}}\n");
     let config = parse(&config_text(&daemon, repos, "1h", &polling), &state);
     let rss_before = memory_kib("VmRSS:");
-    let (cycles, baseline, cpu_per_cycle) = runtime.block_on(async {
+    let (cycles, baseline, cpu_per_cycle, busy_per_cycle) = runtime.block_on(async {
         let store = Store::open(&config.state_dir, Arc::default());
         let intake = Intake::new(
             Arc::new(Pipelines::default()),
@@ -238,6 +256,7 @@ fn main() {
         assert!(first.iter().all(|r| r.as_ref().is_ok_and(|r| r.baseline)));
         let mut cycles = Vec::new();
         let cpu = cpu_seconds();
+        let busy = machine_busy_seconds();
         for _ in 0..n_cycles {
             let started = Instant::now();
             let results = poller.poll_all_once().await;
@@ -250,15 +269,18 @@ fn main() {
             }
         }
         let cpu_per_cycle = (cpu_seconds() - cpu) / n_cycles as f64;
-        (cycles, baseline, cpu_per_cycle)
+        let busy_per_cycle = (machine_busy_seconds() - busy) / n_cycles as f64;
+        (cycles, baseline, cpu_per_cycle, busy_per_cycle)
     });
     let cycle = median(cycles.clone());
     println!(
-        "poll/cycle/{repos} repositories, nothing changed: median {:.3} s ({:.0} ref checks/s; cycles {:?}); switchyard CPU {:.2} s per cycle (the rest is git daemon's); first poll with mirror fill {:.2} s; concurrency {}",
+        "poll/cycle/{repos} repositories, nothing changed: median {:.3} s ({:.0} ref checks/s; cycles {:?}); CPU per cycle: switchyard {:.2} s, the whole machine {:.2} s of {} cores; first poll with mirror fill {:.2} s; concurrency {}",
         cycle,
         repos as f64 / cycle,
         cycles.iter().map(|c| format!("{c:.3}")).collect::<Vec<_>>(),
         cpu_per_cycle,
+        busy_per_cycle,
+        std::thread::available_parallelism().map_or(1, usize::from),
         baseline,
         config.polling.concurrency
     );
