@@ -121,6 +121,10 @@ pub struct EventBridge {
     pub queue_url: String,
     pub region: String,
     pub endpoint_url: Option<String>,
+    /// Concurrent long-poll receives.
+    pub consumers: usize,
+    /// The long-poll wait of one receive (at most 20 s, SQS's limit).
+    pub wait: Duration,
 }
 
 /// Dispatch settings.
@@ -678,7 +682,11 @@ fn read_polling(node: &Node, polling: &mut Polling, d: &mut Diagnostics) {
 
 fn read_eventbridge(node: &Node, d: &mut Diagnostics) -> Option<EventBridge> {
     let m = MapReader::new(node, "eventbridge", d)?;
-    m.deny_unknown(&["queue_url", "region", "endpoint_url"], "eventbridge", d);
+    m.deny_unknown(
+        &["queue_url", "region", "endpoint_url", "consumers", "wait"],
+        "eventbridge",
+        d,
+    );
     let mut get = |key: &str, required: bool| -> Option<String> {
         match m.get(key) {
             Some(n) => scalar(n, key, d).map(str::to_owned),
@@ -697,10 +705,25 @@ fn read_eventbridge(node: &Node, d: &mut Diagnostics) -> Option<EventBridge> {
     let queue_url = get("queue_url", true);
     let region = get("region", true);
     let endpoint_url = get("endpoint_url", false);
+    let mut consumers = 2;
+    number_key(&m, "consumers", &mut consumers, 1, 64, d);
+    let mut wait = Duration::from_secs(20);
+    duration_key(&m, "wait", &mut wait, d);
+    if wait > Duration::from_secs(20)
+        && let Some(n) = m.get("wait")
+    {
+        d.error(
+            n.pos,
+            "wait is longer than 20s, SQS's longest long poll",
+            "write a duration from 0s to 20s",
+        );
+    }
     Some(EventBridge {
         queue_url: queue_url?,
         region: region?,
         endpoint_url,
+        consumers,
+        wait,
     })
 }
 

@@ -4,6 +4,7 @@
 //! See `ARCHITECTURE.md` for the map of the modules and the invariants they keep.
 
 pub mod activity;
+pub mod aws;
 pub mod check;
 pub mod config;
 pub mod diag;

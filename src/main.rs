@@ -64,10 +64,32 @@ enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// AWS resources for the EventBridge source.
+    Aws {
+        #[command(subcommand)]
+        action: AwsAction,
+    },
     /// The starts waiting, failing or dead-lettered; retry or drop one.
     Outbox {
         #[command(subcommand)]
         action: Option<OutboxAction>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AwsAction {
+    /// Create (idempotently) the queue, its dead-letter queue and policy, and the EventBridge
+    /// rules and targets for the repositories in triggers/.
+    Setup {
+        /// The queue's name (its dead-letter queue is NAME-dlq).
+        #[arg(long, value_name = "NAME")]
+        queue: String,
+        /// The event bus the rules listen on.
+        #[arg(long, value_name = "NAME", default_value = "default")]
+        bus: String,
+        /// Print what would be made; change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -155,6 +177,40 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .build()
                 .context("cannot start the async runtime")?;
             runtime.block_on(switchyard::serve::run(cli.config.as_deref(), &cli.triggers))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Aws {
+            action:
+                AwsAction::Setup {
+                    queue,
+                    bus,
+                    dry_run,
+                },
+        } => {
+            let (config, pipelines) =
+                switchyard::serve::load(cli.config.as_deref(), &cli.triggers)?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            let request = switchyard::aws::setup::Request {
+                queue,
+                bus,
+                dry_run,
+            };
+            let report = runtime.block_on(async {
+                let eb = config.eventbridge.as_ref();
+                let sdk = switchyard::aws::sdk_config(
+                    eb.map(|e| e.region.as_str()),
+                    eb.and_then(|e| e.endpoint_url.as_deref()),
+                )
+                .await;
+                switchyard::aws::setup::run(&sdk, &request, &pipelines).await
+            })?;
+            print!("{}", report.render());
+            if dry_run {
+                eprintln!("dry run: nothing was changed");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Poll { once } => {

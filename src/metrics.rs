@@ -71,6 +71,14 @@ const HELP: &[(&str, &str)] = &[
         "Time of one poll of one repository (ref advertisement, and fetch and diff when a ref moved).",
     ),
     (
+        "switchyard_sqs_messages_total",
+        "SQS messages handled, by outcome (stored, ignored, malformed, failed); only stored and ignored ones are deleted.",
+    ),
+    (
+        "switchyard_aws_requests_total",
+        "Requests to AWS APIs, by API and outcome (ok, error).",
+    ),
+    (
         "switchyard_completions_total",
         "Changes whose changed paths were completed from a mirror, by outcome (completed, failed, timed_out).",
     ),

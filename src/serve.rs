@@ -114,6 +114,13 @@ pub async fn start(config: Config, pipelines: Pipelines) -> anyhow::Result<Serve
         config.state_dir.clone(),
         Arc::clone(&new_work),
         Arc::clone(&metrics),
+        crate::dispatch::aws::Targets::new(
+            config.eventbridge.as_ref().map(|e| e.region.clone()),
+            config
+                .eventbridge
+                .as_ref()
+                .and_then(|e| e.endpoint_url.clone()),
+        ),
     );
     let (deferred, deferred_rx) = tokio::sync::mpsc::unbounded_channel();
     let intake = Intake::new(Arc::clone(&pipelines), store.clone(), Arc::clone(&metrics))
@@ -124,6 +131,13 @@ pub async fn start(config: Config, pipelines: Pipelines) -> anyhow::Result<Serve
         &config.state_dir,
         intake.clone(),
     ));
+    let eventbridge = match &config.eventbridge {
+        Some(eb) => Some((
+            crate::sources::eventbridge::consumer::Consumer::new(eb, intake.clone()).await,
+            eb.consumers,
+        )),
+        None => None,
+    };
     let app = Arc::new(App {
         intake,
         receivers,
@@ -141,13 +155,15 @@ pub async fn start(config: Config, pipelines: Pipelines) -> anyhow::Result<Serve
         let dispatch = tokio::spawn(dispatcher.run(shutdown.clone(), grace));
         let housekeeping = tokio::spawn(housekeeping(store, replay_window, shutdown.clone()));
         let polling = tokio::spawn(Arc::clone(&poller).run(shutdown.clone()));
+        let consuming =
+            eventbridge.map(|(consumer, n)| tokio::spawn(consumer.run(n, shutdown.clone())));
         let completing = tokio::spawn(poller.complete_deferred(deferred_rx, shutdown.clone()));
         serve_http(listener, app, max_connections, shutdown.clone(), grace).await;
         let _ = dispatch.await;
         housekeeping.abort();
         // A poll or completion still running holds nothing unsaved: its cursor moves only
         // with its changes, and a deferred change waits in the store.
-        for task in [polling, completing] {
+        for task in [polling, completing].into_iter().chain(consuming) {
             if tokio::time::timeout(grace, task).await.is_err() {
                 tracing::warn!("polling did not stop within the grace period");
             }

@@ -7,6 +7,7 @@
 //! reopened from another process. Which starts are in flight lives only in memory: after a
 //! crash every open start is claimable again, and its retry carries the same start id.
 
+pub mod aws;
 pub mod exec;
 pub mod http;
 
@@ -119,6 +120,7 @@ struct Shared {
     metrics: Arc<Metrics>,
     policy: Policy,
     http: http::Client,
+    aws: aws::Targets,
     events_dir: PathBuf,
 }
 
@@ -143,12 +145,14 @@ impl Dispatcher {
         state_dir: PathBuf,
         new_work: Arc<Notify>,
         metrics: Arc<Metrics>,
+        aws: aws::Targets,
     ) -> Dispatcher {
         let shared = Shared {
             store,
             metrics,
             policy,
             http: http::client(),
+            aws,
             events_dir: events_dir(&state_dir),
         };
         Dispatcher {
@@ -412,6 +416,12 @@ async fn attempt(shared: &Shared, pipeline: &Pipeline, row: StartRow, event_json
     }
 }
 
+/// What the `http`, `eventbridge` and `sqs` targets send: `{"pipeline", "start_id", "event"}`.
+fn start_body(pipeline: &Pipeline, row: &StartRow, event: &ChangeEvent) -> Result<String, Failure> {
+    let body = serde_json::json!({"pipeline": pipeline.name, "start_id": row.id, "event": event});
+    serde_json::to_string(&body).map_err(|e| Failure::dead(e.to_string()))
+}
+
 async fn run_target(
     shared: &Shared,
     pipeline: &Pipeline,
@@ -458,9 +468,7 @@ async fn run_target(
                 }
                 None => None,
             };
-            let body =
-                serde_json::json!({"pipeline": pipeline.name, "start_id": row.id, "event": event});
-            let body = serde_json::to_vec(&body).map_err(|e| Failure::dead(e.to_string()))?;
+            let body = start_body(pipeline, row, event)?.into_bytes();
             http::post(
                 &shared.http,
                 url,
@@ -471,9 +479,17 @@ async fn run_target(
             )
             .await
         }
-        Start::EventBridge { .. } | Start::Sqs { .. } => Err(Failure::dead(
-            "the eventbridge and sqs targets are not available in this build yet",
-        )),
+        Start::EventBridge { bus, detail_type } => {
+            let detail = start_body(pipeline, row, event)?;
+            shared.aws.put_event(bus, detail_type, &detail).await
+        }
+        Start::Sqs { queue_url } => {
+            let body = start_body(pipeline, row, event)?;
+            shared
+                .aws
+                .send_message(queue_url, &body, &pipeline.name, &row.id)
+                .await
+        }
     }
 }
 

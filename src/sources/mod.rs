@@ -3,6 +3,7 @@
 //!
 //! Today: webhook receivers (`webhook`). Polling and EventBridge join with their issues.
 
+pub mod eventbridge;
 pub mod poll;
 pub mod providers;
 pub mod webhook;

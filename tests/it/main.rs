@@ -2,8 +2,10 @@
 
 mod check;
 mod crash;
+mod eventbridge;
 mod explain;
 mod githost;
+mod moto;
 mod outbox;
 mod poll;
 mod poll_git;

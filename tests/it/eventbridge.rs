@@ -1,0 +1,391 @@
+//! The EventBridge source and the AWS start targets against a real moto server: PutEvents →
+//! rule → SQS → switchyard → start, with `switchyard serve` as a child process.
+
+use std::time::Duration;
+
+use crate::moto::{Moto, REGION, Served};
+use crate::support::{Project, eventually};
+
+const REPO_ARN: &str = "arn:aws:codecommit:us-east-1:123456789012:MyDemoRepo";
+
+/// A pipeline on the CodeCommit repository that prints what started it.
+const PRINTER: &str = "repository: codecommit::us-east-1://MyDemoRepo\non: push\nstart:\n  exec: [\"/bin/sh\", \"-c\", \"printf 'started %s %s %s\\\\n' \\\"$SWITCHYARD_REF\\\" \\\"$SWITCHYARD_SHA\\\" \\\"$SWITCHYARD_SOURCE\\\"\"]\n";
+
+fn project(moto: &Moto, queue_url: &str, extra: &str) -> Project {
+    let p = Project::new();
+    p.file(
+        "switchyard.yaml",
+        &format!(
+            "state_dir: state\neventbridge:\n  queue_url: {queue_url}\n  region: {REGION}\n  endpoint_url: {}\n  wait: 1s\n{extra}",
+            moto.endpoint
+        ),
+    );
+    p.file("triggers/printer.yaml", PRINTER);
+    p
+}
+
+/// A CodeCommit "Repository State Change" detail with real object ids.
+fn reference_updated(old: &str, new: &str) -> String {
+    serde_json::json!({
+        "event": "referenceUpdated",
+        "repositoryName": "MyDemoRepo",
+        "repositoryId": "12345678-1234-5678-abcd-12345678abcd",
+        "referenceType": "branch",
+        "referenceName": "main",
+        "referenceFullName": "refs/heads/main",
+        "commitId": new,
+        "oldCommitId": old,
+    })
+    .to_string()
+}
+
+async fn put(moto: &Moto, detail: String) -> String {
+    let out = moto
+        .events()
+        .put_events()
+        .entries(
+            aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+                .source("aws.codecommit")
+                .detail_type("CodeCommit Repository State Change")
+                .resources(REPO_ARN)
+                .detail(detail)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("put events");
+    assert_eq!(out.failed_entry_count(), 0);
+    out.entries()[0].event_id().expect("event id").to_owned()
+}
+
+fn sha(n: u8) -> String {
+    format!("{n:x}").repeat(40)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn put_events_start_a_pipeline_once_and_the_message_is_deleted() {
+    let Some(moto) = Moto::start() else { return };
+    let (queue, arn, _) = moto.queue("changes", 30, 3).await;
+    moto.rule_to_queue("aws.codecommit", &arn).await;
+    let p = project(&moto, &queue, "");
+    let served = Served::start(p.root(), &moto.env());
+
+    put(&moto, reference_updated(&sha(1), &sha(2))).await;
+    let line = eventually(20, "the start", || {
+        served
+            .out()
+            .lines()
+            .find(|l| l.starts_with("started"))
+            .map(str::to_owned)
+    })
+    .await;
+    assert_eq!(
+        line,
+        format!("started refs/heads/main {} eventbridge", sha(2))
+    );
+    let depth = async || moto.depth(&queue).await;
+    for _ in 0..100 {
+        if depth().await == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(depth().await, 0, "the message was deleted once stored");
+
+    // The same change announced again (a new EventBridge event): stored once, started once.
+    put(&moto, reference_updated(&sha(1), &sha(2))).await;
+    for _ in 0..100 {
+        if depth().await == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(depth().await, 0);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let starts = served
+        .out()
+        .lines()
+        .filter(|l| l.starts_with("started"))
+        .count();
+    assert_eq!(starts, 1, "{}", served.out());
+    assert!(served.stop(), "serve stops cleanly");
+}
+
+/// Any producer's change event, as the detail of a `switchyard.change/v1` event; with many
+/// paths, so that storing it needs new pages.
+async fn put_change(moto: &Moto, after: &str, paths: usize) {
+    let detail = serde_json::json!({
+        "schema": "switchyard.change/v1",
+        "repository": "codecommit::us-east-1://MyDemoRepo",
+        "kind": "push",
+        "ref": "refs/heads/main",
+        "before": sha(1),
+        "after": after,
+        "changed_paths": (0..paths).map(|i| format!("src/module_{i:05}/file.rs")).collect::<Vec<_>>(),
+    });
+    let out = moto
+        .events()
+        .put_events()
+        .entries(
+            aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+                .source("acme.ci")
+                .detail_type("switchyard.change/v1")
+                .detail(detail.to_string())
+                .build(),
+        )
+        .send()
+        .await
+        .expect("put events");
+    assert_eq!(out.failed_entry_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_the_store_cannot_take_comes_back_and_starts_once() {
+    let Some(moto) = Moto::start() else { return };
+    let (queue, arn, _) = moto.queue("changes", 2, 10).await;
+    moto.rule_to_queue("acme.ci", &arn).await;
+    let p = project(&moto, &queue, "");
+    // A store that cannot grow beyond its empty schema (16 pages), like a full disk: a change
+    // of 2,000 paths does not fit.
+    let mut env = moto.env();
+    env.push(("SWITCHYARD_STORE_MAX_PAGES", "16".into()));
+    let full = Served::start(p.root(), &env);
+    put_change(&moto, &sha(4), 2000).await;
+    eventually(20, "a refused intake", || {
+        full.err()
+            .contains("the store cannot take the change")
+            .then_some(())
+    })
+    .await;
+    assert_eq!(moto.depth(&queue).await, 1, "not deleted");
+    assert!(full.out().is_empty(), "nothing started");
+    drop(full);
+
+    // Disk space is back: the message returns after its visibility timeout and starts once.
+    let served = Served::start(p.root(), &moto.env());
+    let line = eventually(20, "the start", || {
+        served
+            .out()
+            .lines()
+            .find(|l| l.starts_with("started"))
+            .map(str::to_owned)
+    })
+    .await;
+    assert!(line.contains(&sha(4)), "{line}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(served.out().lines().count(), 1, "{}", served.out());
+    assert_eq!(moto.depth(&queue).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_message_ends_in_the_dead_letter_queue_and_the_consumer_goes_on() {
+    let Some(moto) = Moto::start() else { return };
+    let (queue, arn, dlq) = moto.queue("changes", 1, 2).await;
+    moto.rule_to_queue("aws.codecommit", &arn).await;
+    let p = project(&moto, &queue, "");
+    let served = Served::start(p.root(), &moto.env());
+    moto.sqs()
+        .send_message()
+        .queue_url(&queue)
+        .message_body("{ this is not an event")
+        .send()
+        .await
+        .expect("send");
+    for _ in 0..150 {
+        if moto.depth(&dlq).await == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(moto.depth(&dlq).await, 1, "{}", served.err());
+    assert!(served.err().contains("malformed"), "{}", served.err());
+    put(&moto, reference_updated(&sha(5), &sha(6))).await;
+    eventually(20, "a start after the poison", || {
+        served.out().contains("started").then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sqs_target_on_a_fifo_queue_groups_by_pipeline_and_dedupes_by_start_id() {
+    let Some(moto) = Moto::start() else { return };
+    let sqs = moto.sqs();
+    let fifo = sqs
+        .create_queue()
+        .queue_name("starts.fifo")
+        .attributes(aws_sdk_sqs::types::QueueAttributeName::FifoQueue, "true")
+        .send()
+        .await
+        .expect("create FIFO queue")
+        .queue_url()
+        .expect("url")
+        .to_owned();
+    let targets = switchyard::dispatch::aws::Targets::from_config(&moto.sdk());
+    for _ in 0..2 {
+        targets
+            .send_message(&fifo, "{\"start\":1}", "api-build", "start-1")
+            .await
+            .expect("send");
+    }
+    targets
+        .send_message(&fifo, "{\"start\":2}", "api-build", "start-2")
+        .await
+        .expect("send");
+    let out = sqs
+        .receive_message()
+        .queue_url(&fifo)
+        .max_number_of_messages(10)
+        .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+        .send()
+        .await
+        .expect("receive");
+    let messages = out.messages();
+    let bodies: Vec<&str> = messages.iter().filter_map(|m| m.body()).collect();
+    assert_eq!(
+        bodies,
+        ["{\"start\":1}", "{\"start\":2}"],
+        "the repeat was dropped"
+    );
+    let attrs = messages[0].attributes().expect("attributes");
+    use aws_sdk_sqs::types::MessageSystemAttributeName as A;
+    assert_eq!(
+        attrs.get(&A::MessageGroupId).map(String::as_str),
+        Some("api-build")
+    );
+    assert_eq!(
+        attrs.get(&A::MessageDeduplicationId).map(String::as_str),
+        Some("start-1")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_endpoint_and_missing_credentials_are_named_and_retried() {
+    let Some(moto) = Moto::start() else { return };
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let p = Project::new();
+    p.file(
+        "switchyard.yaml",
+        &format!(
+            "state_dir: state\neventbridge:\n  queue_url: http://127.0.0.1:{closed}/123456789012/q\n  region: {REGION}\n  endpoint_url: http://127.0.0.1:{closed}\n  wait: 1s\n"
+        ),
+    );
+    let served = Served::start(p.root(), &moto.env());
+    eventually(20, "the error", || {
+        let err = served.err();
+        (err.matches("cannot receive from the queue").count() >= 2).then_some(())
+    })
+    .await;
+    assert!(
+        served.err().contains("cannot connect to the endpoint"),
+        "{}",
+        served.err()
+    );
+    assert!(served.stop(), "still running, and stops cleanly");
+
+    // No credentials anywhere: said so, and retried.
+    let (queue, _, _) = moto.queue("changes", 30, 3).await;
+    let p = project(&moto, &queue, "");
+    let home = tempfile::tempdir().expect("home");
+    let env = [
+        ("HOME", home.path().display().to_string()),
+        ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ("AWS_ACCESS_KEY_ID", String::new()),
+        ("AWS_SECRET_ACCESS_KEY", String::new()),
+    ];
+    let served = Served::start(p.root(), &env);
+    eventually(30, "the credentials error", || {
+        served
+            .err()
+            .contains("cannot receive from the queue")
+            .then_some(())
+    })
+    .await;
+    assert!(
+        served.err().to_lowercase().contains("credential"),
+        "{}",
+        served.err()
+    );
+    assert!(served.stop());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_setup_makes_the_resources_once_and_they_carry_changes() {
+    let Some(moto) = Moto::start() else { return };
+    let p = Project::new();
+    let queue_url = format!("{}/123456789012/changes", moto.endpoint);
+    p.file(
+        "switchyard.yaml",
+        &format!(
+            "state_dir: state\neventbridge:\n  queue_url: {queue_url}\n  region: {REGION}\n  endpoint_url: {}\n  wait: 1s\n",
+            moto.endpoint
+        ),
+    );
+    p.file("triggers/printer.yaml", PRINTER);
+    p.file(
+        "triggers/web.yaml",
+        "repository: https://github.com/acme/web.git\non: push\nstart: {exec: [\"/bin/true\"]}\n",
+    );
+    let setup = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"));
+        cmd.args(["aws", "setup", "--queue", "changes"])
+            .args(args)
+            .current_dir(p.root())
+            .envs(moto.env().iter().map(|(k, v)| (*k, v.as_str())));
+        let out = cmd.output().expect("run switchyard");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let words = |text: &str| -> Vec<String> {
+        text.lines()
+            .map(|l| l.split("  ").next().unwrap_or("").trim().to_owned())
+            .collect()
+    };
+
+    let planned = setup(&["--dry-run"]);
+    assert!(
+        words(&planned).iter().all(|w| w == "would create"),
+        "{planned}"
+    );
+    let queues = moto.sqs().list_queues().send().await.expect("list");
+    assert!(queues.queue_urls().is_empty(), "a dry run makes nothing");
+
+    let first = setup(&[]);
+    assert_eq!(
+        words(&first).iter().filter(|w| *w == "created").count(),
+        8,
+        "{first}"
+    );
+    let second = setup(&[]);
+    assert!(words(&second).iter().all(|w| w == "unchanged"), "{second}");
+    let queues = moto.sqs().list_queues().send().await.expect("list");
+    assert_eq!(queues.queue_urls().len(), 2, "the queue and its DLQ, once");
+    let rules = moto
+        .events()
+        .list_rules()
+        .name_prefix("switchyard-")
+        .send()
+        .await
+        .expect("rules");
+    assert_eq!(rules.rules().len(), 3, "{first}");
+
+    // What setup made carries a CodeCommit change to a start.
+    let served = Served::start(p.root(), &moto.env());
+    put(&moto, reference_updated(&sha(7), &sha(8))).await;
+    eventually(20, "the start", || {
+        served.out().contains(&sha(8)).then_some(())
+    })
+    .await;
+    // An event of a repository no pipeline watches does not reach the queue.
+    let other = reference_updated(&sha(7), &sha(9)).replace("MyDemoRepo", "Unwatched");
+    put(&moto, other).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!served.out().contains(&sha(9)));
+    assert!(served.stop());
+}

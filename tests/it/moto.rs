@@ -1,0 +1,312 @@
+//! A real moto server (PyPI's `moto[server]`) on a free loopback port, for the EventBridge and
+//! SQS tests, and `switchyard serve` run as a child process against it.
+
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_sdk_sqs::config::{Credentials, Region};
+
+/// The region every test uses.
+pub const REGION: &str = "us-east-1";
+
+/// A running `moto_server`; killed on drop.
+#[derive(Debug)]
+pub struct Moto {
+    pub endpoint: String,
+    child: Child,
+}
+
+/// Where moto_server is: `SWITCHYARD_MOTO_SERVER` (set by `.ci/test`), the venv `.ci/test`
+/// makes, or PATH.
+fn moto_server() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("SWITCHYARD_MOTO_SERVER") {
+        return Some(PathBuf::from(path));
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/moto-venv/bin/moto_server");
+    if venv.exists() {
+        return Some(venv);
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join("moto_server"))
+            .find(|p| p.exists())
+    })
+}
+
+impl Moto {
+    /// Starts moto on a free port. `None` when moto is not installed, which only a plain
+    /// `cargo test` tolerates (under `.ci/test`, `SWITCHYARD_TEST_STRICT=1`, it fails).
+    pub fn start() -> Option<Moto> {
+        let Some(server) = moto_server() else {
+            assert!(
+                std::env::var_os("SWITCHYARD_TEST_STRICT").is_none(),
+                "moto_server is missing: .ci/test installs moto[server]"
+            );
+            eprintln!(
+                "skipped: moto_server is missing (run .ci/test, which installs moto[server])"
+            );
+            return None;
+        };
+        for _ in 0..5 {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("free port")
+                .port();
+            let mut child = Command::new(&server)
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .process_group(0)
+                .spawn()
+                .expect("spawn moto_server");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Some(Moto {
+                        endpoint: format!("http://127.0.0.1:{port}"),
+                        child,
+                    });
+                }
+                if child.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("moto_server did not start");
+    }
+
+    /// SDK configuration for the tests' own calls: moto's endpoint, fixed test credentials.
+    pub fn sdk(&self) -> aws_config::SdkConfig {
+        aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(Region::new(REGION))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(aws_sdk_sqs::config::SharedCredentialsProvider::new(
+                Credentials::new("testing", "testing", None, None, "tests"),
+            ))
+            .http_client(
+                aws_smithy_http_client::Builder::new()
+                    .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+                        aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+                    ))
+                    .build_https(),
+            )
+            .build()
+    }
+
+    pub fn sqs(&self) -> aws_sdk_sqs::Client {
+        aws_sdk_sqs::Client::new(&self.sdk())
+    }
+
+    pub fn events(&self) -> aws_sdk_eventbridge::Client {
+        aws_sdk_eventbridge::Client::new(&self.sdk())
+    }
+
+    /// Creates queue `name` (and its dead-letter queue `name-dlq` after `max_receives`
+    /// receives) with this visibility timeout; (queue URL, queue ARN, DLQ URL).
+    pub async fn queue(
+        &self,
+        name: &str,
+        visibility_secs: u32,
+        max_receives: u32,
+    ) -> (String, String, String) {
+        let sqs = self.sqs();
+        let dlq = sqs
+            .create_queue()
+            .queue_name(format!("{name}-dlq"))
+            .send()
+            .await
+            .expect("create the DLQ");
+        let dlq_url = dlq.queue_url().expect("DLQ URL").to_owned();
+        let dlq_arn = self.arn(&dlq_url).await;
+        let redrive = serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receives.to_string()});
+        let queue = sqs
+            .create_queue()
+            .queue_name(name)
+            .attributes(
+                aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+                visibility_secs.to_string(),
+            )
+            .attributes(
+                aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy,
+                redrive.to_string(),
+            )
+            .send()
+            .await
+            .expect("create the queue");
+        let url = queue.queue_url().expect("queue URL").to_owned();
+        let arn = self.arn(&url).await;
+        (url, arn, dlq_url)
+    }
+
+    /// The ARN of a queue.
+    pub async fn arn(&self, url: &str) -> String {
+        self.sqs()
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .expect("queue attributes")
+            .attributes()
+            .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
+            .expect("an ARN")
+            .clone()
+    }
+
+    /// A rule on the default bus sending events of `source` to the queue.
+    pub async fn rule_to_queue(&self, source: &str, queue_arn: &str) {
+        let events = self.events();
+        events
+            .put_rule()
+            .name(format!(
+                "to-{}",
+                queue_arn.rsplit(':').next().unwrap_or("q")
+            ))
+            .event_pattern(serde_json::json!({"source": [source]}).to_string())
+            .send()
+            .await
+            .expect("put rule");
+        events
+            .put_targets()
+            .rule(format!(
+                "to-{}",
+                queue_arn.rsplit(':').next().unwrap_or("q")
+            ))
+            .targets(
+                aws_sdk_eventbridge::types::Target::builder()
+                    .id("queue")
+                    .arn(queue_arn)
+                    .build()
+                    .expect("target"),
+            )
+            .send()
+            .await
+            .expect("put targets");
+    }
+
+    /// How many messages a queue holds (visible and in flight).
+    pub async fn depth(&self, url: &str) -> u64 {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let out = self
+            .sqs()
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(A::ApproximateNumberOfMessages)
+            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .expect("queue attributes");
+        let get = |k: &A| {
+            out.attributes()
+                .and_then(|a| a.get(k))
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        get(&A::ApproximateNumberOfMessages) + get(&A::ApproximateNumberOfMessagesNotVisible)
+    }
+
+    /// The environment a child `switchyard` needs to reach moto.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID", "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+            ("AWS_REGION", REGION.into()),
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ]
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.child.wait();
+    }
+}
+
+/// `switchyard serve` as a child process in `root`; SIGTERM and reaped on drop.
+pub struct Served {
+    child: Child,
+    pub stderr: Arc<Mutex<String>>,
+    pub stdout: Arc<Mutex<String>>,
+}
+
+impl Served {
+    /// Starts `switchyard serve` in `root` with `env`, and waits until it listens.
+    pub fn start(root: &Path, env: &[(&str, String)]) -> Served {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .arg("serve")
+            .current_dir(root)
+            .env("SWITCHYARD_LISTEN", "127.0.0.1:0")
+            .env("SWITCHYARD_LOG", "info")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn switchyard serve");
+        let stderr = collect(child.stderr.take().expect("stderr"));
+        let stdout = collect(child.stdout.take().expect("stdout"));
+        let served = Served {
+            child,
+            stderr,
+            stdout,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !served.err().contains("switchyard listening on") {
+            assert!(
+                Instant::now() < deadline,
+                "serve did not start: {}",
+                served.err()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        served
+    }
+
+    pub fn err(&self) -> String {
+        self.stderr.lock().map(|t| t.clone()).unwrap_or_default()
+    }
+
+    pub fn out(&self) -> String {
+        self.stdout.lock().map(|t| t.clone()).unwrap_or_default()
+    }
+
+    /// SIGTERM, then waits; whether it exited cleanly.
+    pub fn stop(mut self) -> bool {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().is_ok_and(|s| s.success())
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn collect(out: impl std::io::Read + Send + 'static) -> Arc<Mutex<String>> {
+    let text = Arc::new(Mutex::new(String::new()));
+    let sink = Arc::clone(&text);
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if let Ok(mut t) = sink.lock() {
+                t.push_str(&line);
+                t.push('\n');
+            }
+        }
+    });
+    text
+}
