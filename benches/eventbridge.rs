@@ -4,8 +4,10 @@
 //!    share of the latency.
 //! 2. PutEvents → rule → SQS → `switchyard serve` (release build) → `http` start arriving at the
 //!    bench's runner, p50/p99 over 200 events put one at a time.
-//! 3. Throughput: 4,000 changes waiting in the queue, consumed by `serve` with 4 consumers:
-//!    changes stored per second.
+//! 3. Throughput with 4 consumers: (a) 500 changes waiting in a moto queue (moto scans its
+//!    queue on every receive, so deeper backlogs only measure moto); (b) 20,000 changes from
+//!    an in-process SQS responder that answers at once, to show what switchyard itself
+//!    sustains when the queue is not the bound. Changes stored (messages deleted) per second.
 //!
 //! `cargo bench --bench eventbridge`. Without `--bench` (as under `cargo test --benches`) a
 //! smoke run with 10 events. Needs moto_server (`.ci/test` installs it; see tests/it/moto.rs).
@@ -31,6 +33,7 @@ const REGION: &str = "us-east-1";
 struct Sizes {
     latency_events: usize,
     backlog: usize,
+    fast_backlog: usize,
     consumers: usize,
 }
 
@@ -296,13 +299,15 @@ fn main() {
     let sizes = if full {
         Sizes {
             latency_events: 200,
-            backlog: 4000,
+            backlog: 500,
+            fast_backlog: 20_000,
             consumers: 4,
         }
     } else {
         Sizes {
             latency_events: 10,
             backlog: 100,
+            fast_backlog: 500,
             consumers: 4,
         }
     };
@@ -397,12 +402,147 @@ fn main() {
         }
         let secs = began.elapsed().as_secs_f64();
         println!(
-            "eventbridge/throughput: {} changes from the queue stored by {} consumers in {:.2} s: {:.0} per second (serve's start-up included)",
+            "eventbridge/throughput from moto: {} changes stored by {} consumers in {:.2} s: {:.0} per second (serve's start-up included)",
             sizes.backlog,
             sizes.consumers,
             secs,
             sizes.backlog as f64 / secs
         );
         drop(server);
+
+        // 3b. The same consumers against a responder that answers at once.
+        let fake = FakeSqs::start(sizes.fast_backlog).await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (server, _) = serve(dir.path(), &format!("http://{}", fake.addr), &format!("http://{}/123456789012/fast", fake.addr), sizes.consumers, runner);
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while fake.deleted() < sizes.fast_backlog {
+            assert!(Instant::now() < deadline, "the fast backlog was not consumed");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let secs = fake.first_receive().map_or(0.0, |t| t.elapsed().as_secs_f64());
+        println!(
+            "eventbridge/throughput, in-process SQS responder: {} changes stored by {} consumers in {:.2} s: {:.0} per second",
+            sizes.fast_backlog,
+            sizes.consumers,
+            secs,
+            sizes.fast_backlog as f64 / secs
+        );
+        drop(server);
     });
+}
+
+/// Answers SQS's JSON protocol at once: `ReceiveMessage` hands out the next 10 of `total`
+/// EventBridge events (each a `switchyard.change/v1` change), `DeleteMessageBatch` counts.
+struct FakeSqs {
+    addr: SocketAddr,
+    state: Arc<FakeState>,
+}
+
+#[derive(Default)]
+struct FakeState {
+    next: std::sync::atomic::AtomicUsize,
+    deleted: std::sync::atomic::AtomicUsize,
+    first: Mutex<Option<Instant>>,
+    total: usize,
+}
+
+impl FakeSqs {
+    async fn start(total: usize) -> FakeSqs {
+        let state = Arc::new(FakeState {
+            total,
+            ..FakeState::default()
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let shared = Arc::clone(&state);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let state = Arc::clone(&shared);
+                let service = service_fn(move |req: Request<Incoming>| {
+                    let state = Arc::clone(&state);
+                    async move { Ok::<_, Infallible>(state.answer(req).await) }
+                });
+                tokio::spawn(async move {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        FakeSqs { addr, state }
+    }
+
+    fn deleted(&self) -> usize {
+        self.state
+            .deleted
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn first_receive(&self) -> Option<Instant> {
+        self.state.first.lock().ok().and_then(|f| *f)
+    }
+}
+
+impl FakeState {
+    async fn answer(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let target = req
+            .headers()
+            .get("x-amz-target")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let body = req
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        let answer = match target.as_str() {
+            "AmazonSQS.ReceiveMessage" => {
+                if let Ok(mut first) = self.first.lock() {
+                    first.get_or_insert_with(Instant::now);
+                }
+                let from = self.next.fetch_add(10, Relaxed);
+                let messages: Vec<serde_json::Value> = (from..(from + 10).min(self.total))
+                    .map(|n| {
+                        let (_, detail) = change(3_000_000 + n);
+                        let event = serde_json::json!({
+                            "version": "0", "id": format!("fast-{n}"), "detail-type": "switchyard.change/v1",
+                            "source": "bench.fast", "time": "2026-11-26T10:00:00Z", "region": REGION,
+                            "resources": [], "detail": serde_json::from_str::<serde_json::Value>(&detail).unwrap_or_default(),
+                        });
+                        serde_json::json!({"MessageId": format!("m{n}"), "ReceiptHandle": format!("r{n}"), "Body": event.to_string()})
+                    })
+                    .collect();
+                if messages.is_empty() {
+                    // An empty queue: a short long poll.
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                serde_json::json!({"Messages": messages})
+            }
+            "AmazonSQS.DeleteMessageBatch" => {
+                let ids: Vec<serde_json::Value> = request["Entries"]
+                    .as_array()
+                    .map(|e| {
+                        e.iter()
+                            .map(|x| serde_json::json!({"Id": x["Id"]}))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                self.deleted.fetch_add(ids.len(), Relaxed);
+                serde_json::json!({"Successful": ids, "Failed": []})
+            }
+            _ => serde_json::json!({"Successful": [], "Failed": []}),
+        };
+        let mut resp = Response::new(Full::new(Bytes::from(answer.to_string())));
+        resp.headers_mut().insert(
+            "content-type",
+            hyper::header::HeaderValue::from_static("application/x-amz-json-1.0"),
+        );
+        resp
+    }
 }

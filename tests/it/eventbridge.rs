@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use crate::moto::{Moto, REGION, Served};
-use crate::support::{Project, eventually};
+use crate::moto::{Moto, REGION};
+use crate::support::{Project, Served, eventually};
 
 const REPO_ARN: &str = "arn:aws:codecommit:us-east-1:123456789012:MyDemoRepo";
 

@@ -1,11 +1,10 @@
 //! A real moto server (PyPI's `moto[server]`) on a free loopback port, for the EventBridge and
-//! SQS tests, and `switchyard serve` run as a child process against it.
+//! SQS tests.
 
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::config::{Credentials, Region};
@@ -231,82 +230,4 @@ impl Drop for Moto {
         let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.child.wait();
     }
-}
-
-/// `switchyard serve` as a child process in `root`; SIGTERM and reaped on drop.
-pub struct Served {
-    child: Child,
-    pub stderr: Arc<Mutex<String>>,
-    pub stdout: Arc<Mutex<String>>,
-}
-
-impl Served {
-    /// Starts `switchyard serve` in `root` with `env`, and waits until it listens.
-    pub fn start(root: &Path, env: &[(&str, String)]) -> Served {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-            .arg("serve")
-            .current_dir(root)
-            .env("SWITCHYARD_LISTEN", "127.0.0.1:0")
-            .env("SWITCHYARD_LOG", "info")
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn switchyard serve");
-        let stderr = collect(child.stderr.take().expect("stderr"));
-        let stdout = collect(child.stdout.take().expect("stdout"));
-        let served = Served {
-            child,
-            stderr,
-            stdout,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !served.err().contains("switchyard listening on") {
-            assert!(
-                Instant::now() < deadline,
-                "serve did not start: {}",
-                served.err()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        served
-    }
-
-    pub fn err(&self) -> String {
-        self.stderr.lock().map(|t| t.clone()).unwrap_or_default()
-    }
-
-    pub fn out(&self) -> String {
-        self.stdout.lock().map(|t| t.clone()).unwrap_or_default()
-    }
-
-    /// SIGTERM, then waits; whether it exited cleanly.
-    pub fn stop(mut self) -> bool {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        self.child.wait().is_ok_and(|s| s.success())
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn collect(out: impl std::io::Read + Send + 'static) -> Arc<Mutex<String>> {
-    let text = Arc::new(Mutex::new(String::new()));
-    let sink = Arc::clone(&text);
-    std::thread::spawn(move || {
-        use std::io::BufRead as _;
-        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-            if let Ok(mut t) = sink.lock() {
-                t.push_str(&line);
-                t.push('\n');
-            }
-        }
-    });
-    text
 }

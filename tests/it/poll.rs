@@ -12,7 +12,7 @@ use switchyard::sources::poll::{PollReport, Poller};
 use switchyard::store::{Admin, IntakeOutcome, StartState, Store};
 
 use crate::githost::{GitDaemon, GitHttp, Work, bare, many_branches};
-use crate::support::{Project, TestServer, eventually, server_project};
+use crate::support::{Project, Served, TestServer, eventually, server_project};
 
 /// Starts only for changes under `src/`, on any branch or tag.
 fn src_only(repository: &str) -> String {
@@ -546,22 +546,6 @@ async fn an_event_that_cannot_be_completed_is_dispatched_with_paths_unknown() {
     s.stop().await;
 }
 
-/// Collects a child's output lines on a thread.
-fn collect(out: impl std::io::Read + Send + 'static) -> Arc<std::sync::Mutex<String>> {
-    let text = Arc::new(std::sync::Mutex::new(String::new()));
-    let sink = Arc::clone(&text);
-    std::thread::spawn(move || {
-        use std::io::BufRead as _;
-        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-            if let Ok(mut t) = sink.lock() {
-                t.push_str(&line);
-                t.push('\n');
-            }
-        }
-    });
-    text
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_with_no_flags_in_a_clone_starts_the_example_pipeline_on_a_commit() {
     // A clone of this project as far as serve cares: its triggers/, examples/ and .gitignore
@@ -578,25 +562,15 @@ async fn serve_with_no_flags_in_a_clone_starts_the_example_pipeline_on_a_commit(
         assert!(status.success());
     }
     clone.commit(&[("README.md", Some("clone"))], "initial");
-    let mut serve = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .arg("serve")
-        .current_dir(clone.path())
-        .env("SWITCHYARD_LISTEN", "127.0.0.1:0")
-        .env("SWITCHYARD_LOG", "info")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn serve");
-    let stdout = collect(serve.stdout.take().expect("stdout"));
-    let stderr = collect(serve.stderr.take().expect("stderr"));
-    let text = |t: &Arc<std::sync::Mutex<String>>| t.lock().map(|t| t.clone()).unwrap_or_default();
+    let serve = Served::start(clone.path(), &[]);
     eventually(20, "the baseline of the clone", || {
-        text(&stderr).contains("baseline recorded").then_some(())
+        serve.err().contains("baseline recorded").then_some(())
     })
     .await;
     let sha = clone.commit(&[("src/lib.rs", Some("fn main() {}"))], "a change");
     let line = eventually(20, "the example pipeline", || {
-        text(&stdout)
+        serve
+            .out()
             .lines()
             .find(|l| l.starts_with("started self-test"))
             .map(str::to_owned)
@@ -606,11 +580,8 @@ async fn serve_with_no_flags_in_a_clone_starts_the_example_pipeline_on_a_commit(
         line.contains(&format!("refs/heads/main {sha}")) && line.contains("source poll"),
         "{line}"
     );
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &serve.id().to_string()])
-        .status();
-    let status = serve.wait().expect("serve exits");
-    assert!(status.success(), "serve stopped cleanly: {}", text(&stderr));
+    let log = serve.err();
+    assert!(serve.stop(), "serve stopped cleanly: {log}");
     assert!(
         clone.path().join(".switchyard/webhook-secret").exists(),
         "the built-in receiver's secret was generated"

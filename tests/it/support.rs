@@ -284,3 +284,84 @@ pub fn change(git_ref: &str, after: &str) -> String {
 pub fn sha(n: u64) -> String {
     format!("{n:040x}")
 }
+
+/// Collects a child's output lines on a thread, into text readable while it runs.
+pub fn collect(
+    out: impl std::io::Read + Send + 'static,
+) -> std::sync::Arc<std::sync::Mutex<String>> {
+    let text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = std::sync::Arc::clone(&text);
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if let Ok(mut t) = sink.lock() {
+                t.push_str(&line);
+                t.push('\n');
+            }
+        }
+    });
+    text
+}
+
+/// `switchyard serve` as a child process in `root`; SIGTERM and reaped on drop.
+pub struct Served {
+    child: std::process::Child,
+    pub stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    pub stdout: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Served {
+    /// Starts `switchyard serve` in `root` with `env`, and waits until it listens.
+    pub fn start(root: &Path, env: &[(&str, String)]) -> Served {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .arg("serve")
+            .current_dir(root)
+            .env("SWITCHYARD_LISTEN", "127.0.0.1:0")
+            .env("SWITCHYARD_LOG", "info")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn switchyard serve");
+        let stderr = collect(child.stderr.take().expect("stderr"));
+        let stdout = collect(child.stdout.take().expect("stdout"));
+        let served = Served {
+            child,
+            stderr,
+            stdout,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !served.err().contains("switchyard listening on") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "serve did not start: {}",
+                served.err()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        served
+    }
+
+    pub fn err(&self) -> String {
+        self.stderr.lock().map(|t| t.clone()).unwrap_or_default()
+    }
+
+    pub fn out(&self) -> String {
+        self.stdout.lock().map(|t| t.clone()).unwrap_or_default()
+    }
+
+    /// SIGTERM, then waits; whether it exited cleanly.
+    pub fn stop(mut self) -> bool {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().is_ok_and(|s| s.success())
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
