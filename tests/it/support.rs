@@ -313,14 +313,14 @@ pub struct Served {
 impl Served {
     /// Starts `switchyard serve` in `root` with `env`, and waits until it listens.
     pub fn start(root: &Path, env: &[(&str, String)]) -> Served {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
             .arg("serve")
             .current_dir(root)
             .env("SWITCHYARD_LISTEN", "127.0.0.1:0")
             .env("SWITCHYARD_LOG", "info")
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("spawn switchyard serve");
         let stderr = collect(child.stderr.take().expect("stderr"));
@@ -352,7 +352,7 @@ impl Served {
 
     /// SIGTERM, then waits; whether it exited cleanly.
     pub fn stop(mut self) -> bool {
-        let _ = std::process::Command::new("kill")
+        let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
         self.child.wait().is_ok_and(|s| s.success())

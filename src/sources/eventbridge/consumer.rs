@@ -166,12 +166,21 @@ impl Consumer {
         Ok(messages.len())
     }
 
-    /// Handles a batch, extending the messages' visibility while it takes long.
+    /// Handles a batch, its messages at once (their intakes share the store's group commits),
+    /// extending the messages' visibility while it takes long.
     async fn handle_slowly(&self, messages: &[Message]) -> Vec<Fate> {
         let work = async {
-            let mut fates = Vec::with_capacity(messages.len());
-            for m in messages {
-                fates.push(self.handle(m).await);
+            let mut tasks = tokio::task::JoinSet::new();
+            for (i, m) in messages.iter().enumerate() {
+                let (consumer, m) = (self.clone(), m.clone());
+                tasks.spawn(async move { (i, consumer.handle(&m).await) });
+            }
+            // A task that panicked leaves its message undeleted, as a failed intake would.
+            let mut fates = vec![Fate::Failed; messages.len()];
+            while let Some(done) = tasks.join_next().await {
+                if let Ok((i, fate)) = done {
+                    fates[i] = fate;
+                }
             }
             fates
         };
