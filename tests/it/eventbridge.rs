@@ -389,3 +389,64 @@ async fn aws_setup_makes_the_resources_once_and_they_carry_changes() {
     assert!(!served.out().contains(&sha(9)));
     assert!(served.stop());
 }
+
+/// The address `serve` printed it listens on.
+fn listening(served: &Served) -> std::net::SocketAddr {
+    served
+        .err()
+        .lines()
+        .find_map(|l| l.split("switchyard listening on http://").nth(1))
+        .and_then(|a| a.trim().parse().ok())
+        .expect("serve printed its address")
+}
+
+fn series(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_intake_keeps_its_message_invisible_to_the_other_consumers() {
+    let Some(moto) = Moto::start() else { return };
+    let (queue, arn, _) = moto.queue("changes", 2, 10).await;
+    moto.rule_to_queue("aws.codecommit", &arn).await;
+    let p = project(&moto, &queue, "  consumers: 2\n");
+    let served = Served::start(p.root(), &moto.env());
+    let addr = listening(&served);
+    // Hold the store's write lock for 4 s (twice the visibility timeout): the intake waits.
+    let db = p.root().join("state/switchyard.db");
+    let blocker = rusqlite::Connection::open(&db).expect("open the store");
+    blocker
+        .execute_batch("BEGIN IMMEDIATE")
+        .expect("take the write lock");
+    put(&moto, reference_updated(&sha(10), &sha(11))).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    blocker
+        .execute_batch("COMMIT")
+        .expect("release the write lock");
+    eventually(20, "the start", || {
+        served.out().contains(&sha(11)).then_some(())
+    })
+    .await;
+    let metrics = crate::support::request(addr, "GET", "/metrics", &[], Vec::new())
+        .await
+        .1;
+    assert!(
+        series(
+            &metrics,
+            r#"switchyard_aws_requests_total{api="ChangeMessageVisibilityBatch",outcome="ok"} "#
+        ) >= 1,
+        "{metrics}"
+    );
+    assert_eq!(
+        series(
+            &metrics,
+            r#"switchyard_sqs_messages_total{outcome="stored"} "#
+        ),
+        1,
+        "received once: the other consumer never saw it\n{metrics}"
+    );
+    assert_eq!(served.out().lines().count(), 1);
+}

@@ -6,8 +6,8 @@
 //! - A malformed message, or one the store could not take, is left alone: it comes back after
 //!   the visibility timeout, and the queue's redrive policy moves a poison message to its
 //!   dead-letter queue. The consumer never stops on a message.
-//! - While an intake is slow, the batch's visibility is extended so that no other consumer
-//!   takes the messages meanwhile.
+//! - While an intake is slow, the batch's visibility is extended (by the queue's visibility
+//!   timeout, every half of it) so that no other consumer takes the messages meanwhile.
 //! - The EventBridge event id is the delivery id (replay window): a redelivered message is a
 //!   duplicate, never a second start.
 
@@ -31,9 +31,8 @@ use crate::store::IntakeOutcome;
 pub const DELIVERY_NAMESPACE: &str = "eventbridge";
 /// Messages asked for per receive (the SQS maximum).
 const BATCH: i32 = 10;
-/// Visibility added while an intake is slow, and how often.
-const EXTEND_BY_SECS: i32 = 60;
-const EXTEND_EVERY: Duration = Duration::from_secs(20);
+/// The visibility timeout assumed when the queue's cannot be read.
+const DEFAULT_VISIBILITY: Duration = Duration::from_secs(30);
 /// The longest wait between two receives after errors.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -44,6 +43,9 @@ pub struct Consumer {
     queue_url: String,
     wait_secs: i32,
     intake: Intake,
+    /// The queue's visibility timeout, read at the first batch: a slow batch's visibility is
+    /// extended by it every half of it.
+    visibility: Arc<tokio::sync::OnceCell<Duration>>,
 }
 
 /// What became of one message.
@@ -82,6 +84,7 @@ impl Consumer {
                 .unwrap_or(20)
                 .clamp(0, 20),
             intake,
+            visibility: Arc::default(),
         }
     }
 
@@ -185,12 +188,37 @@ impl Consumer {
             fates
         };
         tokio::pin!(work);
+        let visibility = *self
+            .visibility
+            .get_or_init(|| self.queue_visibility())
+            .await;
         loop {
             tokio::select! {
                 fates = &mut work => return fates,
-                _ = tokio::time::sleep(EXTEND_EVERY) => self.extend(messages).await,
+                _ = tokio::time::sleep(visibility / 2) => self.extend(messages, visibility).await,
             }
         }
+    }
+
+    /// The queue's visibility timeout (at least 2 s), or [`DEFAULT_VISIBILITY`].
+    async fn queue_visibility(&self) -> Duration {
+        use aws_sdk_sqs::types::QueueAttributeName;
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.queue_url)
+            .attribute_names(QueueAttributeName::VisibilityTimeout)
+            .send()
+            .await;
+        self.count_request("GetQueueAttributes", out.is_ok());
+        out.ok()
+            .and_then(|o| {
+                o.attributes()?
+                    .get(&QueueAttributeName::VisibilityTimeout)?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .map_or(DEFAULT_VISIBILITY, |secs| Duration::from_secs(secs.max(2)))
     }
 
     /// What one message is, and its changes handed to the intake.
@@ -273,7 +301,8 @@ impl Consumer {
         }
     }
 
-    async fn extend(&self, messages: &[Message]) {
+    async fn extend(&self, messages: &[Message], by: Duration) {
+        let by = i32::try_from(by.as_secs()).unwrap_or(43_200);
         let entries: Vec<ChangeMessageVisibilityBatchRequestEntry> = messages
             .iter()
             .enumerate()
@@ -281,7 +310,7 @@ impl Consumer {
                 ChangeMessageVisibilityBatchRequestEntry::builder()
                     .id(i.to_string())
                     .set_receipt_handle(m.receipt_handle().map(str::to_owned))
-                    .visibility_timeout(EXTEND_BY_SECS)
+                    .visibility_timeout(by)
                     .build()
                     .ok()
             })
