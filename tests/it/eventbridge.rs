@@ -39,6 +39,29 @@ fn reference_updated(old: &str, new: &str) -> String {
     .to_string()
 }
 
+/// The first line a start printed.
+async fn first_start(served: &Served) -> String {
+    eventually(20, "the start", || {
+        served
+            .out()
+            .lines()
+            .find(|l| l.starts_with("started"))
+            .map(str::to_owned)
+    })
+    .await
+}
+
+/// Waits until the queue holds no message; how many it still holds.
+async fn drained(moto: &Moto, queue: &str) -> u64 {
+    for _ in 0..100 {
+        if moto.depth(queue).await == 0 {
+            return 0;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    moto.depth(queue).await
+}
+
 async fn put(moto: &Moto, detail: String) -> String {
     let out = moto
         .events()
@@ -71,36 +94,20 @@ async fn put_events_start_a_pipeline_once_and_the_message_is_deleted() {
     let served = Served::start(p.root(), &moto.env());
 
     put(&moto, reference_updated(&sha(1), &sha(2))).await;
-    let line = eventually(20, "the start", || {
-        served
-            .out()
-            .lines()
-            .find(|l| l.starts_with("started"))
-            .map(str::to_owned)
-    })
-    .await;
+    let line = first_start(&served).await;
     assert_eq!(
         line,
         format!("started refs/heads/main {} eventbridge", sha(2))
     );
-    let depth = async || moto.depth(&queue).await;
-    for _ in 0..100 {
-        if depth().await == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(depth().await, 0, "the message was deleted once stored");
+    assert_eq!(
+        drained(&moto, &queue).await,
+        0,
+        "the message was deleted once stored"
+    );
 
     // The same change announced again (a new EventBridge event): stored once, started once.
     put(&moto, reference_updated(&sha(1), &sha(2))).await;
-    for _ in 0..100 {
-        if depth().await == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(depth().await, 0);
+    assert_eq!(drained(&moto, &queue).await, 0);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let starts = served
         .out()
@@ -163,14 +170,7 @@ async fn a_message_the_store_cannot_take_comes_back_and_starts_once() {
 
     // Disk space is back: the message returns after its visibility timeout and starts once.
     let served = Served::start(p.root(), &moto.env());
-    let line = eventually(20, "the start", || {
-        served
-            .out()
-            .lines()
-            .find(|l| l.starts_with("started"))
-            .map(str::to_owned)
-    })
-    .await;
+    let line = first_start(&served).await;
     assert!(line.contains(&sha(4)), "{line}");
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(served.out().lines().count(), 1, "{}", served.out());

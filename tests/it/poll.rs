@@ -60,6 +60,17 @@ fn paths(e: &ChangeEvent) -> Vec<&str> {
     e.changed_paths.iter().map(String::as_str).collect()
 }
 
+/// (ref, `before` or `after`) of each change.
+fn refs_at(found: &[ChangeEvent], before: bool) -> Vec<(&str, &str)> {
+    found
+        .iter()
+        .map(|e| {
+            let sha = if before { &e.before } else { &e.after };
+            (e.git_ref.as_str(), sha.as_str())
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_kind_of_ref_move_becomes_one_change_with_its_paths() {
     let base = tempfile::tempdir().expect("temp dir");
@@ -126,12 +137,8 @@ async fn every_kind_of_ref_move_becomes_one_change_with_its_paths() {
     let light = work.tag("nightly", &forced, None);
     work.push(&origin, &["refs/tags/v1", "refs/tags/nightly"]);
     let found = lab.changes().await;
-    let refs: Vec<(&str, &str)> = found
-        .iter()
-        .map(|e| (e.git_ref.as_str(), e.after.as_str()))
-        .collect();
     assert_eq!(
-        refs,
+        refs_at(&found, false),
         [
             ("refs/tags/nightly", light.as_str()),
             ("refs/tags/v1", annotated.as_str())
@@ -146,12 +153,8 @@ async fn every_kind_of_ref_move_becomes_one_change_with_its_paths() {
     // Deleted tag and branch: changes without paths, complete.
     work.push(&origin, &[":refs/tags/v1", ":feature"]);
     let found = lab.changes().await;
-    let deleted: Vec<(&str, &str)> = found
-        .iter()
-        .map(|e| (e.git_ref.as_str(), e.before.as_str()))
-        .collect();
     assert_eq!(
-        deleted,
+        refs_at(&found, true),
         [
             ("refs/heads/feature", feature.as_str()),
             ("refs/tags/v1", annotated.as_str())
