@@ -28,20 +28,50 @@ pub async fn sdk_config(region: Option<&str>, endpoint_url: Option<&str>) -> Sdk
 /// A person-readable account of an SDK error (of any service: they share the error type): the
 /// service's code and message when it answered, otherwise what went wrong on the way (no
 /// credentials, endpoint unreachable, timeout).
-pub fn describe<E, R>(error: &aws_sdk_sqs::error::SdkError<E, R>) -> String
+pub fn describe<E>(
+    error: &aws_sdk_sqs::error::SdkError<E, aws_sdk_sqs::config::http::HttpResponse>,
+) -> String
 where
     E: aws_sdk_sqs::error::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
 {
     use aws_sdk_sqs::error::SdkError;
     match error {
         SdkError::ServiceError(e) => {
             let err = e.err();
-            match (err.code(), err.message()) {
-                (Some(code), Some(message)) => format!("{code}: {message}"),
-                (Some(code), None) => code.to_owned(),
-                _ => err.to_string(),
+            let raw = e.raw();
+            let body = raw.body().bytes().map(String::from_utf8_lossy);
+            // A code the SDK could not read (an XML answer, say) may still be in the body.
+            let code = err.code().map(str::to_owned).or_else(|| {
+                body.as_deref()
+                    .and_then(|b| between(b, "<Code>", "</Code>"))
+            });
+            let message = err.message().map(str::to_owned).or_else(|| {
+                body.as_deref()
+                    .and_then(|b| between(b, "<Message>", "</Message>"))
+            });
+            let status = raw.status().as_u16();
+            let mut text = match (code.as_deref(), message) {
+                (Some(code), Some(message)) => format!("HTTP {status} {code}: {message}"),
+                (Some(code), None) => format!("HTTP {status} {code}"),
+                (None, _) => format!("HTTP {status}: {err}"),
+            };
+            if matches!(
+                code.as_deref(),
+                Some(
+                    "InvalidClientTokenId"
+                        | "UnrecognizedClientException"
+                        | "SignatureDoesNotMatch"
+                        | "InvalidAccessKeyId"
+                        | "ExpiredToken"
+                        | "AccessDenied"
+                        | "AccessDeniedException"
+                )
+            ) {
+                text.push_str(
+                    " (check the AWS credentials: environment, profile or role, and their permissions)",
+                );
             }
+            text
         }
         SdkError::DispatchFailure(e) if e.is_io() => {
             "cannot connect to the endpoint (is the URL right, and the service up?)".into()
@@ -60,4 +90,11 @@ where
             text
         }
     }
+}
+
+/// The text between the first `open` and the following `close`.
+fn between(text: &str, open: &str, close: &str) -> Option<String> {
+    let start = text.find(open)? + open.len();
+    let end = text[start..].find(close)? + start;
+    Some(text[start..end].trim().to_owned())
 }

@@ -450,3 +450,26 @@ async fn a_slow_intake_keeps_its_message_invisible_to_the_other_consumers() {
     );
     assert_eq!(served.out().lines().count(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_credentials_are_named_and_retried() {
+    let Some(moto) = Moto::start_checking_credentials() else {
+        return;
+    };
+    let queue = format!("{}/123456789012/changes", moto.endpoint);
+    let p = project(&moto, &queue, "");
+    let served = Served::start(p.root(), &moto.env());
+    eventually(20, "two refused receives", || {
+        (served
+            .err()
+            .matches("cannot receive from the queue")
+            .count()
+            >= 2)
+            .then_some(())
+    })
+    .await;
+    let err = served.err();
+    assert!(err.contains("HTTP 403 InvalidClientTokenId"), "{err}");
+    assert!(err.contains("check the AWS credentials"), "{err}");
+    assert!(served.stop(), "still running, and stops cleanly");
+}

@@ -40,6 +40,16 @@ impl Moto {
     /// Starts moto on a free port. `None` when moto is not installed, which only a plain
     /// `cargo test` tolerates (under `.ci/test`, `SWITCHYARD_TEST_STRICT=1`, it fails).
     pub fn start() -> Option<Moto> {
+        Moto::start_with(&[])
+    }
+
+    /// Starts moto that checks credentials (IAM authentication on from the first request):
+    /// unknown access keys are refused.
+    pub fn start_checking_credentials() -> Option<Moto> {
+        Moto::start_with(&[("INITIAL_NO_AUTH_ACTION_COUNT", "0")])
+    }
+
+    fn start_with(env: &[(&str, &str)]) -> Option<Moto> {
         let Some(server) = moto_server() else {
             assert!(
                 std::env::var_os("SWITCHYARD_TEST_STRICT").is_none(),
@@ -57,6 +67,7 @@ impl Moto {
                 .port();
             let mut child = Command::new(&server)
                 .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .envs(env.iter().copied())
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
