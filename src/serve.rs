@@ -161,12 +161,16 @@ pub async fn start(config: Config, pipelines: Pipelines) -> anyhow::Result<Serve
         serve_http(listener, app, max_connections, shutdown.clone(), grace).await;
         let _ = dispatch.await;
         housekeeping.abort();
-        // A poll or completion still running holds nothing unsaved: its cursor moves only
-        // with its changes, and a deferred change waits in the store.
-        for task in [polling, completing].into_iter().chain(consuming) {
-            if tokio::time::timeout(grace, task).await.is_err() {
-                tracing::warn!("polling did not stop within the grace period");
+        // The sources stopped taking work with the signal; one grace period for them all. A
+        // poll, completion or receive still running holds nothing unsaved: a cursor moves only
+        // with its changes, a deferred change waits in the store, an undeleted message returns.
+        let sources = async {
+            for task in [polling, completing].into_iter().chain(consuming) {
+                let _ = task.await;
             }
+        };
+        if tokio::time::timeout(grace, sources).await.is_err() {
+            tracing::warn!("a source did not stop within the grace period");
         }
         tracing::info!("stopped");
     });

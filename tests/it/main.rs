@@ -2,6 +2,7 @@
 
 mod check;
 mod crash;
+mod deploy;
 mod eventbridge;
 mod explain;
 mod githost;

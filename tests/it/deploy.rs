@@ -1,0 +1,741 @@
+//! The `deploy/` shapes, checked as far as this machine can: the Dockerfile builds and copies the
+//! binary Cargo.toml names, the example configurations pass `switchyard check`, the systemd unit
+//! is hardened and passes `systemd-analyze verify`, and the Kubernetes pod probes, mounts, runs
+//! and stops as its switchyard.yaml says.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use switchyard::config::{Auth, Config};
+use switchyard::pipeline::{Pipelines, Start};
+use switchyard::secret::SecretRef;
+use switchyard::yaml::{self, Node, Value};
+
+/// The uid the image runs as, and the pod and unit expect.
+const UID: &str = "10001";
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn read(rel: &str) -> String {
+    std::fs::read_to_string(root().join(rel)).unwrap_or_else(|e| panic!("read {rel}: {e}"))
+}
+
+/// A configuration under `deploy/`, loaded as `serve` loads it; it must have no error.
+fn config(rel: &str) -> Config {
+    let (config, diags) = Config::load(Some(&root().join(rel)));
+    assert!(diags.is_empty(), "{rel}: {diags:?}");
+    config.unwrap_or_else(|| panic!("{rel} did not load"))
+}
+
+/// Whether `program` can be run here; when not, says why the test stops short. Under
+/// `.ci/test` (`SWITCHYARD_TEST_STRICT=1`), which installs it, a missing program fails.
+fn have(program: &str, test: &str) -> bool {
+    match Command::new(program).arg("--version").output() {
+        Ok(_) => true,
+        Err(e) => {
+            assert!(
+                std::env::var_os("SWITCHYARD_TEST_STRICT").is_none(),
+                "{test}: `{program}` cannot be run here ({e}); .ci/test installs it"
+            );
+            eprintln!("{test}: skipped, `{program}` cannot be run here ({e})");
+            false
+        }
+    }
+}
+
+// ---- Dockerfile ---------------------------------------------------------------------------
+
+/// The name of Cargo.toml's `[[bin]]`.
+fn bin_name() -> String {
+    let manifest = read("Cargo.toml");
+    let mut in_bin = false;
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_bin = line == "[[bin]]";
+        } else if in_bin && let Some(value) = line.strip_prefix("name") {
+            let value = value.trim_start().trim_start_matches('=').trim();
+            return value.trim_matches('"').to_owned();
+        }
+    }
+    panic!("Cargo.toml has no [[bin]] with a name");
+}
+
+/// One Dockerfile instruction: the keyword (upper case) and the rest of its (joined) lines.
+#[derive(Debug)]
+struct Instruction {
+    keyword: String,
+    args: String,
+}
+
+/// The Dockerfile's instructions, continuation lines joined and comments dropped.
+fn instructions(text: &str) -> Vec<Instruction> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('#') || (trimmed.is_empty() && current.is_empty()) {
+            continue;
+        }
+        match trimmed.strip_suffix('\\') {
+            Some(head) => {
+                current.push_str(head);
+                current.push(' ');
+            }
+            None => {
+                current.push_str(trimmed);
+                let (keyword, args) = current.split_once(' ').unwrap_or((&current, ""));
+                out.push(Instruction {
+                    keyword: keyword.to_uppercase(),
+                    args: args.split_whitespace().collect::<Vec<_>>().join(" "),
+                });
+                current.clear();
+            }
+        }
+    }
+    assert!(
+        current.is_empty(),
+        "the Dockerfile ends inside a continued line"
+    );
+    out
+}
+
+/// The build stages: the stage name (`AS name`, or the index) and its instructions.
+fn stages(all: Vec<Instruction>) -> Vec<(String, Vec<Instruction>)> {
+    let mut stages: Vec<(String, Vec<Instruction>)> = Vec::new();
+    for ins in all {
+        if ins.keyword == "FROM" {
+            let words: Vec<&str> = ins.args.split(' ').collect();
+            let name = match words.iter().position(|w| w.eq_ignore_ascii_case("as")) {
+                Some(i) => words[i + 1].to_owned(),
+                None => stages.len().to_string(),
+            };
+            stages.push((name, vec![ins]));
+        } else {
+            let (_, list) = stages.last_mut().expect("an instruction before FROM");
+            list.push(ins);
+        }
+    }
+    stages
+}
+
+/// The strings of an exec-form (JSON array) instruction.
+fn exec_form(ins: &Instruction) -> Vec<String> {
+    serde_json::from_str(&ins.args)
+        .unwrap_or_else(|e| panic!("{} {} is not in exec form: {e}", ins.keyword, ins.args))
+}
+
+fn one<'a>(stage: &'a [Instruction], keyword: &str) -> &'a Instruction {
+    let found: Vec<&Instruction> = stage.iter().filter(|i| i.keyword == keyword).collect();
+    assert_eq!(found.len(), 1, "expected one {keyword}: {found:?}");
+    found[0]
+}
+
+#[test]
+fn the_image_is_built_from_the_release_binary_cargo_names() {
+    let bin = bin_name();
+    let stages = stages(instructions(&read("deploy/Dockerfile")));
+    assert!(stages.len() >= 2, "a multi-stage build: {stages:?}");
+    let (_, runtime) = stages.last().expect("a stage");
+
+    // The runtime stage copies one file from another stage...
+    let copies: Vec<Vec<&str>> = runtime
+        .iter()
+        .filter(|i| i.keyword == "COPY" && i.args.starts_with("--from="))
+        .map(|i| i.args.split(' ').collect())
+        .collect();
+    assert_eq!(
+        copies.len(),
+        1,
+        "one COPY --from in the runtime stage: {copies:?}"
+    );
+    let [from, source, dest] = copies[0][..] else {
+        panic!("COPY --from=STAGE SOURCE DEST: {:?}", copies[0]);
+    };
+    let from = from.trim_start_matches("--from=");
+    let (_, build) = stages
+        .iter()
+        .find(|(name, _)| name == from)
+        .unwrap_or_else(|| panic!("no stage named {from}"));
+
+    // ...the one that stage's release build makes: cargo's default target directory under
+    // the stage's working directory, nothing moving it elsewhere.
+    let cargo = build
+        .iter()
+        .filter(|i| i.keyword == "RUN" && i.args.contains("cargo build"))
+        .map(|i| i.args.as_str())
+        .collect::<Vec<_>>();
+    assert_eq!(cargo.len(), 1, "one cargo build in stage {from}: {cargo:?}");
+    let cargo = cargo[0];
+    let words: Vec<&str> = cargo.split(' ').collect();
+    for flag in ["--release", "--locked"] {
+        assert!(words.contains(&flag), "{cargo:?} lacks {flag}");
+    }
+    assert!(
+        words.windows(2).any(|w| w == ["--bin", bin.as_str()]),
+        "{cargo:?} does not build --bin {bin}"
+    );
+    for moves in [
+        "--target",
+        "--target-dir",
+        "--profile",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_",
+    ] {
+        assert!(
+            !build.iter().any(|i| i.args.contains(moves)),
+            "stage {from} sets {moves}: the binary would not be at target/release"
+        );
+    }
+    let workdir = &build
+        .iter()
+        .rfind(|i| i.keyword == "WORKDIR")
+        .expect("the build stage sets WORKDIR")
+        .args;
+    assert_eq!(source, format!("{workdir}/target/release/{bin}"));
+
+    // The entry point is the file copied.
+    let entrypoint = exec_form(one(runtime, "ENTRYPOINT"));
+    assert_eq!(
+        entrypoint,
+        [dest],
+        "ENTRYPOINT runs what COPY put at {dest}"
+    );
+    assert_eq!(exec_form(one(runtime, "CMD")), ["serve"]);
+}
+
+#[test]
+fn the_image_runs_unprivileged_with_its_state_on_the_volume() {
+    let stages = stages(instructions(&read("deploy/Dockerfile")));
+    let (_, runtime) = stages.last().expect("a stage");
+    let baked = config("deploy/container/switchyard.yaml");
+
+    let user = &one(runtime, "USER").args;
+    assert_eq!(user.split(':').next(), Some(UID), "USER {user}");
+    let volume = &one(runtime, "VOLUME").args;
+    assert_eq!(
+        Path::new(volume),
+        baked.state_dir,
+        "VOLUME is the state_dir"
+    );
+    let port = baked.listen.port().to_string();
+    let listen = runtime
+        .iter()
+        .filter(|i| i.keyword == "ENV")
+        .find_map(|i| i.args.strip_prefix("SWITCHYARD_LISTEN="))
+        .expect("ENV SWITCHYARD_LISTEN");
+    assert_eq!(listen, format!("0.0.0.0:{port}"));
+    assert_eq!(one(runtime, "EXPOSE").args, port);
+    assert_eq!(one(runtime, "WORKDIR").args, "/srv/switchyard");
+    let baked_copy = runtime
+        .iter()
+        .find(|i| i.keyword == "COPY" && i.args.starts_with("deploy/container/switchyard.yaml "))
+        .expect("the image's switchyard.yaml is copied");
+    assert_eq!(
+        baked_copy.args.split(' ').nth(1),
+        Some("/srv/switchyard/switchyard.yaml")
+    );
+}
+
+#[test]
+fn the_build_context_lets_in_what_the_dockerfile_copies() {
+    let ignore = read("deploy/Dockerfile.dockerignore");
+    let rules: Vec<&str> = ignore
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    assert_eq!(rules.first(), Some(&"*"), "everything left out first");
+    let let_in: BTreeSet<&str> = rules[1..]
+        .iter()
+        .map(|r| {
+            r.strip_prefix('!')
+                .unwrap_or_else(|| panic!("{r}: only ! rules follow"))
+        })
+        .collect();
+    for rel in &let_in {
+        assert!(
+            root().join(rel).exists(),
+            "{rel} is let in but does not exist"
+        );
+    }
+    let mut copied = BTreeSet::new();
+    for ins in instructions(&read("deploy/Dockerfile")) {
+        if ins.keyword == "COPY" && !ins.args.starts_with("--") {
+            let words: Vec<&str> = ins.args.split(' ').collect();
+            for source in &words[..words.len() - 1] {
+                copied.insert(source.trim_end_matches('/').to_owned());
+            }
+        }
+    }
+    for source in &copied {
+        assert!(
+            let_in.contains(source.as_str()),
+            "COPY {source}: left out of the context"
+        );
+    }
+    // Cargo refuses a manifest whose benchmark files are missing.
+    assert!(
+        copied.contains("benches"),
+        "benches/ is copied for Cargo.toml's [[bench]]"
+    );
+}
+
+// ---- the example configurations ----------------------------------------------------------
+
+/// Runs the real `switchyard check` on a copy of `config` and of the trigger files in
+/// `triggers` (none when `None`), in a temp dir.
+fn check(config: &str, triggers: Option<&str>) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("switchyard.yaml"), read(config)).expect("write config");
+    let to = dir.path().join("triggers");
+    std::fs::create_dir(&to).expect("triggers dir");
+    for file in triggers.map(trigger_files).unwrap_or_default() {
+        let name = file.file_name().expect("a file name");
+        std::fs::copy(&file, to.join(name)).expect("copy a trigger file");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args([
+            "check",
+            "--config",
+            "switchyard.yaml",
+            "--triggers",
+            "triggers",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .expect("run switchyard check");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.starts_with("ok: ") && !stdout.contains("warning"),
+        "{config} with {triggers:?}:\n{stdout}{stderr}"
+    );
+}
+
+/// The YAML files of a triggers directory under the repository, sorted.
+fn trigger_files(rel: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join(rel))
+        .unwrap_or_else(|e| panic!("read {rel}: {e}"))
+        .map(|e| e.expect("a directory entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn the_example_configurations_pass_check() {
+    check("deploy/container/switchyard.yaml", None);
+    check(
+        "deploy/kubernetes/config/switchyard.yaml",
+        Some("deploy/kubernetes/config/triggers"),
+    );
+    check("deploy/systemd/switchyard.yaml", None);
+    for rel in [
+        "deploy/container/switchyard.yaml",
+        "deploy/kubernetes/config/switchyard.yaml",
+        "deploy/systemd/switchyard.yaml",
+    ] {
+        assert_eq!(
+            config(rel).state_dir,
+            Path::new("/var/lib/switchyard"),
+            "{rel}"
+        );
+    }
+}
+
+// ---- Kubernetes -------------------------------------------------------------------------
+
+/// A mapping's value at `key`.
+fn get<'a>(node: &'a Node, key: &str) -> Option<&'a Node> {
+    match &node.value {
+        Value::Map(entries) => entries
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|e| &e.1),
+        _ => None,
+    }
+}
+
+/// The node at a path of keys; panics naming the path when it is missing.
+fn at<'a>(node: &'a Node, path: &[&str]) -> &'a Node {
+    path.iter().fold(node, |n, key| {
+        get(n, key).unwrap_or_else(|| panic!("no {} in {n:?}", path.join(".")))
+    })
+}
+
+fn text<'a>(node: &'a Node, path: &[&str]) -> &'a str {
+    at(node, path)
+        .as_str()
+        .unwrap_or_else(|| panic!("{} is not a scalar", path.join(".")))
+}
+
+fn items(node: &Node) -> &[Node] {
+    match &node.value {
+        Value::Seq(items) => items,
+        _ => panic!("not a list: {node:?}"),
+    }
+}
+
+/// The list item whose `name` is `name`.
+fn named<'a>(list: &'a Node, name: &str) -> &'a Node {
+    items(list)
+        .iter()
+        .find(|n| get(n, "name").and_then(Node::as_str) == Some(name))
+        .unwrap_or_else(|| panic!("nothing named {name}"))
+}
+
+/// The documents of a multi-document YAML file, by `kind`.
+fn documents(rel: &str) -> Vec<Node> {
+    let text = read(rel);
+    let mut docs = Vec::new();
+    let mut current = String::new();
+    for line in text.lines().chain(std::iter::once("---")) {
+        if line.trim_end() == "---" {
+            if !current.trim().is_empty() {
+                let doc = yaml::parse(&current).unwrap_or_else(|e| panic!("{rel}: {e}"));
+                if !doc.is_null() {
+                    docs.push(doc);
+                }
+            }
+            current.clear();
+        } else {
+            current.push_str(line);
+            current.push('\n');
+        }
+    }
+    docs
+}
+
+fn kind<'a>(docs: &'a [Node], kind: &str) -> &'a Node {
+    docs.iter()
+        .find(|d| get(d, "kind").and_then(Node::as_str) == Some(kind))
+        .unwrap_or_else(|| panic!("no {kind}"))
+}
+
+/// The environment variables that the `env:` secret references of a configuration and its
+/// pipelines need.
+fn env_refs(config: &Config, pipelines: &Pipelines) -> BTreeSet<String> {
+    let mut refs: Vec<&SecretRef> = config.receivers.iter().flat_map(|r| &r.secrets).collect();
+    for repo in &config.poll {
+        match &repo.auth {
+            Some(Auth::Token { token, .. }) => refs.push(token),
+            Some(Auth::SshKey(key)) => refs.push(key),
+            None => {}
+        }
+    }
+    for p in &pipelines.list {
+        if let Start::Http {
+            secret: Some(secret),
+            ..
+        } = &p.start
+        {
+            refs.push(secret);
+        }
+    }
+    refs.into_iter()
+        .filter_map(|r| match r {
+            SecretRef::Env(name) => Some(name.clone()),
+            SecretRef::File(_) => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_kubernetes_pod_probes_mounts_and_stops_as_its_configuration_says() {
+    let config = config("deploy/kubernetes/config/switchyard.yaml");
+    let (pipelines, diags) = Pipelines::load_dir(&root().join("deploy/kubernetes/config/triggers"));
+    assert!(diags.is_empty(), "{diags:?}");
+    let docs = documents("deploy/kubernetes/pod.yaml");
+    let deployment = kind(&docs, "Deployment");
+
+    // One writer per state directory.
+    assert_eq!(text(deployment, &["spec", "replicas"]), "1");
+    assert_eq!(text(deployment, &["spec", "strategy", "type"]), "Recreate");
+
+    let pod = at(deployment, &["spec", "template", "spec"]);
+    let grace: u64 = text(pod, &["terminationGracePeriodSeconds"])
+        .parse()
+        .expect("seconds");
+    assert!(
+        Duration::from_secs(grace) > config.shutdown_grace,
+        "terminationGracePeriodSeconds {grace} is not longer than shutdown_grace {:?}",
+        config.shutdown_grace
+    );
+    assert_eq!(text(pod, &["securityContext", "runAsNonRoot"]), "true");
+    assert_eq!(text(pod, &["securityContext", "fsGroup"]), UID);
+
+    let containers = at(pod, &["containers"]);
+    assert_eq!(items(containers).len(), 2, "a runner and switchyard");
+    let sidecar = named(containers, "switchyard");
+    let env = at(sidecar, &["env"]);
+
+    // Probes and the container port are where SWITCHYARD_LISTEN makes it listen.
+    let listen = text(named(env, "SWITCHYARD_LISTEN"), &["value"]);
+    let port = listen.rsplit_once(':').expect("IP:PORT").1;
+    assert_eq!(
+        listen
+            .parse::<std::net::SocketAddr>()
+            .map(|a| a.ip().is_unspecified()),
+        Ok(true)
+    );
+    for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")] {
+        assert_eq!(text(sidecar, &[probe, "httpGet", "path"]), path, "{probe}");
+        assert_eq!(text(sidecar, &[probe, "httpGet", "port"]), port, "{probe}");
+    }
+    let http = named(at(sidecar, &["ports"]), "http");
+    assert_eq!(text(http, &["containerPort"]), port);
+    let service = kind(&docs, "Service");
+    assert_eq!(
+        text(
+            named(at(service, &["spec", "ports"]), "http"),
+            &["targetPort"]
+        ),
+        "http"
+    );
+
+    // Every env: reference of the configuration and its pipelines comes from the Secret.
+    for name in env_refs(&config, &pipelines) {
+        let var = named(env, &name);
+        assert_eq!(
+            text(var, &["valueFrom", "secretKeyRef", "name"]),
+            "switchyard",
+            "{name}"
+        );
+    }
+
+    let security = at(sidecar, &["securityContext"]);
+    for (key, want) in [
+        ("runAsNonRoot", "true"),
+        ("runAsUser", UID),
+        ("readOnlyRootFilesystem", "true"),
+        ("allowPrivilegeEscalation", "false"),
+    ] {
+        assert_eq!(text(security, &[key]), want, "securityContext.{key}");
+    }
+    let dropped: Vec<&str> = items(at(security, &["capabilities", "drop"]))
+        .iter()
+        .filter_map(Node::as_str)
+        .collect();
+    assert_eq!(dropped, ["ALL"]);
+
+    // The state volume is mounted at the state_dir; the configuration and the pipelines where
+    // the arguments name them, from the ConfigMaps kustomization.yaml generates.
+    let volumes = at(pod, &["volumes"]);
+    let mounts = at(sidecar, &["volumeMounts"]);
+    let mount_of = |volume: &str| text(named(mounts, volume), &["mountPath"]).to_owned();
+    let claim = text(
+        named(volumes, "state"),
+        &["persistentVolumeClaim", "claimName"],
+    );
+    assert_eq!(
+        text(kind(&docs, "PersistentVolumeClaim"), &["metadata", "name"]),
+        claim
+    );
+    assert_eq!(Path::new(&mount_of("state")), config.state_dir);
+    let args: Vec<&str> = items(at(sidecar, &["args"]))
+        .iter()
+        .filter_map(Node::as_str)
+        .collect();
+    let config_path = mount_of("config");
+    assert_eq!(
+        text(named(mounts, "config"), &["subPath"]),
+        "switchyard.yaml"
+    );
+    assert_eq!(
+        args,
+        [
+            "serve",
+            "--config",
+            &config_path,
+            "--triggers",
+            &mount_of("triggers")
+        ]
+    );
+    assert_eq!(
+        text(named(volumes, "config"), &["configMap", "name"]),
+        "switchyard-config"
+    );
+    assert_eq!(
+        text(named(volumes, "triggers"), &["configMap", "name"]),
+        "switchyard-triggers"
+    );
+}
+
+#[test]
+fn kustomize_ships_every_pipeline_file() {
+    let kustomization =
+        yaml::parse(&read("deploy/kubernetes/kustomization.yaml")).expect("kustomization.yaml");
+    let generators = at(&kustomization, &["configMapGenerator"]);
+    let files = |name: &str| -> Vec<String> {
+        items(at(named(generators, name), &["files"]))
+            .iter()
+            .filter_map(|n| n.as_str().map(str::to_owned))
+            .collect()
+    };
+    assert_eq!(files("switchyard-config"), ["config/switchyard.yaml"]);
+    let on_disk: Vec<String> = trigger_files("deploy/kubernetes/config/triggers")
+        .iter()
+        .map(|p| {
+            format!(
+                "config/triggers/{}",
+                p.file_name().expect("name").to_string_lossy()
+            )
+        })
+        .collect();
+    assert!(!on_disk.is_empty());
+    assert_eq!(
+        files("switchyard-triggers"),
+        on_disk,
+        "every file in config/triggers/"
+    );
+}
+
+// ---- systemd ------------------------------------------------------------------------------
+
+const UNIT: &str = "deploy/systemd/switchyard.service";
+
+/// The `[Service]` section's settings, in order.
+fn service_settings(unit: &str) -> Vec<(String, String)> {
+    let mut section = "";
+    let mut out = Vec::new();
+    for line in unit.lines().map(str::trim) {
+        if line.starts_with('[') {
+            section = line;
+        } else if section == "[Service]"
+            && !line.is_empty()
+            && !line.starts_with('#')
+            && let Some((key, value)) = line.split_once('=')
+        {
+            out.push((key.trim().to_owned(), value.trim().to_owned()));
+        }
+    }
+    out
+}
+
+/// A setting's value; the last one wins, as in systemd.
+fn setting<'a>(settings: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    settings
+        .iter()
+        .rfind(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+#[test]
+fn the_unit_is_hardened_and_stops_after_the_grace_period() {
+    let settings = service_settings(&read(UNIT));
+    #[rustfmt::skip]
+    let want: &[(&str, &str)] = &[
+        ("Type", "simple"),
+        ("DynamicUser", "yes"),
+        ("StateDirectory", "switchyard"),
+        ("Restart", "on-failure"),
+        ("KillSignal", "SIGTERM"),
+        ("NoNewPrivileges", "yes"),
+        ("ProtectSystem", "strict"),
+        ("ProtectHome", "yes"),
+        ("PrivateTmp", "yes"),
+        ("PrivateDevices", "yes"),
+        ("ProtectKernelTunables", "yes"),
+        ("ProtectKernelModules", "yes"),
+        ("ProtectKernelLogs", "yes"),
+        ("ProtectControlGroups", "yes"),
+        ("RestrictAddressFamilies", "AF_INET AF_INET6 AF_UNIX"),
+        ("RestrictNamespaces", "yes"),
+        ("LockPersonality", "yes"),
+        ("MemoryDenyWriteExecute", "yes"),
+        ("SystemCallArchitectures", "native"),
+        ("SystemCallFilter", "@system-service"),
+        ("CapabilityBoundingSet", ""),
+        ("EnvironmentFile", "-/etc/switchyard/env"),
+    ];
+    for (key, value) in want {
+        assert_eq!(setting(&settings, key), Some(*value), "{key}= in {UNIT}");
+    }
+
+    // The configuration it runs with keeps its state in the StateDirectory, and stops in time.
+    let exec = setting(&settings, "ExecStart").expect("ExecStart");
+    let words: Vec<&str> = exec.split(' ').collect();
+    let [
+        program,
+        "serve",
+        "--config",
+        config_path,
+        "--triggers",
+        triggers,
+    ] = words[..]
+    else {
+        panic!("ExecStart={exec}");
+    };
+    assert_eq!(program, "/usr/local/bin/switchyard");
+    assert_eq!(config_path, "/etc/switchyard/switchyard.yaml");
+    assert_eq!(triggers, "/etc/switchyard/triggers");
+    let config = config("deploy/systemd/switchyard.yaml");
+    assert_eq!(
+        config.state_dir,
+        Path::new("/var/lib/switchyard"),
+        "StateDirectory=switchyard"
+    );
+    let stop = setting(&settings, "TimeoutStopSec").expect("TimeoutStopSec");
+    let stop: u64 = stop
+        .trim_end_matches('s')
+        .parse()
+        .expect("TimeoutStopSec in seconds");
+    assert!(
+        Duration::from_secs(stop) > config.shutdown_grace,
+        "TimeoutStopSec={stop} is not longer than shutdown_grace {:?}",
+        config.shutdown_grace
+    );
+}
+
+/// `systemd-analyze verify` on `unit` (the text of switchyard.service): its success and what it
+/// said about the unit.
+fn verify(unit: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("switchyard.service");
+    std::fs::write(&path, unit).expect("write the unit");
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&path)
+        .output()
+        .expect("run systemd-analyze");
+    let said = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .chain(String::from_utf8_lossy(&out.stdout).lines())
+        .filter(|l| l.contains("switchyard.service"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    (out.status.success(), said)
+}
+
+#[test]
+fn the_unit_passes_systemd_analyze_verify() {
+    if !have("systemd-analyze", "the_unit_passes_systemd_analyze_verify") {
+        return;
+    }
+    // The binary must exist for verify: the one built here stands in for /usr/local/bin's.
+    let unit = read(UNIT).replace(
+        "ExecStart=/usr/local/bin/switchyard ",
+        &format!("ExecStart={} ", env!("CARGO_BIN_EXE_switchyard")),
+    );
+    assert!(
+        unit.contains(env!("CARGO_BIN_EXE_switchyard")),
+        "ExecStart was replaced"
+    );
+    let (ok, said) = verify(&unit);
+    assert!(
+        ok && said.is_empty(),
+        "systemd-analyze verify {UNIT}:\n{said}"
+    );
+
+    // What a mistake looks like to this systemd, so that the check above can fail.
+    let (_, said) = verify(&unit.replace("ProtectHome=yes", "ProtectHome=yes\nProtectHom=yes"));
+    assert!(
+        said.contains("ProtectHom"),
+        "a misspelt directive goes unnoticed: {said:?}"
+    );
+}
