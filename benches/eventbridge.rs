@@ -85,13 +85,7 @@ fn sdk(endpoint: &str) -> aws_config::SdkConfig {
         .credentials_provider(aws_sdk_sqs::config::SharedCredentialsProvider::new(
             Credentials::new("testing", "testing", None, None, "bench"),
         ))
-        .http_client(
-            aws_smithy_http_client::Builder::new()
-                .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-                    aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-                ))
-                .build_https(),
-        )
+        .http_client(switchyard::aws::http_client())
         .build()
 }
 

@@ -28,8 +28,9 @@ struct Inner {
     changes: HashMap<String, Seen>,
     /// Change ids in the order first seen, for forgetting.
     order: VecDeque<(Instant, String)>,
-    /// (repository, push source) → the last time that source announced a change of it.
-    pushes: HashMap<(String, SourceKind), Instant>,
+    /// Repository → the last time each push source (in [`PUSH_SOURCES`] order) announced a
+    /// change of it.
+    pushes: HashMap<String, [Option<Instant>; PUSH_SOURCES.len()]>,
 }
 
 #[derive(Debug)]
@@ -52,8 +53,15 @@ impl Activity {
         let Ok(mut inner) = self.inner.lock() else {
             return None;
         };
-        if PUSH_SOURCES.contains(&source) {
-            inner.pushes.insert((repository.to_owned(), source), now);
+        if let Some(i) = PUSH_SOURCES.iter().position(|s| *s == source) {
+            match inner.pushes.get_mut(repository) {
+                Some(seen) => seen[i] = Some(now),
+                None => {
+                    let mut seen = [None; PUSH_SOURCES.len()];
+                    seen[i] = Some(now);
+                    inner.pushes.insert(repository.to_owned(), seen);
+                }
+            }
         }
         inner.forget_old(now);
         if let Some(seen) = inner.changes.get_mut(change_id) {
@@ -79,14 +87,15 @@ impl Activity {
         let Ok(inner) = self.inner.lock() else {
             return Vec::new();
         };
+        let seen = inner.pushes.get(repository);
         PUSH_SOURCES
             .into_iter()
-            .filter(|s| {
-                inner
-                    .pushes
-                    .get(&(repository.to_owned(), *s))
+            .enumerate()
+            .filter(|(i, _)| {
+                seen.and_then(|s| s[*i])
                     .is_some_and(|at| at.elapsed() <= within)
             })
+            .map(|(_, s)| s)
             .collect()
     }
 

@@ -10,12 +10,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 /// The SDK configuration for `region` (the chain's region when `None`), talking to
 /// `endpoint_url` instead of AWS when given.
 pub async fn sdk_config(region: Option<&str>, endpoint_url: Option<&str>) -> SdkConfig {
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https();
-    let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http);
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http_client());
     if let Some(region) = region {
         loader = loader.region(Region::new(region.to_owned()));
     }
@@ -23,6 +18,15 @@ pub async fn sdk_config(region: Option<&str>, endpoint_url: Option<&str>) -> Sdk
         loader = loader.endpoint_url(url);
     }
     loader.load().await
+}
+
+/// The SDK's HTTP client: hyper with rustls on ring (no aws-lc to build).
+pub fn http_client() -> aws_sdk_sqs::config::SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https()
 }
 
 /// A person-readable account of an SDK error (of any service: they share the error type): the

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::moto::{Moto, REGION};
-use crate::support::{Project, Served, eventually};
+use crate::support::{Project, Served, eventually, series};
 
 const REPO_ARN: &str = "arn:aws:codecommit:us-east-1:123456789012:MyDemoRepo";
 
@@ -400,13 +400,6 @@ fn listening(served: &Served) -> std::net::SocketAddr {
         .expect("serve printed its address")
 }
 
-fn series(text: &str, name: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_intake_keeps_its_message_invisible_to_the_other_consumers() {
     let Some(moto) = Moto::start() else { return };
@@ -437,7 +430,7 @@ async fn a_slow_intake_keeps_its_message_invisible_to_the_other_consumers() {
         series(
             &metrics,
             r#"switchyard_aws_requests_total{api="ChangeMessageVisibilityBatch",outcome="ok"} "#
-        ) >= 1,
+        ) >= 1.0,
         "{metrics}"
     );
     assert_eq!(
@@ -445,7 +438,7 @@ async fn a_slow_intake_keeps_its_message_invisible_to_the_other_consumers() {
             &metrics,
             r#"switchyard_sqs_messages_total{outcome="stored"} "#
         ),
-        1,
+        1.0,
         "received once: the other consumer never saw it\n{metrics}"
     );
     assert_eq!(served.out().lines().count(), 1);

@@ -102,13 +102,7 @@ impl Moto {
             .credentials_provider(aws_sdk_sqs::config::SharedCredentialsProvider::new(
                 Credentials::new("testing", "testing", None, None, "tests"),
             ))
-            .http_client(
-                aws_smithy_http_client::Builder::new()
-                    .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-                        aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-                    ))
-                    .build_https(),
-            )
+            .http_client(switchyard::aws::http_client())
             .build()
     }
 

@@ -12,7 +12,7 @@ use switchyard::sources::poll::{PollReport, Poller};
 use switchyard::store::{Admin, IntakeOutcome, StartState, Store};
 
 use crate::githost::{GitDaemon, GitHttp, Work, bare, many_branches};
-use crate::support::{Project, Served, TestServer, eventually, server_project};
+use crate::support::{Project, Served, TestServer, eventually, series, server_project};
 
 /// Starts only for changes under `src/`, on any branch or tag.
 fn src_only(repository: &str) -> String {
@@ -277,17 +277,11 @@ async fn a_server_that_goes_down_is_retried_with_backoff_and_recovers() {
                 .1
         }
     };
-    let count = |text: &str, series: &str| -> u64 {
-        text.lines()
-            .find_map(|l| l.strip_prefix(series))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0)
-    };
     let ok = r#"switchyard_poll_requests_total{kind="ls-remote",outcome="ok"}"#;
     let err = r#"switchyard_poll_requests_total{kind="ls-remote",outcome="error"}"#;
     // Polling works, then the server goes away.
     for _ in 0..100 {
-        if count(&metrics(&s).await, ok) >= 2 {
+        if series(&metrics(&s).await, ok) >= 2.0 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -295,7 +289,7 @@ async fn a_server_that_goes_down_is_retried_with_backoff_and_recovers() {
     daemon.stop();
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     let text = metrics(&s).await;
-    let errors = count(&text, err);
+    let errors = series(&text, err) as u64;
     // At a 200 ms interval 3 s hold 15 polls; backing off (400, 800, 1000 ms…) makes ~5.
     assert!(
         (1..=7).contains(&errors),
@@ -589,14 +583,6 @@ async fn serve_with_no_flags_in_a_clone_starts_the_example_pipeline_on_a_commit(
         clone.path().join(".switchyard/webhook-secret").exists(),
         "the built-in receiver's secret was generated"
     );
-}
-
-/// The value of one series in a `/metrics` text, 0 when absent.
-fn series(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -365,3 +365,11 @@ impl Drop for Served {
         let _ = self.child.wait();
     }
 }
+
+/// The value of one series (name with its labels) in a `/metrics` text, 0 when absent.
+pub fn series(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}

@@ -192,11 +192,11 @@ impl Poller {
             repository: id.to_string(),
             source,
         };
-        // The cursors in memory change only once the store has the new ones.
-        let mut cursors = match &state.cursors {
-            Some(c) => c.clone(),
-            None => self.intake_store_cursors(id).await.map_err(store_error)?,
+        let cursors = match &mut state.cursors {
+            Some(c) => c,
+            none => none.insert(self.intake_store_cursors(id).await.map_err(store_error)?),
         };
+        // The cursors in memory change only once the store has the new ones.
         let remote = remote(&repo.spec)?;
         let advertised = {
             let remote = remote.clone();
@@ -225,9 +225,8 @@ impl Poller {
                 .submit_poll(id, Vec::new(), moves)
                 .await
                 .map_err(store_error)?;
-            let mut stored = advertised.refs.clone();
-            stored.insert(BASELINE.to_owned(), String::new());
-            state.cursors = Some(stored);
+            cursors.clone_from(&advertised.refs);
+            cursors.insert(BASELINE.to_owned(), String::new());
             report.baseline = true;
             // Fill the mirror now, so that the first change (even a forced push) has its
             // `before` at hand. A failure here only makes later paths incomplete.
@@ -241,9 +240,8 @@ impl Poller {
             }
             return Ok(report);
         }
-        let moves = moved(&cursors, &advertised.refs);
+        let moves = moved(cursors, &advertised.refs);
         if moves.is_empty() {
-            state.cursors = Some(cursors);
             return Ok(report);
         }
         let events = self
@@ -265,7 +263,6 @@ impl Poller {
                 None => cursors.remove(&m.git_ref),
             };
         }
-        state.cursors = Some(cursors);
         report.found = events.into_iter().zip(outcomes).collect();
         Ok(report)
     }
