@@ -14,6 +14,7 @@ pub mod explain;
 pub mod filter;
 pub mod glob;
 pub mod intake;
+pub mod lambda;
 pub mod metrics;
 pub mod outbox;
 pub mod pipeline;

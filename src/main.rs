@@ -31,6 +31,14 @@ struct Cli {
 enum Command {
     /// Run the webhook receivers and the dispatcher until SIGINT/SIGTERM, then drain and stop.
     Serve,
+    /// Answer AWS Lambda invocations (EventBridge events, SQS batches, function URL webhooks).
+    ///
+    /// Runs inside Lambda only (it reads AWS_LAMBDA_RUNTIME_API). The binary does this with no
+    /// arguments when its file is named `bootstrap`, as the provided.al2023 runtime expects.
+    /// The configuration is --config, else $SWITCHYARD_CONFIG, else switchyard.yaml in
+    /// $LAMBDA_TASK_ROOT, else the environment (SWITCHYARD_SECRET_GITHUB and the like); the
+    /// definitions are --triggers, else $SWITCHYARD_TRIGGERS, else $LAMBDA_TASK_ROOT/triggers.
+    Lambda,
     /// Validate switchyard.yaml and every file in triggers/; exit 1 on any error.
     Check,
     /// Say for every pipeline whether one change event would start it, and why.
@@ -123,7 +131,16 @@ enum Format {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Lambda's provided.al2023 runtime starts the package's `bootstrap` with no arguments.
+    let bootstrap = std::env::args_os()
+        .next()
+        .map(PathBuf::from)
+        .is_some_and(|p| p.file_name().is_some_and(|n| n == "bootstrap"));
+    let cli = if bootstrap {
+        Cli::parse_from(["switchyard", "lambda"])
+    } else {
+        Cli::parse()
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHYARD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
@@ -177,6 +194,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .build()
                 .context("cannot start the async runtime")?;
             runtime.block_on(switchyard::serve::run(cli.config.as_deref(), &cli.triggers))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Lambda => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_name("switchyard")
+                .build()
+                .context("cannot start the async runtime")?;
+            // `--triggers` has a default; only a value the user gave overrides the package's.
+            let triggers =
+                (cli.triggers != std::path::Path::new("triggers")).then_some(cli.triggers);
+            runtime.block_on(switchyard::lambda::run(
+                cli.config.as_deref(),
+                triggers.as_deref(),
+            ))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Aws {

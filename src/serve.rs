@@ -413,15 +413,7 @@ pub async fn run(config_path: Option<&Path>, triggers: &Path) -> anyhow::Result<
 
 /// Loads the configuration and the pipeline definitions; any error stops here.
 pub fn load(config_path: Option<&Path>, triggers: &Path) -> anyhow::Result<(Config, Pipelines)> {
-    let (config, diags) = Config::load(config_path);
-    let errors: Vec<String> = diags
-        .iter()
-        .filter(|d| d.severity == crate::diag::Severity::Error)
-        .map(ToString::to_string)
-        .collect();
-    let Some(mut config) = config.filter(|_| errors.is_empty()) else {
-        anyhow::bail!("the configuration has errors:\n{}", errors.join("\n"));
-    };
+    let mut config = load_config(config_path)?;
     if let Ok(listen) = std::env::var("SWITCHYARD_LISTEN") {
         config.listen = listen.parse().map_err(|_| {
             anyhow::anyhow!(
@@ -429,12 +421,33 @@ pub fn load(config_path: Option<&Path>, triggers: &Path) -> anyhow::Result<(Conf
             )
         })?;
     }
-    let (pipelines, diags) = Pipelines::load_dir(triggers);
-    let errors: Vec<String> = diags
+    Ok((config, load_pipelines(triggers)?))
+}
+
+/// The error diagnostics, one per line.
+fn errors(diags: &[crate::diag::Diagnostic]) -> Vec<String> {
+    diags
         .iter()
         .filter(|d| d.severity == crate::diag::Severity::Error)
         .map(ToString::to_string)
-        .collect();
+        .collect()
+}
+
+/// Loads the configuration (the built-in defaults when `path` is `None` and `./switchyard.yaml`
+/// is absent); any error stops here.
+pub fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
+    let (config, diags) = Config::load(path);
+    let errors = errors(&diags);
+    match config.filter(|_| errors.is_empty()) {
+        Some(config) => Ok(config),
+        None => anyhow::bail!("the configuration has errors:\n{}", errors.join("\n")),
+    }
+}
+
+/// Loads the pipeline definitions of `triggers`; any error stops here.
+pub fn load_pipelines(triggers: &Path) -> anyhow::Result<Pipelines> {
+    let (pipelines, diags) = Pipelines::load_dir(triggers);
+    let errors = errors(&diags);
     if !errors.is_empty() {
         anyhow::bail!(
             "{} has errors (run `switchyard check`):\n{}",
@@ -442,5 +455,5 @@ pub fn load(config_path: Option<&Path>, triggers: &Path) -> anyhow::Result<(Conf
             errors.join("\n")
         );
     }
-    Ok((config, pipelines))
+    Ok(pipelines)
 }

@@ -119,9 +119,41 @@ struct Shared {
     store: Store,
     metrics: Arc<Metrics>,
     policy: Policy,
+    starter: Starter,
+}
+
+/// What carries out one attempt of a start on its target, with no store: the HTTP and AWS
+/// clients and the directory of `exec` event files. The dispatcher records each attempt's
+/// outcome; the Lambda handler, which has no store, attempts its starts directly.
+#[derive(Debug)]
+pub struct Starter {
     http: http::Client,
     aws: aws::Targets,
     events_dir: PathBuf,
+}
+
+impl Starter {
+    /// A starter whose `exec` attempts write their event files under `events_dir`.
+    pub fn new(aws: aws::Targets, events_dir: PathBuf) -> Starter {
+        Starter {
+            http: http::client(),
+            aws,
+            events_dir,
+        }
+    }
+
+    /// Attempts `start_id`, the `attempt`-th attempt (from 1), of `pipeline` for `event`
+    /// (`event_json` is its JSON text).
+    pub async fn start(
+        &self,
+        pipeline: &Pipeline,
+        start_id: &str,
+        attempt: u32,
+        event: &ChangeEvent,
+        event_json: &str,
+    ) -> Result<(), Failure> {
+        run_target(self, pipeline, start_id, attempt, event, event_json).await
+    }
 }
 
 /// The dispatcher's state.
@@ -151,9 +183,7 @@ impl Dispatcher {
             store,
             metrics,
             policy,
-            http: http::client(),
-            aws,
-            events_dir: events_dir(&state_dir),
+            starter: Starter::new(aws, events_dir(&state_dir)),
         };
         Dispatcher {
             shared: Arc::new(shared),
@@ -348,8 +378,8 @@ impl Dispatcher {
             }
         }
         // The event files' directory is this process's own when it is in /dev/shm.
-        if self.shared.events_dir.starts_with("/dev/shm") {
-            let _ = std::fs::remove_dir_all(&self.shared.events_dir);
+        if self.shared.starter.events_dir.starts_with("/dev/shm") {
+            let _ = std::fs::remove_dir_all(&self.shared.starter.events_dir);
         }
     }
 }
@@ -369,7 +399,12 @@ async fn attempt(shared: &Shared, pipeline: &Pipeline, row: StartRow, event_json
     }
     let result = match &event {
         None => Err(Failure::dead("the stored change event cannot be read")),
-        Some(event) => run_target(shared, pipeline, &row, event, &event_json).await,
+        Some(event) => {
+            let attempt = row.attempts + 1;
+            (shared.starter)
+                .start(pipeline, &row.id, attempt, event, &event_json)
+                .await
+        }
     };
     let failures = row.attempts + 1;
     let finish = match result {
@@ -417,15 +452,16 @@ async fn attempt(shared: &Shared, pipeline: &Pipeline, row: StartRow, event_json
 }
 
 /// What the `http`, `eventbridge` and `sqs` targets send: `{"pipeline", "start_id", "event"}`.
-fn start_body(pipeline: &Pipeline, row: &StartRow, event: &ChangeEvent) -> Result<String, Failure> {
-    let body = serde_json::json!({"pipeline": pipeline.name, "start_id": row.id, "event": event});
+fn start_body(pipeline: &Pipeline, start_id: &str, event: &ChangeEvent) -> Result<String, Failure> {
+    let body = serde_json::json!({"pipeline": pipeline.name, "start_id": start_id, "event": event});
     serde_json::to_string(&body).map_err(|e| Failure::dead(e.to_string()))
 }
 
 async fn run_target(
-    shared: &Shared,
+    shared: &Starter,
     pipeline: &Pipeline,
-    row: &StartRow,
+    start_id: &str,
+    attempt: u32,
     event: &ChangeEvent,
     event_json: &str,
 ) -> Result<(), Failure> {
@@ -433,14 +469,14 @@ async fn run_target(
         Start::Exec { argv } => {
             let env = [
                 ("SWITCHYARD_PIPELINE", pipeline.name.clone()),
-                ("SWITCHYARD_START_ID", row.id.clone()),
+                ("SWITCHYARD_START_ID", start_id.to_owned()),
                 ("SWITCHYARD_CHANGE_ID", event.id.clone()),
                 ("SWITCHYARD_REPOSITORY", event.repository.to_string()),
                 ("SWITCHYARD_REF", event.git_ref.clone()),
                 ("SWITCHYARD_SHA", event.sha().to_owned()),
                 ("SWITCHYARD_BEFORE", event.before.clone()),
                 ("SWITCHYARD_SOURCE", event.source.kind.to_string()),
-                ("SWITCHYARD_ATTEMPT", (row.attempts + 1).to_string()),
+                ("SWITCHYARD_ATTEMPT", attempt.to_string()),
             ];
             if !shared.events_dir.is_dir()
                 && let Err(e) = tokio::fs::create_dir_all(&shared.events_dir).await
@@ -450,7 +486,7 @@ async fn run_target(
                     shared.events_dir.display()
                 )));
             }
-            let file = shared.events_dir.join(format!("{}.json", row.id));
+            let file = shared.events_dir.join(format!("{start_id}.json"));
             exec::run(argv, &env, event_json.as_bytes(), &file, pipeline.timeout).await
         }
         Start::Http { url, secret } => {
@@ -468,26 +504,26 @@ async fn run_target(
                 }
                 None => None,
             };
-            let body = start_body(pipeline, row, event)?.into_bytes();
+            let body = start_body(pipeline, start_id, event)?.into_bytes();
             http::post(
                 &shared.http,
                 url,
                 body,
-                &row.id,
+                start_id,
                 key.as_ref(),
                 pipeline.timeout,
             )
             .await
         }
         Start::EventBridge { bus, detail_type } => {
-            let detail = start_body(pipeline, row, event)?;
+            let detail = start_body(pipeline, start_id, event)?;
             shared.aws.put_event(bus, detail_type, &detail).await
         }
         Start::Sqs { queue_url } => {
-            let body = start_body(pipeline, row, event)?;
+            let body = start_body(pipeline, start_id, event)?;
             shared
                 .aws
-                .send_message(queue_url, &body, &pipeline.name, &row.id)
+                .send_message(queue_url, &body, &pipeline.name, start_id)
                 .await
         }
     }

@@ -250,12 +250,36 @@ pub fn refuse(
     Answer::rejected(status, message)
 }
 
+/// Where a verified delivery's changes go: the intake (`serve`), or the Lambda handler, which
+/// starts the pipelines before it answers.
+pub trait Sink {
+    /// Takes one change. An error is the reason it was not taken, a whole sentence, answered
+    /// with a 503 so that the sender retries.
+    fn submit(
+        &self,
+        event: ChangeEvent,
+        delivery: Option<(String, String)>,
+    ) -> impl Future<Output = Result<IntakeOutcome, String>> + Send;
+}
+
+impl Sink for Intake {
+    async fn submit(
+        &self,
+        event: ChangeEvent,
+        delivery: Option<(String, String)>,
+    ) -> Result<IntakeOutcome, String> {
+        Intake::submit(self, event, delivery)
+            .await
+            .map_err(|e| format!("the change could not be stored: {e}"))
+    }
+}
+
 /// Handles one delivery to `receiver`.
 pub async fn handle(
     receiver: &Receiver,
     headers: &HeaderMap,
     body: &[u8],
-    intake: &Intake,
+    sink: &impl Sink,
     metrics: &Metrics,
 ) -> Answer {
     let name = receiver.name.as_str();
@@ -314,7 +338,7 @@ pub async fn handle(
             };
             (name.to_owned(), key)
         });
-        match intake.submit(event, delivery).await {
+        match sink.submit(event, delivery).await {
             Ok(IntakeOutcome::Accepted { change_id, starts }) => {
                 accepted = true;
                 tracing::info!(receiver = name, change = %change_id, starts = starts.len(), "change accepted");
@@ -329,10 +353,10 @@ pub async fn handle(
                 changes
                     .push(json!({"change": change_id, "status": "duplicate", "duplicate_of": of}));
             }
-            Err(e) => {
-                tracing::error!(receiver = name, error = %e, "change not stored; the sender should retry");
+            Err(message) => {
+                tracing::error!(receiver = name, "{message}; the sender should retry");
                 outcome("unavailable");
-                return Answer::rejected(503, format!("the change could not be stored: {e}"));
+                return Answer::rejected(503, message);
             }
         }
     }

@@ -6,6 +6,7 @@ mod deploy;
 mod eventbridge;
 mod explain;
 mod githost;
+mod lambda;
 mod moto;
 mod outbox;
 mod poll;
