@@ -62,6 +62,7 @@ const PROVIDERS: &[&str] = &["github", "gitlab", "bitbucket", "gitea", "standard
 pub struct PollRepo {
     /// The URL as written; a local path is made absolute.
     pub url: String,
+    /// The repository's identity: the URL's own, or `repository:` when the URL is a mirror.
     pub repository: RepoId,
     pub interval: Duration,
     /// The ceiling the interval stretches toward while push sources announce this
@@ -548,20 +549,12 @@ fn read_poll(node: &Node, base: &Path, d: &mut Diagnostics) -> Vec<PollRepo> {
             continue;
         };
         m.deny_unknown(
-            &["url", "interval", "max_interval", "auth"],
+            &["url", "repository", "interval", "max_interval", "auth"],
             "a polled repository",
             d,
         );
         let url = match m.get("url") {
             Some(n) => scalar(n, "url", d).and_then(|u| match RepoId::parse(u, Some(base)) {
-                Ok(id) if out.iter().any(|p| p.repository == id) => {
-                    d.error(
-                        n.pos,
-                        format!("repository {id} is polled twice"),
-                        "keep one entry per repository",
-                    );
-                    None
-                }
                 // A local path is polled by its absolute path, whatever the working directory.
                 Ok(id) if id.is_local() && !u.starts_with("file:") => Some((
                     crate::repo::absolute_path(Path::new(u), base)
@@ -584,6 +577,35 @@ fn read_poll(node: &Node, base: &Path, d: &mut Diagnostics) -> Vec<PollRepo> {
                 None
             }
         };
+        // A mirror or proxy polled for another repository: changes are that repository's, so
+        // that its webhooks and events and this polling report the same changes.
+        let alias = m.get("repository").and_then(|n| {
+            scalar(n, "repository", d).and_then(|r| match RepoId::parse(r, Some(base)) {
+                Ok(id) => Some(id),
+                Err(e) => {
+                    d.error(n.pos, format!("repository: {e}"), e.hint());
+                    None
+                }
+            })
+        });
+        if m.get("repository").is_some() && alias.is_none() {
+            continue;
+        }
+        let url = url.map(|(u, id)| (u, alias.unwrap_or(id)));
+        if let Some((_, id)) = &url
+            && out.iter().any(|p| p.repository == *id)
+        {
+            let pos = m
+                .get("repository")
+                .or_else(|| m.get("url"))
+                .map_or(item.pos, |n| n.pos);
+            d.error(
+                pos,
+                format!("repository {id} is polled twice"),
+                "keep one entry per repository",
+            );
+            continue;
+        }
         let interval = poll_interval(&m, "interval", d).unwrap_or(Some(DEFAULT_POLL_INTERVAL));
         let max_interval = poll_interval(&m, "max_interval", d);
         let auth = m.get("auth").and_then(|n| read_auth(n, d));
@@ -809,6 +831,19 @@ mod poll_tests {
     }
 
     #[test]
+    fn a_polled_mirror_takes_the_identity_of_its_repository() {
+        let text = "poll:\n  - url: git://127.0.0.1:9418/api.git\n    repository: codecommit::us-east-1://api\n";
+        let mut d = Diagnostics::new("switchyard.yaml");
+        let config = Config::parse(text, Path::new("/srv"), &mut d).unwrap_or_default();
+        assert!(d.items.is_empty(), "{:?}", d.items);
+        assert_eq!(config.poll[0].url, "git://127.0.0.1:9418/api.git");
+        assert_eq!(
+            config.poll[0].repository.as_str(),
+            "git-codecommit.us-east-1.amazonaws.com/v1/repos/api"
+        );
+    }
+
+    #[test]
     fn poll_mistakes_are_named() {
         for (text, want) in [
             (
@@ -830,6 +865,14 @@ mod poll_tests {
             (
                 "poll:\n  - url: https://h/a/b.git\n  - url: git@h:a/b\n",
                 "repository h/a/b is polled twice",
+            ),
+            (
+                "poll:\n  - url: https://h/a/b.git\n  - url: https://mirror/b.git\n    repository: https://h/a/b\n",
+                "repository h/a/b is polled twice",
+            ),
+            (
+                "poll:\n  - url: https://mirror/b.git\n    repository: ftp://h/a/b\n",
+                "repository: unsupported scheme \"ftp\" in \"ftp://h/a/b\"",
             ),
             (
                 "poll:\n  - url: https://h/a/b\n    auth: {ssh_key: env:K, username: git}\n",

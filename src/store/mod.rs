@@ -53,7 +53,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, oneshot};
 
-use crate::event::ChangeEvent;
+use crate::event::{ChangeEvent, ChangeKind};
 
 pub use schema::MIGRATIONS;
 
@@ -221,6 +221,18 @@ pub enum Finish {
     },
 }
 
+/// One ref's move, as polling saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefMove {
+    pub repository: String,
+    pub git_ref: String,
+    pub from: String,
+    pub to: String,
+}
+
+/// How many stored pushes of a ref [`Store::unreported`] follows back at most.
+const CHAIN: u32 = 256;
+
 /// The start id of (change, pipeline): stable across attempts and restarts.
 pub fn start_id(change_id: &str, pipeline: &str) -> String {
     let mut h = Sha256::new();
@@ -263,6 +275,11 @@ enum Command {
         String,
         oneshot::Sender<Result<BTreeMap<String, String>, StoreError>>,
     ),
+    /// Which part of a ref's move polling found is not reported yet.
+    Unreported(
+        Box<RefMove>,
+        oneshot::Sender<Result<Option<String>, StoreError>>,
+    ),
     Deferred(oneshot::Sender<Result<Vec<String>, StoreError>>),
     Open {
         window: u32,
@@ -292,6 +309,7 @@ impl std::fmt::Debug for Command {
             Command::Poll(..) => "Poll",
             Command::Plan(..) => "Plan",
             Command::Cursors(..) => "Cursors",
+            Command::Unreported(..) => "Unreported",
             Command::Deferred(..) => "Deferred",
             Command::Open { .. } => "Open",
             Command::Prune { .. } => "Prune",
@@ -451,6 +469,16 @@ impl Store {
         self.call(|reply| Command::Cursors(repository, reply)).await
     }
 
+    /// Which part of a move polling found (`from` → `to`, `to` the zero id for a deletion)
+    /// other reports do not cover yet. The newest stored pushes of the ref are followed back
+    /// from `to` while each starts where the next ended: `None` when they reach `from` (every
+    /// push in between was reported), else the ref state where they stop, `to` itself when no
+    /// stored push ends there. Polling then reports only `from` → that state.
+    pub async fn unreported(&self, m: RefMove) -> Result<Option<String>, StoreError> {
+        self.call(|reply| Command::Unreported(Box::new(m), reply))
+            .await
+    }
+
     /// The events (JSON) of the changes still waiting for their paths, oldest first.
     pub async fn deferred(&self) -> Result<Vec<String>, StoreError> {
         self.call(Command::Deferred).await
@@ -534,6 +562,7 @@ fn fail_all(batch: &mut Vec<Command>, err: &StoreError) {
             Command::Poll(_, reply) => drop(reply.send(Err(err.clone()))),
             Command::Plan(_, reply) => drop(reply.send(Err(err.clone()))),
             Command::Cursors(_, reply) => drop(reply.send(Err(err.clone()))),
+            Command::Unreported(_, reply) => drop(reply.send(Err(err.clone()))),
             Command::Deferred(reply) => drop(reply.send(Err(err.clone()))),
             Command::Open { reply, .. } => drop(reply.send(Err(err.clone()))),
             Command::Prune { reply, .. } => drop(reply.send(Err(err.clone()))),
@@ -614,6 +643,7 @@ fn apply(
                 | Command::Release(..)
                 | Command::Open { .. }
                 | Command::Cursors(..)
+                | Command::Unreported(..)
                 | Command::Deferred(..)
         )
     });
@@ -702,7 +732,10 @@ fn apply(
                 "DELETE FROM deliveries WHERE seen_ms < ?1",
                 params![deliveries_before_ms],
             )?),
-            Command::Open { .. } | Command::Cursors(..) | Command::Deferred(..) => Done::Read,
+            Command::Open { .. }
+            | Command::Cursors(..)
+            | Command::Unreported(..)
+            | Command::Deferred(..) => Done::Read,
         });
     }
     tx.commit()?;
@@ -719,6 +752,9 @@ fn reply_all(conn: &Connection, batch: &mut Vec<Command>, done: Vec<Done>) {
             (Command::Cursors(repository, reply), _) => drop(
                 reply.send(cursors(conn, &repository).map_err(|e| StoreError::Read(e.to_string()))),
             ),
+            (Command::Unreported(m, reply), _) => {
+                drop(reply.send(unreported(conn, &m).map_err(|e| StoreError::Read(e.to_string()))))
+            }
             (Command::Deferred(reply), _) => {
                 drop(reply.send(deferred(conn).map_err(|e| StoreError::Read(e.to_string()))))
             }
@@ -762,6 +798,20 @@ fn intake(
     }
     let received_ms = event.received_at.as_millisecond();
     let source = event.source.kind.to_string();
+    // The ref's newest stored push already ends where this one does: the same ref state,
+    // reported again (by another source, or coalesced by polling, with another `before`).
+    if event.kind == ChangeKind::Push
+        && let Some((existing, _, after)) =
+            latest_pushes(tx, event.repository.as_str(), &event.git_ref, 1)?.pop()
+        && after == event.after
+        && existing != change_id
+    {
+        record_sighting(tx, &existing, &source, event, received_ms)?;
+        return Ok(IntakeOutcome::Duplicate {
+            change_id: existing,
+            why: DuplicateOf::Change,
+        });
+    }
     // The first source's sighting lives in the change's own row (one insert for a new change);
     // other sources' first sightings go to `sightings`.
     let new = tx
@@ -780,18 +830,7 @@ fn intake(
             req.defer
         ])?;
     if new == 0 {
-        tx.prepare_cached(
-            "INSERT OR IGNORE INTO sightings (change_id, source, provider, delivery_id, first_seen_ms)
-             SELECT ?1, ?2, ?3, ?4, ?5
-             WHERE NOT EXISTS (SELECT 1 FROM changes WHERE id = ?1 AND source = ?2)",
-        )?
-        .execute(params![
-            change_id,
-            source,
-            event.source.provider,
-            event.source.delivery_id,
-            received_ms
-        ])?;
+        record_sighting(tx, &change_id, &source, event, received_ms)?;
         return Ok(IntakeOutcome::Duplicate {
             change_id,
             why: DuplicateOf::Change,
@@ -803,6 +842,28 @@ fn intake(
         insert_starts(tx, event, &req.starts, now)?
     };
     Ok(IntakeOutcome::Accepted { change_id, starts })
+}
+
+/// Records that `source` saw change `change_id` too (its first sighting by that source).
+fn record_sighting(
+    tx: &rusqlite::Transaction<'_>,
+    change_id: &str,
+    source: &str,
+    event: &ChangeEvent,
+    received_ms: i64,
+) -> rusqlite::Result<usize> {
+    tx.prepare_cached(
+        "INSERT OR IGNORE INTO sightings (change_id, source, provider, delivery_id, first_seen_ms)
+         SELECT ?1, ?2, ?3, ?4, ?5
+         WHERE NOT EXISTS (SELECT 1 FROM changes WHERE id = ?1 AND source = ?2)",
+    )?
+    .execute(params![
+        change_id,
+        source,
+        event.source.provider,
+        event.source.delivery_id,
+        received_ms
+    ])
 }
 
 /// Creates the starts of a change, superseding older waiting ones where asked; returns their
@@ -859,6 +920,40 @@ fn cursors(conn: &Connection, repository: &str) -> rusqlite::Result<BTreeMap<Str
     let mut stmt = conn.prepare_cached("SELECT git_ref, sha FROM cursors WHERE repository = ?1")?;
     let rows = stmt.query_map(params![repository], |r| Ok((r.get(0)?, r.get(1)?)))?;
     rows.collect()
+}
+
+/// The newest stored pushes of a ref: (change id, before, after), newest first.
+fn latest_pushes(
+    conn: &Connection,
+    repository: &str,
+    git_ref: &str,
+    limit: u32,
+) -> rusqlite::Result<Vec<(String, String, String)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, json_extract(event, '$.before'), json_extract(event, '$.after') FROM changes
+         WHERE repository = ?1 AND json_extract(event, '$.ref') = ?2
+           AND json_extract(event, '$.kind') = 'push'
+         ORDER BY seq DESC LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![repository, git_ref, limit], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+    })?;
+    rows.collect()
+}
+
+fn unreported(conn: &Connection, m: &RefMove) -> rusqlite::Result<Option<String>> {
+    let mut expected = m.to.as_str();
+    let pushes = latest_pushes(conn, &m.repository, &m.git_ref, CHAIN)?;
+    for (_, before, after) in &pushes {
+        if after != expected {
+            break;
+        }
+        expected = before;
+        if expected == m.from {
+            return Ok(None);
+        }
+    }
+    Ok(Some(expected.to_owned()))
 }
 
 fn deferred(conn: &Connection) -> rusqlite::Result<Vec<String>> {

@@ -58,6 +58,10 @@ pub const MIGRATIONS: &[&str] = &[
     // 2: changes whose changed paths are being completed have no starts yet.
     "ALTER TABLE changes ADD COLUMN pending_paths INTEGER NOT NULL DEFAULT 0;
      CREATE INDEX changes_pending ON changes (seq) WHERE pending_paths = 1;",
+    // 3: the pushes of one ref, newest first: a report of a ref state already reported (by
+    // another source, or coalesced by polling) is the same change.
+    "CREATE INDEX changes_by_ref ON changes (repository, json_extract(event, '$.ref'))
+     WHERE json_extract(event, '$.kind') = 'push';",
 ];
 
 /// Brings the database to the newest schema, refusing one written by a newer switchyard.

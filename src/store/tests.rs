@@ -1278,3 +1278,123 @@ fn a_deferred_change_waits_without_starts_until_it_is_planned_once() {
     );
     assert_eq!(admin.starts(&[]).expect("starts").len(), 1);
 }
+
+#[test]
+fn a_ref_state_reported_again_with_another_before_is_the_same_change() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let store = Store::open(dir.path(), Arc::new(Notify::new()));
+    let repo = REPOS[0];
+    let main =
+        |before, after, kind, ms| push_event(repo, ("refs/heads/main", before, after), kind, ms);
+    // Two webhooks: SHA1 → SHA2 → SHA3.
+    for (before, after) in [(SHA1, SHA2), (SHA2, SHA3)] {
+        let outcome = rt
+            .block_on(store.intake(request(
+                main(before, after, SourceKind::Webhook, BASE_MS),
+                None,
+                &["a"],
+            )))
+            .expect("intake");
+        assert!(
+            matches!(outcome, IntakeOutcome::Accepted { .. }),
+            "{outcome:?}"
+        );
+    }
+    // Polling saw SHA1 → SHA3 at once (coalesced): the ref state SHA3 is reported already.
+    let coalesced = main(SHA1, SHA3, SourceKind::Poll, BASE_MS + 5);
+    let newest = main(SHA2, SHA3, SourceKind::Webhook, BASE_MS).id;
+    let outcome = rt
+        .block_on(store.intake(request(coalesced, None, &["a"])))
+        .expect("intake");
+    assert_eq!(
+        outcome,
+        IntakeOutcome::Duplicate {
+            change_id: newest.clone(),
+            why: DuplicateOf::Change
+        }
+    );
+    let admin = Admin::open(dir.path()).expect("admin");
+    let sources: Vec<String> = admin
+        .sightings(&newest)
+        .expect("sightings")
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    assert_eq!(sources, ["webhook", "poll"]);
+    assert_eq!(admin.starts(&[]).expect("starts").len(), 2);
+    // The ref moved back to SHA2 (a forced push): a new state, started.
+    let back = main(SHA3, SHA2, SourceKind::Webhook, BASE_MS + 9);
+    let outcome = rt
+        .block_on(store.intake(request(back, None, &["a"])))
+        .expect("intake");
+    assert!(
+        matches!(outcome, IntakeOutcome::Accepted { .. }),
+        "{outcome:?}"
+    );
+    // Another ref, or another repository, at the same commit is its own change.
+    let dev = push_event(
+        repo,
+        ("refs/heads/dev", SHA3, SHA2),
+        SourceKind::Webhook,
+        BASE_MS,
+    );
+    let other = push_event(
+        REPOS[1],
+        ("refs/heads/main", SHA1, SHA2),
+        SourceKind::Webhook,
+        BASE_MS,
+    );
+    for event in [dev, other] {
+        let outcome = rt
+            .block_on(store.intake(request(event, None, &["a"])))
+            .expect("intake");
+        assert!(
+            matches!(outcome, IntakeOutcome::Accepted { .. }),
+            "{outcome:?}"
+        );
+    }
+}
+
+#[test]
+fn unreported_follows_the_stored_pushes_of_a_ref_back_to_the_gap() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let store = Store::open(dir.path(), Arc::new(Notify::new()));
+    let repo = REPOS[0];
+    const SHA4: &str = "4444444444444444444444444444444444444444";
+    const SHA5: &str = "5555555555555555555555555555555555555555";
+    // Reported: SHA2 → SHA3 → SHA4 (the push SHA1 → SHA2 was not).
+    for (before, after) in [(SHA2, SHA3), (SHA3, SHA4)] {
+        let event = push_event(
+            repo,
+            ("refs/heads/main", before, after),
+            SourceKind::Webhook,
+            BASE_MS,
+        );
+        rt.block_on(store.intake(request(event, None, &["a"])))
+            .expect("intake");
+    }
+    let ask = |from: &str, to: &str| {
+        rt.block_on(
+            store.unreported(super::RefMove {
+                repository: crate::repo::RepoId::parse(repo, None)
+                    .expect("valid")
+                    .as_str()
+                    .to_owned(),
+                git_ref: "refs/heads/main".into(),
+                from: from.into(),
+                to: to.into(),
+            }),
+        )
+        .expect("unreported")
+    };
+    // Polling saw SHA1 → SHA4: only SHA1 → SHA2 is unreported.
+    assert_eq!(ask(SHA1, SHA4), Some(SHA2.to_owned()));
+    // SHA2 → SHA4 and SHA3 → SHA4 are reported whole.
+    assert_eq!(ask(SHA2, SHA4), None);
+    assert_eq!(ask(SHA3, SHA4), None);
+    // The ref is elsewhere than the newest report: all of it is unreported.
+    assert_eq!(ask(SHA4, SHA5), Some(SHA5.to_owned()));
+    assert_eq!(ask(SHA1, SHA3), Some(SHA3.to_owned()));
+}

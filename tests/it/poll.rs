@@ -258,6 +258,74 @@ async fn a_change_a_webhook_announced_first_is_not_started_twice() {
     assert_eq!(sources, ["webhook", "poll"]);
 }
 
+/// A push change as a producer posts it.
+fn pushed(repository: &str, before: &str, after: &str, paths: &[&str]) -> String {
+    serde_json::json!({
+        "schema": "switchyard.change/v1",
+        "repository": repository,
+        "kind": "push",
+        "ref": "refs/heads/main",
+        "before": before,
+        "after": after,
+        "changed_paths": paths,
+    })
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polling_reports_exactly_the_push_whose_webhook_was_lost() {
+    let base = tempfile::tempdir().expect("temp dir");
+    let origin = bare(base.path(), "api.git");
+    let work = Work::new();
+    let c0 = work.commit(&[("src/a.rs", Some("a"))], "c0");
+    work.push(&origin, &["main"]);
+    let url = format!("file://{}", origin.display());
+    let extra = format!("poll:\n  - url: {url}\n    interval: 1h\n");
+    let triggers = [("src.yaml", src_only(&url))];
+    let triggers: Vec<(&str, &str)> = triggers.iter().map(|(n, t)| (*n, t.as_str())).collect();
+    let s = TestServer::start(&extra, &triggers).await;
+    baseline(s.root()).await;
+    // Three pushes; the webhook of the first is lost, the other two arrive.
+    let mut tips = vec![c0];
+    for (file, n) in [("src/lost.rs", "1"), ("docs/x.md", "2"), ("src/c.rs", "3")] {
+        tips.push(work.commit(&[(file, Some(n))], n));
+        work.push(&origin, &["main"]);
+    }
+    for (i, (d, paths)) in [("d-2", ["docs/x.md"]), ("d-3", ["src/c.rs"])]
+        .iter()
+        .enumerate()
+    {
+        let body = pushed(&url, &tips[i + 1], &tips[i + 2], paths);
+        let (status, answer) = s.post_change(d, &body).await;
+        assert_eq!(status, 202, "{answer}");
+    }
+    let dir = s.stop().await;
+    let (_, mut config, pipelines) = server_project(&extra, &triggers);
+    config.state_dir = dir.path().join("state");
+    let store = Store::open(&config.state_dir, Arc::new(tokio::sync::Notify::new()));
+    let intake = Intake::new(Arc::new(pipelines), store, Arc::new(Metrics::default()));
+    let poller = Poller::new(&config.poll, &config.polling, &config.state_dir, intake);
+    // Polling sees main move c0 → c3 and reports only c0 → c1, the push nobody announced.
+    let report = poller.poll_once(0).await.expect("poll");
+    assert_eq!(report.found.len(), 1, "{:?}", report.found);
+    let (event, outcome) = &report.found[0];
+    assert_eq!(
+        (event.before.as_str(), event.after.as_str()),
+        (tips[0].as_str(), tips[1].as_str())
+    );
+    assert_eq!(paths(event), ["src/lost.rs"]);
+    assert!(
+        matches!(outcome, IntakeOutcome::Accepted { starts, .. } if starts.len() == 1),
+        "{outcome:?}"
+    );
+    // c3 started once (its webhook), c1 once (polling); c2 changed only docs.
+    let admin = Admin::open(&config.state_dir).expect("admin");
+    assert_eq!(admin.starts(&[]).expect("starts").len(), 2);
+    // The next poll finds nothing more: the cursor is at c3.
+    let again = poller.poll_once(0).await.expect("poll");
+    assert!(again.found.is_empty(), "{:?}", again.found);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_goes_down_is_retried_with_backoff_and_recovers() {
     let base = tempfile::tempdir().expect("temp dir");

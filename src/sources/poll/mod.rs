@@ -24,11 +24,12 @@ use tokio::sync::{Mutex, Semaphore};
 use crate::config::{Auth, PollRepo, Polling};
 use crate::event::{
     ChangeEvent, ChangeKind, Completion, CompletionOutcome, SCHEMA, Source, SourceKind, ZERO_SHA,
+    is_zero,
 };
 use crate::intake::Intake;
 use crate::repo::RepoId;
 use crate::shutdown::Shutdown;
-use crate::store::{IntakeOutcome, StoreError};
+use crate::store::{IntakeOutcome, RefMove, StoreError};
 
 use git::{Credentials, Diff, GitError, Mirror, Remote};
 
@@ -244,8 +245,15 @@ impl Poller {
         if moves.is_empty() {
             return Ok(report);
         }
+        let unreported = self.unreported(id, &moves).await.map_err(store_error)?;
         let events = self
-            .changes(repo, &remote, &moves, advertised.default_branch.clone())
+            .changes(
+                repo,
+                &remote,
+                &moves,
+                &unreported,
+                advertised.default_branch.clone(),
+            )
             .await;
         let cursor_moves = moves
             .iter()
@@ -281,11 +289,54 @@ impl Poller {
 
     /// Fetches the moved refs into the mirror and builds one change event per move (with its
     /// paths unknown when the mirror cannot give them).
+    /// Each move, or, when other sources reported its later part but not its beginning (a lost
+    /// webhook before a delivered one), only the part they did not report (see
+    /// [`crate::store::Store::unreported`]): that is the change nobody announced.
+    async fn unreported(&self, id: &RepoId, moves: &[Move]) -> Result<Vec<Move>, StoreError> {
+        let mut out = Vec::with_capacity(moves.len());
+        for m in moves {
+            // A created ref has one report, whoever makes it: its id says so already.
+            let Some(from) = &m.before else {
+                out.push(m.clone());
+                continue;
+            };
+            let to = m.after.clone().unwrap_or_else(|| ZERO_SHA.to_owned());
+            let rest = self
+                .intake
+                .store()
+                .unreported(RefMove {
+                    repository: id.as_str().to_owned(),
+                    git_ref: m.git_ref.clone(),
+                    from: from.clone(),
+                    to: to.clone(),
+                })
+                .await?;
+            match rest {
+                // Reported whole, or not at all: the move itself (the intake recognises a ref
+                // state reported already, and records that polling saw it too).
+                None => out.push(m.clone()),
+                Some(end) if end == to => out.push(m.clone()),
+                Some(end) => {
+                    tracing::info!(repository = %id, git_ref = %m.git_ref, from = %from, to = %end, "part of a move was never reported; polling reports it");
+                    out.push(Move {
+                        git_ref: m.git_ref.clone(),
+                        before: m.before.clone(),
+                        after: (!is_zero(&end)).then_some(end),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Fetches every moved ref into the mirror (and drops the deleted ones), and makes the
+    /// change events of `report`, with their paths from the mirror.
     async fn changes(
         &self,
         repo: &Arc<Polled>,
         remote: &Remote,
         moves: &[Move],
+        report: &[Move],
         default_branch: Option<String>,
     ) -> Vec<ChangeEvent> {
         let mut wanted: Vec<String> = moves
@@ -294,18 +345,24 @@ impl Poller {
             .map(|m| m.git_ref.clone())
             .collect();
         if let Some(d) = &default_branch
-            && moves.iter().any(|m| m.before.is_none())
+            && report.iter().any(|m| m.before.is_none())
             && !wanted.contains(d)
         {
             wanted.push(d.clone());
         }
         let remote = remote.clone();
-        let moves_owned = moves.to_vec();
+        let deleted: Vec<String> = moves
+            .iter()
+            .filter(|m| m.after.is_none())
+            .map(|m| m.git_ref.clone())
+            .collect();
+        let moves_owned = report.to_vec();
+        let moves = report;
         let computed = self
             .with_mirror(repo, move |mirror| {
                 let fetched = mirror.fetch(&remote, &wanted);
-                for m in moves_owned.iter().filter(|m| m.after.is_none()) {
-                    mirror.delete_ref(&m.git_ref)?;
+                for git_ref in &deleted {
+                    mirror.delete_ref(git_ref)?;
                 }
                 let base = default_branch.as_deref().and_then(|d| mirror.resolve(d));
                 let diffs = moves_owned
