@@ -1,5 +1,6 @@
 //! Integration tests: the `switchyard` binary and library against real files in temp dirs.
 
+mod bench;
 mod check;
 mod crash;
 mod deploy;
