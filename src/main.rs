@@ -80,6 +80,9 @@ enum Command {
         /// Write the SVG plots into this directory.
         #[arg(long, value_name = "DIR")]
         plots: Option<PathBuf>,
+        /// Write the tables as Markdown (for a README) here.
+        #[arg(long, value_name = "FILE")]
+        markdown: Option<PathBuf>,
         /// The repository count the request rates are extrapolated to.
         #[arg(long, value_name = "K", default_value_t = 1000)]
         extrapolate: usize,
@@ -260,6 +263,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             moto,
             output,
             plots,
+            markdown,
             extrapolate,
         } => {
             let mut opts = switchyard::bench::Options::defaults(quick);
@@ -297,6 +301,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 for path in switchyard::bench::report::plots(&results, dir)? {
                     eprintln!("plot: {}", path.display());
                 }
+            }
+            if let Some(path) = &markdown {
+                std::fs::write(path, switchyard::bench::report::markdown(&results))
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                eprintln!("tables as Markdown: {}", path.display());
             }
             // Latency targets depend on the machine and are reported; a lost or doubled start
             // is a fault of switchyard's and fails the run.

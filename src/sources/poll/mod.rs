@@ -37,6 +37,8 @@ use git::{Credentials, Diff, GitError, Mirror, Remote};
 pub const MIRRORS_DIR: &str = "mirrors";
 /// The cursor that marks a repository as polled once (its baseline is recorded).
 const BASELINE: &str = "";
+/// The most a poll's wait is jittered by, either way.
+const JITTER_MAX: Duration = Duration::from_millis(100);
 
 /// Why one poll failed.
 #[derive(Debug, thiserror::Error)]
@@ -590,6 +592,7 @@ impl Poller {
                 _ = shutdown.wait() => return,
                 _ = tokio::time::sleep(wait) => {}
             }
+            let began = Instant::now();
             let result = tokio::select! {
                 _ = shutdown.wait() => return,
                 result = async {
@@ -597,14 +600,20 @@ impl Poller {
                     self.poll_once(index).await
                 } => result,
             };
-            wait = self.next_wait(&repo, result).await;
+            // The next poll is due a wait after this one began, so that a slow poll (or one
+            // that waited for a slot) does not stretch the gap between two polls.
+            wait = self
+                .next_wait(&repo, result)
+                .await
+                .saturating_sub(began.elapsed());
         }
     }
 
     /// Logs a poll's result and decides when to poll next: the interval (stretched toward
     /// `max_interval` while push sources deliver, back to `interval` when polling found a
-    /// change first); after errors, exponential backoff up to `max_interval`. Either with
-    /// ±10% jitter, so that repositories polled together drift apart.
+    /// change first); after errors, exponential backoff up to `max_interval`. Either with a
+    /// little jitter (±10%, at most ±100 ms), so that repositories polled together drift apart
+    /// without ever waiting much longer than their interval.
     async fn next_wait(
         &self,
         repo: &Arc<Polled>,
@@ -641,8 +650,9 @@ impl Poller {
                 state.interval
             }
         };
-        let jitter = fastrand::f64() * 0.2 - 0.1;
-        base.mul_f64(1.0 + jitter)
+        let spread = base.mul_f64(0.1).min(JITTER_MAX);
+        let jitter = spread.mul_f64(fastrand::f64() * 2.0);
+        (base + jitter).saturating_sub(spread)
     }
 
     /// Whether this poll stored a change no other source had reported; for each, a check
@@ -892,7 +902,7 @@ mod tests {
         }
     }
 
-    /// The wait without its ±10% jitter, in whole seconds.
+    /// The wait without its jitter (at most ±10%), in whole seconds.
     fn secs(wait: Duration, base_secs: u64) -> bool {
         let base = base_secs as f64;
         (base * 0.89..=base * 1.11).contains(&wait.as_secs_f64())
