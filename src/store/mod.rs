@@ -329,6 +329,9 @@ pub fn open_connection(path: &Path) -> Result<Connection, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| fail(&e))?;
     }
     let mut conn = Connection::open(path).map_err(|e| fail(&e))?;
+    // Room for every statement the store prepares (rusqlite keeps 16 by default): an evicted
+    // statement is prepared again, which costs more than running it.
+    conn.set_prepared_statement_cache_capacity(64);
     conn.busy_timeout(Duration::from_secs(5))
         .map_err(|e| fail(&e))?;
     // Switching to WAL needs a moment without other connections; retry while another
@@ -800,7 +803,8 @@ fn intake(
     let source = event.source.kind.to_string();
     // The ref's newest stored push already ends where this one does: the same ref state,
     // reported again (by another source, or coalesced by polling, with another `before`).
-    if event.kind == ChangeKind::Push
+    let push = (event.kind == ChangeKind::Push).then_some(());
+    if push.is_some()
         && let Some((existing, _, after)) =
             latest_pushes(tx, event.repository.as_str(), &event.git_ref, 1)?.pop()
         && after == event.after
@@ -816,8 +820,8 @@ fn intake(
     // other sources' first sightings go to `sightings`.
     let new = tx
         .prepare_cached(
-            "INSERT OR IGNORE INTO changes (id, repository, event, received_ms, source, provider, delivery_id, pending_paths)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT OR IGNORE INTO changes (id, repository, event, received_ms, source, provider, delivery_id, pending_paths, push_ref, push_before, push_after)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?
         .execute(params![
             change_id,
@@ -827,7 +831,10 @@ fn intake(
             source,
             event.source.provider,
             event.source.delivery_id,
-            req.defer
+            req.defer,
+            push.map(|_| &event.git_ref),
+            push.map(|_| &event.before),
+            push.map(|_| &event.after),
         ])?;
     if new == 0 {
         record_sighting(tx, &change_id, &source, event, received_ms)?;
@@ -930,9 +937,8 @@ fn latest_pushes(
     limit: u32,
 ) -> rusqlite::Result<Vec<(String, String, String)>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, json_extract(event, '$.before'), json_extract(event, '$.after') FROM changes
-         WHERE repository = ?1 AND json_extract(event, '$.ref') = ?2
-           AND json_extract(event, '$.kind') = 'push'
+        "SELECT id, push_before, push_after FROM changes
+         WHERE repository = ?1 AND push_ref = ?2
          ORDER BY seq DESC LIMIT ?3",
     )?;
     let rows = stmt.query_map(params![repository, git_ref, limit], |r| {

@@ -59,9 +59,14 @@ pub const MIGRATIONS: &[&str] = &[
     "ALTER TABLE changes ADD COLUMN pending_paths INTEGER NOT NULL DEFAULT 0;
      CREATE INDEX changes_pending ON changes (seq) WHERE pending_paths = 1;",
     // 3: the pushes of one ref, newest first: a report of a ref state already reported (by
-    // another source, or coalesced by polling) is the same change.
-    "CREATE INDEX changes_by_ref ON changes (repository, json_extract(event, '$.ref'))
-     WHERE json_extract(event, '$.kind') = 'push';",
+    // another source, or coalesced by polling, with another `before`) is the same change.
+    // Changes stored before this migration have no ref columns and take no part. The index
+    // covers the lookup, so that the event (after which the columns are stored) is not read.
+    "ALTER TABLE changes ADD COLUMN push_ref TEXT;
+     ALTER TABLE changes ADD COLUMN push_before TEXT;
+     ALTER TABLE changes ADD COLUMN push_after TEXT;
+     CREATE INDEX changes_by_ref ON changes (repository, push_ref, seq, push_after, push_before, id)
+     WHERE push_ref IS NOT NULL;",
 ];
 
 /// Brings the database to the newest schema, refusing one written by a newer switchyard.
