@@ -654,7 +654,10 @@ fn apply(
         conn.pragma_update(None, "synchronous", if durable { "FULL" } else { "NORMAL" })?;
         *synchronous_full = durable;
     }
-    let tx = conn.transaction()?;
+    // Immediate: the batch holds the write lock from its start. A deferred transaction that
+    // reads first (the ref-state check) would have to upgrade its read snapshot to a write,
+    // which SQLite refuses at once (busy) when the checkpointer moved the log meanwhile.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut done = Vec::with_capacity(batch.len());
     for cmd in batch {
         done.push(match cmd {
