@@ -212,6 +212,20 @@ async fn one_moved_ref_among_500_is_one_change() {
     assert_eq!(paths(&found[0]), ["src/moved.rs"]);
 }
 
+/// A poller over the state a stopped server left in `root`, configured as it was.
+fn poller_over(
+    root: &Path,
+    extra: &str,
+    triggers: &[(&str, &str)],
+) -> (Poller, switchyard::config::Config) {
+    let (_, mut config, pipelines) = server_project(extra, triggers);
+    config.state_dir = root.join("state");
+    let store = Store::open(&config.state_dir, Arc::new(tokio::sync::Notify::new()));
+    let intake = Intake::new(Arc::new(pipelines), store, Arc::new(Metrics::default()));
+    let poller = Poller::new(&config.poll, &config.polling, &config.state_dir, intake);
+    (poller, config)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_a_webhook_announced_first_is_not_started_twice() {
     let base = tempfile::tempdir().expect("temp dir");
@@ -238,11 +252,7 @@ async fn a_change_a_webhook_announced_first_is_not_started_twice() {
     assert_eq!(status, 202, "{answer}");
     // Now the poll: the same change, seen again, adds a sighting and no start.
     let dir = s.stop().await;
-    let (_, mut config, pipelines) = server_project(&extra, &[("src.yaml", &src_only(&url))]);
-    config.state_dir = dir.path().join("state");
-    let store = Store::open(&config.state_dir, Arc::new(tokio::sync::Notify::new()));
-    let intake = Intake::new(Arc::new(pipelines), store, Arc::new(Metrics::default()));
-    let poller = Poller::new(&config.poll, &config.polling, &config.state_dir, intake);
+    let (poller, config) = poller_over(dir.path(), &extra, &[("src.yaml", &src_only(&url))]);
     let report = poller.poll_once(0).await.expect("poll");
     assert_eq!(report.found.len(), 1);
     assert!(matches!(report.found[0].1, IntakeOutcome::Duplicate { .. }));
@@ -300,11 +310,7 @@ async fn polling_reports_exactly_the_push_whose_webhook_was_lost() {
         assert_eq!(status, 202, "{answer}");
     }
     let dir = s.stop().await;
-    let (_, mut config, pipelines) = server_project(&extra, &triggers);
-    config.state_dir = dir.path().join("state");
-    let store = Store::open(&config.state_dir, Arc::new(tokio::sync::Notify::new()));
-    let intake = Intake::new(Arc::new(pipelines), store, Arc::new(Metrics::default()));
-    let poller = Poller::new(&config.poll, &config.polling, &config.state_dir, intake);
+    let (poller, config) = poller_over(dir.path(), &extra, &triggers);
     // Polling sees main move c0 → c3 and reports only c0 → c1, the push nobody announced.
     let report = poller.poll_once(0).await.expect("poll");
     assert_eq!(report.found.len(), 1, "{:?}", report.found);
