@@ -17,7 +17,7 @@ use switchyard::intake::Intake;
 use switchyard::metrics::Metrics;
 use switchyard::pipeline::Pipelines;
 use switchyard::sources::poll::Poller;
-use switchyard::store::Store;
+use switchyard::store::{Role, Store};
 
 /// The sizes of a run: the measurement, or the smoke run of `cargo test --benches`.
 struct Sizes {
@@ -238,7 +238,7 @@ fn main() {
     let config = parse(&config_text(&daemon, repos, "1h", &polling), &state);
     let rss_before = memory_kib("VmRSS:");
     let (cycles, baseline, cpu_per_cycle, busy_per_cycle) = runtime.block_on(async {
-        let store = Store::open(&config.state_dir, Arc::default());
+        let store = Store::open(&config.state_dir, Role::Serve, Arc::default());
         let intake = Intake::new(
             Arc::new(Pipelines::default()),
             store,

@@ -6,10 +6,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::diag::{Diagnostic, Diagnostics, MapReader, did_you_mean, scalar};
-use crate::pipeline::{scan_for_secrets, secret_ref};
+use crate::diag::{Diagnostic, Diagnostics, MapReader, did_you_mean, parse_duration, scalar};
 use crate::repo::RepoId;
-use crate::secret::SecretRef;
+use crate::secret::{self, SecretRef};
 use crate::yaml::{self, Node, Pos, Value};
 
 /// The default configuration file.
@@ -55,7 +54,65 @@ pub enum Provider {
     Standard,
 }
 
-const PROVIDERS: &[&str] = &["github", "gitlab", "bitbucket", "gitea", "standard"];
+impl Provider {
+    /// Every provider, in the order they are listed to users.
+    pub const ALL: [Provider; 5] = [
+        Provider::GitHub,
+        Provider::GitLab,
+        Provider::Bitbucket,
+        Provider::Gitea,
+        Provider::Standard,
+    ];
+
+    /// The lowercase name a provider goes by: in `provider:`, `--provider`, `source.provider`
+    /// and reasons.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::GitHub => "github",
+            Provider::GitLab => "gitlab",
+            Provider::Bitbucket => "bitbucket",
+            Provider::Gitea => "gitea",
+            Provider::Standard => "standard",
+        }
+    }
+}
+
+impl std::fmt::Display for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A provider name that is none of [`Provider::ALL`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown provider {0:?}")]
+pub struct UnknownProvider(pub String);
+
+impl UnknownProvider {
+    /// The fix: the closest name, or the list.
+    pub fn hint(&self) -> String {
+        let names = Provider::ALL.map(Provider::as_str);
+        match did_you_mean(&self.0, &names) {
+            Some(close) => format!("did you mean `{close}`?"),
+            None => format!("provider is one of {}", names.join(", ")),
+        }
+    }
+}
+
+impl std::str::FromStr for Provider {
+    type Err = UnknownProvider;
+
+    /// A provider's name; `forgejo` is Gitea's (Forgejo signs and sends as Gitea does).
+    fn from_str(name: &str) -> Result<Provider, UnknownProvider> {
+        if name == "forgejo" {
+            return Ok(Provider::Gitea);
+        }
+        Provider::ALL
+            .into_iter()
+            .find(|p| p.as_str() == name)
+            .ok_or_else(|| UnknownProvider(name.to_owned()))
+    }
+}
 
 /// A repository to poll.
 #[derive(Clone, Debug, PartialEq)]
@@ -264,7 +321,7 @@ impl Config {
         }
         let map = MapReader::new(&root, "the configuration", d)?;
         map.deny_unknown(KEYS, "the configuration", d);
-        scan_for_secrets(&root, d);
+        secret::scan_for_secrets(&root, d);
         if let Some(node) = map.get("listen")
             && let Some(text) = scalar(node, "listen", d)
         {
@@ -443,18 +500,10 @@ fn read_receivers(node: &Node, d: &mut Diagnostics) -> Vec<Receiver> {
             }
         };
         let provider = match m.get("provider") {
-            Some(n) => scalar(n, "provider", d).and_then(|p| match p {
-                "github" => Some(Provider::GitHub),
-                "gitlab" => Some(Provider::GitLab),
-                "bitbucket" => Some(Provider::Bitbucket),
-                "gitea" | "forgejo" => Some(Provider::Gitea),
-                "standard" => Some(Provider::Standard),
-                other => {
-                    let hint = match did_you_mean(other, PROVIDERS) {
-                        Some(close) => format!("did you mean `{close}`?"),
-                        None => format!("provider is one of {}", PROVIDERS.join(", ")),
-                    };
-                    d.error(n.pos, format!("unknown provider {other:?}"), hint);
+            Some(n) => scalar(n, "provider", d).and_then(|p| match p.parse::<Provider>() {
+                Ok(provider) => Some(provider),
+                Err(e) => {
+                    d.error(n.pos, e.to_string(), e.hint());
                     None
                 }
             }),
@@ -462,7 +511,10 @@ fn read_receivers(node: &Node, d: &mut Diagnostics) -> Vec<Receiver> {
                 d.error(
                     item.pos,
                     "a receiver needs `provider`",
-                    format!("provider is one of {}", PROVIDERS.join(", ")),
+                    format!(
+                        "provider is one of {}",
+                        Provider::ALL.map(Provider::as_str).join(", ")
+                    ),
                 );
                 None
             }
@@ -478,7 +530,7 @@ fn read_receivers(node: &Node, d: &mut Diagnostics) -> Vec<Receiver> {
                     );
                 }
                 list.into_iter()
-                    .filter_map(|s| secret_ref(s, "secrets", d))
+                    .filter_map(|s| secret::read_ref(s, "secrets", d))
                     .collect()
             }
             None => {
@@ -526,20 +578,6 @@ fn read_receivers(node: &Node, d: &mut Diagnostics) -> Vec<Receiver> {
         }
     }
     out
-}
-
-/// Parses `500ms`, `30s`, `5m`, `1h`.
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let split = text.find(|c: char| !c.is_ascii_digit())?;
-    let (num, unit) = text.split_at(split);
-    let n: u64 = num.parse().ok()?;
-    match unit {
-        "ms" => Some(Duration::from_millis(n)),
-        "s" => Some(Duration::from_secs(n)),
-        "m" => n.checked_mul(60).map(Duration::from_secs),
-        "h" => n.checked_mul(3600).map(Duration::from_secs),
-        _ => None,
-    }
 }
 
 fn read_poll(node: &Node, base: &Path, d: &mut Diagnostics) -> Vec<PollRepo> {
@@ -663,7 +701,7 @@ fn read_auth(node: &Node, d: &mut Diagnostics) -> Option<Auth> {
                 Some(n) => scalar(n, "auth.username", d)?.to_owned(),
                 None => "x-access-token".to_owned(),
             };
-            let token = secret_ref(t, "auth.token", d)?;
+            let token = secret::read_ref(t, "auth.token", d)?;
             Some(Auth::Token { username, token })
         }
         (None, Some(k)) => {
@@ -674,7 +712,7 @@ fn read_auth(node: &Node, d: &mut Diagnostics) -> Option<Auth> {
                     "for ssh, write the user in the URL: ssh://git@host/repo.git",
                 );
             }
-            secret_ref(k, "auth.ssh_key", d).map(Auth::SshKey)
+            secret::read_ref(k, "auth.ssh_key", d).map(Auth::SshKey)
         }
         _ => {
             d.error(
@@ -752,17 +790,6 @@ fn read_eventbridge(node: &Node, d: &mut Diagnostics) -> Option<EventBridge> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
-        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
-        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
-        assert_eq!(parse_duration("30"), None);
-        assert_eq!(parse_duration("s"), None);
-        assert_eq!(parse_duration("3d"), None);
-    }
 
     #[test]
     fn the_contract_example_reads() {

@@ -14,11 +14,10 @@ use tokio::sync::mpsc;
 use crate::activity::Activity;
 use crate::event::{ChangeEvent, ChangeKind, SourceKind, is_zero};
 use crate::metrics::Metrics;
+use crate::outcome::{DuplicateOf, IntakeOutcome};
 use crate::pipeline::{Mode, Pipelines};
 use crate::repo::RepoId;
-use crate::store::{
-    DuplicateOf, IntakeOutcome, IntakeRequest, PlannedStart, PollBatch, Store, StoreError,
-};
+use crate::store::{IntakeRequest, PlannedStart, PollBatch, Store, StoreError};
 
 /// Shared by every source.
 #[derive(Clone, Debug)]

@@ -30,11 +30,11 @@ use crate::config::{Config, Provider, Receiver};
 use crate::dispatch::{Failure, Policy, Starter};
 use crate::event::ChangeEvent;
 use crate::metrics::Metrics;
+use crate::outcome::{DuplicateOf, IntakeOutcome, start_id};
 use crate::pipeline::{Pipeline, Pipelines};
 use crate::secret::SecretRef;
 use crate::sources::eventbridge::envelope::{self, Envelope};
 use crate::sources::webhook::{self, Answer, Receivers, Sink};
-use crate::store::{DuplicateOf, IntakeOutcome, start_id};
 
 /// The environment variables the Lambda runtime client needs; AWS sets them.
 const RUNTIME_VARIABLES: [&str; 4] = [

@@ -18,6 +18,7 @@ pub mod intake;
 pub mod lambda;
 pub mod metrics;
 pub mod outbox;
+pub mod outcome;
 pub mod pipeline;
 pub mod repo;
 pub mod secret;

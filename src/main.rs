@@ -9,9 +9,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use switchyard::config::Provider;
 use switchyard::event::{ChangeEvent, Source, SourceKind};
+use switchyard::outcome::IntakeOutcome;
 use switchyard::pipeline::Pipelines;
 use switchyard::sources::providers::Normalized;
-use switchyard::store::IntakeOutcome;
+use switchyard::store::{Role, Store};
 
 /// A trigger dispatcher: which pipelines must start because a repository changed.
 #[derive(Debug, Parser)]
@@ -211,7 +212,7 @@ fn main() -> ExitCode {
 
 /// A duration flag (`500ms`, `5s`, `1m`).
 fn duration_flag(flag: &str, text: &str) -> anyhow::Result<std::time::Duration> {
-    switchyard::config::parse_duration(text).with_context(|| {
+    switchyard::diag::parse_duration(text).with_context(|| {
         format!("{flag} {text:?} is not a duration: write a number and a unit, e.g. 500ms, 5s, 1m")
     })
 }
@@ -428,16 +429,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             headers,
             file,
         } => {
-            let provider = match provider.as_str() {
-                "github" => Provider::GitHub,
-                "gitlab" => Provider::GitLab,
-                "bitbucket" => Provider::Bitbucket,
-                "gitea" | "forgejo" => Provider::Gitea,
-                "standard" => Provider::Standard,
-                other => bail!(
-                    "unknown provider {other:?}: use github, gitlab, bitbucket, gitea or standard"
-                ),
-            };
+            let provider: Provider =
+                provider
+                    .parse()
+                    .map_err(|e: switchyard::config::UnknownProvider| {
+                        anyhow::anyhow!("--provider: {e}\nhint: {}", e.hint())
+                    })?;
             let mut map = hyper::HeaderMap::new();
             for h in &headers {
                 let Some((name, value)) = h.split_once(':') else {
@@ -481,21 +478,33 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Outbox { action } => {
             let dir = state_dir(cli.config.as_deref())?;
-            let text = match action.unwrap_or(OutboxAction::List {
-                all: false,
-                format: Format::Text,
-            }) {
-                OutboxAction::List { all, format } => {
-                    let states = if all {
-                        &[][..]
-                    } else {
-                        switchyard::outbox::DEFAULT_STATES
-                    };
-                    switchyard::outbox::list(&dir, states, matches!(format, Format::Json))?
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            let text = runtime.block_on(async {
+                let store = Store::open_checked(&dir, Role::Tool, Default::default()).await?;
+                match action.unwrap_or(OutboxAction::List {
+                    all: false,
+                    format: Format::Text,
+                }) {
+                    OutboxAction::List { all, format } => {
+                        let states = if all {
+                            &[][..]
+                        } else {
+                            switchyard::outbox::DEFAULT_STATES
+                        };
+                        switchyard::outbox::list(&store, states, matches!(format, Format::Json))
+                            .await
+                    }
+                    OutboxAction::Retry { start_id } => {
+                        switchyard::outbox::retry(&store, &start_id).await
+                    }
+                    OutboxAction::Drop { start_id } => {
+                        switchyard::outbox::drop_start(&store, &start_id).await
+                    }
                 }
-                OutboxAction::Retry { start_id } => switchyard::outbox::retry(&dir, &start_id)?,
-                OutboxAction::Drop { start_id } => switchyard::outbox::drop_start(&dir, &start_id)?,
-            };
+            })?;
             print!("{text}");
             Ok(ExitCode::SUCCESS)
         }

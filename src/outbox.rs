@@ -1,12 +1,11 @@
 //! `switchyard outbox`: the starts waiting, failing or dead-lettered, and retrying or dropping
-//! one. Works on the store directly, beside a running `serve` (which picks changes up within a
-//! second).
+//! one. Works on the store beside a running `serve` (which picks changes up within a second),
+//! opened as a [`Role::Tool`](crate::store::Role::Tool): it never touches a running start.
 
 use std::fmt::Write as _;
-use std::path::Path;
 
 use crate::event::format_millis;
-use crate::store::{Admin, StartRow, StartState, StoreError};
+use crate::store::{StartRow, StartState, Store, StoreError, Transition};
 
 /// What `outbox list` shows by default: everything not yet started successfully nor given up.
 pub const DEFAULT_STATES: &[StartState] =
@@ -19,9 +18,8 @@ fn when(ms: i64) -> String {
 }
 
 /// The starts in `states` (all when empty) as a table, or as JSON lines.
-pub fn list(state_dir: &Path, states: &[StartState], json: bool) -> Result<String, StoreError> {
-    let admin = Admin::open(state_dir)?;
-    let rows = admin.starts(states)?;
+pub async fn list(store: &Store, states: &[StartState], json: bool) -> Result<String, StoreError> {
+    let rows = store.starts(states).await?;
     let mut out = String::new();
     if json {
         for r in &rows {
@@ -89,13 +87,13 @@ fn describe(action: &str, r: &StartRow) -> String {
 }
 
 /// Reopens a dead or failed start with a fresh set of attempts.
-pub fn retry(state_dir: &Path, id: &str) -> Result<String, StoreError> {
-    let row = Admin::open(state_dir)?.retry(id)?;
+pub async fn retry(store: &Store, id: &str) -> Result<String, StoreError> {
+    let row = store.transition(id, Transition::Retry).await?;
     Ok(describe("retrying", &row))
 }
 
 /// Drops a start so it never runs.
-pub fn drop_start(state_dir: &Path, id: &str) -> Result<String, StoreError> {
-    let row = Admin::open(state_dir)?.drop_start(id)?;
+pub async fn drop_start(store: &Store, id: &str) -> Result<String, StoreError> {
+    let row = store.transition(id, Transition::Drop).await?;
     Ok(describe("dropped", &row))
 }

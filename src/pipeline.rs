@@ -13,7 +13,7 @@ use crate::diag::{Diagnostic, Diagnostics, MapReader, Severity, scalar};
 use crate::event::{ChangeEvent, ChangeKind, check_ref};
 use crate::filter::{self, Filter, Prepared, Sets, Why};
 use crate::repo::RepoId;
-use crate::secret::{SecretRef, SecretRefError, looks_like_secret};
+use crate::secret::{self, SecretRef};
 use crate::yaml::{self, Node, Pos, Value};
 
 /// One validated pipeline definition.
@@ -260,7 +260,7 @@ fn read_definition(
     }
     let map = MapReader::new(&root, "a pipeline definition", d)?;
     map.deny_unknown(KEYS, "a pipeline definition", d);
-    scan_for_secrets(&root, d);
+    secret::scan_for_secrets(&root, d);
 
     let (name, name_pos) = match map.get("pipeline") {
         Some(node) => (
@@ -404,7 +404,7 @@ fn read_start(node: &Node, d: &mut Diagnostics) -> Option<(Start, Duration)> {
     map.deny_unknown(&known, "start", d);
     let timeout = match map.get("timeout") {
         Some(n) => {
-            scalar(n, "start.timeout", d).and_then(|t| match crate::config::parse_duration(t) {
+            scalar(n, "start.timeout", d).and_then(|t| match crate::diag::parse_duration(t) {
                 Some(dur) if dur >= Duration::from_millis(10) => Some(dur),
                 _ => {
                     d.error(
@@ -451,7 +451,7 @@ fn read_target(map: &MapReader<'_>, node: &Node, d: &mut Diagnostics) -> Option<
             let url = required_url(&m, "url", "start.http", &["http", "https"], d);
             let secret = m
                 .get("secret")
-                .and_then(|s| secret_ref(s, "start.http.secret", d));
+                .and_then(|s| secret::read_ref(s, "start.http.secret", d));
             if m.get("secret").is_some() && secret.is_none() {
                 return None;
             }
@@ -561,34 +561,4 @@ fn required_url(
         return None;
     }
     Some(url.to_owned())
-}
-
-/// Reads a secret reference, reporting secrets written in clear.
-pub(crate) fn secret_ref(node: &Node, what: &str, d: &mut Diagnostics) -> Option<SecretRef> {
-    let text = scalar(node, what, d)?;
-    match SecretRef::parse(text) {
-        Ok(r) => Some(r),
-        Err(SecretRefError::InClear) if d.items.iter().any(|x| x.pos == node.pos) => None,
-        Err(e) => {
-            d.error(node.pos, format!("{what}: {e}"), e.hint());
-            None
-        }
-    }
-}
-
-/// Reports every scalar in the document that looks like a credential written in clear.
-pub(crate) fn scan_for_secrets(node: &Node, d: &mut Diagnostics) {
-    match &node.value {
-        Value::Scalar(text, _) => {
-            if let Some(kind) = looks_like_secret(text) {
-                d.error(
-                    node.pos,
-                    format!("this looks like {kind} written in clear"),
-                    SecretRefError::InClear.hint(),
-                );
-            }
-        }
-        Value::Seq(items) => items.iter().for_each(|n| scan_for_secrets(n, d)),
-        Value::Map(entries) => entries.iter().for_each(|(_, v)| scan_for_secrets(v, d)),
-    }
 }

@@ -6,6 +6,9 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::diag::{Diagnostics, scalar};
+use crate::yaml::{Node, Value};
+
 /// Where a secret is kept.
 #[derive(Clone, PartialEq, Eq)]
 pub enum SecretRef {
@@ -168,6 +171,36 @@ pub fn looks_like_secret(text: &str) -> Option<&'static str> {
         }
     }
     None
+}
+
+/// Reads a secret reference, reporting secrets written in clear.
+pub fn read_ref(node: &Node, what: &str, d: &mut Diagnostics) -> Option<SecretRef> {
+    let text = scalar(node, what, d)?;
+    match SecretRef::parse(text) {
+        Ok(r) => Some(r),
+        Err(SecretRefError::InClear) if d.items.iter().any(|x| x.pos == node.pos) => None,
+        Err(e) => {
+            d.error(node.pos, format!("{what}: {e}"), e.hint());
+            None
+        }
+    }
+}
+
+/// Reports every scalar in the document that looks like a credential written in clear.
+pub fn scan_for_secrets(node: &Node, d: &mut Diagnostics) {
+    match &node.value {
+        Value::Scalar(text, _) => {
+            if let Some(kind) = looks_like_secret(text) {
+                d.error(
+                    node.pos,
+                    format!("this looks like {kind} written in clear"),
+                    SecretRefError::InClear.hint(),
+                );
+            }
+        }
+        Value::Seq(items) => items.iter().for_each(|n| scan_for_secrets(n, d)),
+        Value::Map(entries) => entries.iter().for_each(|(_, v)| scan_for_secrets(v, d)),
+    }
 }
 
 #[cfg(test)]

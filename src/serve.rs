@@ -31,7 +31,7 @@ use crate::pipeline::{Pipelines, Start};
 use crate::shutdown::{self, Shutdown};
 use crate::sources::poll::Poller;
 use crate::sources::webhook::{self, Answer, Receivers};
-use crate::store::{Store, now_ms};
+use crate::store::{Role, Store, now_ms};
 
 /// What the HTTP handlers share.
 #[derive(Debug)]
@@ -91,7 +91,7 @@ pub async fn start(config: Config, pipelines: Pipelines) -> anyhow::Result<Serve
     check_target_secrets(&pipelines);
     let metrics = Arc::new(Metrics::default());
     let new_work = Arc::new(Notify::new());
-    let store = Store::open(&config.state_dir, Arc::clone(&new_work));
+    let store = Store::open(&config.state_dir, Role::Serve, Arc::clone(&new_work));
     let prune_before = now_ms() - config.replay_window.as_millis() as i64;
     if let Err(e) = store.prune_deliveries(prune_before).await {
         tracing::error!(error = %e, "the store is not usable yet; answering 503 until it is");

@@ -16,9 +16,9 @@ use crate::config::{self, Provider};
 use crate::event::{ChangeEvent, Source, SourceKind};
 use crate::intake::Intake;
 use crate::metrics::Metrics;
+use crate::outcome::{DuplicateOf, IntakeOutcome};
 use crate::signature::{self, Key, VerifyError};
 use crate::sources::providers::{self, Normalized};
-use crate::store::{DuplicateOf, IntakeOutcome};
 
 /// A configured receiver with its secrets resolved.
 pub struct Receiver {

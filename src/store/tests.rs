@@ -15,10 +15,11 @@ use tokio::runtime::Runtime;
 use tokio::sync::Notify;
 
 use super::{
-    Admin, DB_FILE, DuplicateOf, Finish, IntakeOutcome, IntakeRequest, MIGRATIONS, PlannedStart,
-    StartRow, StartState, Store, StoreError, start_id,
+    Admin, DB_FILE, Finish, IntakeRequest, MIGRATIONS, PlannedStart, Role, StartRow, StartState,
+    Store, StoreError,
 };
 use crate::event::{ChangeEvent, Source, SourceKind, ZERO_SHA};
+use crate::outcome::{DuplicateOf, IntakeOutcome, start_id};
 
 const REPOS: [&str; 2] = ["https://github.com/acme/api", "https://github.com/acme/web"];
 const SHA1: &str = "1111111111111111111111111111111111111111";
@@ -471,7 +472,7 @@ impl Harness {
     fn new() -> Harness {
         let dir = tempfile::tempdir().expect("a temp dir");
         let notify = Arc::new(Notify::new());
-        let store = Store::open(dir.path(), notify.clone());
+        let store = Store::open(dir.path(), Role::Serve, notify.clone());
         let admin = Admin::open(dir.path()).expect("the admin connection opens");
         Harness {
             rt: runtime(),
@@ -491,7 +492,7 @@ impl Harness {
     fn reopen(&mut self) {
         let store = std::mem::replace(
             &mut self.store,
-            Store::open(self.dir.path(), self.notify.clone()),
+            Store::open(self.dir.path(), Role::Serve, self.notify.clone()),
         );
         drop(store);
         // The new store opens the file on its first request, and gives interrupted attempts back.
@@ -835,7 +836,7 @@ fn concurrent_intakes_all_land() {
         .expect("a tokio runtime");
     let dir = tempfile::tempdir().expect("a temp dir");
     let notify = Arc::new(Notify::new());
-    let store = Store::open(dir.path(), notify.clone());
+    let store = Store::open(dir.path(), Role::Serve, notify.clone());
     const N: u64 = 200;
     // Every change twice, from a webhook and from a poll, each with its own delivery id.
     let outcomes = rt.block_on(async {
@@ -897,7 +898,7 @@ fn concurrent_intakes_all_land() {
 fn queued_requests_are_committed_in_one_transaction() {
     let rt = runtime();
     let dir = tempfile::tempdir().expect("a temp dir");
-    let store = Store::open(dir.path(), Arc::new(Notify::new()));
+    let store = Store::open(dir.path(), Role::Serve, Arc::new(Notify::new()));
     rt.block_on(store.prune_deliveries(0))
         .expect("the writer opens the database");
 
@@ -959,7 +960,7 @@ fn the_dispatcher_is_woken_only_when_there_is_new_work() {
     let rt = runtime();
     let dir = tempfile::tempdir().expect("a temp dir");
     let notify = Arc::new(Notify::new());
-    let store = Store::open(dir.path(), notify.clone());
+    let store = Store::open(dir.path(), Role::Serve, notify.clone());
     let intake = |req| rt.block_on(store.intake(req)).expect("intake");
 
     // A change that starts nothing.
@@ -1034,7 +1035,7 @@ fn a_database_from_a_newer_switchyard_is_refused() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let db = dir.path().join(DB_FILE);
     {
-        let store = Store::open(dir.path(), Arc::new(Notify::new()));
+        let store = Store::open(dir.path(), Role::Serve, Arc::new(Notify::new()));
         let out = rt.block_on(store.intake(request(
             pool_event(0, SourceKind::Webhook, BASE_MS),
             None,
@@ -1059,7 +1060,7 @@ fn a_database_from_a_newer_switchyard_is_refused() {
         }
         other => panic!("expected a refusal, got {other:?}"),
     }
-    let store = Store::open(dir.path(), Arc::new(Notify::new()));
+    let store = Store::open(dir.path(), Role::Serve, Arc::new(Notify::new()));
     let out = rt.block_on(store.intake(request(
         pool_event(1, SourceKind::Webhook, BASE_MS),
         None,
@@ -1080,7 +1081,7 @@ fn an_unavailable_state_directory_fails_requests_until_it_can_be_created() {
     let blocker = tmp.path().join("state");
     std::fs::write(&blocker, b"a file where a directory should be").expect("write the file");
     let state_dir = blocker.join("inner");
-    let store = Store::open(&state_dir, Arc::new(Notify::new()));
+    let store = Store::open(&state_dir, Role::Serve, Arc::new(Notify::new()));
     let req = || {
         request(
             pool_event(0, SourceKind::Webhook, BASE_MS),
@@ -1117,7 +1118,7 @@ fn an_unavailable_state_directory_fails_requests_until_it_can_be_created() {
 fn a_failed_write_is_reported_as_such_and_keeps_nothing() {
     let rt = runtime();
     let dir = tempfile::tempdir().expect("a temp dir");
-    let store = Store::open(dir.path(), Arc::new(Notify::new()));
+    let store = Store::open(dir.path(), Role::Serve, Arc::new(Notify::new()));
     rt.block_on(store.prune_deliveries(0))
         .expect("the writer opens the database");
     // Make one kind of write fail inside the writer's transaction.
@@ -1186,7 +1187,7 @@ fn a_poll_stores_its_changes_and_moves_its_cursors_together() {
     let rt = runtime();
     let dir = tempfile::tempdir().expect("a temp dir");
     let notify = Arc::new(Notify::new());
-    let store = Store::open(dir.path(), notify.clone());
+    let store = Store::open(dir.path(), Role::Serve, notify.clone());
     let repo = "github.com/acme/api";
     let baseline = super::PollBatch {
         repository: repo.into(),
@@ -1241,7 +1242,7 @@ fn a_deferred_change_waits_without_starts_until_it_is_planned_once() {
     let rt = runtime();
     let dir = tempfile::tempdir().expect("a temp dir");
     let notify = Arc::new(Notify::new());
-    let store = Store::open(dir.path(), notify.clone());
+    let store = Store::open(dir.path(), Role::Serve, notify.clone());
     let event = numbered_event(1, SourceKind::Eventbridge);
     let mut req = request(event.clone(), Some("d0"), &[]);
     req.defer = true;
@@ -1283,7 +1284,7 @@ fn a_deferred_change_waits_without_starts_until_it_is_planned_once() {
 fn a_ref_state_reported_again_with_another_before_is_the_same_change() {
     let rt = runtime();
     let dir = tempfile::tempdir().expect("a temp dir");
-    let store = Store::open(dir.path(), Arc::new(Notify::new()));
+    let store = Store::open(dir.path(), Role::Serve, Arc::new(Notify::new()));
     let repo = REPOS[0];
     let main =
         |before, after, kind, ms| push_event(repo, ("refs/heads/main", before, after), kind, ms);
@@ -1360,7 +1361,7 @@ fn a_ref_state_reported_again_with_another_before_is_the_same_change() {
 fn unreported_follows_the_stored_pushes_of_a_ref_back_to_the_gap() {
     let rt = runtime();
     let dir = tempfile::tempdir().expect("a temp dir");
-    let store = Store::open(dir.path(), Arc::new(Notify::new()));
+    let store = Store::open(dir.path(), Role::Serve, Arc::new(Notify::new()));
     let repo = REPOS[0];
     const SHA4: &str = "4444444444444444444444444444444444444444";
     const SHA5: &str = "5555555555555555555555555555555555555555";
@@ -1397,4 +1398,67 @@ fn unreported_follows_the_stored_pushes_of_a_ref_back_to_the_gap() {
     // The ref is elsewhere than the newest report: all of it is unreported.
     assert_eq!(ask(SHA4, SHA5), Some(SHA5.to_owned()));
     assert_eq!(ask(SHA1, SHA3), Some(SHA3.to_owned()));
+}
+
+#[test]
+fn only_serve_gives_running_starts_back_and_only_at_its_first_open() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let serve = Store::open(dir.path(), Role::Serve, Arc::new(Notify::new()));
+    let running = |what: &str| -> Vec<String> {
+        Admin::open(dir.path())
+            .expect("admin")
+            .starts(&[StartState::Running])
+            .unwrap_or_else(|e| panic!("{what}: {e}"))
+            .into_iter()
+            .map(|r| r.id)
+            .collect()
+    };
+    let first = pool_event(0, SourceKind::Webhook, BASE_MS);
+    let Ok(IntakeOutcome::Accepted { starts, .. }) =
+        rt.block_on(serve.intake(request(first, None, &["a"])))
+    else {
+        panic!("the change is accepted");
+    };
+    let claimed = rt.block_on(serve.claim(starts.clone())).expect("claim");
+    assert_eq!(claimed, starts);
+
+    // A tool beside the server (`poll --once`, `outbox`) writes, and the start stays running.
+    let tool = Store::open(dir.path(), Role::Tool, Arc::new(Notify::new()));
+    rt.block_on(tool.prune_deliveries(0))
+        .expect("the tool's store opens");
+    let second = pool_event(1, SourceKind::Poll, BASE_MS + 1);
+    rt.block_on(tool.intake(request(second, None, &["b"])))
+        .expect("the tool stores a change");
+    assert_eq!(running("after a tool's writes"), starts);
+
+    // The server's own writer reopens after a failed write: its attempt is still under way.
+    Connection::open(dir.path().join(DB_FILE))
+        .expect("a direct connection")
+        .execute_batch(
+            "CREATE TRIGGER refuse BEFORE INSERT ON starts WHEN NEW.pipeline = 'refused'
+             BEGIN SELECT RAISE(ABORT, 'pipeline refused by the test'); END;",
+        )
+        .expect("create the trigger");
+    let third = pool_event(2, SourceKind::Webhook, BASE_MS + 2);
+    assert!(
+        rt.block_on(serve.intake(request(third.clone(), None, &["refused"])))
+            .is_err()
+    );
+    rt.block_on(serve.intake(request(third, None, &["a"])))
+        .expect("the writer reopens");
+    assert_eq!(running("after the writer reopened"), starts);
+
+    // A new `serve` (after a crash): the interrupted attempt is open again.
+    drop(serve);
+    let restarted = Store::open(dir.path(), Role::Serve, Arc::new(Notify::new()));
+    rt.block_on(restarted.prune_deliveries(0))
+        .expect("the restarted store opens");
+    assert_eq!(running("after a restart"), Vec::<String>::new());
+    let states = Admin::open(dir.path())
+        .expect("admin")
+        .start(&starts[0])
+        .expect("the start")
+        .state;
+    assert_eq!(states, StartState::Pending);
 }

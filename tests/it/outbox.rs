@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use switchyard::event::{ChangeEvent, Source, SourceKind};
-use switchyard::store::{Finish, IntakeOutcome, IntakeRequest, PlannedStart, Store};
+use switchyard::outcome::IntakeOutcome;
+use switchyard::store::{Finish, IntakeRequest, PlannedStart, Role, Store};
 
 use crate::support::{Project, change, sha};
 
@@ -13,6 +14,7 @@ async fn list_retry_and_drop() {
     p.file("switchyard.yaml", "state_dir: state\n");
     let store = Store::open(
         &p.root().join("state"),
+        Role::Serve,
         Arc::new(tokio::sync::Notify::new()),
     );
     let source = Source {

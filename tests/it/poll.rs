@@ -8,8 +8,9 @@ use serde_json::Value;
 use switchyard::event::{ChangeEvent, SourceKind, ZERO_SHA};
 use switchyard::intake::Intake;
 use switchyard::metrics::Metrics;
+use switchyard::outcome::IntakeOutcome;
 use switchyard::sources::poll::{PollReport, Poller};
-use switchyard::store::{Admin, IntakeOutcome, StartState, Store};
+use switchyard::store::{Admin, Role, StartState, Store};
 
 use crate::githost::{GitDaemon, GitHttp, Work, bare, many_branches};
 use crate::support::{Project, Served, TestServer, eventually, series, server_project};
@@ -31,7 +32,11 @@ impl Lab {
     fn new(url: &str, triggers: &[(&str, &str)]) -> Lab {
         let extra = format!("poll:\n  - url: {url}\n    interval: 1s\n");
         let (dir, config, pipelines) = server_project(&extra, triggers);
-        let store = Store::open(&config.state_dir, Arc::new(tokio::sync::Notify::new()));
+        let store = Store::open(
+            &config.state_dir,
+            Role::Serve,
+            Arc::new(tokio::sync::Notify::new()),
+        );
         let intake = Intake::new(Arc::new(pipelines), store, Arc::new(Metrics::default()));
         let poller = Poller::new(&config.poll, &config.polling, &config.state_dir, intake);
         Lab {
@@ -220,7 +225,11 @@ fn poller_over(
 ) -> (Poller, switchyard::config::Config) {
     let (_, mut config, pipelines) = server_project(extra, triggers);
     config.state_dir = root.join("state");
-    let store = Store::open(&config.state_dir, Arc::new(tokio::sync::Notify::new()));
+    let store = Store::open(
+        &config.state_dir,
+        Role::Serve,
+        Arc::new(tokio::sync::Notify::new()),
+    );
     let intake = Intake::new(Arc::new(pipelines), store, Arc::new(Metrics::default()));
     let poller = Poller::new(&config.poll, &config.polling, &config.state_dir, intake);
     (poller, config)

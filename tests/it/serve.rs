@@ -269,14 +269,21 @@ async fn http_target_dead_letters_on_400_and_outbox_retry_reopens() {
         rows[0].last_error
     );
     assert_eq!(runner.seen().len(), 1);
-    let state = s.root().join("state");
-    let text =
-        switchyard::outbox::list(&state, switchyard::outbox::DEFAULT_STATES, false).expect("list");
+    let tool = switchyard::store::Store::open(
+        &s.root().join("state"),
+        switchyard::store::Role::Tool,
+        Default::default(),
+    );
+    let text = switchyard::outbox::list(&tool, switchyard::outbox::DEFAULT_STATES, false)
+        .await
+        .expect("list");
     assert!(
         text.contains("dead") && text.contains(&rows[0].id),
         "{text}"
     );
-    switchyard::outbox::retry(&state, &rows[0].id[..8]).expect("retry by prefix");
+    switchyard::outbox::retry(&tool, &rows[0].id[..8])
+        .await
+        .expect("retry by prefix");
     eventually(10, "the retried start succeeds", || {
         (s.starts()[0].state == StartState::Succeeded).then_some(())
     })

@@ -24,8 +24,8 @@ use super::envelope::{self, Envelope};
 use crate::config::EventBridge;
 use crate::intake::Intake;
 use crate::metrics::Metrics;
+use crate::outcome::IntakeOutcome;
 use crate::shutdown::Shutdown;
-use crate::store::IntakeOutcome;
 
 /// The delivery-id namespace of EventBridge events in the replay window.
 pub const DELIVERY_NAMESPACE: &str = "eventbridge";

@@ -27,9 +27,10 @@ use crate::event::{
     is_zero,
 };
 use crate::intake::Intake;
+use crate::outcome::IntakeOutcome;
 use crate::repo::RepoId;
 use crate::shutdown::Shutdown;
-use crate::store::{IntakeOutcome, RefMove, StoreError};
+use crate::store::{RefMove, StoreError};
 
 use git::{Credentials, Diff, GitError, Mirror, Remote};
 
@@ -696,9 +697,12 @@ pub async fn once(
     config: &crate::config::Config,
     pipelines: crate::pipeline::Pipelines,
 ) -> Result<Vec<Result<PollReport, PollError>>, StoreError> {
-    let store =
-        crate::store::Store::open_checked(&config.state_dir, Arc::new(tokio::sync::Notify::new()))
-            .await?;
+    let store = crate::store::Store::open_checked(
+        &config.state_dir,
+        crate::store::Role::Tool,
+        Arc::new(tokio::sync::Notify::new()),
+    )
+    .await?;
     let intake = Intake::new(
         Arc::new(pipelines),
         store,
@@ -867,7 +871,7 @@ mod tests {
             max_interval: Duration::from_secs(60),
             auth: None,
         };
-        let store = crate::store::Store::open(dir, Arc::default());
+        let store = crate::store::Store::open(dir, crate::store::Role::Serve, Arc::default());
         let intake = Intake::new(
             Arc::new(crate::pipeline::Pipelines::default()),
             store,

@@ -18,17 +18,6 @@ use crate::event::{
 };
 use crate::repo::RepoId;
 
-/// The lowercase name a provider goes by in `source.provider` and in reasons.
-pub(super) fn provider_name(provider: Provider) -> &'static str {
-    match provider {
-        Provider::GitHub => "github",
-        Provider::GitLab => "gitlab",
-        Provider::Bitbucket => "bitbucket",
-        Provider::Gitea => "gitea",
-        Provider::Standard => "standard",
-    }
-}
-
 /// The value of the first of `names` that is present and not empty; the error names the first.
 pub(super) fn event_type<'h>(
     headers: &'h HeaderMap,
@@ -45,18 +34,12 @@ pub(super) fn event_type<'h>(
 
 /// The reason given for a well-formed delivery whose event type is no change.
 pub(super) fn not_a_change(provider: Provider, event: &str) -> String {
-    format!(
-        "{} event {event:?} is not a change",
-        provider_name(provider)
-    )
+    format!("{} event {event:?} is not a change", provider)
 }
 
 /// The reason given for the `create`/`delete` events GitHub and Gitea send next to the push.
 pub(super) fn duplicates_push(provider: Provider, event: &str) -> String {
-    format!(
-        "{} {event:?} events duplicate the push event",
-        provider_name(provider)
-    )
+    format!("{} {event:?} events duplicate the push event", provider)
 }
 
 /// Parses a delivery body, which must be a JSON object. serde_json's recursion limit turns a
@@ -393,7 +376,7 @@ pub(super) struct Pull {
 fn source(provider: Provider, headers: &HeaderMap) -> Source {
     Source {
         kind: SourceKind::Webhook,
-        provider: Some(provider_name(provider).to_owned()),
+        provider: Some(provider.as_str().to_owned()),
         delivery_id: delivery_id(provider, headers),
     }
 }

@@ -1,0 +1,67 @@
+//! The intake's vocabulary: what became of a change handed in (accepted with its starts, or a
+//! duplicate of a delivery or of a change) and the start id of (change, pipeline).
+//!
+//! Below both the store, which answers an intake with an [`IntakeOutcome`], and the parts
+//! that have no store (Lambda starts each change itself and answers with the same words), so
+//! that neither imports the other's.
+
+use sha2::{Digest, Sha256};
+
+/// The answer to an intake: in `serve` once the change is on disk, in Lambda once its starts
+/// succeeded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IntakeOutcome {
+    /// A new change; these start ids were created.
+    Accepted {
+        change_id: String,
+        starts: Vec<String>,
+    },
+    /// Seen before: as this delivery id, or as this change from any source.
+    Duplicate { change_id: String, why: DuplicateOf },
+}
+
+/// What an intake duplicated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DuplicateOf {
+    Delivery,
+    Change,
+}
+
+/// The start id of (change, pipeline): stable across attempts and restarts.
+pub fn start_id(change_id: &str, pipeline: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(change_id.as_bytes());
+    h.update([0u8]);
+    h.update(pipeline.as_bytes());
+    hex(&h.finalize()[..16])
+}
+
+/// Lowercase hex of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_ids_are_the_first_128_bits_of_a_sha256_in_hex() {
+        // The first half of SHA-256("c\0p").
+        let id = start_id("c", "p");
+        assert_eq!(id, "29f73cfff78de4f16103e0bd9671d43d");
+        assert!(
+            id.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        );
+        assert_ne!(start_id("c", "p"), start_id("c", "q"));
+        assert_ne!(start_id("ab", "c"), start_id("a", "bc"));
+        assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
+    }
+}

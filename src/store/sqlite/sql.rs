@@ -1,0 +1,398 @@
+//! The statements of each command, on a connection or inside the writer's transaction.
+
+use std::collections::BTreeMap;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::event::{ChangeEvent, ChangeKind};
+use crate::outcome::{DuplicateOf, IntakeOutcome, start_id};
+use crate::store::{
+    Finish, IntakeRequest, PlannedStart, RefMove, StartRow, StartState, StoreError, Transition,
+    now_ms,
+};
+
+/// How many stored pushes of a ref [`unreported`] follows back at most.
+const CHAIN: u32 = 256;
+
+pub(super) fn intake(
+    tx: &rusqlite::Transaction<'_>,
+    req: &IntakeRequest,
+    json: &str,
+    now: i64,
+) -> rusqlite::Result<IntakeOutcome> {
+    let event = &req.event;
+    let change_id = event.id.clone();
+    if let Some((receiver, delivery)) = &req.delivery {
+        let fresh = tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO deliveries (receiver, delivery_id, seen_ms) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![receiver, delivery, now])?;
+        if fresh == 0 {
+            return Ok(IntakeOutcome::Duplicate {
+                change_id,
+                why: DuplicateOf::Delivery,
+            });
+        }
+    }
+    let received_ms = event.received_at.as_millisecond();
+    let source = event.source.kind.to_string();
+    // The ref's newest stored push already ends where this one does: the same ref state,
+    // reported again (by another source, or coalesced by polling, with another `before`).
+    let push = (event.kind == ChangeKind::Push).then_some(());
+    if push.is_some()
+        && let Some((existing, _, after)) =
+            latest_pushes(tx, event.repository.as_str(), &event.git_ref, 1)?.pop()
+        && after == event.after
+        && existing != change_id
+    {
+        record_sighting(tx, &existing, &source, event, received_ms)?;
+        return Ok(IntakeOutcome::Duplicate {
+            change_id: existing,
+            why: DuplicateOf::Change,
+        });
+    }
+    // The first source's sighting lives in the change's own row (one insert for a new change);
+    // other sources' first sightings go to `sightings`.
+    let new = tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO changes (id, repository, event, received_ms, source, provider, delivery_id, pending_paths, push_ref, push_before, push_after)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )?
+        .execute(params![
+            change_id,
+            event.repository.as_str(),
+            json,
+            received_ms,
+            source,
+            event.source.provider,
+            event.source.delivery_id,
+            req.defer,
+            push.map(|_| &event.git_ref),
+            push.map(|_| &event.before),
+            push.map(|_| &event.after),
+        ])?;
+    if new == 0 {
+        record_sighting(tx, &change_id, &source, event, received_ms)?;
+        return Ok(IntakeOutcome::Duplicate {
+            change_id,
+            why: DuplicateOf::Change,
+        });
+    }
+    let starts = if req.defer {
+        Vec::new()
+    } else {
+        insert_starts(tx, event, &req.starts, now)?
+    };
+    Ok(IntakeOutcome::Accepted { change_id, starts })
+}
+
+/// Records that `source` saw change `change_id` too (its first sighting by that source).
+pub(super) fn record_sighting(
+    tx: &rusqlite::Transaction<'_>,
+    change_id: &str,
+    source: &str,
+    event: &ChangeEvent,
+    received_ms: i64,
+) -> rusqlite::Result<usize> {
+    tx.prepare_cached(
+        "INSERT OR IGNORE INTO sightings (change_id, source, provider, delivery_id, first_seen_ms)
+         SELECT ?1, ?2, ?3, ?4, ?5
+         WHERE NOT EXISTS (SELECT 1 FROM changes WHERE id = ?1 AND source = ?2)",
+    )?
+    .execute(params![
+        change_id,
+        source,
+        event.source.provider,
+        event.source.delivery_id,
+        received_ms
+    ])
+}
+
+/// Creates the starts of a change, superseding older waiting ones where asked; returns their
+/// ids.
+pub(super) fn insert_starts(
+    tx: &rusqlite::Transaction<'_>,
+    event: &ChangeEvent,
+    starts: &[PlannedStart],
+    now: i64,
+) -> rusqlite::Result<Vec<String>> {
+    let mut ids = Vec::with_capacity(starts.len());
+    let mut insert = tx.prepare_cached(
+        "INSERT OR IGNORE INTO starts (id, change_id, pipeline, git_ref, state, attempts, next_attempt_ms, created_ms, updated_ms)
+         VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?5, ?5)",
+    )?;
+    let mut supersede = tx.prepare_cached(
+        "UPDATE starts SET state = 'superseded', updated_ms = ?1
+         WHERE pipeline = ?2 AND git_ref = ?3 AND state IN ('pending', 'failed') AND id <> ?4",
+    )?;
+    for planned in starts {
+        let id = start_id(&event.id, &planned.pipeline);
+        insert.execute(params![id, event.id, planned.pipeline, event.git_ref, now])?;
+        if planned.supersede {
+            supersede.execute(params![now, planned.pipeline, event.git_ref, id])?;
+        }
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+/// Moves (or removes) a repository's cursors.
+pub(super) fn move_cursors(
+    tx: &rusqlite::Transaction<'_>,
+    repository: &str,
+    moves: &[(String, Option<String>)],
+    now: i64,
+) -> rusqlite::Result<()> {
+    let mut upsert = tx.prepare_cached(
+        "INSERT INTO cursors (repository, git_ref, sha, updated_ms) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (repository, git_ref) DO UPDATE SET sha = excluded.sha, updated_ms = excluded.updated_ms",
+    )?;
+    let mut remove =
+        tx.prepare_cached("DELETE FROM cursors WHERE repository = ?1 AND git_ref = ?2")?;
+    for (git_ref, sha) in moves {
+        match sha {
+            Some(sha) => upsert.execute(params![repository, git_ref, sha, now])?,
+            None => remove.execute(params![repository, git_ref])?,
+        };
+    }
+    Ok(())
+}
+
+pub(super) fn cursors(
+    conn: &Connection,
+    repository: &str,
+) -> rusqlite::Result<BTreeMap<String, String>> {
+    let mut stmt = conn.prepare_cached("SELECT git_ref, sha FROM cursors WHERE repository = ?1")?;
+    let rows = stmt.query_map(params![repository], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    rows.collect()
+}
+
+/// The newest stored pushes of a ref: (change id, before, after), newest first.
+pub(super) fn latest_pushes(
+    conn: &Connection,
+    repository: &str,
+    git_ref: &str,
+    limit: u32,
+) -> rusqlite::Result<Vec<(String, String, String)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, push_before, push_after FROM changes
+         WHERE repository = ?1 AND push_ref = ?2
+         ORDER BY seq DESC LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![repository, git_ref, limit], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+    })?;
+    rows.collect()
+}
+
+pub(super) fn unreported(conn: &Connection, m: &RefMove) -> rusqlite::Result<Option<String>> {
+    let mut expected = m.to.as_str();
+    let pushes = latest_pushes(conn, &m.repository, &m.git_ref, CHAIN)?;
+    for (_, before, after) in &pushes {
+        if after != expected {
+            break;
+        }
+        expected = before;
+        if expected == m.from {
+            return Ok(None);
+        }
+    }
+    Ok(Some(expected.to_owned()))
+}
+
+pub(super) fn deferred(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT event FROM changes WHERE pending_paths = 1 ORDER BY seq")?;
+    let rows = stmt.query_map([], |r| r.get(0))?;
+    rows.collect()
+}
+
+pub(super) fn finish_start(
+    tx: &rusqlite::Transaction<'_>,
+    id: &str,
+    finish: &Finish,
+    now: i64,
+) -> rusqlite::Result<bool> {
+    let (state, next, error) = match finish {
+        Finish::Succeeded => ("succeeded", now, None),
+        Finish::Retry { at_ms, error } => ("failed", *at_ms, Some(error.as_str())),
+        Finish::Dead { error } => ("dead", now, Some(error.as_str())),
+    };
+    let n = tx.execute(
+        "UPDATE starts SET state = ?1, attempts = attempts + 1, next_attempt_ms = ?2,
+             last_error = COALESCE(?3, last_error), updated_ms = ?4
+         WHERE id = ?5 AND state IN ('pending', 'running', 'failed')",
+        params![state, next, error, now, id],
+    )?;
+    Ok(n > 0)
+}
+
+pub(super) const START_COLUMNS: &str = "s.seq, s.id, s.change_id, s.pipeline, s.git_ref, s.state, s.attempts, s.next_attempt_ms, s.last_error, s.created_ms, s.updated_ms";
+
+pub(super) fn row_to_start(row: &rusqlite::Row<'_>) -> rusqlite::Result<StartRow> {
+    let state: String = row.get(5)?;
+    Ok(StartRow {
+        seq: row.get(0)?,
+        id: row.get(1)?,
+        change_id: row.get(2)?,
+        pipeline: row.get(3)?,
+        git_ref: row.get(4)?,
+        state: StartState::parse(&state).unwrap_or(StartState::Dead),
+        attempts: row.get(6)?,
+        next_attempt_ms: row.get(7)?,
+        last_error: row.get(8)?,
+        created_ms: row.get(9)?,
+        updated_ms: row.get(10)?,
+    })
+}
+
+pub(super) fn open_starts(
+    conn: &Connection,
+    window: u32,
+) -> rusqlite::Result<Vec<(StartRow, String)>> {
+    // Both statements walk the partial index of unfinished starts (pipeline, seq), so a pass
+    // costs the pipelines and the window, not the length of the backlog.
+    let mut pipelines = conn.prepare_cached(
+        "WITH RECURSIVE p(name) AS (
+            SELECT MIN(pipeline) FROM starts WHERE state IN ('pending', 'running', 'failed')
+            UNION ALL
+            SELECT (SELECT MIN(pipeline) FROM starts
+                    WHERE state IN ('pending', 'running', 'failed') AND pipeline > p.name)
+            FROM p WHERE p.name IS NOT NULL
+         ) SELECT name FROM p WHERE name IS NOT NULL",
+    )?;
+    let names: Vec<String> = pipelines
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut first = conn.prepare_cached(&format!(
+        "SELECT {START_COLUMNS}, c.event FROM starts s JOIN changes c ON c.id = s.change_id
+         WHERE s.pipeline = ?1 AND s.state IN ('pending', 'running', 'failed')
+         ORDER BY s.seq LIMIT ?2"
+    ))?;
+    let mut out = Vec::new();
+    for name in names {
+        let rows = first.query_map(params![name, window], |row| {
+            Ok((row_to_start(row)?, row.get::<_, String>(11)?))
+        })?;
+        for row in rows {
+            out.push(row?);
+        }
+    }
+    out.sort_by_key(|(row, _)| row.seq);
+    Ok(out)
+}
+
+/// Starts in the given states (all when empty), oldest first.
+pub(super) fn starts(conn: &Connection, states: &[StartState]) -> rusqlite::Result<Vec<StartRow>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {START_COLUMNS} FROM starts s ORDER BY s.seq"
+    ))?;
+    let rows = stmt.query_map([], row_to_start)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let row = row?;
+        if states.is_empty() || states.contains(&row.state) {
+            out.push(row);
+        }
+    }
+    Ok(out)
+}
+
+/// One start by id, or by a unique prefix of at least 4 characters.
+pub(super) fn start(conn: &Connection, id: &str) -> rusqlite::Result<Result<StartRow, StoreError>> {
+    if id.len() < 4 {
+        return Ok(Err(StoreError::NoSuchStart(id.to_owned())));
+    }
+    let pattern = format!("{}%", id.replace(['%', '_'], ""));
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {START_COLUMNS} FROM starts s WHERE s.id LIKE ?1 LIMIT 2"
+    ))?;
+    let rows: Vec<StartRow> = stmt
+        .query_map(params![pattern], row_to_start)?
+        .collect::<Result<_, _>>()?;
+    Ok(match rows.as_slice() {
+        [one] => Ok(one.clone()),
+        _ => Err(StoreError::NoSuchStart(id.to_owned())),
+    })
+}
+
+/// Retries or drops a start, in one statement that checks its state again, so that a start
+/// another process finished meanwhile is never overwritten. The outer error is the
+/// database's; the inner one the reason this start cannot make the transition.
+pub(super) fn transition(
+    conn: &Connection,
+    id: &str,
+    to: Transition,
+) -> rusqlite::Result<Result<StartRow, StoreError>> {
+    let row = match start(conn, id)? {
+        Ok(row) => row,
+        Err(e) => return Ok(Err(e)),
+    };
+    let wrong = |row: StartRow| StoreError::WrongState {
+        id: row.id,
+        state: row.state.as_str().into(),
+        action: to.done(),
+    };
+    if !to.from().contains(&row.state) {
+        return Ok(Err(wrong(row)));
+    }
+    let set = match to {
+        Transition::Retry => "state = 'pending', attempts = 0, next_attempt_ms = ?1",
+        Transition::Drop => "state = 'dropped'",
+    };
+    let states: Vec<String> = to
+        .from()
+        .iter()
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect();
+    let sql = format!(
+        "UPDATE starts SET {set}, updated_ms = ?1 WHERE id = ?2 AND state IN ({})",
+        states.join(", ")
+    );
+    let changed = conn.execute(&sql, params![now_ms(), row.id])?;
+    let after = start(conn, &row.id)?;
+    Ok(match after {
+        Ok(after) if changed == 0 => Err(wrong(after)),
+        after => after,
+    })
+}
+
+/// The stored change event (JSON) of a change id.
+pub(super) fn change(conn: &Connection, change_id: &str) -> rusqlite::Result<Option<String>> {
+    conn.query_row(
+        "SELECT event FROM changes WHERE id = ?1",
+        params![change_id],
+        |r| r.get(0),
+    )
+    .optional()
+}
+
+/// Each source's first sighting of a change: (source, first seen ms).
+pub(super) fn sightings(
+    conn: &Connection,
+    change_id: &str,
+) -> rusqlite::Result<Vec<(String, i64)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT source, received_ms FROM changes WHERE id = ?1
+         UNION ALL
+         SELECT source, first_seen_ms FROM sightings WHERE change_id = ?1
+         ORDER BY 2",
+    )?;
+    let rows = stmt.query_map(params![change_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    rows.collect()
+}
+
+/// Counts of starts per state.
+pub(super) fn counts(conn: &Connection) -> rusqlite::Result<Vec<(StartState, i64)>> {
+    let mut stmt = conn.prepare_cached("SELECT state, COUNT(*) FROM starts GROUP BY state")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (state, n) = row?;
+        if let Some(state) = StartState::parse(&state) {
+            out.push((state, n));
+        }
+    }
+    Ok(out)
+}

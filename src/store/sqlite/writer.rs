@@ -1,0 +1,316 @@
+//! The writer thread: takes every command waiting at a moment, applies the writes in one
+//! transaction, commits once, then answers them all (group commit). Reads are answered after
+//! the commit, so they see it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use rusqlite::{Connection, params};
+use tokio::sync::Notify;
+
+use super::{open_connection, sql};
+use crate::outcome::IntakeOutcome;
+use crate::store::{Command, Role, StartRow, StoreError, now_ms};
+
+/// Commands committed in one transaction at most.
+const MAX_BATCH: usize = 2048;
+/// How often the checkpointer copies the write-ahead log into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+/// Pages the log may grow to before the writer checkpoints by itself (a backstop for a
+/// checkpointer that cannot keep up).
+const WRITER_CHECKPOINT_PAGES: i64 = 20_000;
+
+/// The writer's state between batches.
+struct Writer {
+    path: PathBuf,
+    role: Role,
+    new_work: Arc<Notify>,
+    /// `None` until the file opens, and again after a failed batch (it is reopened then).
+    conn: Option<Connection>,
+    /// Whether running starts were given back: once, at the first successful open of `serve`.
+    recovered: bool,
+    /// Dropped when the writer ends, which stops the checkpointer.
+    checkpointer: Option<mpsc::Sender<()>>,
+    /// The connection's current `synchronous` setting (`open_connection` sets FULL).
+    synchronous_full: bool,
+}
+
+/// Answers the commands of `rx` until every sender is gone.
+pub(super) fn run(path: PathBuf, role: Role, rx: mpsc::Receiver<Command>, new_work: Arc<Notify>) {
+    let mut writer = Writer {
+        path,
+        role,
+        new_work,
+        conn: None,
+        recovered: false,
+        checkpointer: None,
+        synchronous_full: true,
+    };
+    let mut batch: Vec<Command> = Vec::with_capacity(64);
+    while let Ok(first) = rx.recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(cmd) => batch.push(cmd),
+                Err(_) => break,
+            }
+        }
+        writer.handle(&mut batch);
+        batch.clear();
+    }
+}
+
+impl Writer {
+    /// Applies and answers one batch.
+    fn handle(&mut self, batch: &mut Vec<Command>) {
+        if let Err(e) = self.ensure_open() {
+            tracing::error!(error = %e, "store unavailable");
+            batch.drain(..).for_each(|cmd| cmd.fail(&e));
+            return;
+        }
+        let Some(conn) = self.conn.as_mut() else {
+            return;
+        };
+        let mut woke = false;
+        match apply(conn, batch, &mut woke, &mut self.synchronous_full) {
+            Ok(done) => {
+                if woke {
+                    self.new_work.notify_one();
+                }
+                reply_all(conn, batch, done);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, batch = batch.len(), "store write failed; nothing in this batch was acknowledged");
+                let err = StoreError::Write(e.to_string());
+                batch.drain(..).for_each(|cmd| cmd.fail(&err));
+                // Reopen on the next batch: the connection may be in a bad state.
+                self.conn = None;
+            }
+        }
+    }
+
+    /// Opens the connection when it is not open (recovering, at `serve`'s first open).
+    fn ensure_open(&mut self) -> Result<(), StoreError> {
+        if self.conn.is_none() {
+            let conn = open_connection(&self.path).and_then(tune_writer)?;
+            if self.role == Role::Serve && !self.recovered {
+                let n = recover_running(&conn)?;
+                if n > 0 {
+                    tracing::info!(
+                        starts = n,
+                        "starts interrupted by a stop or crash are open again"
+                    );
+                }
+                self.recovered = true;
+            }
+            self.synchronous_full = true;
+            if self.checkpointer.is_none() {
+                self.checkpointer = spawn_checkpointer(&self.path);
+            }
+            self.conn = Some(conn);
+        }
+        Ok(())
+    }
+}
+
+/// Settings of the writer's connection: a large page cache (random index lookups stay in
+/// memory) and checkpoints left to the checkpointer thread.
+fn tune_writer(conn: Connection) -> Result<Connection, StoreError> {
+    let fail = |e: rusqlite::Error| StoreError::Write(e.to_string());
+    conn.pragma_update(None, "cache_size", -65_536)
+        .map_err(fail)?;
+    conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)
+        .map_err(fail)?;
+    Ok(conn)
+}
+
+/// Starts the thread that checkpoints the log in the background (passive: it never waits for
+/// or blocks the writer). It stops when the returned sender is dropped.
+fn spawn_checkpointer(path: &Path) -> Option<mpsc::Sender<()>> {
+    let (stop, stopped) = mpsc::channel::<()>();
+    let path = path.to_path_buf();
+    let spawned = std::thread::Builder::new().name("switchyard-checkpoint".into()).spawn(move || {
+        let Ok(conn) = open_connection(&path) else { return };
+        while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                tracing::debug!(error = %e, "background checkpoint failed; the writer checkpoints instead");
+            }
+        }
+    });
+    spawned.ok().map(|_| stop)
+}
+
+/// Attempts interrupted by a crash or a stop are open again; how many.
+fn recover_running(conn: &Connection) -> Result<usize, StoreError> {
+    conn.execute(
+        "UPDATE starts SET state = CASE WHEN attempts > 0 THEN 'failed' ELSE 'pending' END WHERE state = 'running'",
+        [],
+    )
+    .map_err(|e| StoreError::Write(e.to_string()))
+}
+
+/// What a command's part of a batch produced, sent once the batch committed.
+enum Done {
+    Intake(IntakeOutcome),
+    Poll(Vec<IntakeOutcome>),
+    Plan(Option<Vec<String>>),
+    Finish(bool),
+    Claim(Vec<String>),
+    Unit,
+    Prune(usize),
+    /// A transition's result: the start as it is now, or why it could not be moved.
+    Transition(Result<StartRow, StoreError>),
+    Read,
+}
+
+/// Applies a batch's writes in one transaction. On error nothing is committed and every
+/// command of the batch is still there to be told so.
+fn apply(
+    conn: &mut Connection,
+    batch: &[Command],
+    woke: &mut bool,
+    synchronous_full: &mut bool,
+) -> rusqlite::Result<Vec<Done>> {
+    if batch.iter().all(Command::is_read) {
+        return Ok(batch.iter().map(|_| Done::Read).collect());
+    }
+    let now = now_ms();
+    let durable = batch.iter().any(Command::needs_durability);
+    if durable != *synchronous_full {
+        conn.pragma_update(None, "synchronous", if durable { "FULL" } else { "NORMAL" })?;
+        *synchronous_full = durable;
+    }
+    // Immediate: the batch holds the write lock from its start. A deferred transaction that
+    // reads first (the ref-state check) would have to upgrade its read snapshot to a write,
+    // which SQLite refuses at once (busy) when the checkpointer moved the log meanwhile.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut done = Vec::with_capacity(batch.len());
+    let started = |o: &IntakeOutcome| matches!(o, IntakeOutcome::Accepted { starts, .. } if !starts.is_empty());
+    for cmd in batch {
+        done.push(match cmd {
+            Command::Intake(req, _) => {
+                let outcome = sql::intake(&tx, &req.0, &req.1, now)?;
+                *woke |= started(&outcome);
+                Done::Intake(outcome)
+            }
+            Command::Poll(req, _) => {
+                let (batch, json) = &**req;
+                let mut outcomes = Vec::with_capacity(batch.intakes.len());
+                for (request, json) in batch.intakes.iter().zip(json) {
+                    let outcome = sql::intake(&tx, request, json, now)?;
+                    *woke |= started(&outcome);
+                    outcomes.push(outcome);
+                }
+                sql::move_cursors(&tx, &batch.repository, &batch.cursors, now)?;
+                Done::Poll(outcomes)
+            }
+            Command::Plan(req, _) => {
+                let (event, json, starts) = &**req;
+                let waiting = tx
+                    .prepare_cached(
+                        "UPDATE changes SET event = ?1, pending_paths = 0 WHERE id = ?2 AND pending_paths = 1",
+                    )?
+                    .execute(params![json, event.id])?;
+                if waiting == 0 {
+                    Done::Plan(None)
+                } else {
+                    let ids = sql::insert_starts(&tx, event, starts, now)?;
+                    *woke |= !ids.is_empty();
+                    Done::Plan(Some(ids))
+                }
+            }
+            Command::Finish(id, finish, _) => {
+                let changed = sql::finish_start(&tx, id, finish, now)?;
+                *woke |= changed;
+                Done::Finish(changed)
+            }
+            Command::Claim(ids, _) => {
+                let mut claimed = Vec::with_capacity(ids.len());
+                let mut stmt = tx.prepare_cached(
+                    "UPDATE starts SET state = 'running', updated_ms = ?1
+                     WHERE id = ?2 AND state IN ('pending', 'failed')",
+                )?;
+                for id in ids {
+                    if stmt.execute(params![now, id])? > 0 {
+                        claimed.push(id.clone());
+                    }
+                }
+                Done::Claim(claimed)
+            }
+            Command::Release(ids, _) => {
+                let mut stmt = tx.prepare_cached(
+                    "UPDATE starts SET state = CASE WHEN attempts > 0 THEN 'failed' ELSE 'pending' END,
+                         updated_ms = ?1 WHERE id = ?2 AND state = 'running'",
+                )?;
+                for id in ids {
+                    stmt.execute(params![now, id])?;
+                }
+                *woke = true;
+                Done::Unit
+            }
+            Command::Probe(_) => {
+                tx.execute(
+                    "INSERT INTO deliveries (receiver, delivery_id, seen_ms)
+                     VALUES ('', hex(randomblob(4096)), 0)",
+                    [],
+                )?;
+                tx.execute("DELETE FROM deliveries WHERE receiver = ''", [])?;
+                Done::Unit
+            }
+            Command::Prune { deliveries_before_ms, .. } => Done::Prune(tx.execute(
+                "DELETE FROM deliveries WHERE seen_ms < ?1",
+                params![deliveries_before_ms],
+            )?),
+            Command::Transition(id, to, _) => {
+                let result = sql::transition(&tx, id, *to)?;
+                *woke |= result.is_ok();
+                Done::Transition(result)
+            }
+            Command::Open { .. }
+            | Command::Cursors(..)
+            | Command::Unreported(..)
+            | Command::Deferred(..)
+            | Command::Starts(..) => Done::Read,
+        });
+    }
+    tx.commit()?;
+    Ok(done)
+}
+
+/// Answers every command of a committed batch; reads run now, after the commit.
+fn reply_all(conn: &Connection, batch: &mut Vec<Command>, done: Vec<Done>) {
+    let read = |e: rusqlite::Error| StoreError::Read(e.to_string());
+    for (cmd, d) in batch.drain(..).zip(done) {
+        // A caller that stopped waiting dropped its receiver: nobody to tell.
+        match (cmd, d) {
+            (Command::Intake(_, reply), Done::Intake(o)) => drop(reply.send(Ok(o))),
+            (Command::Poll(_, reply), Done::Poll(o)) => drop(reply.send(Ok(o))),
+            (Command::Plan(_, reply), Done::Plan(ids)) => drop(reply.send(Ok(ids))),
+            (Command::Cursors(repository, reply), _) => {
+                drop(reply.send(sql::cursors(conn, &repository).map_err(read)))
+            }
+            (Command::Unreported(m, reply), _) => {
+                drop(reply.send(sql::unreported(conn, &m).map_err(read)))
+            }
+            (Command::Deferred(reply), _) => drop(reply.send(sql::deferred(conn).map_err(read))),
+            (Command::Finish(_, _, reply), Done::Finish(changed)) => drop(reply.send(Ok(changed))),
+            (Command::Claim(_, reply), Done::Claim(ids)) => drop(reply.send(Ok(ids))),
+            (Command::Release(_, reply), _) => drop(reply.send(Ok(()))),
+            (Command::Probe(reply), _) => drop(reply.send(Ok(()))),
+            (Command::Prune { reply, .. }, Done::Prune(n)) => drop(reply.send(Ok(n))),
+            (Command::Transition(_, _, reply), Done::Transition(result)) => {
+                drop(reply.send(result))
+            }
+            (Command::Open { window, reply }, _) => {
+                drop(reply.send(sql::open_starts(conn, window).map_err(read)))
+            }
+            (Command::Starts(states, reply), _) => {
+                drop(reply.send(sql::starts(conn, &states).map_err(read)))
+            }
+            // `apply` produces one Done per command, of the matching kind.
+            (cmd, _) => cmd.fail(&StoreError::Write("internal: mismatched answer".into())),
+        }
+    }
+}
