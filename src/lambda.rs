@@ -34,7 +34,7 @@ use crate::outcome::{DuplicateOf, IntakeOutcome, start_id};
 use crate::pipeline::{Pipeline, Pipelines};
 use crate::secret::SecretRef;
 use crate::sources::eventbridge::envelope::{self, Envelope};
-use crate::sources::webhook::{self, Answer, Receivers, Sink};
+use crate::sources::webhook::{self, Answer, BodyError, Hooks, Receivers, Route, Sink};
 
 /// The environment variables the Lambda runtime client needs; AWS sets them.
 const RUNTIME_VARIABLES: [&str; 4] = [
@@ -147,12 +147,11 @@ fn config_from_env() -> Config {
 #[derive(Debug)]
 pub struct Handler {
     pipelines: Pipelines,
-    receivers: Receivers,
+    hooks: Hooks,
     receiver_names: Vec<String>,
     starter: Starter,
     policy: Policy,
     metrics: Metrics,
-    max_body: usize,
     started: Mutex<Remembered>,
 }
 
@@ -212,7 +211,7 @@ impl Handler {
         );
         Ok(Handler {
             pipelines,
-            receivers,
+            hooks: Hooks::new(receivers, config.limits.max_body_bytes),
             receiver_names: config.receivers.iter().map(|r| r.name.clone()).collect(),
             starter: Starter::new(aws, std::env::temp_dir().join("switchyard-events")),
             policy: Policy {
@@ -221,7 +220,6 @@ impl Handler {
                 backoff_max: config.dispatch.backoff_max,
             },
             metrics: Metrics::default(),
-            max_body: config.limits.max_body_bytes,
             started: Mutex::new(Remembered::default()),
         })
     }
@@ -375,18 +373,15 @@ impl Handler {
             .clone()
             .or_else(|| request.request_context.http.path.clone())
             .unwrap_or_else(|| "/".to_owned());
-        match (method.as_str(), path.as_str()) {
-            ("GET", "/healthz") => text(200, "ok\n"),
-            ("GET", "/readyz") => text(200, "ready\n"),
-            ("POST", p) if p.starts_with("/hooks/") => {
-                self.hook(&p["/hooks/".len()..], request, deadline).await
+        match webhook::route(&method, &path, false) {
+            Route::Health => text(200, "ok\n"),
+            // No store to probe: an instance that answers can take a change.
+            Route::Ready | Route::Metrics => text(200, "ready\n"),
+            Route::Hook(name) => {
+                let name = name.to_owned();
+                self.hook(&name, request, deadline).await
             }
-            (_, "/healthz" | "/readyz") => answer(&Answer::rejected(405, "use GET")),
-            (_, p) if p.starts_with("/hooks/") => answer(&Answer::rejected(405, "use POST")),
-            _ => answer(&Answer::rejected(
-                404,
-                "no such endpoint: POST /hooks/NAME, GET /healthz, /readyz",
-            )),
+            Route::Refused(refusal) => answer(&refusal),
         }
     }
 
@@ -396,44 +391,33 @@ impl Handler {
         request: LambdaFunctionUrlRequest,
         deadline: Instant,
     ) -> LambdaFunctionUrlResponse {
-        let Some(receiver) = self.receivers.get(name) else {
-            return answer(&Answer::rejected(
-                404,
-                format!("no receiver named {name:?}"),
-            ));
-        };
-        let refuse = |status, reason, message| {
-            answer(&webhook::refuse(
-                &self.metrics,
-                name,
-                status,
-                reason,
-                message,
-            ))
+        let receiver = match self.hooks.open(name, None, &self.metrics) {
+            Ok(receiver) => receiver,
+            Err(refusal) => return answer(&refusal),
         };
         let body = request.body.unwrap_or_default();
         let body = if request.is_base64_encoded {
-            match base64::engine::general_purpose::STANDARD.decode(body.as_bytes()) {
-                Ok(bytes) => bytes,
-                Err(e) => {
-                    return refuse(400, "unreadable", format!("cannot read the body: {e}"));
-                }
-            }
+            base64::engine::general_purpose::STANDARD
+                .decode(body.as_bytes())
+                .map_err(|e| BodyError::Unreadable(e.to_string()))
         } else {
-            body.into_bytes()
+            Ok(body.into_bytes())
         };
-        if body.len() > self.max_body {
-            return refuse(
-                413,
-                "too_large",
-                format!("the body is larger than {} bytes", self.max_body),
-            );
-        }
         let sink = Starting {
             handler: self,
             deadline,
         };
-        answer(&webhook::handle(receiver, &request.headers, &body, &sink, &self.metrics).await)
+        let delivered = self
+            .hooks
+            .deliver(
+                receiver,
+                &request.headers,
+                body.as_deref().map_err(Clone::clone),
+                &sink,
+                &self.metrics,
+            )
+            .await;
+        answer(&delivered)
     }
 
     /// Starts every pipeline `change` matches that this instance has not started yet.

@@ -18,7 +18,7 @@ use hyper::body::Incoming;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore};
@@ -30,17 +30,16 @@ use crate::metrics::Metrics;
 use crate::pipeline::{Pipelines, Start};
 use crate::shutdown::{self, Shutdown};
 use crate::sources::poll::Poller;
-use crate::sources::webhook::{self, Answer, Receivers};
+use crate::sources::webhook::{self, Answer, BodyError, Hooks, Receivers, Route};
 use crate::store::{Role, Store, now_ms};
 
 /// What the HTTP handlers share.
 #[derive(Debug)]
 struct App {
     intake: Intake,
-    receivers: Receivers,
+    hooks: Hooks,
     metrics: Arc<Metrics>,
     store: Store,
-    max_body: usize,
     read_timeout: Duration,
 }
 
@@ -140,10 +139,9 @@ pub async fn start(config: Config, pipelines: Pipelines) -> anyhow::Result<Serve
     };
     let app = Arc::new(App {
         intake,
-        receivers,
+        hooks: Hooks::new(receivers, config.limits.max_body_bytes),
         metrics,
         store: store.clone(),
-        max_body: config.limits.max_body_bytes,
         read_timeout: config.limits.read_timeout,
     });
     tracing::info!(%addr, pipelines = pipelines.list.len(), polled = config.poll.len(), state_dir = %config.state_dir.display(), "serving");
@@ -302,23 +300,15 @@ fn json(answer: &Answer) -> Response<Full<Bytes>> {
 }
 
 async fn route(app: &App, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    let path = req.uri().path().to_owned();
-    let method = req.method().clone();
-    match (method, path.as_str()) {
-        (Method::GET, "/healthz") => respond(200, "text/plain", "ok\n"),
-        (Method::GET, "/readyz") => readyz(app).await,
-        (Method::GET, "/metrics") => {
-            respond(200, "text/plain; version=0.0.4", app.metrics.render())
+    match webhook::route(req.method().as_str(), req.uri().path(), true) {
+        Route::Health => respond(200, "text/plain", "ok\n"),
+        Route::Ready => readyz(app).await,
+        Route::Metrics => respond(200, "text/plain; version=0.0.4", app.metrics.render()),
+        Route::Hook(name) => {
+            let name = name.to_owned();
+            hook(app, &name, req).await
         }
-        (Method::POST, p) if p.starts_with("/hooks/") => {
-            hook(app, &p["/hooks/".len()..], req).await
-        }
-        (_, "/healthz" | "/readyz" | "/metrics") => json(&Answer::rejected(405, "use GET")),
-        (_, p) if p.starts_with("/hooks/") => json(&Answer::rejected(405, "use POST")),
-        _ => json(&Answer::rejected(
-            404,
-            "no such endpoint: POST /hooks/NAME, GET /healthz, /readyz, /metrics",
-        )),
+        Route::Refused(answer) => json(&answer),
     }
 }
 
@@ -331,48 +321,36 @@ async fn readyz(app: &App) -> Response<Full<Bytes>> {
 }
 
 async fn hook(app: &App, name: &str, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    let Some(receiver) = app.receivers.get(name) else {
-        return json(&Answer::rejected(
-            404,
-            format!("no receiver named {name:?}"),
-        ));
-    };
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let too_large = || format!("the body is larger than {} bytes", app.max_body);
-    let refuse = |status, reason, message| {
-        json(&webhook::refuse(
-            &app.metrics,
-            name,
-            status,
-            reason,
-            message,
-        ))
+    let receiver = match app.hooks.open(name, declared, &app.metrics) {
+        Ok(receiver) => receiver,
+        Err(answer) => return json(&answer),
     };
-    if declared.is_some_and(|n| n > app.max_body as u64) {
-        return refuse(413, "too_large", too_large());
-    }
     let (parts, body) = req.into_parts();
+    let limit = app.hooks.max_body();
     let collected =
-        tokio::time::timeout(app.read_timeout, Limited::new(body, app.max_body).collect()).await;
+        tokio::time::timeout(app.read_timeout, Limited::new(body, limit).collect()).await;
     let body = match collected {
-        Err(_) => {
-            return refuse(
-                408,
-                "slow_body",
-                "the body was not received in time".to_owned(),
-            );
-        }
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            return refuse(413, "too_large", too_large());
-        }
-        Ok(Err(e)) => return refuse(400, "unreadable", format!("cannot read the body: {e}")),
-        Ok(Ok(b)) => b.to_bytes(),
+        Err(_) => Err(BodyError::Slow),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(BodyError::TooLarge),
+        Ok(Err(e)) => Err(BodyError::Unreadable(e.to_string())),
+        Ok(Ok(b)) => Ok(b.to_bytes()),
     };
-    json(&webhook::handle(receiver, &parts.headers, &body, &app.intake, &app.metrics).await)
+    let answer = app
+        .hooks
+        .deliver(
+            receiver,
+            &parts.headers,
+            body.as_deref().map_err(Clone::clone),
+            &app.intake,
+            &app.metrics,
+        )
+        .await;
+    json(&answer)
 }
 
 /// Waits for SIGINT or SIGTERM.

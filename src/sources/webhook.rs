@@ -2,7 +2,8 @@
 //! signs, turn the delivery into change events, hand them to the intake, and answer only then.
 //!
 //! Independent of the HTTP server: a delivery is (headers, body) in and an [`Answer`] out, so
-//! the same code serves `serve` and, later, a Lambda function URL. Logs name the receiver and
+//! the same code, the route table and the front ([`Hooks`]: unknown receivers, the body limit,
+//! refusals) serve both `serve` and a Lambda function URL. Logs name the receiver and
 //! the reason, never the secret or the body. A correctly signed delivery that is no change (a
 //! ping, a comment, a star) is answered 2xx with the reason, never 4xx: providers disable hooks
 //! that keep failing.
@@ -205,6 +206,133 @@ fn verify(receiver: &Receiver, headers: &HeaderMap, body: &[u8], now: i64) -> Re
     }
 }
 
+/// Where a request to `serve` or to the Lambda function URL goes: the route table both share.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Route<'a> {
+    /// `GET /healthz`: the process answers.
+    Health,
+    /// `GET /readyz`: a change posted now would be taken.
+    Ready,
+    /// `GET /metrics` (`serve` only).
+    Metrics,
+    /// `POST /hooks/NAME`.
+    Hook(&'a str),
+    /// Anything else: the answer (404 naming the endpoints, 405 naming the method).
+    Refused(Answer),
+}
+
+/// The route of `method path`; `/metrics` exists only `with_metrics`.
+pub fn route<'a>(method: &str, path: &'a str, with_metrics: bool) -> Route<'a> {
+    let get = method.eq_ignore_ascii_case("GET");
+    match path {
+        "/healthz" if get => Route::Health,
+        "/readyz" if get => Route::Ready,
+        "/metrics" if get && with_metrics => Route::Metrics,
+        "/healthz" | "/readyz" => Route::Refused(Answer::rejected(405, "use GET")),
+        "/metrics" if with_metrics => Route::Refused(Answer::rejected(405, "use GET")),
+        p if p.starts_with("/hooks/") => match method.eq_ignore_ascii_case("POST") {
+            true => Route::Hook(&p["/hooks/".len()..]),
+            false => Route::Refused(Answer::rejected(405, "use POST")),
+        },
+        _ if with_metrics => Route::Refused(Answer::rejected(
+            404,
+            "no such endpoint: POST /hooks/NAME, GET /healthz, /readyz, /metrics",
+        )),
+        _ => Route::Refused(Answer::rejected(
+            404,
+            "no such endpoint: POST /hooks/NAME, GET /healthz, /readyz",
+        )),
+    }
+}
+
+/// Why a delivery's body could not be had, as the HTTP layer found it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BodyError {
+    /// Over the body limit (declared, or found while reading).
+    TooLarge,
+    /// Not received within the read timeout.
+    Slow,
+    /// Broken off, or not decodable (a function URL body that is not base64).
+    Unreadable(String),
+}
+
+/// The front of `POST /hooks/NAME` that `serve` and the Lambda function URL share: the
+/// receivers, the body limit, and the refusals before a delivery reaches [`handle`].
+#[derive(Debug)]
+pub struct Hooks {
+    receivers: Receivers,
+    max_body: usize,
+}
+
+impl Hooks {
+    /// The receivers, taking bodies of at most `max_body` bytes.
+    pub fn new(receivers: Receivers, max_body: usize) -> Hooks {
+        Hooks {
+            receivers,
+            max_body,
+        }
+    }
+
+    /// The body limit.
+    pub fn max_body(&self) -> usize {
+        self.max_body
+    }
+
+    /// Before the body is read: the receiver `name` (else 404), and a declared length within
+    /// the limit (else 413), so that an unwanted body is never read.
+    pub fn open(
+        &self,
+        name: &str,
+        declared_len: Option<u64>,
+        metrics: &Metrics,
+    ) -> Result<&Receiver, Answer> {
+        let Some(receiver) = self.receivers.get(name) else {
+            return Err(Answer::rejected(404, format!("no receiver named {name:?}")));
+        };
+        if declared_len.is_some_and(|n| n > self.max_body as u64) {
+            return Err(self.refuse_body(name, &BodyError::TooLarge, metrics));
+        }
+        Ok(receiver)
+    }
+
+    /// The delivery's body as read (or why it could not be): refused, or handled.
+    pub async fn deliver(
+        &self,
+        receiver: &Receiver,
+        headers: &HeaderMap,
+        body: Result<&[u8], BodyError>,
+        sink: &impl Sink,
+        metrics: &Metrics,
+    ) -> Answer {
+        match body {
+            Ok(body) if body.len() <= self.max_body => {
+                handle(receiver, headers, body, sink, metrics).await
+            }
+            Ok(_) => self.refuse_body(&receiver.name, &BodyError::TooLarge, metrics),
+            Err(e) => self.refuse_body(&receiver.name, &e, metrics),
+        }
+    }
+
+    fn refuse_body(&self, name: &str, e: &BodyError, metrics: &Metrics) -> Answer {
+        let (status, reason, message) = match e {
+            BodyError::TooLarge => (
+                413,
+                "too_large",
+                format!("the body is larger than {} bytes", self.max_body),
+            ),
+            BodyError::Slow => (
+                408,
+                "slow_body",
+                "the body was not received in time".to_owned(),
+            ),
+            BodyError::Unreadable(why) => {
+                (400, "unreadable", format!("cannot read the body: {why}"))
+            }
+        };
+        refuse(metrics, name, status, reason, message)
+    }
+}
+
 /// Turns a verified delivery into change events (or a ping, or an ignored event).
 fn normalize(
     receiver: &Receiver,
@@ -231,7 +359,7 @@ fn normalize(
 
 /// Refuses a delivery: logs the receiver and the reason (never the body), counts it, and
 /// builds the answer.
-pub fn refuse(
+fn refuse(
     metrics: &Metrics,
     receiver: &str,
     status: u16,
@@ -371,154 +499,4 @@ pub async fn handle(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    fn receiver(provider: Provider, allow_sha1: bool) -> Receiver {
-        let raw = vec![b"It's a Secret to Everybody".to_vec()];
-        let keys = vec![
-            Key::from_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
-                .unwrap_or_else(|e| panic!("{e}")),
-        ];
-        Receiver {
-            name: "r".into(),
-            provider,
-            allow_sha1,
-            raw,
-            keys,
-        }
-    }
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (k, v) in pairs {
-            if let (Ok(k), Ok(v)) = (
-                hyper::header::HeaderName::from_bytes(k.as_bytes()),
-                hyper::header::HeaderValue::from_str(v),
-            ) {
-                map.append(k, v);
-            }
-        }
-        map
-    }
-
-    const PROVIDERS: [Provider; 5] = [
-        Provider::GitHub,
-        Provider::GitLab,
-        Provider::Bitbucket,
-        Provider::Gitea,
-        Provider::Standard,
-    ];
-
-    #[test]
-    fn each_provider_checks_its_own_header() {
-        let body = b"Hello, World!";
-        let hex = "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
-        let sha256 = format!("sha256={hex}");
-        #[rustfmt::skip]
-        type Case<'a> = (Provider, &'a [(&'a str, &'a str)], Option<&'a str>);
-        let cases: &[Case<'_>] = &[
-            (Provider::GitHub, &[("X-Hub-Signature-256", &sha256)], None),
-            (
-                Provider::GitHub,
-                &[(
-                    "x-hub-signature-256",
-                    &sha256.to_uppercase().replace("SHA256=", "sha256="),
-                )],
-                None,
-            ),
-            (
-                Provider::GitHub,
-                &[("X-Hub-Signature-256", hex)],
-                Some("bad_signature"),
-            ),
-            (
-                Provider::GitHub,
-                &[("X-Hub-Signature", &sha256)],
-                Some("missing_signature"),
-            ),
-            (Provider::Bitbucket, &[("X-Hub-Signature", &sha256)], None),
-            (
-                Provider::Bitbucket,
-                &[("X-Hub-Signature-256", &sha256)],
-                Some("missing_signature"),
-            ),
-            (Provider::Gitea, &[("X-Gitea-Signature", hex)], None),
-            (Provider::Gitea, &[("X-Forgejo-Signature", hex)], None),
-            (
-                Provider::Gitea,
-                &[("X-Gitea-Signature", &sha256)],
-                Some("bad_signature"),
-            ),
-            (
-                Provider::GitLab,
-                &[("X-Gitlab-Token", "It's a Secret to Everybody")],
-                None,
-            ),
-            (
-                Provider::GitLab,
-                &[("X-Gitlab-Token", "It's a Secret to Everybody!")],
-                Some("bad_signature"),
-            ),
-            (Provider::GitLab, &[], Some("missing_signature")),
-            (
-                Provider::Standard,
-                &[("X-Hub-Signature-256", &sha256)],
-                Some("missing_signature"),
-            ),
-        ];
-        for (provider, pairs, want) in cases {
-            let got = verify(&receiver(*provider, false), &headers(pairs), body, 0)
-                .err()
-                .map(|r| r.reason);
-            assert_eq!(got, *want, "{provider:?} {pairs:?}");
-        }
-        // GitHub's legacy SHA-1 signature counts only for a receiver that opts in.
-        let sha1 = format!("sha1={}", {
-            use hmac::{Hmac, KeyInit, Mac};
-            let mut mac = Hmac::<sha1::Sha1>::new_from_slice(b"It's a Secret to Everybody")
-                .unwrap_or_else(|_| unreachable!());
-            mac.update(body);
-            mac.finalize()
-                .into_bytes()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        });
-        let legacy = headers(&[("X-Hub-Signature", &sha1)]);
-        assert!(verify(&receiver(Provider::GitHub, true), &legacy, body, 0).is_ok());
-        assert!(verify(&receiver(Provider::GitHub, false), &legacy, body, 0).is_err());
-        // GitLab signing per Standard Webhooks.
-        let key = Key::from_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
-            .unwrap_or_else(|e| panic!("{e}"));
-        let sig = signature::sign(&key, "m1", 1000, body);
-        let std_headers = headers(&[
-            ("webhook-id", "m1"),
-            ("webhook-timestamp", "1000"),
-            ("webhook-signature", &sig),
-        ]);
-        assert!(verify(&receiver(Provider::GitLab, false), &std_headers, body, 1000).is_ok());
-    }
-
-    proptest! {
-        /// Arbitrary header values and bodies never make a receiver's checks panic.
-        #[test]
-        fn verification_never_panics(
-            names in proptest::collection::vec(prop_oneof![
-                Just("x-hub-signature-256"), Just("x-hub-signature"), Just("x-gitlab-token"),
-                Just("x-gitea-signature"), Just("x-forgejo-signature"), Just("webhook-id"),
-                Just("webhook-timestamp"), Just("webhook-signature"),
-            ], 0..6),
-            values in proptest::collection::vec("[ -~]{0,80}", 6),
-            body in proptest::collection::vec(any::<u8>(), 0..256),
-            now in any::<i64>(),
-            p in 0usize..5,
-            sha1 in any::<bool>(),
-        ) {
-            let pairs: Vec<(&str, &str)> = names.iter().zip(values.iter()).map(|(n, v)| (*n, v.as_str())).collect();
-            let r = receiver(PROVIDERS[p], sha1);
-            let _ = verify(&r, &headers(&pairs), &body, now);
-        }
-    }
-}
+mod tests;
