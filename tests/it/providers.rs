@@ -1,6 +1,7 @@
 //! Provider webhooks end to end: real fixtures, signed as each provider signs, posted to a real
 //! `serve`; each starts the pipeline once, however often it is delivered.
 
+use serde_json::json;
 use switchyard::signature::hmac_sha256_hex;
 
 use crate::support::{eventually, request};
@@ -176,6 +177,75 @@ async fn each_provider_starts_the_pipeline_once_however_often_it_delivers() {
         ["bitbucket", "gitea", "github", "gitlab"],
         "{log}"
     );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gitlab_system_hooks_start_pushes_and_ignore_other_system_events() {
+    let s = server().await;
+    let post = |fixture_path: &'static str, event: &'static str, uuid: &'static str| {
+        let body = fixture(fixture_path);
+        let headers = signed(
+            "gitlab",
+            &[("X-Gitlab-Event", event), ("X-Gitlab-Event-UUID", uuid)],
+            &body,
+            SECRET,
+        );
+        async move {
+            let (status, text) = request(s.addr, "POST", "/hooks/gitlab", &headers, body).await;
+            let answer: serde_json::Value =
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+            (status, answer)
+        }
+    };
+
+    // GitLab's documented system-hook push (no `object_kind`, no file lists) is a change.
+    let (status, answer) = post("gitlab/system-hook-push.json", "System Hook", "s-1").await;
+    assert_eq!(
+        (status, &answer["status"]),
+        (202, &json!("accepted")),
+        "{answer}"
+    );
+    // The project hook's report of the same push is the same change.
+    let (status, answer) = post("gitlab/push-event.json", "Push Hook", "p-1").await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["duplicate_of"], "change", "{answer}");
+
+    let (status, answer) = post(
+        "gitlab/system-hook-project-create.json",
+        "System Hook",
+        "s-2",
+    )
+    .await;
+    let want = json!({
+        "status": "ignored",
+        "reason": "gitlab system event \"project_create\" is not a change",
+    });
+    assert_eq!((status, answer), (202, want));
+    let (status, answer) = post(
+        "gitlab/system-hook-repository-update.json",
+        "System Hook",
+        "s-3",
+    )
+    .await;
+    assert_eq!(
+        (status, &answer["status"]),
+        (202, &json!("ignored")),
+        "{answer}"
+    );
+
+    let root = s.root().to_path_buf();
+    let log = eventually(10, "the push's start", || {
+        std::fs::read_to_string(root.join("log"))
+            .ok()
+            .filter(|t| !t.is_empty())
+    })
+    .await;
+    assert_eq!(
+        log,
+        "gitlab refs/heads/master da1560886d4f094c3e6c9ef40349f7d38b5d27d7\n"
+    );
+    assert_eq!(s.starts().len(), 1, "one start for the one change");
     s.stop().await;
 }
 

@@ -1,13 +1,21 @@
-//! GitLab webhook deliveries: `Push Hook`, `Tag Push Hook` and `Merge Request Hook`; every other
-//! event type is answered as no change.
+//! GitLab webhook deliveries: `Push Hook`, `Tag Push Hook` and `Merge Request Hook` of project
+//! and group hooks, and the same three events of an instance's system hook (`System Hook`);
+//! every other event type is answered as no change.
 //!
 //! The event type is in `X-Gitlab-Event` and again in the body's `object_kind`; the two must
 //! agree. A push lists at most 20 commits and says how many were pushed in
 //! `total_commits_count`: the union of the listed files is complete only when every pushed
-//! commit is listed. GitLab sends no `forced` flag, so a forced push cannot be told from a
-//! fast-forward. Merge request actions: `open`→`opened`, `reopen`→`reopened`, `update` with
-//! new commits (`oldrev`)→`updated`, other `update`s→`edited`, `merge`→`closed` merged,
-//! `close`→`closed` not merged, anything else lowercased.
+//! commit is listed with its files. GitLab sends no `forced` flag, so a forced push cannot be
+//! told from a fast-forward. Merge request actions: `open`→`opened`, `reopen`→`reopened`,
+//! `update` with new commits (`oldrev`)→`updated`, other `update`s→`edited`, `merge`→`closed`
+//! merged, `close`→`closed` not merged, anything else lowercased.
+//!
+//! A system hook sends every event as `System Hook` and names it in the body: `event_name`
+//! (`push`, `tag_push`, `project_create`, …) or, in GitLab's newer schema, `object_kind`
+//! (`merge_request`). Its pushes and merge requests are the project hook's payloads and become
+//! the same change events (the same ids). GitLab's documented examples leave out `object_kind`,
+//! which a system hook does without, and the commits' file lists, which leaves the paths
+//! incomplete. Every other system event is no change, `repository_update` included.
 
 use hyper::HeaderMap;
 use jiff::Timestamp;
@@ -30,6 +38,7 @@ pub fn normalize(
         "Push Hook" => "push",
         "Tag Push Hook" => "tag_push",
         "Merge Request Hook" => "merge_request",
+        "System Hook" => return system_hook(&root, headers, received_at),
         other => {
             return Ok(Normalized::Ignored(common::not_a_change(
                 Provider::GitLab,
@@ -50,6 +59,61 @@ pub fn normalize(
     Ok(Normalized::Changes(vec![event]))
 }
 
+/// The system events that are changes, as a system hook names them.
+const SYSTEM_CHANGES: [&str; 3] = ["push", "tag_push", "merge_request"];
+
+/// A system hook's delivery: a push, tag push or merge request read exactly as a project hook's,
+/// anything else no change. The event is named by `event_name` or `object_kind`; GitLab sends
+/// both for pushes, the documented examples only one. When both are given and either names a
+/// change they must agree, so that a payload cannot be read as a change it does not claim to be.
+fn system_hook(
+    root: &Field<'_>,
+    headers: &HeaderMap,
+    received_at: Timestamp,
+) -> Result<Normalized, NormalizeError> {
+    let event_name = root.get("event_name");
+    let object_kind = root.get("object_kind");
+    let (field, event) = match (event_name.opt_str()?, object_kind.opt_str()?) {
+        (Some(named), Some(kind))
+            if named != kind
+                && (SYSTEM_CHANGES.contains(&named) || SYSTEM_CHANGES.contains(&kind)) =>
+        {
+            return Err(object_kind.error(format!("is {kind:?}, but event_name is {named:?}")));
+        }
+        (Some(named), _) => (&event_name, named),
+        (None, Some(kind)) => (&object_kind, kind),
+        (None, None) => {
+            return Err(event_name
+                .error("is missing: a system hook names its event in event_name or object_kind"));
+        }
+    };
+    let event = match event {
+        "push" | "tag_push" => push(root, headers, received_at)?,
+        "merge_request" => merge_request(root, headers, received_at)?,
+        "" => return Err(field.error("must not be empty")),
+        // GitLab sends `repository_update` once per push, besides one `push` or `tag_push` event
+        // per ref it moved (when those are enabled on the hook). The per-ref events carry the
+        // change with its commits and files; `repository_update` has only each ref's before and
+        // after, so as a change it would at best repeat a push (the same id: a second notice)
+        // and at worst arrive first and stand for it with no paths. It is ignored, and the
+        // reason says which events to enable: a new system hook sends only this one.
+        "repository_update" => {
+            return Ok(Normalized::Ignored(format!(
+                "{} system event \"repository_update\" duplicates the push and tag_push events \
+                 of the same push (enable those on the system hook)",
+                common::provider_name(Provider::GitLab)
+            )));
+        }
+        other => {
+            return Ok(Normalized::Ignored(format!(
+                "{} system event {other:?} is not a change",
+                common::provider_name(Provider::GitLab)
+            )));
+        }
+    };
+    Ok(Normalized::Changes(vec![event]))
+}
+
 /// A push or tag push: created, deleted or moved.
 fn push(
     root: &Field<'_>,
@@ -65,6 +129,14 @@ fn push(
     let commit_count = total.or_else(|| listed.and_then(|n| u64::try_from(n).ok()));
     let commits = commits.unwrap_or_default();
     let changed_paths = common::changed_paths(&commits)?;
+    // A commit listed without its `added`, `modified` and `removed` lists says nothing of its
+    // files (GitLab leaves them out where it builds a push without changed files, as in the
+    // documented system-hook push): the union of the listed files is then not the whole change.
+    let lists_files = commits.iter().all(|commit| {
+        ["added", "modified", "removed"]
+            .iter()
+            .all(|list| commit.get(list).is_present())
+    });
     // The head commit is the listed commit whose id is `after` (GitLab lists oldest first).
     let mut occurred_at = None;
     for commit in &commits {
@@ -82,7 +154,7 @@ fn push(
         forced: false,
         listed: listed.unwrap_or(0),
         pushed: total,
-        has_file_lists: true,
+        has_file_lists: lists_files,
     };
     common::push_event(
         Provider::GitLab,

@@ -44,6 +44,13 @@ const CASES: &[(Provider, &str, &str)] = &[
     (GitLab, "gitlab/merge-request-close.derived.json", "Merge Request Hook"),
     (GitLab, "gitlab/merge-request-update-commits.derived.json", "Merge Request Hook"),
     (GitLab, "gitlab/merge-request-reopen.derived.json", "Merge Request Hook"),
+    (GitLab, "gitlab/system-hook-push.json", "System Hook"),
+    (GitLab, "gitlab/system-hook-tag-push.json", "System Hook"),
+    (GitLab, "gitlab/system-hook-merge-request.json", "System Hook"),
+    (GitLab, "gitlab/system-hook-repository-update.json", "System Hook"),
+    (GitLab, "gitlab/system-hook-project-create.json", "System Hook"),
+    (GitLab, "gitlab/system-hook-user-add-to-team.json", "System Hook"),
+    (GitLab, "gitlab/system-hook-member-approval.json", "System Hook"),
     (Bitbucket, "bitbucket/repo-push.json", "repo:push"),
     (Bitbucket, "bitbucket/pull-request-created.json", "pullrequest:created"),
     (Bitbucket, "bitbucket/repo-push-several-changes.derived.json", "repo:push"),
@@ -506,6 +513,228 @@ fn gitlab_header_and_object_kind_must_agree() {
     assert_eq!(ignored, Ok(Normalized::Ignored(reason.to_owned())));
 }
 
+/// An edit of a fixture's JSON, for a table of cases.
+type Edit = fn(&mut Value);
+
+/// GitLab's documented system-hook push: the same push as `gitlab/push-event.json`, one commit
+/// listed without its files.
+const GL_SYSTEM_PUSH: &str = "gitlab/system-hook-push.json";
+
+#[test]
+fn gitlab_system_hooks_push_tag_push_and_merge_request() {
+    let e = one(GitLab, GL_SYSTEM_PUSH, "System Hook");
+    // The listed commit has no file lists: its (empty) union is not the whole change.
+    let want = (
+        "refs/heads/master",
+        GL_BEFORE,
+        GL_AFTER,
+        false,
+        false,
+        Some(1),
+        vec![],
+        false,
+    );
+    assert_eq!(push_key(&e), want);
+    assert_eq!(e.repository.as_str(), "example.com/mike/diaspora");
+    assert_eq!(e.source.provider.as_deref(), Some("gitlab"));
+    assert_eq!(
+        e.source.delivery_id.as_deref(),
+        Some("13792a34-cac6-4fda-95a8-c58e00a3954e")
+    );
+    // The listed commit is not `after`: when the head was made is unknown.
+    assert_eq!(e.occurred_at, None);
+
+    let e = one(GitLab, "gitlab/system-hook-tag-push.json", "System Hook");
+    let tag = "82b3d5ae55f7080f1e6022629cdb57bfae7cccc7";
+    let want = (
+        "refs/tags/v1.0.0",
+        ZERO_SHA,
+        tag,
+        true,
+        false,
+        Some(0),
+        vec![],
+        false,
+    );
+    assert_eq!(push_key(&e), want);
+    assert_eq!(e.repository.as_str(), "example.com/jsmith/example");
+
+    let e = one(
+        GitLab,
+        "gitlab/system-hook-merge-request.json",
+        "System Hook",
+    );
+    let want = PullRequest {
+        number: 1,
+        action: "opened".to_owned(),
+        merged: false,
+        base_ref: "refs/heads/master".to_owned(),
+        base_sha: None,
+        head_sha: GL_AFTER.to_owned(),
+    };
+    assert_eq!(pr(&e), &want);
+    assert_eq!(e.git_ref, "refs/heads/ms-viewport");
+    assert_eq!(e.repository.as_str(), "example.com/gitlabhq/gitlab-test");
+    assert_eq!(e.occurred_at, ts("2013-12-03T17:23:34Z"));
+}
+
+#[test]
+fn gitlab_system_hook_and_project_hook_of_one_payload_give_one_change() {
+    // (fixture, the event type a project hook sends it with, its object_kind)
+    #[rustfmt::skip]
+    let cases: &[(&str, &str, &str)] = &[
+        ("gitlab/push-event.json", "Push Hook", "push"),
+        ("gitlab/push-event-all-listed.derived.json", "Push Hook", "push"),
+        ("gitlab/push-branch-created.derived.json", "Push Hook", "push"),
+        ("gitlab/push-branch-deleted.derived.json", "Push Hook", "push"),
+        ("gitlab/tag-push-event.derived.json", "Tag Push Hook", "tag_push"),
+        ("gitlab/merge-request-event.json", "Merge Request Hook", "merge_request"),
+        ("gitlab/merge-request-merge.derived.json", "Merge Request Hook", "merge_request"),
+        ("gitlab/merge-request-update-commits.derived.json", "Merge Request Hook", "merge_request"),
+        (GL_SYSTEM_PUSH, "Push Hook", "push"),
+        ("gitlab/system-hook-tag-push.json", "Tag Push Hook", "tag_push"),
+        ("gitlab/system-hook-merge-request.json", "Merge Request Hook", "merge_request"),
+    ];
+    for &(path, event, kind) in cases {
+        // GitLab's own payloads name the event in `object_kind` (and pushes again in
+        // `event_name`); the documented system-hook pushes leave `object_kind` out.
+        let body = edited(path, |v| v["object_kind"] = json!(kind));
+        let project = changes(GitLab, &body, event);
+        let system = changes(GitLab, &body, "System Hook");
+        let as_documented = changes(GitLab, &fixture(path), "System Hook");
+        assert_eq!(project[0].id, system[0].id, "{path}");
+        assert_eq!(project, system, "{path}");
+        assert_eq!(project, as_documented, "{path}");
+    }
+    // GitLab documents the same push, and the same merge request opening, for both kinds of
+    // hook: one change each, whichever hook reports it.
+    let pairs = [
+        ("gitlab/push-event.json", "Push Hook", GL_SYSTEM_PUSH),
+        (
+            "gitlab/merge-request-event.json",
+            "Merge Request Hook",
+            "gitlab/system-hook-merge-request.json",
+        ),
+    ];
+    for (project, event, system) in pairs {
+        let project = one(GitLab, project, event);
+        let system = one(GitLab, system, "System Hook");
+        assert_eq!(project.id, system.id, "{event}");
+    }
+}
+
+#[test]
+fn gitlab_system_events_that_are_no_change_are_ignored_with_their_name() {
+    let no_change = |event: &str| format!("gitlab system event {event:?} is not a change");
+    let update = "gitlab system event \"repository_update\" duplicates the push and tag_push \
+                  events of the same push (enable those on the system hook)";
+    let cases: Vec<(Vec<u8>, String)> = vec![
+        (
+            fixture("gitlab/system-hook-project-create.json"),
+            no_change("project_create"),
+        ),
+        (
+            fixture("gitlab/system-hook-user-add-to-team.json"),
+            no_change("user_add_to_team"),
+        ),
+        (
+            fixture("gitlab/system-hook-member-approval.json"),
+            no_change("gitlab_subscription_member_approval"),
+        ),
+        (
+            fixture("gitlab/system-hook-repository-update.json"),
+            update.to_owned(),
+        ),
+        (
+            br#"{"event_name": "group_create", "group_id": 78}"#.to_vec(),
+            no_change("group_create"),
+        ),
+        (
+            br#"{"event_name": "key_create", "id": 4}"#.to_vec(),
+            no_change("key_create"),
+        ),
+        // Two names, neither a change: no change, whichever is meant.
+        (
+            br#"{"event_name": "user_create", "object_kind": "user"}"#.to_vec(),
+            no_change("user_create"),
+        ),
+    ];
+    for (body, reason) in cases {
+        assert_eq!(
+            run(GitLab, &body, "System Hook"),
+            Ok(Normalized::Ignored(reason)),
+        );
+    }
+}
+
+#[test]
+fn gitlab_system_hooks_need_what_a_change_needs_and_nothing_more() {
+    // Fields a project hook always sends may be missing from a system hook's push.
+    let body = edited(GL_SYSTEM_PUSH, |v| {
+        for key in [
+            "repository",
+            "commits",
+            "total_commits_count",
+            "checkout_sha",
+        ] {
+            v.as_object_mut().map(|o| o.remove(key));
+        }
+    });
+    let e = &changes(GitLab, &body, "System Hook")[0];
+    let want = (
+        "refs/heads/master",
+        GL_BEFORE,
+        GL_AFTER,
+        false,
+        false,
+        None,
+        vec![],
+        false,
+    );
+    assert_eq!(push_key(e), want);
+    assert_eq!(e.repository.as_str(), "example.com/mike/diaspora");
+    let body = edited(GL_SYSTEM_PUSH, |v| {
+        v.as_object_mut().map(|o| o.remove("project"));
+    });
+    let e = &changes(GitLab, &body, "System Hook")[0];
+    assert_eq!(e.repository.as_str(), "example.com/mike/diaspora");
+
+    // What a change cannot be read without is still an error naming the field.
+    #[rustfmt::skip]
+    let cases: &[(&str, Edit, &str)] = &[
+        (GL_SYSTEM_PUSH, |v| { v.as_object_mut().map(|o| o.remove("event_name")); }, "event_name"),
+        (GL_SYSTEM_PUSH, |v| v["event_name"] = json!(7), "event_name"),
+        (GL_SYSTEM_PUSH, |v| v["event_name"] = json!(""), "event_name"),
+        (GL_SYSTEM_PUSH, |v| v["object_kind"] = json!("tag_push"), "object_kind"),
+        (GL_SYSTEM_PUSH, |v| v["object_kind"] = json!(["push"]), "object_kind"),
+        // A change named by one and denied by the other is no change to guess at.
+        (GL_SYSTEM_PUSH, |v| {
+            v["event_name"] = json!("project_create");
+            v["object_kind"] = json!("push");
+        }, "object_kind"),
+        (GL_SYSTEM_PUSH, |v| v["ref"] = json!("master"), "ref"),
+        (GL_SYSTEM_PUSH, |v| { v.as_object_mut().map(|o| o.remove("before")); }, "before"),
+        (GL_SYSTEM_PUSH, |v| v["after"] = json!("da15608"), "after"),
+        (GL_SYSTEM_PUSH, |v| v["commits"] = json!("none"), "commits"),
+        (GL_SYSTEM_PUSH, |v| v["commits"][0]["added"] = json!(["../x"]), "commits[0].added[0]"),
+        (GL_SYSTEM_PUSH, |v| v["total_commits_count"] = json!(-1), "total_commits_count"),
+        (GL_SYSTEM_PUSH, |v| {
+            v.as_object_mut().map(|o| { o.remove("project"); o.remove("repository") });
+        }, "project.git_http_url"),
+        ("gitlab/system-hook-merge-request.json", |v| v["object_attributes"]["iid"] = json!(null),
+         "object_attributes.iid"),
+        ("gitlab/system-hook-merge-request.json", |v| v["object_attributes"]["source_branch"] = json!("a b"),
+         "object_attributes.source_branch"),
+        // Neither name: no telling what the event is.
+        ("gitlab/system-hook-merge-request.json", |v| v["object_kind"] = json!(null), "event_name"),
+    ];
+    for (i, &(path, edit, field)) in cases.iter().enumerate() {
+        let body = edited(path, edit);
+        let got = run(GitLab, &body, "System Hook").map_err(|e| e.field);
+        assert_eq!(got, Err(field.to_owned()), "case {i}: {path}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Bitbucket.
 
@@ -773,7 +1002,8 @@ fn malformed_bodies_and_missing_headers_are_errors() {
     let cases: Vec<(Provider, Option<&str>, Vec<u8>, &str)> = vec![
         (GitHub, Some("push"), truncated, "body"),
         (GitHub, Some("push"), bomb.clone(), "body"),
-        (GitLab, Some("Push Hook"), bomb, "body"),
+        (GitLab, Some("Push Hook"), bomb.clone(), "body"),
+        (GitLab, Some("System Hook"), bomb, "body"),
         (Bitbucket, Some("repo:push"), object_bomb.clone(), "body"),
         (Gitea, Some("push"), object_bomb, "body"),
         (GitHub, Some("push"), Vec::new(), "body"),
@@ -867,8 +1097,8 @@ fn standard_deliveries_are_not_provider_payloads() {
 #[rustfmt::skip]
 const EVENT_TYPES: &[&str] = &[
     "push", "pull_request", "ping", "create", "delete", "issue_comment", "Push Hook",
-    "Tag Push Hook", "Merge Request Hook", "Note Hook", "repo:push", "pullrequest:created",
-    "pullrequest:updated", "pullrequest:fulfilled", "pullrequest:rejected", "diagnostics:ping", "",
+    "Tag Push Hook", "Merge Request Hook", "Note Hook", "System Hook", "repo:push",
+    "pullrequest:created", "pullrequest:updated", "pullrequest:fulfilled", "pullrequest:rejected", "diagnostics:ping", "",
 ];
 
 /// The keys the normalizers read, so that random JSON reaches their deeper paths.
