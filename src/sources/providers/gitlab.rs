@@ -101,13 +101,13 @@ fn system_hook(
             return Ok(Normalized::Ignored(format!(
                 "{} system event \"repository_update\" duplicates the push and tag_push events \
                  of the same push (enable those on the system hook)",
-                common::provider_name(Provider::GitLab)
+                Provider::GitLab
             )));
         }
         other => {
             return Ok(Normalized::Ignored(format!(
                 "{} system event {other:?} is not a change",
-                common::provider_name(Provider::GitLab)
+                Provider::GitLab
             )));
         }
     };
