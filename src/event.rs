@@ -116,14 +116,21 @@ pub enum SourceKind {
     Manual,
 }
 
-impl fmt::Display for SourceKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl SourceKind {
+    /// The word stored, shown and used as a metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
             SourceKind::Webhook => "webhook",
             SourceKind::Eventbridge => "eventbridge",
             SourceKind::Poll => "poll",
             SourceKind::Manual => "manual",
-        })
+        }
+    }
+}
+
+impl fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -129,14 +129,14 @@ impl Intake {
     ) -> Result<IntakeOutcome, StoreError> {
         let request = self.request(event, delivery);
         let deferred = request.defer.then(|| request.event.clone());
-        let source = request.event.source.kind.to_string();
+        let source = request.event.source.kind.as_str();
         let (repository, kind) = (
             request.event.repository.as_str().to_owned(),
             request.event.source.kind,
         );
         let began = Instant::now();
         let result = self.store.intake(request).await;
-        self.count(&source, result.as_ref().ok(), began);
+        self.count(source, result.as_ref().ok(), began);
         if let Ok(outcome) = &result {
             self.sighted(&repository, kind, outcome);
             if let (IntakeOutcome::Accepted { .. }, Some(event)) = (outcome, deferred) {
@@ -209,34 +209,25 @@ impl Intake {
             } => return,
         };
         if let Some(lag) = self.activity.record(repository, change_id, source) {
-            self.metrics.observe(
-                "switchyard_detection_lag_seconds",
-                &[("source", &source.to_string())],
-                lag.as_secs_f64(),
-            );
+            self.metrics
+                .detection_lag(source.as_str(), lag.as_secs_f64());
         }
     }
 
     /// Counts one intake; `None` when the store failed.
-    fn count(&self, source: &str, outcome: Option<&IntakeOutcome>, began: Instant) {
+    fn count(&self, source: &'static str, outcome: Option<&IntakeOutcome>, began: Instant) {
         let stored = outcome.is_some();
         let outcome = match outcome {
             Some(IntakeOutcome::Accepted { .. }) => "accepted",
             Some(IntakeOutcome::Duplicate { .. }) => "duplicate",
             None => "error",
         };
-        self.metrics.inc(
-            "switchyard_intake_total",
-            &[("source", source), ("outcome", outcome)],
-        );
+        self.metrics.intake(source, outcome);
         if stored {
-            self.metrics.observe(
-                "switchyard_intake_seconds",
-                &[("source", source)],
-                began.elapsed().as_secs_f64(),
-            );
+            self.metrics
+                .intake_seconds(source, began.elapsed().as_secs_f64());
         } else {
-            self.metrics.inc("switchyard_store_errors_total", &[]);
+            self.metrics.store_error();
         }
     }
 }

@@ -29,7 +29,7 @@ use tokio::task::JoinSet;
 use crate::config::{Config, Provider, Receiver};
 use crate::dispatch::{Failure, Policy, Starter};
 use crate::event::ChangeEvent;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Name};
 use crate::outcome::{DuplicateOf, IntakeOutcome, start_id};
 use crate::pipeline::{Pipeline, Pipelines};
 use crate::secret::SecretRef;
@@ -336,8 +336,7 @@ impl Handler {
                 return Ok(json!({"status": "ignored", "reason": reason}));
             }
             Err(e) => {
-                self.metrics
-                    .inc("switchyard_sqs_messages_total", &[("outcome", "malformed")]);
+                self.metrics.sqs_message("malformed");
                 return Err(format!("the event cannot be read: {e}\nhint: {}", e.hint()));
             }
         };
@@ -494,10 +493,8 @@ impl Handler {
                 Err(f) if f.retry && attempt < self.policy.attempts => "retry",
                 Err(_) => "failed",
             };
-            self.metrics.inc(
-                "switchyard_starts_total",
-                &[("pipeline", &pipeline.name), ("outcome", outcome)],
-            );
+            self.metrics
+                .start_attempt(&Name::from(pipeline.name.as_str()), outcome);
             let failure = match result {
                 Ok(()) => {
                     tracing::info!(pipeline = %pipeline.name, start = %id, attempt, "started");

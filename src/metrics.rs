@@ -1,215 +1,346 @@
-//! Counters and histograms, rendered in the Prometheus text format for `GET /metrics`.
+//! The process's metrics, typed, on `prometheus-client`, exposed at `GET /metrics` in the
+//! OpenMetrics text format (the Prometheus text exposition's standard form; counters' samples
+//! end in `_total`, as they always did here).
 //!
-//! Deliberately small: labelled counters in one map behind a mutex, and fixed-bucket
-//! histograms. Label values come from configuration (receiver and pipeline names) or from a
-//! closed set of words, never from a payload, so the number of series stays bounded.
+//! Each metric is one field: a counter, a gauge or a histogram, or a family of them keyed by
+//! a label set. Counting is an atomic add on a series found by a read-locked hash lookup; no
+//! label is allocated: label values come from configuration (receiver and pipeline names, held
+//! as shared [`Name`]s) or from a closed set of words (`&'static str`), never from a payload,
+//! so the number of series stays bounded.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::Mutex;
+use std::sync::Arc;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// The content type of [`Metrics::render`].
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Upper bounds (seconds) of the latency histograms' buckets.
-const BUCKETS: &[f64] = &[
+const BUCKETS: [f64; 15] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
-type Labels = Vec<(&'static str, String)>;
-
-#[derive(Debug, Default)]
-struct Histogram {
-    counts: Vec<u64>,
-    sum: f64,
-    count: u64,
+fn histogram() -> Histogram {
+    Histogram::new(BUCKETS)
 }
 
-#[derive(Debug, Default)]
-struct Inner {
-    counters: BTreeMap<(&'static str, Labels), u64>,
-    gauges: BTreeMap<(&'static str, Labels), i64>,
-    histograms: BTreeMap<(&'static str, Labels), Histogram>,
+fn histograms<L: Clone + std::hash::Hash + Eq>() -> Histograms<L> {
+    Histograms::new_with_constructor(histogram)
+}
+
+/// A configured name (a receiver's, a pipeline's) as a label value; cloning it is a reference
+/// count, not an allocation.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct Name(Arc<str>);
+
+impl From<&str> for Name {
+    fn from(name: &str) -> Name {
+        Name(Arc::from(name))
+    }
+}
+
+impl EncodeLabelValue for Name {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        EncodeLabelValue::encode(&&*self.0, encoder)
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceOutcome {
+    source: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReceiverOutcome {
+    receiver: Name,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReceiverReason {
+    receiver: Name,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PipelineOutcome {
+    pipeline: Name,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PipelineLabel {
+    pipeline: Name,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabel {
+    source: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindOutcome {
+    kind: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ApiOutcome {
+    api: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn ok_or_error(ok: bool) -> &'static str {
+    if ok { "ok" } else { "error" }
 }
 
 /// All metrics of one process.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
-    inner: Mutex<Inner>,
+    registry: Registry,
+    intake: Family<SourceOutcome, Counter>,
+    intake_seconds: Histograms<SourceLabel>,
+    deliveries: Family<ReceiverOutcome, Counter>,
+    rejected: Family<ReceiverReason, Counter>,
+    starts: Family<PipelineOutcome, Counter>,
+    starts_in_flight: Gauge,
+    start_latency: Histograms<PipelineLabel>,
+    detection_lag: Histograms<SourceLabel>,
+    missed: Family<SourceLabel, Counter>,
+    poll_requests: Family<KindOutcome, Counter>,
+    poll_seconds: Histogram,
+    sqs_messages: Family<OutcomeLabel, Counter>,
+    aws_requests: Family<ApiOutcome, Counter>,
+    completions: Family<OutcomeLabel, Counter>,
+    store_errors: Counter,
 }
 
-/// Help texts, by metric name.
-const HELP: &[(&str, &str)] = &[
-    (
-        "switchyard_intake_total",
-        "Change notices handed to the store, by source and outcome (accepted, duplicate, error).",
-    ),
-    (
-        "switchyard_deliveries_total",
-        "Webhook deliveries by receiver and outcome (accepted, duplicate, ignored, rejected).",
-    ),
-    (
-        "switchyard_rejected_total",
-        "Webhook deliveries refused, by receiver and reason.",
-    ),
-    (
-        "switchyard_starts_total",
-        "Start attempts by pipeline and outcome (succeeded, retry, dead).",
-    ),
-    ("switchyard_starts_in_flight", "Starts running now."),
-    (
-        "switchyard_detection_lag_seconds",
-        "How long after the first source each source reported a change (0 for the first), by source.",
-    ),
-    (
-        "switchyard_missed_total",
-        "Changes only polling found: not announced by a push source that delivers for the repository, by source.",
-    ),
-    (
-        "switchyard_poll_requests_total",
-        "Requests polling made to git servers, by kind (ls-remote, fetch) and outcome (ok, error).",
-    ),
-    (
-        "switchyard_poll_seconds",
-        "Time of one poll of one repository (ref advertisement, and fetch and diff when a ref moved).",
-    ),
-    (
-        "switchyard_sqs_messages_total",
-        "SQS messages handled, by outcome (stored, ignored, malformed, failed); only stored and ignored ones are deleted.",
-    ),
-    (
-        "switchyard_aws_requests_total",
-        "Requests to AWS APIs, by API and outcome (ok, error).",
-    ),
-    (
-        "switchyard_completions_total",
-        "Changes whose changed paths were completed from a mirror, by outcome (completed, failed, timed_out).",
-    ),
-    (
-        "switchyard_store_errors_total",
-        "Store operations that failed.",
-    ),
-    (
-        "switchyard_start_latency_seconds",
-        "From the change being received to its first start attempt beginning, by pipeline.",
-    ),
-    (
-        "switchyard_intake_seconds",
-        "Time to store a change durably, by source.",
-    ),
-];
+impl Default for Metrics {
+    fn default() -> Metrics {
+        let mut m = Metrics {
+            registry: Registry::default(),
+            intake: Family::default(),
+            intake_seconds: histograms(),
+            deliveries: Family::default(),
+            rejected: Family::default(),
+            starts: Family::default(),
+            starts_in_flight: Gauge::default(),
+            start_latency: histograms(),
+            detection_lag: histograms(),
+            missed: Family::default(),
+            poll_requests: Family::default(),
+            poll_seconds: histogram(),
+            sqs_messages: Family::default(),
+            aws_requests: Family::default(),
+            completions: Family::default(),
+            store_errors: Counter::default(),
+        };
+        // Names as exposed; a counter's samples get `_total` (OpenMetrics), so it is
+        // registered without it. Help texts get their final period from the encoder.
+        let r = &mut m.registry;
+        r.register(
+            "switchyard_intake",
+            "Change notices handed to the store, by source and outcome (accepted, duplicate, error)",
+            m.intake.clone(),
+        );
+        r.register(
+            "switchyard_intake_seconds",
+            "Time to store a change durably, by source",
+            m.intake_seconds.clone(),
+        );
+        r.register(
+            "switchyard_deliveries",
+            "Webhook deliveries by receiver and outcome (accepted, duplicate, ignored, ping, rejected, unavailable)",
+            m.deliveries.clone(),
+        );
+        r.register(
+            "switchyard_rejected",
+            "Webhook deliveries refused, by receiver and reason",
+            m.rejected.clone(),
+        );
+        r.register(
+            "switchyard_starts",
+            "Start attempts by pipeline and outcome (succeeded, retry, dead; failed in Lambda)",
+            m.starts.clone(),
+        );
+        r.register(
+            "switchyard_starts_in_flight",
+            "Starts running now",
+            m.starts_in_flight.clone(),
+        );
+        r.register(
+            "switchyard_start_latency_seconds",
+            "From the change being received to its first start attempt beginning, by pipeline",
+            m.start_latency.clone(),
+        );
+        r.register(
+            "switchyard_detection_lag_seconds",
+            "How long after the first source each source reported a change (0 for the first), by source",
+            m.detection_lag.clone(),
+        );
+        r.register(
+            "switchyard_missed",
+            "Changes only polling found: not announced by a push source that delivers for the repository, by source",
+            m.missed.clone(),
+        );
+        r.register(
+            "switchyard_poll_requests",
+            "Requests polling made to git servers, by kind (ls-remote, fetch) and outcome (ok, error)",
+            m.poll_requests.clone(),
+        );
+        r.register(
+            "switchyard_poll_seconds",
+            "Time of one poll of one repository (ref advertisement, and fetch and diff when a ref moved)",
+            m.poll_seconds.clone(),
+        );
+        r.register(
+            "switchyard_sqs_messages",
+            "SQS messages handled, by outcome (stored, ignored, malformed, failed); only stored and ignored ones are deleted",
+            m.sqs_messages.clone(),
+        );
+        r.register(
+            "switchyard_aws_requests",
+            "Requests to AWS APIs, by API and outcome (ok, error)",
+            m.aws_requests.clone(),
+        );
+        r.register(
+            "switchyard_completions",
+            "Changes whose changed paths were completed from a mirror, by outcome (completed, failed, timed_out)",
+            m.completions.clone(),
+        );
+        r.register(
+            "switchyard_store_errors",
+            "Store operations that failed",
+            m.store_errors.clone(),
+        );
+        m
+    }
+}
 
 impl Metrics {
-    /// Adds 1 to a counter.
-    pub fn inc(&self, name: &'static str, labels: &[(&'static str, &str)]) {
-        let key = (name, own(labels));
-        if let Ok(mut m) = self.inner.lock() {
-            *m.counters.entry(key).or_default() += 1;
-        }
+    /// One change notice handed to the store by `source`, and how it ended (`accepted`,
+    /// `duplicate`, `error`).
+    pub fn intake(&self, source: &'static str, outcome: &'static str) {
+        self.intake
+            .get_or_create(&SourceOutcome { source, outcome })
+            .inc();
     }
 
-    /// Adds `delta` to a gauge.
-    pub fn gauge_add(&self, name: &'static str, labels: &[(&'static str, &str)], delta: i64) {
-        let key = (name, own(labels));
-        if let Ok(mut m) = self.inner.lock() {
-            *m.gauges.entry(key).or_default() += delta;
-        }
+    /// How long storing a change of `source` took.
+    pub fn intake_seconds(&self, source: &'static str, seconds: f64) {
+        self.intake_seconds
+            .get_or_create(&SourceLabel { source })
+            .observe(seconds);
     }
 
-    /// Records one observation (seconds) in a histogram.
-    pub fn observe(&self, name: &'static str, labels: &[(&'static str, &str)], seconds: f64) {
-        let key = (name, own(labels));
-        if let Ok(mut m) = self.inner.lock() {
-            let h = m.histograms.entry(key).or_default();
-            if h.counts.is_empty() {
-                h.counts = vec![0; BUCKETS.len()];
-            }
-            for (i, bound) in BUCKETS.iter().enumerate() {
-                if seconds <= *bound {
-                    h.counts[i] += 1;
-                }
-            }
-            h.sum += seconds;
-            h.count += 1;
-        }
+    /// One webhook delivery to `receiver`, and how it ended.
+    pub fn delivery(&self, receiver: &Name, outcome: &'static str) {
+        let receiver = receiver.clone();
+        self.deliveries
+            .get_or_create(&ReceiverOutcome { receiver, outcome })
+            .inc();
     }
 
-    /// The value of a counter (for tests and reports).
-    pub fn counter(&self, name: &'static str, labels: &[(&'static str, &str)]) -> u64 {
-        let key = (name, own(labels));
-        self.inner
-            .lock()
-            .map(|m| m.counters.get(&key).copied().unwrap_or(0))
-            .unwrap_or(0)
+    /// One refused delivery to `receiver`, and why.
+    pub fn rejected(&self, receiver: &Name, reason: &'static str) {
+        let receiver = receiver.clone();
+        self.rejected
+            .get_or_create(&ReceiverReason { receiver, reason })
+            .inc();
     }
 
-    /// Everything, in the Prometheus text exposition format.
+    /// One start attempt of `pipeline`, and how it ended.
+    pub fn start_attempt(&self, pipeline: &Name, outcome: &'static str) {
+        let pipeline = pipeline.clone();
+        self.starts
+            .get_or_create(&PipelineOutcome { pipeline, outcome })
+            .inc();
+    }
+
+    /// How long a change of `pipeline` waited from being received to its first attempt.
+    pub fn start_latency(&self, pipeline: &Name, seconds: f64) {
+        let pipeline = pipeline.clone();
+        self.start_latency
+            .get_or_create(&PipelineLabel { pipeline })
+            .observe(seconds);
+    }
+
+    /// Starts running now: one more (`1`) or one fewer (`-1`).
+    pub fn in_flight(&self, delta: i64) {
+        self.starts_in_flight.inc_by(delta);
+    }
+
+    /// How long after the first source `source` reported a change.
+    pub fn detection_lag(&self, source: &'static str, seconds: f64) {
+        self.detection_lag
+            .get_or_create(&SourceLabel { source })
+            .observe(seconds);
+    }
+
+    /// A change only polling found, that push source `source` delivers for but never announced.
+    pub fn missed(&self, source: &'static str) {
+        self.missed.get_or_create(&SourceLabel { source }).inc();
+    }
+
+    /// One request polling made to a git server (`ls-remote`, `fetch`).
+    pub fn poll_request(&self, kind: &'static str, ok: bool) {
+        let outcome = ok_or_error(ok);
+        self.poll_requests
+            .get_or_create(&KindOutcome { kind, outcome })
+            .inc();
+    }
+
+    /// How long one poll of one repository took.
+    pub fn poll_seconds(&self, seconds: f64) {
+        self.poll_seconds.observe(seconds);
+    }
+
+    /// One SQS message handled, and how (`stored`, `ignored`, `malformed`, `failed`).
+    pub fn sqs_message(&self, outcome: &'static str) {
+        self.sqs_messages
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
+    }
+
+    /// One request to an AWS API.
+    pub fn aws_request(&self, api: &'static str, ok: bool) {
+        let outcome = ok_or_error(ok);
+        self.aws_requests
+            .get_or_create(&ApiOutcome { api, outcome })
+            .inc();
+    }
+
+    /// One completion of a change's paths from a mirror, and how it ended.
+    pub fn completion(&self, outcome: &'static str) {
+        self.completions
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
+    }
+
+    /// One store operation that failed.
+    pub fn store_error(&self) {
+        self.store_errors.inc();
+    }
+
+    /// Everything, in the OpenMetrics text format ([`CONTENT_TYPE`]).
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let Ok(m) = self.inner.lock() else { return out };
-        let mut last = "";
-        let header = |out: &mut String, name: &'static str, kind: &str, last: &mut &'static str| {
-            if *last != name {
-                let help = HELP
-                    .iter()
-                    .find(|(n, _)| *n == name)
-                    .map(|(_, h)| *h)
-                    .unwrap_or("");
-                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-                *last = name;
-            }
-        };
-        for ((name, labels), value) in &m.counters {
-            header(&mut out, name, "counter", &mut last);
-            let _ = writeln!(out, "{name}{} {value}", fmt_labels(labels, None));
-        }
-        for ((name, labels), value) in &m.gauges {
-            header(&mut out, name, "gauge", &mut last);
-            let _ = writeln!(out, "{name}{} {value}", fmt_labels(labels, None));
-        }
-        for ((name, labels), h) in &m.histograms {
-            header(&mut out, name, "histogram", &mut last);
-            for (i, bound) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(
-                    out,
-                    "{name}_bucket{} {}",
-                    fmt_labels(labels, Some(&bound.to_string())),
-                    h.counts[i]
-                );
-            }
-            let _ = writeln!(
-                out,
-                "{name}_bucket{} {}",
-                fmt_labels(labels, Some("+Inf")),
-                h.count
-            );
-            let _ = writeln!(out, "{name}_sum{} {}", fmt_labels(labels, None), h.sum);
-            let _ = writeln!(out, "{name}_count{} {}", fmt_labels(labels, None), h.count);
-        }
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
-    }
-}
-
-fn own(labels: &[(&'static str, &str)]) -> Labels {
-    labels.iter().map(|(k, v)| (*k, (*v).to_owned())).collect()
-}
-
-fn fmt_labels(labels: &Labels, le: Option<&str>) -> String {
-    let mut parts: Vec<String> = labels
-        .iter()
-        .map(|(k, v)| {
-            format!(
-                "{k}=\"{}\"",
-                v.replace('\\', "\\\\")
-                    .replace('"', "\\\"")
-                    .replace('\n', "\\n")
-            )
-        })
-        .collect();
-    if let Some(le) = le {
-        parts.push(format!("le=\"{le}\""));
-    }
-    if parts.is_empty() {
-        String::new()
-    } else {
-        format!("{{{}}}", parts.join(","))
     }
 }
 
@@ -217,45 +348,59 @@ fn fmt_labels(labels: &Labels, le: Option<&str>) -> String {
 mod tests {
     use super::*;
 
+    /// The value of one series, as a scraper reads it.
+    fn series(text: &str, line_start: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(line_start))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
     #[test]
-    fn renders_prometheus_text() {
+    fn renders_the_same_series_names_in_openmetrics_text() {
         let m = Metrics::default();
-        m.inc(
-            "switchyard_intake_total",
-            &[("source", "webhook"), ("outcome", "accepted")],
-        );
-        m.inc(
-            "switchyard_intake_total",
-            &[("source", "webhook"), ("outcome", "accepted")],
-        );
-        m.observe("switchyard_intake_seconds", &[("source", "webhook")], 0.003);
+        m.intake("webhook", "accepted");
+        m.intake("webhook", "accepted");
+        m.intake_seconds("webhook", 0.003);
+        let hooks = Name::from("git\"hub\\");
+        m.delivery(&hooks, "accepted");
+        m.rejected(&hooks, "bad_signature");
+        m.in_flight(1);
+        m.in_flight(1);
+        m.in_flight(-1);
+        m.store_error();
         let text = m.render();
+        assert!(text.ends_with("# EOF\n"), "{text}");
         assert!(
-            text.contains("# TYPE switchyard_intake_total counter\n"),
+            text.contains("# TYPE switchyard_intake counter\n"),
             "{text}"
         );
-        assert!(
-            text.contains("switchyard_intake_total{source=\"webhook\",outcome=\"accepted\"} 2\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("switchyard_intake_seconds_bucket{source=\"webhook\",le=\"0.0025\"} 0\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("switchyard_intake_seconds_bucket{source=\"webhook\",le=\"0.005\"} 1\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("switchyard_intake_seconds_count{source=\"webhook\"} 1\n"),
-            "{text}"
-        );
-        assert_eq!(
-            m.counter(
-                "switchyard_intake_total",
-                &[("source", "webhook"), ("outcome", "accepted")]
+        let cases = [
+            (
+                "switchyard_intake_total{source=\"webhook\",outcome=\"accepted\"} ",
+                2.0,
             ),
-            2
+            (
+                "switchyard_intake_seconds_bucket{le=\"0.0025\",source=\"webhook\"} ",
+                0.0,
+            ),
+            (
+                "switchyard_intake_seconds_bucket{le=\"0.005\",source=\"webhook\"} ",
+                1.0,
+            ),
+            ("switchyard_intake_seconds_count{source=\"webhook\"} ", 1.0),
+            (
+                "switchyard_deliveries_total{receiver=\"git\\\"hub\\\\\",outcome=\"accepted\"} ",
+                1.0,
+            ),
+            ("switchyard_starts_in_flight ", 1.0),
+            ("switchyard_store_errors_total ", 1.0),
+        ];
+        for (line, want) in cases {
+            assert_eq!(series(&text, line), Some(want), "{line}\n{text}");
+        }
+        assert!(
+            !text.contains(".."),
+            "a help text ends in one period:\n{text}"
         );
     }
 }

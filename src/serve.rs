@@ -303,7 +303,7 @@ async fn route(app: &App, req: Request<Incoming>) -> Response<Full<Bytes>> {
     match webhook::route(req.method().as_str(), req.uri().path(), true) {
         Route::Health => respond(200, "text/plain", "ok\n"),
         Route::Ready => readyz(app).await,
-        Route::Metrics => respond(200, "text/plain; version=0.0.4", app.metrics.render()),
+        Route::Metrics => respond(200, crate::metrics::CONTENT_TYPE, app.metrics.render()),
         Route::Hook(name) => {
             let name = name.to_owned();
             hook(app, &name, req).await

@@ -20,7 +20,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 use crate::event::ChangeEvent;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Name};
 use crate::pipeline::{Mode, Pipeline, Pipelines, Start};
 use crate::shutdown::Shutdown;
 use crate::signature::Key;
@@ -118,8 +118,20 @@ fn remove_stale_event_dirs(shm: &std::path::Path) {
 struct Shared {
     store: Store,
     metrics: Arc<Metrics>,
+    /// Each pipeline's name as a metric label, made once.
+    labels: HashMap<String, Name>,
     policy: Policy,
     starter: Starter,
+}
+
+impl Shared {
+    /// The metric label of pipeline `name`.
+    fn label(&self, name: &str) -> Name {
+        self.labels
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| Name::from(name))
+    }
 }
 
 /// What carries out one attempt of a start on its target, with no store: the HTTP and AWS
@@ -182,6 +194,11 @@ impl Dispatcher {
         let shared = Shared {
             store,
             metrics,
+            labels: pipelines
+                .list
+                .iter()
+                .map(|p| (p.name.clone(), Name::from(p.name.as_str())))
+                .collect(),
             policy,
             starter: Starter::new(aws, events_dir(&state_dir)),
         };
@@ -207,9 +224,7 @@ impl Dispatcher {
             Ok(rows) => rows,
             Err(e) => {
                 tracing::warn!(error = %e, "dispatcher cannot read the store");
-                self.shared
-                    .metrics
-                    .inc("switchyard_store_errors_total", &[]);
+                self.shared.metrics.store_error();
                 return None;
             }
         };
@@ -274,9 +289,7 @@ impl Dispatcher {
             Ok(claimed) => claimed,
             Err(e) => {
                 tracing::warn!(error = %e, "dispatcher cannot claim starts");
-                self.shared
-                    .metrics
-                    .inc("switchyard_store_errors_total", &[]);
+                self.shared.metrics.store_error();
                 return next_due;
             }
         };
@@ -291,9 +304,7 @@ impl Dispatcher {
     fn spawn(&mut self, pipeline: &Pipeline, row: StartRow, event: String) {
         self.in_flight.insert(row.id.clone(), pipeline.name.clone());
         *self.running.entry(pipeline.name.clone()).or_default() += 1;
-        self.shared
-            .metrics
-            .gauge_add("switchyard_starts_in_flight", &[], 1);
+        self.shared.metrics.in_flight(1);
         let shared = Arc::clone(&self.shared);
         let pipeline = pipeline.clone();
         self.tasks.spawn(async move {
@@ -313,9 +324,7 @@ impl Dispatcher {
 
     fn finished(&mut self, id: &str, pipeline: &str) {
         if self.in_flight.remove(id).is_some() {
-            self.shared
-                .metrics
-                .gauge_add("switchyard_starts_in_flight", &[], -1);
+            self.shared.metrics.in_flight(-1);
         }
         if let Some(n) = self.running.get_mut(pipeline) {
             *n = n.saturating_sub(1);
@@ -391,11 +400,9 @@ async fn attempt(shared: &Shared, pipeline: &Pipeline, row: StartRow, event_json
         && let Some(e) = &event
     {
         let waited = (now_ms() - e.received_at.as_millisecond()).max(0) as f64 / 1000.0;
-        shared.metrics.observe(
-            "switchyard_start_latency_seconds",
-            &[("pipeline", &pipeline.name)],
-            waited,
-        );
+        shared
+            .metrics
+            .start_latency(&shared.label(&pipeline.name), waited);
     }
     let result = match &event {
         None => Err(Failure::dead("the stored change event cannot be read")),
@@ -423,10 +430,9 @@ async fn attempt(shared: &Shared, pipeline: &Pipeline, row: StartRow, event_json
         Finish::Retry { .. } => "retry",
         Finish::Dead { .. } => "dead",
     };
-    shared.metrics.inc(
-        "switchyard_starts_total",
-        &[("pipeline", &pipeline.name), ("outcome", outcome)],
-    );
+    shared
+        .metrics
+        .start_attempt(&shared.label(&pipeline.name), outcome);
     match &finish {
         Finish::Succeeded => {
             tracing::info!(pipeline = %pipeline.name, start = %row.id, attempt = failures, "started")

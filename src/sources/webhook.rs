@@ -16,7 +16,7 @@ use serde_json::json;
 use crate::config::{self, Provider};
 use crate::event::{ChangeEvent, Source, SourceKind};
 use crate::intake::Intake;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Name};
 use crate::outcome::{DuplicateOf, IntakeOutcome};
 use crate::signature::{self, Key, VerifyError};
 use crate::sources::providers::{self, Normalized};
@@ -24,6 +24,8 @@ use crate::sources::providers::{self, Normalized};
 /// A configured receiver with its secrets resolved.
 pub struct Receiver {
     pub name: String,
+    /// The name as a metric label.
+    label: Name,
     pub provider: Provider,
     allow_sha1: bool,
     /// The secrets as given (HMAC keys, GitLab tokens).
@@ -71,6 +73,7 @@ impl Receivers {
             }
             let receiver = Receiver {
                 name: r.name.clone(),
+                label: Name::from(r.name.as_str()),
                 provider: r.provider,
                 allow_sha1: r.allow_sha1,
                 raw,
@@ -290,7 +293,7 @@ impl Hooks {
             return Err(Answer::rejected(404, format!("no receiver named {name:?}")));
         };
         if declared_len.is_some_and(|n| n > self.max_body as u64) {
-            return Err(self.refuse_body(name, &BodyError::TooLarge, metrics));
+            return Err(self.refuse_body(receiver, &BodyError::TooLarge, metrics));
         }
         Ok(receiver)
     }
@@ -308,12 +311,12 @@ impl Hooks {
             Ok(body) if body.len() <= self.max_body => {
                 handle(receiver, headers, body, sink, metrics).await
             }
-            Ok(_) => self.refuse_body(&receiver.name, &BodyError::TooLarge, metrics),
-            Err(e) => self.refuse_body(&receiver.name, &e, metrics),
+            Ok(_) => self.refuse_body(receiver, &BodyError::TooLarge, metrics),
+            Err(e) => self.refuse_body(receiver, &e, metrics),
         }
     }
 
-    fn refuse_body(&self, name: &str, e: &BodyError, metrics: &Metrics) -> Answer {
+    fn refuse_body(&self, receiver: &Receiver, e: &BodyError, metrics: &Metrics) -> Answer {
         let (status, reason, message) = match e {
             BodyError::TooLarge => (
                 413,
@@ -329,7 +332,7 @@ impl Hooks {
                 (400, "unreadable", format!("cannot read the body: {why}"))
             }
         };
-        refuse(metrics, name, status, reason, message)
+        refuse(metrics, receiver, status, reason, message)
     }
 }
 
@@ -361,20 +364,14 @@ fn normalize(
 /// builds the answer.
 fn refuse(
     metrics: &Metrics,
-    receiver: &str,
+    receiver: &Receiver,
     status: u16,
     reason: &'static str,
     message: String,
 ) -> Answer {
-    tracing::warn!(receiver, status, reason, "delivery refused: {message}");
-    metrics.inc(
-        "switchyard_rejected_total",
-        &[("receiver", receiver), ("reason", reason)],
-    );
-    metrics.inc(
-        "switchyard_deliveries_total",
-        &[("receiver", receiver), ("outcome", "rejected")],
-    );
+    tracing::warn!(receiver = %receiver.name, status, reason, "delivery refused: {message}");
+    metrics.rejected(&receiver.label, reason);
+    metrics.delivery(&receiver.label, "rejected");
     Answer::rejected(status, message)
 }
 
@@ -411,14 +408,9 @@ pub async fn handle(
     metrics: &Metrics,
 ) -> Answer {
     let name = receiver.name.as_str();
-    let outcome = |o: &'static str| {
-        metrics.inc(
-            "switchyard_deliveries_total",
-            &[("receiver", name), ("outcome", o)],
-        )
-    };
+    let outcome = |o: &'static str| metrics.delivery(&receiver.label, o);
     let reject = |status: u16, reason: &'static str, message: String| {
-        refuse(metrics, name, status, reason, message)
+        refuse(metrics, receiver, status, reason, message)
     };
     let now = jiff::Timestamp::now();
     if let Err(refusal) = verify(receiver, headers, body, now.as_second()) {

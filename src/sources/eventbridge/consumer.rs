@@ -92,11 +92,8 @@ impl Consumer {
         self.intake.metrics()
     }
 
-    fn count_request(&self, api: &str, ok: bool) {
-        self.metrics().inc(
-            "switchyard_aws_requests_total",
-            &[("api", api), ("outcome", if ok { "ok" } else { "error" })],
-        );
+    fn count_request(&self, api: &'static str, ok: bool) {
+        self.metrics().aws_request(api, ok);
     }
 
     /// Runs `consumers` long-poll loops until shutdown.
@@ -162,8 +159,7 @@ impl Consumer {
             .map(|(m, _)| m)
             .collect();
         for fate in &fates {
-            self.metrics()
-                .inc("switchyard_sqs_messages_total", &[("outcome", fate.word())]);
+            self.metrics().sqs_message(fate.word());
         }
         self.delete(&done).await;
         Ok(messages.len())

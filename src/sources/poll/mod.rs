@@ -181,11 +181,7 @@ impl Poller {
         let began = Instant::now();
         let result = self.poll_repo(repo).await;
         let metrics = self.intake.metrics();
-        metrics.observe(
-            "switchyard_poll_seconds",
-            &[],
-            began.elapsed().as_secs_f64(),
-        );
+        metrics.poll_seconds(began.elapsed().as_secs_f64());
         result
     }
 
@@ -462,11 +458,8 @@ impl Poller {
         .await
     }
 
-    fn count_request(&self, kind: &str, ok: bool) {
-        self.intake.metrics().inc(
-            "switchyard_poll_requests_total",
-            &[("kind", kind), ("outcome", if ok { "ok" } else { "error" })],
-        );
+    fn count_request(&self, kind: &'static str, ok: bool) {
+        self.intake.metrics().poll_request(kind, ok);
     }
 
     /// Whether changes of `repository` can be completed from a mirror.
@@ -505,10 +498,7 @@ impl Poller {
                 Some(format!("not done within {bound:?}")),
             ),
         };
-        self.intake.metrics().inc(
-            "switchyard_completions_total",
-            &[("outcome", outcome_word(outcome))],
-        );
+        self.intake.metrics().completion(outcome_word(outcome));
         if outcome != CompletionOutcome::Completed {
             tracing::warn!(repository = %event.repository, change = %event.id, ?outcome, detail = detail.as_deref().unwrap_or(""), "changed paths stay unknown; path filters pass");
         }
@@ -678,10 +668,7 @@ impl Poller {
                 for source in expected {
                     if !activity.saw(&change_id, source) {
                         tracing::warn!(%repository, change = %change_id, %source, "missed: polling found a change this source never announced");
-                        metrics.inc(
-                            "switchyard_missed_total",
-                            &[("source", &source.to_string())],
-                        );
+                        metrics.missed(source.as_str());
                     }
                 }
             });

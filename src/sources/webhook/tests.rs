@@ -11,6 +11,7 @@ fn receiver(provider: Provider, allow_sha1: bool) -> Receiver {
     ];
     Receiver {
         name: "r".into(),
+        label: Name::from("r"),
         provider,
         allow_sha1,
         raw,
