@@ -1462,3 +1462,64 @@ fn only_serve_gives_running_starts_back_and_only_at_its_first_open() {
         .state;
     assert_eq!(states, StartState::Pending);
 }
+
+#[test]
+fn the_writer_s_remembered_tips_never_hide_another_process_s_push() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let serve = Store::open(dir.path(), Role::Serve, Arc::new(Notify::new()));
+    let main = "refs/heads/main";
+    let (s1, s1a, s2) = (SHA1, SHA2, SHA3);
+    let zero = "0000000000000000000000000000000000000001";
+    // serve stores a webhook's push and remembers it as the ref's newest.
+    let first = push_event(REPOS[0], (main, zero, s1), SourceKind::Webhook, BASE_MS);
+    let out = rt.block_on(serve.intake(request(first, Some("d1"), &["a"])));
+    assert!(matches!(out, Ok(IntakeOutcome::Accepted { .. })), "{out:?}");
+
+    // `poll --once` (another writer) stores polling's coalesced move s1 → s2: two pushes,
+    // s1 → s1a and s1a → s2, whose webhooks had not arrived.
+    let tool = Store::open(dir.path(), Role::Tool, Arc::new(Notify::new()));
+    let polled = push_event(REPOS[0], (main, s1, s2), SourceKind::Poll, BASE_MS + 1);
+    let Ok(IntakeOutcome::Accepted {
+        change_id: polled_id,
+        ..
+    }) = rt.block_on(tool.intake(request(polled, None, &["a"])))
+    else {
+        panic!("the poll's change is accepted");
+    };
+    drop(tool);
+
+    // The late webhook of the second push reaches the ref state polling stored: it is that
+    // change, though serve's writer last saw s1 as the ref's newest.
+    let late = push_event(REPOS[0], (main, s1a, s2), SourceKind::Webhook, BASE_MS + 2);
+    let out = rt.block_on(serve.intake(request(late, Some("d2"), &["a"])));
+    assert_eq!(
+        out.expect("stored"),
+        IntakeOutcome::Duplicate {
+            change_id: polled_id,
+            why: DuplicateOf::Change
+        }
+    );
+    // And what serve itself stores next is remembered and checked as before.
+    let next = push_event(REPOS[0], (main, s2, SHA1), SourceKind::Webhook, BASE_MS + 3);
+    let Ok(IntakeOutcome::Accepted {
+        change_id: next_id, ..
+    }) = rt.block_on(serve.intake(request(next, Some("d3"), &["a"])))
+    else {
+        panic!("a new push is accepted");
+    };
+    let again = push_event(REPOS[0], (main, zero, SHA1), SourceKind::Poll, BASE_MS + 4);
+    let out = rt.block_on(serve.intake(request(again, None, &["a"])));
+    assert_eq!(
+        out.expect("stored"),
+        IntakeOutcome::Duplicate {
+            change_id: next_id,
+            why: DuplicateOf::Change
+        }
+    );
+    let starts = Admin::open(dir.path())
+        .expect("admin")
+        .starts(&[])
+        .expect("starts");
+    assert_eq!(starts.len(), 3, "one start per change: {starts:?}");
+}

@@ -25,12 +25,14 @@
 //! a random place; checkpoints run on their own thread, off the commit path.
 //!
 //! Files: `writer.rs` the writer thread (batches, transactions, the checkpointer, opening by
-//! role), `sql.rs` the statements of each command, `admin.rs` a synchronous view for tests and
+//! role), `sql.rs` the statements of each command, `tips.rs` the newest push of each ref as the
+//! writer remembers it, `admin.rs` a synchronous view for tests and
 //! tools, `schema.rs` the schema and its migrations.
 
 mod admin;
 mod schema;
 mod sql;
+mod tips;
 mod writer;
 
 use std::path::{Path, PathBuf};

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::tips::Tips;
 use crate::event::{ChangeEvent, ChangeKind};
 use crate::outcome::{DuplicateOf, IntakeOutcome, start_id};
 use crate::store::{
@@ -16,6 +17,7 @@ const CHAIN: u32 = 256;
 
 pub(super) fn intake(
     tx: &rusqlite::Transaction<'_>,
+    tips: &mut Tips,
     req: &IntakeRequest,
     json: &str,
     now: i64,
@@ -36,17 +38,17 @@ pub(super) fn intake(
         }
     }
     let received_ms = event.received_at.as_millisecond();
-    let source = event.source.kind.to_string();
+    let source = event.source.kind.as_str();
     // The ref's newest stored push already ends where this one does: the same ref state,
     // reported again (by another source, or coalesced by polling, with another `before`).
     let push = (event.kind == ChangeKind::Push).then_some(());
     if push.is_some()
-        && let Some((existing, _, after)) =
-            latest_pushes(tx, event.repository.as_str(), &event.git_ref, 1)?.pop()
+        && let Some((existing, after)) =
+            tips.newest(tx, event.repository.as_str(), &event.git_ref)?
         && after == event.after
         && existing != change_id
     {
-        record_sighting(tx, &existing, &source, event, received_ms)?;
+        record_sighting(tx, &existing, source, event, received_ms)?;
         return Ok(IntakeOutcome::Duplicate {
             change_id: existing,
             why: DuplicateOf::Change,
@@ -73,11 +75,19 @@ pub(super) fn intake(
             push.map(|_| &event.after),
         ])?;
     if new == 0 {
-        record_sighting(tx, &change_id, &source, event, received_ms)?;
+        record_sighting(tx, &change_id, source, event, received_ms)?;
         return Ok(IntakeOutcome::Duplicate {
             change_id,
             why: DuplicateOf::Change,
         });
+    }
+    if push.is_some() {
+        tips.pushed(
+            event.repository.as_str(),
+            &event.git_ref,
+            &change_id,
+            &event.after,
+        );
     }
     let starts = if req.defer {
         Vec::new()

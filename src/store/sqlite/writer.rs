@@ -10,6 +10,7 @@ use std::time::Duration;
 use rusqlite::{Connection, params};
 use tokio::sync::Notify;
 
+use super::tips::Tips;
 use super::{open_connection, sql};
 use crate::outcome::IntakeOutcome;
 use crate::store::{Command, Role, StartRow, StoreError, now_ms};
@@ -35,6 +36,8 @@ struct Writer {
     checkpointer: Option<mpsc::Sender<()>>,
     /// The connection's current `synchronous` setting (`open_connection` sets FULL).
     synchronous_full: bool,
+    /// The newest stored push of each ref, for the ref-state check.
+    tips: Tips,
 }
 
 /// Answers the commands of `rx` until every sender is gone.
@@ -47,6 +50,7 @@ pub(super) fn run(path: PathBuf, role: Role, rx: mpsc::Receiver<Command>, new_wo
         recovered: false,
         checkpointer: None,
         synchronous_full: true,
+        tips: Tips::default(),
     };
     let mut batch: Vec<Command> = Vec::with_capacity(64);
     while let Ok(first) = rx.recv() {
@@ -74,7 +78,13 @@ impl Writer {
             return;
         };
         let mut woke = false;
-        match apply(conn, batch, &mut woke, &mut self.synchronous_full) {
+        match apply(
+            conn,
+            &mut self.tips,
+            batch,
+            &mut woke,
+            &mut self.synchronous_full,
+        ) {
             Ok(done) => {
                 if woke {
                     self.new_work.notify_one();
@@ -85,8 +95,10 @@ impl Writer {
                 tracing::error!(error = %e, batch = batch.len(), "store write failed; nothing in this batch was acknowledged");
                 let err = StoreError::Write(e.to_string());
                 batch.drain(..).for_each(|cmd| cmd.fail(&err));
-                // Reopen on the next batch: the connection may be in a bad state.
+                // Reopen on the next batch: the connection may be in a bad state. What the
+                // batch wrote was rolled back, its tips with it.
                 self.conn = None;
+                self.tips.forget();
             }
         }
     }
@@ -169,6 +181,7 @@ enum Done {
 /// command of the batch is still there to be told so.
 fn apply(
     conn: &mut Connection,
+    tips: &mut Tips,
     batch: &[Command],
     woke: &mut bool,
     synchronous_full: &mut bool,
@@ -186,12 +199,13 @@ fn apply(
     // reads first (the ref-state check) would have to upgrade its read snapshot to a write,
     // which SQLite refuses at once (busy) when the checkpointer moved the log meanwhile.
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    tips.begin(&tx)?;
     let mut done = Vec::with_capacity(batch.len());
     let started = |o: &IntakeOutcome| matches!(o, IntakeOutcome::Accepted { starts, .. } if !starts.is_empty());
     for cmd in batch {
         done.push(match cmd {
             Command::Intake(req, _) => {
-                let outcome = sql::intake(&tx, &req.0, &req.1, now)?;
+                let outcome = sql::intake(&tx, tips, &req.0, &req.1, now)?;
                 *woke |= started(&outcome);
                 Done::Intake(outcome)
             }
@@ -199,7 +213,7 @@ fn apply(
                 let (batch, json) = &**req;
                 let mut outcomes = Vec::with_capacity(batch.intakes.len());
                 for (request, json) in batch.intakes.iter().zip(json) {
-                    let outcome = sql::intake(&tx, request, json, now)?;
+                    let outcome = sql::intake(&tx, tips, request, json, now)?;
                     *woke |= started(&outcome);
                     outcomes.push(outcome);
                 }
