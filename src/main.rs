@@ -435,17 +435,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .map_err(|e: switchyard::config::UnknownProvider| {
                         anyhow::anyhow!("--provider: {e}\nhint: {}", e.hint())
                     })?;
-            let mut map = hyper::HeaderMap::new();
-            for h in &headers {
-                let Some((name, value)) = h.split_once(':') else {
-                    bail!("--header {h:?} is not `Name: value`");
-                };
-                let name = hyper::header::HeaderName::from_bytes(name.trim().as_bytes())
-                    .with_context(|| format!("--header {h:?}: bad header name"))?;
-                let value = hyper::header::HeaderValue::from_str(value.trim())
-                    .with_context(|| format!("--header {h:?}: bad header value"))?;
-                map.append(name, value);
-            }
+            let map = switchyard::sources::providers::parse_headers(&headers)
+                .map_err(anyhow::Error::msg)?;
             let body = read_input(&file)?;
             let now = jiff::Timestamp::now();
             let events =

@@ -30,8 +30,6 @@
 //!   attempted again with the same start id. No other role touches a running start.
 
 mod sqlite;
-#[cfg(test)]
-mod tests;
 
 use std::collections::BTreeMap;
 use std::path::Path;

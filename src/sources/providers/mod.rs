@@ -67,6 +67,23 @@ pub fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(str::trim)
 }
 
+/// Delivery headers written as `Name: value` (`switchyard normalize --header`); the error names
+/// the line and what is wrong with it.
+pub fn parse_headers(lines: &[String]) -> Result<HeaderMap, String> {
+    let mut map = HeaderMap::new();
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            return Err(format!("--header {line:?} is not `Name: value`"));
+        };
+        let name = hyper::header::HeaderName::from_bytes(name.trim().as_bytes())
+            .map_err(|e| format!("--header {line:?}: bad header name: {e}"))?;
+        let value = hyper::header::HeaderValue::from_str(value.trim())
+            .map_err(|e| format!("--header {line:?}: bad header value: {e}"))?;
+        map.append(name, value);
+    }
+    Ok(map)
+}
+
 /// Normalizes one delivery of `provider`. `received_at` stamps every event; the delivery id
 /// (see [`delivery_id`]) goes into each event's source.
 pub fn normalize(

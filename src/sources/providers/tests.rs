@@ -8,7 +8,7 @@ use proptest::prelude::{Just, ProptestConfig, any, prop_assert_eq, prop_oneof, p
 use proptest::strategy::Strategy as Gen;
 use serde_json::{Value, json};
 
-use super::{NormalizeError, Normalized, normalize};
+use super::{NormalizeError, Normalized, header, normalize, parse_headers};
 use crate::config::Provider::{self, Bitbucket, GitHub, GitLab, Gitea};
 use crate::event::{ChangeEvent, ChangeKind, PullRequest, ZERO_SHA};
 
@@ -215,6 +215,25 @@ fn snapshot_text(result: &Result<Normalized, NormalizeError>) -> String {
 
 // ---------------------------------------------------------------------------------------------
 // Snapshots.
+
+#[test]
+fn header_lines_parse_or_name_the_bad_line() {
+    let ok = parse_headers(&[
+        "X-GitHub-Event: push".into(),
+        "x-hub-signature-256:sha256=ab".into(),
+    ])
+    .expect("two headers");
+    assert_eq!(header(&ok, "x-github-event"), Some("push"));
+    assert_eq!(header(&ok, "X-Hub-Signature-256"), Some("sha256=ab"));
+    for (line, want) in [
+        ("no colon", "is not `Name: value`"),
+        ("bad name: v", "bad header name"),
+        ("X: bad\u{7f}value", "bad header value"),
+    ] {
+        let err = parse_headers(&[line.into()]).expect_err(line);
+        assert!(err.contains(want) && err.contains(&format!("{line:?}")), "{err}");
+    }
+}
 
 #[test]
 fn every_fixture_snapshot() {

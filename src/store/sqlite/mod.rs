@@ -32,6 +32,8 @@
 mod admin;
 mod schema;
 mod sql;
+#[cfg(test)]
+mod tests;
 mod tips;
 mod writer;
 

@@ -14,12 +14,12 @@ use rusqlite::Connection;
 use tokio::runtime::Runtime;
 use tokio::sync::Notify;
 
-use super::{
-    Admin, DB_FILE, Finish, IntakeRequest, MIGRATIONS, PlannedStart, Role, StartRow, StartState,
-    Store, StoreError,
-};
+use super::{Admin, DB_FILE, MIGRATIONS};
 use crate::event::{ChangeEvent, Source, SourceKind, ZERO_SHA};
 use crate::outcome::{DuplicateOf, IntakeOutcome, start_id};
+use crate::store::{
+    Finish, IntakeRequest, PlannedStart, Role, StartRow, StartState, Store, StoreError,
+};
 
 const REPOS: [&str; 2] = ["https://github.com/acme/api", "https://github.com/acme/web"];
 const SHA1: &str = "1111111111111111111111111111111111111111";
@@ -1189,7 +1189,7 @@ fn a_poll_stores_its_changes_and_moves_its_cursors_together() {
     let notify = Arc::new(Notify::new());
     let store = Store::open(dir.path(), Role::Serve, notify.clone());
     let repo = "github.com/acme/api";
-    let baseline = super::PollBatch {
+    let baseline = crate::store::PollBatch {
         repository: repo.into(),
         intakes: Vec::new(),
         cursors: vec![
@@ -1203,7 +1203,7 @@ fn a_poll_stores_its_changes_and_moves_its_cursors_together() {
             .is_empty()
     );
     assert!(!notified_now(&notify), "a baseline starts nothing");
-    let moved = super::PollBatch {
+    let moved = crate::store::PollBatch {
         repository: repo.into(),
         intakes: vec![request(numbered_event(1, SourceKind::Poll), None, &["a"])],
         cursors: vec![
@@ -1378,7 +1378,7 @@ fn unreported_follows_the_stored_pushes_of_a_ref_back_to_the_gap() {
     }
     let ask = |from: &str, to: &str| {
         rt.block_on(
-            store.unreported(super::RefMove {
+            store.unreported(crate::store::RefMove {
                 repository: crate::repo::RepoId::parse(repo, None)
                     .expect("valid")
                     .as_str()
