@@ -23,10 +23,10 @@ use std::hint::black_box;
 use std::path::Path;
 use std::time::Duration;
 
-use criterion::{Criterion, SamplingMode, criterion_group};
+use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
 use switchyard::diag::Severity;
 use switchyard::event::{ChangeEvent, Source, SourceKind};
-use switchyard::glob::{Dialect, Engine, Glob, set_engine};
+use switchyard::glob::{Dialect, Glob};
 use switchyard::pipeline::Pipelines;
 
 const SEED: u64 = 0x5eed_f11e_7e25_0001;
@@ -699,84 +699,37 @@ fn check_agreement(
 }
 
 fn monorepo(c: &mut Criterion) {
+    let fx = setup();
     let mut group = c.benchmark_group("monorepo");
     group
         .sample_size(20)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(4));
-    // Both glob engines side by side, each with its own fixture (the globs keep the engine they
-    // were built with).
-    for (engine, suffix) in [(Engine::Nfa, "nfa"), (Engine::Regex, "regex")] {
-        set_engine(engine);
-        let fx = setup();
-        group.sampling_mode(SamplingMode::Auto);
-        group.bench_function(format!("decide_1000_pipelines_1000_paths/{suffix}"), |b| {
-            b.iter(|| black_box(fx.pipelines.matching(black_box(&fx.event))).len())
-        });
-        group.bench_function(format!("explain_1000_pipelines_1000_paths/{suffix}"), |b| {
-            b.iter(|| black_box(fx.pipelines.explain(black_box(&fx.event))).len())
-        });
 
-        // The slow ones run whole iterations per sample.
-        group.sampling_mode(SamplingMode::Flat);
-        group.bench_function(format!("naive_baseline/{suffix}"), |b| {
-            b.iter(|| {
-                naive_matching(
-                    black_box(&fx.naive),
-                    black_box(BRANCH),
-                    black_box(&fx.event.changed_paths),
-                )
-                .len()
-            })
-        });
-        group.bench_function(format!("compile_1000_definitions/{suffix}"), |b| {
-            b.iter(|| Pipelines::load_texts(black_box(&fx.files), Path::new("/")))
-        });
-    }
+    group.bench_function("decide_1000_pipelines_1000_paths", |b| {
+        b.iter(|| black_box(fx.pipelines.matching(black_box(&fx.event))).len())
+    });
+    group.bench_function("explain_1000_pipelines_1000_paths", |b| {
+        b.iter(|| black_box(fx.pipelines.explain(black_box(&fx.event))).len())
+    });
+
+    // The slow ones run whole iterations per sample.
+    group.sampling_mode(SamplingMode::Flat);
+    group.bench_function("naive_baseline", |b| {
+        b.iter(|| {
+            naive_matching(
+                black_box(&fx.naive),
+                black_box(BRANCH),
+                black_box(&fx.event.changed_paths),
+            )
+            .len()
+        })
+    });
+    group.bench_function("compile_1000_definitions", |b| {
+        b.iter(|| Pipelines::load_texts(black_box(&fx.files), Path::new("/")))
+    });
     group.finish();
 }
 
-/// `FILTER_CALLGRIND=N`: instead of criterion, decides the push N times and compiles the
-/// definitions N times under the engine `SWITCHYARD_GLOB_ENGINE` names, in functions of their
-/// own for `valgrind --tool=callgrind --toggle-collect=...`.
-fn callgrind(n: usize) {
-    let fx = setup();
-    let started = decide_n(&fx, n);
-    let loaded = compile_n(&fx, n);
-    eprintln!(
-        "{:?}: {started} starts, {loaded} pipelines",
-        switchyard::glob::engine()
-    );
-}
-
-#[inline(never)]
-fn decide_n(fx: &Fixture, n: usize) -> usize {
-    (0..n)
-        .map(|_| black_box(fx.pipelines.matching(black_box(&fx.event))).len())
-        .sum()
-}
-
-#[inline(never)]
-fn compile_n(fx: &Fixture, n: usize) -> usize {
-    (0..n)
-        .map(|_| {
-            Pipelines::load_texts(black_box(&fx.files), Path::new("/"))
-                .0
-                .list
-                .len()
-        })
-        .sum()
-}
-
 criterion_group!(benches, monorepo);
-
-fn main() {
-    if let Some(n) = std::env::var("FILTER_CALLGRIND")
-        .ok()
-        .and_then(|n| n.parse().ok())
-    {
-        return callgrind(n);
-    }
-    benches();
-    Criterion::default().configure_from_args().final_summary();
-}
+criterion_main!(benches);

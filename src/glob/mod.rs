@@ -12,7 +12,6 @@
 //! `program.rs`; `nfa.rs` compiles and runs them; `strategy.rs` derives the [`Strategy`];
 //! `error.rs` holds [`GlobError`].
 
-mod automata;
 mod codepipeline;
 mod error;
 mod github;
@@ -22,8 +21,6 @@ mod strategy;
 
 pub use error::{GlobError, GlobErrorKind};
 pub use strategy::Strategy;
-
-use std::sync::atomic::{AtomicU8, Ordering};
 
 use nfa::Nfa;
 use program::parse_programs;
@@ -47,63 +44,8 @@ pub struct Glob {
     strategy: Strategy,
     /// Number of leading literal instructions every program shares with the General prefix.
     skip: usize,
-    /// What runs the programs of a General glob.
-    matcher: Matcher,
-}
-
-/// The engine that runs General globs; an experiment measuring regex-automata against the NFA.
-#[doc(hidden)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Engine {
-    /// The bit-parallel Thompson NFA of `nfa.rs`.
-    Nfa,
-    /// One regex-automata meta regex per glob (`automata.rs`).
-    Regex,
-}
-
-/// The engine of globs built from now on: 0 unset (read `SWITCHYARD_GLOB_ENGINE`), 1 NFA,
-/// 2 regex.
-static ENGINE: AtomicU8 = AtomicU8::new(0);
-
-/// Chooses the engine of the globs built from now on (globs built before keep theirs).
-#[doc(hidden)]
-pub fn set_engine(engine: Engine) {
-    ENGINE.store(
-        match engine {
-            Engine::Nfa => 1,
-            Engine::Regex => 2,
-        },
-        Ordering::Relaxed,
-    );
-}
-
-/// The engine of the globs built now: set by [`set_engine`], else `SWITCHYARD_GLOB_ENGINE=regex`,
-/// else the NFA.
-#[doc(hidden)]
-pub fn engine() -> Engine {
-    match ENGINE.load(Ordering::Relaxed) {
-        1 => Engine::Nfa,
-        2 => Engine::Regex,
-        _ => {
-            let engine = match std::env::var("SWITCHYARD_GLOB_ENGINE").as_deref() {
-                Ok("regex") => Engine::Regex,
-                _ => Engine::Nfa,
-            };
-            set_engine(engine);
-            engine
-        }
-    }
-}
-
-/// What runs a glob's programs after its literal prefix.
-#[derive(Clone, Debug)]
-enum Matcher {
-    /// The NFA, built for every glob as before the experiment.
-    Nfa(Nfa),
-    /// The regex of a General glob's programs after the prefix.
-    Regex(Box<regex_automata::meta::Regex>),
-    /// No matcher: the strategy decides every name.
-    Exact,
+    /// The programs compiled into one NFA.
+    nfa: Nfa,
 }
 
 impl Glob {
@@ -115,23 +57,12 @@ impl Glob {
             Strategy::General { prefix } => prefix.chars().count(),
             _ => 0,
         };
-        let matcher = match engine() {
-            Engine::Nfa => Matcher::Nfa(Nfa::compile(programs)),
-            Engine::Regex => match &strategy {
-                Strategy::General { .. } => match automata::compile(&programs, skip) {
-                    Some(regex) => Matcher::Regex(Box::new(regex)),
-                    // Over regex-automata's size limits: the NFA has none.
-                    None => Matcher::Nfa(Nfa::compile(programs)),
-                },
-                _ => Matcher::Exact,
-            },
-        };
         Ok(Glob {
             pattern: pattern.to_owned(),
             dialect,
             strategy,
             skip,
-            matcher,
+            nfa: Nfa::compile(programs),
         })
     }
 
@@ -139,11 +70,7 @@ impl Glob {
     pub fn is_match(&self, name: &str) -> bool {
         match &self.strategy {
             Strategy::General { prefix } => match name.strip_prefix(prefix.as_str()) {
-                Some(rest) => match &self.matcher {
-                    Matcher::Nfa(nfa) => nfa.run(rest, self.skip),
-                    Matcher::Regex(regex) => regex.is_match(rest),
-                    Matcher::Exact => false,
-                },
+                Some(rest) => self.nfa.run(rest, self.skip),
                 None => false,
             },
             exact => exact.quick_match(name).unwrap_or(false),

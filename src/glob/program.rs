@@ -10,7 +10,7 @@ use super::{Dialect, GlobError};
 /// A set of characters from a bracket expression; never matches '/'.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(super) struct Class {
-    pub(super) negated: bool,
+    negated: bool,
     /// Membership of the ASCII characters, before negation.
     ascii: u128,
     /// Inclusive ranges (single characters are `(c, c)`), consulted for non-ASCII characters.

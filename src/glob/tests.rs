@@ -1,5 +1,5 @@
 //! Tables and properties of both glob dialects.
-use super::nfa::{BitNfa, Bits, Inst, Nfa, accepts_everything_from};
+use super::nfa::{BitNfa, Bits, Inst, accepts_everything_from};
 use super::program::{Atom, Tok, parse_programs};
 use super::*;
 use proptest::prelude::{
@@ -20,19 +20,10 @@ fn glob(pattern: &str, dialect: Dialect) -> Glob {
     }
 }
 
-fn programs(glob: &Glob) -> Vec<Vec<Tok>> {
-    parse_programs(glob.pattern(), glob.dialect()).expect("the glob compiled")
-}
-
-/// The NFA of the glob's programs, whichever engine the glob itself runs.
-fn nfa_of(glob: &Glob) -> Nfa {
-    Nfa::compile(programs(glob))
-}
-
-/// The glob's programs run from their true starts, bypassing the strategy, by both matchers;
-/// checks that the NFA's bit-parallel and sparse-set simulations and the regex agree.
+/// The NFA run from the true program starts, bypassing the strategy; checks that the
+/// bit-parallel and the sparse-set simulations agree.
 fn nfa(glob: &Glob, name: &str) -> bool {
-    let nfa = &nfa_of(glob);
+    let nfa = &glob.nfa;
     let sets = nfa.run_sets(name, 0);
     if let Some(bits) = &nfa.bits {
         assert_eq!(
@@ -44,16 +35,6 @@ fn nfa(glob: &Glob, name: &str) -> bool {
         // Also exercise the 128-bit tables on small programs.
         let large = BitNfa::<u128>::build(nfa);
         assert_eq!(large.run(nfa, name, 0), sets, "{:?} {name:?}", glob.pattern);
-    }
-    let programs = programs(glob);
-    if let Some(regex) = automata::compile(&programs, 0) {
-        assert_eq!(
-            regex.is_match(name),
-            sets,
-            "{:?} {name:?} as {}",
-            glob.pattern,
-            automata::translate(&programs, 0)
-        );
     }
     sets
 }
@@ -339,11 +320,7 @@ fn error_table() {
 #[test]
 fn large_programs_use_the_sparse_simulation() {
     let g = glob("{a,b,c,d}{e,f,g,h}/**/[a-z]*.{rs,toml}", CP);
-    assert!(
-        nfa_of(&g).bits.is_none(),
-        "{} states",
-        nfa_of(&g).insts.len()
-    );
+    assert!(g.nfa.bits.is_none(), "{} states", g.nfa.insts.len());
     let cases = [
         ("ae/x.rs", true),
         ("dh/a/b/c/main.toml", true),
@@ -357,7 +334,7 @@ fn large_programs_use_the_sparse_simulation() {
     }
     let long = format!("{}*", "ab?".repeat(70));
     let g = glob(&long, GH);
-    assert!(nfa_of(&g).bits.is_none());
+    assert!(g.nfa.bits.is_none());
     assert!(g.is_match(&"a".repeat(70)));
     assert!(g.is_match(&format!("{}zz", "ab".repeat(70))));
     assert!(!g.is_match(&"a".repeat(69)));
@@ -366,21 +343,15 @@ fn large_programs_use_the_sparse_simulation() {
 #[test]
 fn word_sizes() {
     let small = glob("src/**/*.rs", CP);
-    assert!(matches!(
-        nfa_of(&small).bits.as_deref(),
-        Some(Bits::Small(_))
-    ));
+    assert!(matches!(small.nfa.bits.as_deref(), Some(Bits::Small(_))));
     let large = glob(&format!("{}*", "ab?".repeat(40)), GH);
-    assert!(matches!(
-        nfa_of(&large).bits.as_deref(),
-        Some(Bits::Large(_))
-    ));
+    assert!(matches!(large.nfa.bits.as_deref(), Some(Bits::Large(_))));
     assert!(large.is_match(&"a".repeat(40)));
     assert!(large.is_match(&format!("{}zz", "ab".repeat(40))));
     assert!(!large.is_match(&"a".repeat(39)));
     assert!(!large.is_match(&format!("{}/", "a".repeat(40))));
     let none = glob(&format!("{}*", "ab?".repeat(70)), GH);
-    assert!(nfa_of(&none).bits.is_none());
+    assert!(none.nfa.bits.is_none());
 }
 
 #[test]
@@ -412,13 +383,13 @@ fn early_accept_states() {
 fn non_ascii_masks() {
     // Patterns naming non-ASCII characters compute masks per character.
     let g = glob("[à-é]*ü", CP);
-    assert!(matches!(nfa_of(&g).bits.as_deref(), Some(Bits::Small(b)) if b.other_row.is_none()));
+    assert!(matches!(g.nfa.bits.as_deref(), Some(Bits::Small(b)) if b.other_row.is_none()));
     assert!(g.is_match("èxyü"));
     assert!(!g.is_match("èxyu"));
     assert!(!g.is_match("ëxyü"));
     // Otherwise all non-ASCII characters share one row.
     let g = glob("?*[!a]", CP);
-    assert!(matches!(nfa_of(&g).bits.as_deref(), Some(Bits::Small(b)) if b.other_row.is_some()));
+    assert!(matches!(g.nfa.bits.as_deref(), Some(Bits::Small(b)) if b.other_row.is_some()));
     assert!(g.is_match("日本語"));
     assert!(!g.is_match("日"));
 }
