@@ -1,4 +1,6 @@
 //! Tables and properties of both glob dialects.
+use super::nfa::{BitNfa, Bits, Inst, accepts_everything_from};
+use super::program::{Atom, Tok, parse_programs};
 use super::*;
 use proptest::prelude::{
     Just, ProptestConfig, any, prop_assert, prop_assert_eq, prop_oneof, proptest,
@@ -21,22 +23,18 @@ fn glob(pattern: &str, dialect: Dialect) -> Glob {
 /// The NFA run from the true program starts, bypassing the strategy; checks that the
 /// bit-parallel and the sparse-set simulations agree.
 fn nfa(glob: &Glob, name: &str) -> bool {
-    let sets = glob.run_sets(name, 0);
-    if let Some(bits) = &glob.bits {
+    let nfa = &glob.nfa;
+    let sets = nfa.run_sets(name, 0);
+    if let Some(bits) = &nfa.bits {
         assert_eq!(
-            glob.run_bits(bits, name, 0),
+            nfa.run_bits(bits, name, 0),
             sets,
             "{:?} {name:?}",
             glob.pattern
         );
         // Also exercise the 128-bit tables on small programs.
-        let large = BitNfa::<u128>::build(glob);
-        assert_eq!(
-            large.run(glob, name, 0),
-            sets,
-            "{:?} {name:?}",
-            glob.pattern
-        );
+        let large = BitNfa::<u128>::build(nfa);
+        assert_eq!(large.run(nfa, name, 0), sets, "{:?} {name:?}", glob.pattern);
     }
     sets
 }
@@ -322,7 +320,7 @@ fn error_table() {
 #[test]
 fn large_programs_use_the_sparse_simulation() {
     let g = glob("{a,b,c,d}{e,f,g,h}/**/[a-z]*.{rs,toml}", CP);
-    assert!(g.bits.is_none(), "{} states", g.insts.len());
+    assert!(g.nfa.bits.is_none(), "{} states", g.nfa.insts.len());
     let cases = [
         ("ae/x.rs", true),
         ("dh/a/b/c/main.toml", true),
@@ -336,7 +334,7 @@ fn large_programs_use_the_sparse_simulation() {
     }
     let long = format!("{}*", "ab?".repeat(70));
     let g = glob(&long, GH);
-    assert!(g.bits.is_none());
+    assert!(g.nfa.bits.is_none());
     assert!(g.is_match(&"a".repeat(70)));
     assert!(g.is_match(&format!("{}zz", "ab".repeat(70))));
     assert!(!g.is_match(&"a".repeat(69)));
@@ -345,15 +343,15 @@ fn large_programs_use_the_sparse_simulation() {
 #[test]
 fn word_sizes() {
     let small = glob("src/**/*.rs", CP);
-    assert!(matches!(small.bits.as_deref(), Some(Bits::Small(_))));
+    assert!(matches!(small.nfa.bits.as_deref(), Some(Bits::Small(_))));
     let large = glob(&format!("{}*", "ab?".repeat(40)), GH);
-    assert!(matches!(large.bits.as_deref(), Some(Bits::Large(_))));
+    assert!(matches!(large.nfa.bits.as_deref(), Some(Bits::Large(_))));
     assert!(large.is_match(&"a".repeat(40)));
     assert!(large.is_match(&format!("{}zz", "ab".repeat(40))));
     assert!(!large.is_match(&"a".repeat(39)));
     assert!(!large.is_match(&format!("{}/", "a".repeat(40))));
     let none = glob(&format!("{}*", "ab?".repeat(70)), GH);
-    assert!(none.bits.is_none());
+    assert!(none.nfa.bits.is_none());
 }
 
 #[test]
@@ -385,13 +383,13 @@ fn early_accept_states() {
 fn non_ascii_masks() {
     // Patterns naming non-ASCII characters compute masks per character.
     let g = glob("[à-é]*ü", CP);
-    assert!(matches!(g.bits.as_deref(), Some(Bits::Small(b)) if b.other_row.is_none()));
+    assert!(matches!(g.nfa.bits.as_deref(), Some(Bits::Small(b)) if b.other_row.is_none()));
     assert!(g.is_match("èxyü"));
     assert!(!g.is_match("èxyu"));
     assert!(!g.is_match("ëxyü"));
     // Otherwise all non-ASCII characters share one row.
     let g = glob("?*[!a]", CP);
-    assert!(matches!(g.bits.as_deref(), Some(Bits::Small(b)) if b.other_row.is_some()));
+    assert!(matches!(g.nfa.bits.as_deref(), Some(Bits::Small(b)) if b.other_row.is_some()));
     assert!(g.is_match("日本語"));
     assert!(!g.is_match("日"));
 }
