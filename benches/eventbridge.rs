@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use switchyard_lab::moto::put_events;
@@ -267,12 +267,7 @@ impl FakeState {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_owned();
-        let body = req
-            .into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
+        let body = switchyard_lab::http::read_body(req.into_body()).await;
         let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
         let answer = match target.as_str() {
             "AmazonSQS.ReceiveMessage" => {

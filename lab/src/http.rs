@@ -11,6 +11,14 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 
+/// The whole body of a request a server received; empty when it broke off.
+pub async fn read_body(body: Incoming) -> Bytes {
+    body.collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default()
+}
+
 /// Serves HTTP/1.1 on a free loopback port for as long as the runtime runs, every request
 /// answered by `handler`; the address.
 pub async fn serve<H, F>(handler: H) -> anyhow::Result<SocketAddr>

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use serde_json::Value;
@@ -75,12 +75,7 @@ impl Runner {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
             .collect();
-        let body = request
-            .into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
+        let body = crate::http::read_body(request.into_body()).await;
         let json: Value = serde_json::from_slice(&body).unwrap_or_default();
         let event = &json["event"];
         let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use serde_json::{Value, json};
@@ -68,12 +68,7 @@ impl Runtime {
 
     async fn answer(self: Arc<Self>, request: Request<Incoming>) -> Response<Full<Bytes>> {
         let path = request.uri().path().to_owned();
-        let body = request
-            .into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
+        let body = switchyard_lab::http::read_body(request.into_body()).await;
         let status = |code: u16, body: &str| {
             let mut r = Response::new(Full::new(Bytes::from(body.to_owned())));
             *r.status_mut() = hyper::StatusCode::from_u16(code).expect("status");
