@@ -10,25 +10,21 @@
 //!    sustains when the queue is not the bound. Changes stored (messages deleted) per second.
 //!
 //! `cargo bench --bench eventbridge`. Without `--bench` (as under `cargo test --benches`) a
-//! smoke run with 10 events. Needs moto_server (`.ci/test` installs it; see tests/it/moto.rs).
+//! smoke run with 10 events. Needs moto_server (`.ci/test` installs it); moto, the serve child,
+//! the runner and the metrics reader are the lab's (`lab/`), and latencies are summarized with
+//! its nearest-rank percentiles.
 
-use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aws_sdk_sqs::config::{Credentials, Region};
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
-
-const REGION: &str = "us-east-1";
+use switchyard_lab::moto::put_events;
+use switchyard_lab::{Moto, REGION, Runner, Serve, ServeCommand, Summary, or_skip};
 
 struct Sizes {
     latency_events: usize,
@@ -37,103 +33,12 @@ struct Sizes {
     consumers: usize,
 }
 
-fn moto_server() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("SWITCHYARD_MOTO_SERVER") {
-        return Some(PathBuf::from(p));
-    }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/moto-venv/bin/moto_server");
-    venv.exists().then_some(venv)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
-/// A child process killed (with its group) on drop.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", self.0.id())])
-            .status();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_group(cmd: &mut Command) -> Killed {
-    use std::os::unix::process::CommandExt as _;
-    Killed(cmd.process_group(0).spawn().expect("spawn"))
-}
-
-fn wait_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "port {port} never opened");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn sdk(endpoint: &str) -> aws_config::SdkConfig {
-    aws_config::SdkConfig::builder()
-        .behavior_version(aws_config::BehaviorVersion::latest())
-        .region(Region::new(REGION))
-        .endpoint_url(endpoint)
-        .credentials_provider(aws_sdk_sqs::config::SharedCredentialsProvider::new(
-            Credentials::new("testing", "testing", None, None, "bench"),
-        ))
-        .http_client(switchyard::aws::http_client())
-        .build()
-}
-
-async fn queue(sqs: &aws_sdk_sqs::Client, name: &str) -> (String, String) {
-    let url = sqs
-        .create_queue()
-        .queue_name(name)
-        .send()
-        .await
-        .expect("create queue")
-        .queue_url()
-        .expect("url")
-        .to_owned();
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(&url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .expect("attributes")
-        .attributes()
-        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
-        .expect("arn")
-        .clone();
-    (url, arn)
-}
-
-async fn rule(events: &aws_sdk_eventbridge::Client, name: &str, source: &str, arn: &str) {
-    events
-        .put_rule()
-        .name(name)
-        .event_pattern(serde_json::json!({"source": [source]}).to_string())
-        .send()
-        .await
-        .expect("rule");
-    events
-        .put_targets()
-        .rule(name)
-        .targets(
-            aws_sdk_eventbridge::types::Target::builder()
-                .id("q")
-                .arn(arn)
-                .build()
-                .expect("target"),
-        )
-        .send()
-        .await
-        .expect("targets");
+/// A queue on moto and the rule that sends it every event of `source`; the queue's URL.
+async fn queue(moto: &Moto, name: &str, source: &str) -> String {
+    let (url, arn) = moto.create_queue(name, &[]).await.expect("queue");
+    let pattern = serde_json::json!({"source": [source]});
+    moto.rule(name, &pattern, &arn).await.expect("rule");
+    url
 }
 
 fn change(n: usize) -> (String, String) {
@@ -151,91 +56,35 @@ fn change(n: usize) -> (String, String) {
 }
 
 async fn put(events: &aws_sdk_eventbridge::Client, source: &str, details: &[String]) {
-    let entries = details.iter().map(|d| {
-        aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
-            .source(source)
-            .detail_type("switchyard.change/v1")
-            .detail(d)
-            .build()
-    });
-    let out = events
-        .put_events()
-        .set_entries(Some(entries.collect()))
-        .send()
-        .await
-        .expect("put events");
-    assert_eq!(out.failed_entry_count(), 0);
+    let entries: Vec<_> = details
+        .iter()
+        .map(|d| (source, "switchyard.change/v1", None, d.clone()))
+        .collect();
+    put_events(events, &entries).await.expect("put events");
 }
 
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-fn summary(mut ms: Vec<f64>) -> String {
-    ms.sort_by(f64::total_cmp);
+/// p50, p99 and max of milliseconds (nearest rank).
+fn summary(ms: &[f64]) -> String {
+    let s = Summary::of(ms);
     format!(
         "p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (n = {})",
-        pct(&ms, 0.5),
-        pct(&ms, 0.99),
-        ms[ms.len() - 1],
-        ms.len()
+        s.p50, s.p99, s.max, s.n
     )
 }
 
-type Arrivals = Arc<Mutex<HashMap<String, Instant>>>;
-
-/// The runner the `http` target posts to: when each change's start first arrived.
-async fn runner(arrivals: Arrivals) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let arrivals = Arc::clone(&arrivals);
-            let service = service_fn(move |req: Request<Incoming>| {
-                let arrivals = Arc::clone(&arrivals);
-                async move {
-                    let at = Instant::now();
-                    let body = req
-                        .into_body()
-                        .collect()
-                        .await
-                        .map(|b| b.to_bytes())
-                        .unwrap_or_default();
-                    let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-                    if let (Some(after), Ok(mut a)) =
-                        (v["event"]["after"].as_str(), arrivals.lock())
-                    {
-                        a.entry(after.to_owned()).or_insert(at);
-                    }
-                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
-                }
-            });
-            tokio::spawn(async move {
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    addr
-}
-
 /// `switchyard serve` on the queue, starting pipeline `p` through `http` to the runner.
-fn serve(
+async fn serve(
     dir: &Path,
     endpoint: &str,
     queue_url: &str,
     consumers: usize,
     runner: SocketAddr,
-) -> (Killed, u16) {
-    let port = free_port();
+    moto: &Moto,
+) -> Serve {
     std::fs::create_dir_all(dir.join("triggers")).expect("triggers");
     std::fs::write(
         dir.join("switchyard.yaml"),
-        format!("listen: 127.0.0.1:{port}\nstate_dir: state\neventbridge:\n  queue_url: {queue_url}\n  region: {REGION}\n  endpoint_url: {endpoint}\n  consumers: {consumers}\n  wait: 20s\ndispatch: {{attempts: 3, backoff: 100ms}}\n"),
+        format!("state_dir: state\neventbridge:\n  queue_url: {queue_url}\n  region: {REGION}\n  endpoint_url: {endpoint}\n  consumers: {consumers}\n  wait: 20s\ndispatch: {{attempts: 3, backoff: 100ms}}\n"),
     )
     .expect("config");
     std::fs::write(
@@ -243,49 +92,20 @@ fn serve(
         format!("repository: https://github.com/acme/api.git\non: push\nmode: parallel\nconcurrency: 64\nstart:\n  http: {{url: \"http://{runner}/start\"}}\n"),
     )
     .expect("pipeline");
-    let child = spawn_group(
-        Command::new(env!("CARGO_BIN_EXE_switchyard"))
-            .arg("serve")
-            .current_dir(dir)
-            .env("SWITCHYARD_LOG", "warn")
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit()),
-    );
-    wait_port(port);
-    (child, port)
+    ServeCommand::new(env!("CARGO_BIN_EXE_switchyard"), dir)
+        .envs(&moto.env())
+        .env("SWITCHYARD_LOG", "warn")
+        .start()
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"))
 }
 
-/// The stored-message count from serve's metrics.
-async fn stored(port: u16) -> u64 {
-    let Ok(stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
-        return 0;
-    };
-    let Ok((mut sender, conn)) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
-    else {
-        return 0;
-    };
-    tokio::spawn(conn);
-    let req = Request::get("/metrics")
-        .header("host", "localhost")
-        .body(Full::new(Bytes::new()))
-        .expect("request");
-    let Ok(resp) = sender.send_request(req).await else {
-        return 0;
-    };
-    let body = resp
-        .into_body()
-        .collect()
+/// The messages `serve` stored (and deleted).
+async fn stored(serve: &Serve) -> f64 {
+    serve
+        .metrics()
         .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    String::from_utf8_lossy(&body)
-        .lines()
-        .find_map(|l| l.strip_prefix(r#"switchyard_sqs_messages_total{outcome="stored"} "#))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
+        .sum("switchyard_sqs_messages_total", &[("outcome", "stored")])
 }
 
 fn main() {
@@ -305,57 +125,31 @@ fn main() {
             consumers: 4,
         }
     };
-    let Some(moto) = moto_server() else {
-        assert!(
-            std::env::var_os("SWITCHYARD_TEST_STRICT").is_none(),
-            "moto_server is missing: .ci/test installs moto[server]"
-        );
-        eprintln!("skipped: moto_server is missing (run .ci/test, which installs it)");
+    let Some(moto) = or_skip(Moto::start()) else {
         return;
     };
-    let port = free_port();
-    let _moto = spawn_group(
-        Command::new(moto)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    );
-    wait_port(port);
-    let endpoint = format!("http://127.0.0.1:{port}");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
     runtime.block_on(async {
-        let sdk = sdk(&endpoint);
-        let sqs = aws_sdk_sqs::Client::new(&sdk);
-        let events = aws_sdk_eventbridge::Client::new(&sdk);
+        let events = moto.events();
+        let endpoint = moto.endpoint.clone();
 
         // 1. moto alone.
-        let (probe_url, probe_arn) = queue(&sqs, "probe").await;
-        rule(&events, "probe", "bench.probe", &probe_arn).await;
+        let probe_url = queue(&moto, "probe", "bench.probe").await;
         let mut moto_ms = Vec::new();
         for n in 0..sizes.latency_events {
-            let began = Instant::now();
-            put(&events, "bench.probe", &[change(n).1]).await;
-            loop {
-                let out = sqs.receive_message().queue_url(&probe_url).wait_time_seconds(5).send().await.expect("receive");
-                if let Some(m) = out.messages().first() {
-                    moto_ms.push(began.elapsed().as_secs_f64() * 1000.0);
-                    sqs.delete_message().queue_url(&probe_url).set_receipt_handle(m.receipt_handle().map(str::to_owned)).send().await.expect("delete");
-                    break;
-                }
-            }
+            let within = Duration::from_secs(30);
+            moto_ms.push(moto.delivery_ms("bench.probe", change(n).1, &probe_url, within).await.expect("moto delivers"));
         }
-        println!("eventbridge/moto alone: PutEvents → rule → SQS → ReceiveMessage: {}", summary(moto_ms));
+        println!("eventbridge/moto alone: PutEvents → rule → SQS → ReceiveMessage: {}", summary(&moto_ms));
 
         // 2. Through switchyard to a start.
-        let arrivals: Arrivals = Arc::default();
-        let runner = runner(Arc::clone(&arrivals)).await;
-        let (changes_url, changes_arn) = queue(&sqs, "changes").await;
-        rule(&events, "changes", "bench.changes", &changes_arn).await;
+        let (arrivals, runner) = Runner::start().await.expect("runner");
+        let changes_url = queue(&moto, "changes", "bench.changes").await;
         let dir = tempfile::tempdir().expect("temp dir");
-        let (server, _) = serve(dir.path(), &endpoint, &changes_url, sizes.consumers, runner);
+        let server = serve(dir.path(), &endpoint, &changes_url, sizes.consumers, runner, &moto).await;
         // Let the consumers' first long polls begin.
         tokio::time::sleep(Duration::from_millis(500)).await;
         let mut start_ms = Vec::new();
@@ -363,32 +157,27 @@ fn main() {
             let (after, detail) = change(1_000_000 + n);
             let began = Instant::now();
             put(&events, "bench.changes", &[detail]).await;
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                if let Some(at) = arrivals.lock().ok().and_then(|a| a.get(&after).copied()) {
-                    start_ms.push(at.duration_since(began).as_secs_f64() * 1000.0);
-                    break;
-                }
-                assert!(Instant::now() < deadline, "event {n} never started");
-                tokio::time::sleep(Duration::from_micros(200)).await;
-            }
+            let at = arrivals
+                .wait_for(Duration::from_secs(30), |a| a.iter().find(|x| x.sha == after).map(|x| x.at))
+                .await
+                .unwrap_or_else(|| panic!("event {n} never started"));
+            start_ms.push(at.duration_since(began).as_secs_f64() * 1000.0);
         }
-        println!("eventbridge/switchyard: PutEvents → start (http target) with {} consumers: {}", sizes.consumers, summary(start_ms));
+        println!("eventbridge/switchyard: PutEvents → start (http target) with {} consumers: {}", sizes.consumers, summary(&start_ms));
         drop(server);
 
         // 3. Throughput from a backlog.
-        let (backlog_url, backlog_arn) = queue(&sqs, "backlog").await;
-        rule(&events, "backlog", "bench.backlog", &backlog_arn).await;
+        let backlog_url = queue(&moto, "backlog", "bench.backlog").await;
         let details: Vec<String> = (0..sizes.backlog).map(|n| change(2_000_000 + n).1).collect();
         for chunk in details.chunks(10) {
             put(&events, "bench.backlog", chunk).await;
         }
         let dir = tempfile::tempdir().expect("temp dir");
         let began = Instant::now();
-        let (server, serve_port2) = serve(dir.path(), &endpoint, &backlog_url, sizes.consumers, runner);
+        let server = serve(dir.path(), &endpoint, &backlog_url, sizes.consumers, runner, &moto).await;
         let deadline = Instant::now() + Duration::from_secs(600);
         loop {
-            if stored(serve_port2).await >= sizes.backlog as u64 {
+            if stored(&server).await >= sizes.backlog as f64 {
                 break;
             }
             assert!(Instant::now() < deadline, "the backlog was not consumed");
@@ -407,7 +196,9 @@ fn main() {
         // 3b. The same consumers against a responder that answers at once.
         let fake = FakeSqs::start(sizes.fast_backlog).await;
         let dir = tempfile::tempdir().expect("temp dir");
-        let (server, _) = serve(dir.path(), &format!("http://{}", fake.addr), &format!("http://{}/123456789012/fast", fake.addr), sizes.consumers, runner);
+        let fake_endpoint = format!("http://{}", fake.addr);
+        let fake_queue = format!("{fake_endpoint}/123456789012/fast");
+        let server = serve(dir.path(), &fake_endpoint, &fake_queue, sizes.consumers, runner, &moto).await;
         let deadline = Instant::now() + Duration::from_secs(600);
         while fake.deleted() < sizes.fast_backlog {
             assert!(Instant::now() < deadline, "the fast backlog was not consumed");
@@ -446,25 +237,13 @@ impl FakeSqs {
             total,
             ..FakeState::default()
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
         let shared = Arc::clone(&state);
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let state = Arc::clone(&shared);
-                let service = service_fn(move |req: Request<Incoming>| {
-                    let state = Arc::clone(&state);
-                    async move { Ok::<_, Infallible>(state.answer(req).await) }
-                });
-                tokio::spawn(async move {
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
+        let addr = switchyard_lab::http::serve(move |req: Request<Incoming>| {
+            let state = Arc::clone(&shared);
+            async move { state.answer(req).await }
+        })
+        .await
+        .expect("serve the SQS responder");
         FakeSqs { addr, state }
     }
 
@@ -488,12 +267,7 @@ impl FakeState {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_owned();
-        let body = req
-            .into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
+        let body = switchyard_lab::http::read_body(req.into_body()).await;
         let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
         let answer = match target.as_str() {
             "AmazonSQS.ReceiveMessage" => {

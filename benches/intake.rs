@@ -36,32 +36,32 @@
 //! ingest after 0.25 s of warm-up, 100 starts, the same checks (something acknowledged, at
 //! least as many durable rows as acknowledgements, every accepted change started exactly once),
 //! and writes `target/intake-bench-smoke.json`. The targets are reported, never asserted.
+//!
+//! The server child, the runner, the `/metrics` reader, the `/proc` readers and the percentiles
+//! (nearest rank, as in every figure of the lab's) are the lab's (`lab/`).
 
-use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
-use std::convert::Infallible;
 use std::fs::File;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
-use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper::header::{CONTENT_TYPE, HOST};
-use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode};
+use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use switchyard::signature::{Key, sign};
-use tokio::net::{TcpListener, TcpStream};
+use switchyard_lab::procfs::{self, MachineTicks, loadavg};
+use switchyard_lab::{Arrival, Runner, Serve, ServeCommand, Summary};
+use tokio::net::TcpStream;
 
 /// The targets of the issue.
 const TARGET_RATE: f64 = 15_000.0;
@@ -116,53 +116,42 @@ impl Settings {
 
 /// A `switchyard serve` child process in its own temp dir; killed when dropped.
 struct Server {
-    child: Child,
-    addr: SocketAddr,
+    serve: Serve,
     dir: tempfile::TempDir,
 }
 
 impl Server {
-    /// Writes the project (config, one pipeline) and starts the server; does not wait.
-    fn spawn(dir: tempfile::TempDir, secret: &str, pipeline: &str) -> Server {
-        let port = free_port();
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let config = format!(
-            "listen: {addr}\n\
-             state_dir: state\n\
+    /// Writes the project (config, one pipeline), starts the server and waits until it is
+    /// ready.
+    async fn start(dir: tempfile::TempDir, secret: &str, pipeline: &str) -> Server {
+        let config = "state_dir: state\n\
              receivers:\n  - name: bench\n    provider: standard\n    secrets: [env:BENCH_SECRET]\n\
-             limits: {{max_connections: 4096}}\n\
-             dispatch: {{attempts: 3, backoff: 100ms}}\n"
-        );
+             limits: {max_connections: 4096}\n\
+             dispatch: {attempts: 3, backoff: 100ms}\n";
         let root = dir.path();
         std::fs::write(root.join("switchyard.yaml"), config).expect("write switchyard.yaml");
         std::fs::create_dir_all(root.join("triggers")).expect("create triggers/");
         std::fs::write(root.join("triggers/p.yaml"), pipeline).expect("write triggers/p.yaml");
-        let log = File::create(root.join("server.log")).expect("create server.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-            .args([
-                "serve",
-                "--config",
-                "switchyard.yaml",
-                "--triggers",
-                "triggers",
-            ])
-            .current_dir(root)
+        let serve = ServeCommand::new(env!("CARGO_BIN_EXE_switchyard"), root)
             .env("SWITCHYARD_LOG", "warn")
             .env("BENCH_SECRET", secret)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clone the log handle"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn switchyard serve");
-        Server { child, addr, dir }
+            .log_to(&root.join("server.log"))
+            .start()
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        serve
+            .ready(Duration::from_secs(60))
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        Server { serve, dir }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.serve.addr()
     }
 
     fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+        self.serve.pid()
     }
 
     fn db(&self) -> PathBuf {
@@ -171,46 +160,6 @@ impl Server {
             .join("state")
             .join(switchyard::store::DB_FILE)
     }
-
-    /// Polls `GET /readyz` until 200.
-    async fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "switchyard serve exited ({status}) before it was ready:\n{}",
-                    self.log()
-                );
-            }
-            if let Some((StatusCode::OK, _)) = get(self.addr, "/readyz").await {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "switchyard serve not ready after 60 s:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Kills the server abruptly (SIGKILL): what it acknowledged must be on disk regardless.
-    fn crash(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.crash();
-    }
-}
-
-/// A port nobody listens on now.
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local address").port()
 }
 
 /// A Standard Webhooks secret: `whsec_` and 24 random bytes in base64.
@@ -254,16 +203,6 @@ async fn exchange(
     let status = resp.status();
     let body = resp.into_body().collect().await?.to_bytes();
     Ok((status, body))
-}
-
-/// A GET on a fresh connection, for `/readyz` and `/metrics`.
-async fn get(addr: SocketAddr, path: &str) -> Option<(StatusCode, Bytes)> {
-    let mut sender = connect(addr).await.ok()?;
-    let req = Request::get(path)
-        .header(HOST, addr.to_string())
-        .body(Full::new(Bytes::new()))
-        .ok()?;
-    exchange(&mut sender, req).await.ok()
 }
 
 /// Builds and signs distinct deliveries.
@@ -331,19 +270,7 @@ fn classify(status: StatusCode, body: &[u8]) -> Outcome {
 // ---------------------------------------------------------------------------------------------
 // Measuring the machine
 
-/// Clock ticks per second for `/proc` CPU times.
-fn clock_ticks() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse::<f64>().ok())
-        .filter(|t| *t > 0.0)
-        .unwrap_or(100.0)
-}
-
-/// One `/proc/.../stat` line: the thread or process name, user and system ticks; and from
+/// A process's or thread's name and CPU ticks (the lab's `/proc` reader) and, from
 /// `schedstat`, nanoseconds runnable but waiting for a CPU.
 #[derive(Debug, Clone, Default)]
 struct Stat {
@@ -354,17 +281,13 @@ struct Stat {
 }
 
 fn proc_stat(path: &Path) -> Option<Stat> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let open = text.find('(')?;
-    let close = text.rfind(')')?;
-    let fields: Vec<&str> = text[close + 1..].split_whitespace().collect();
+    let stat = procfs::Stat::read(path)?;
     let sched = std::fs::read_to_string(path.with_file_name("schedstat")).unwrap_or_default();
     let mut sched = sched.split_whitespace().map(|x| x.parse().unwrap_or(0));
-    // Counting from 1 with the pid: state is field 3, utime field 14, stime field 15.
     Some(Stat {
-        comm: text[open + 1..close].to_owned(),
-        utime: fields.get(11)?.parse().ok()?,
-        stime: fields.get(12)?.parse().ok()?,
+        comm: stat.comm,
+        utime: stat.utime,
+        stime: stat.stime,
         queued_ns: sched.nth(1).unwrap_or(0),
     })
 }
@@ -380,32 +303,6 @@ fn proc_io(pid: u32) -> [u64; 3] {
     [field("wchar:"), field("syscw:"), field("write_bytes:")]
 }
 
-/// (busy, steal, total) ticks of all CPUs, from `/proc/stat`.
-fn machine_ticks() -> (u64, u64, u64) {
-    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let Some(line) = text.lines().find(|l| l.starts_with("cpu ")) else {
-        return (0, 0, 0);
-    };
-    let v: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .take(8)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    if v.len() < 8 {
-        return (0, 0, 0);
-    }
-    let total: u64 = v.iter().sum();
-    let idle = v[3] + v[4];
-    (total - idle, v[7], total)
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".into())
-}
-
 /// CPU time of a process and its threads, this process's, and the machine's, at one instant.
 struct Sample {
     at: Instant,
@@ -413,7 +310,7 @@ struct Sample {
     threads: HashMap<u32, Stat>,
     io: [u64; 3],
     generator: Stat,
-    machine: (u64, u64, u64),
+    machine: MachineTicks,
 }
 
 impl Sample {
@@ -433,7 +330,7 @@ impl Sample {
             threads,
             io: proc_io(pid),
             generator: proc_stat(Path::new("/proc/self/stat")).unwrap_or_default(),
-            machine: machine_ticks(),
+            machine: MachineTicks::now(),
         }
     }
 }
@@ -503,9 +400,9 @@ fn cpu_use(a: &Sample, b: &Sample, ticks: f64) -> CpuUse {
         server_threads,
         server_io: [0, 1, 2].map(|i| b.io[i].saturating_sub(a.io[i])),
         generator: Cpu::between(&a.generator, &b.generator, ticks),
-        machine_busy: s(a.machine.0, b.machine.0),
-        machine_steal: s(a.machine.1, b.machine.1),
-        machine_capacity: s(a.machine.2, b.machine.2),
+        machine_busy: s(a.machine.busy, b.machine.busy),
+        machine_steal: s(a.machine.steal, b.machine.steal),
+        machine_capacity: s(a.machine.total, b.machine.total),
     }
 }
 
@@ -579,53 +476,30 @@ fn fs_type(path: &Path) -> String {
         .map_or_else(|| "unknown".into(), |(_, kind)| kind)
 }
 
-/// Mean of a histogram from the server's `/metrics` text: `name_sum / name_count`.
-fn metric_mean(text: &str, name: &str) -> Option<f64> {
-    let value = |suffix: &str| -> Option<f64> {
-        let prefix = format!("{name}{suffix}");
-        text.lines()
-            .filter(|l| l.starts_with(&prefix))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .reduce(|a, b| a + b)
-    };
-    let (sum, count) = (value("_sum")?, value("_count")?);
-    (count > 0.0).then(|| sum / count)
-}
-
 // ---------------------------------------------------------------------------------------------
 // Statistics
-
-/// Percentiles of a sorted slice (nearest rank).
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
 
 fn round(x: f64, digits: i32) -> f64 {
     let f = 10f64.powi(digits);
     (x * f).round() / f
 }
 
-fn dist_json(sorted: &[f64]) -> Value {
-    json!({
-        "n": sorted.len(),
-        "p50": round(pct(sorted, 50.0), 3),
-        "p90": round(pct(sorted, 90.0), 3),
-        "p99": round(pct(sorted, 99.0), 3),
-        "max": round(sorted.last().copied().unwrap_or(f64::NAN), 3),
-    })
+/// The nearest-rank summary of `values` as JSON: n, p50, p90, p99, max (null when empty).
+fn dist_json(values: &[f64]) -> Value {
+    let s = Summary::of(values);
+    let at = |x: f64| (s.n > 0).then(|| round(x, 3));
+    json!({"n": s.n, "p50": at(s.p50), "p90": at(s.p90), "p99": at(s.p99), "max": at(s.max)})
 }
 
-fn dist_text(sorted: &[f64]) -> String {
+/// The same as text: `p50 / p90 / p99 / max ms`.
+fn dist_text(values: &[f64]) -> String {
+    let s = Summary::of(values);
+    if s.n == 0 {
+        return "none".into();
+    }
     format!(
         "{:.2} / {:.2} / {:.2} / {:.2} ms",
-        pct(sorted, 50.0),
-        pct(sorted, 90.0),
-        pct(sorted, 99.0),
-        sorted.last().copied().unwrap_or(f64::NAN)
+        s.p50, s.p90, s.p99, s.max
     )
 }
 
@@ -784,11 +658,10 @@ async fn ingest(settings: &Settings, ticks: f64) -> Ingest {
                     mode: parallel\n\
                     concurrency: 64\n\
                     start:\n  http: {url: \"http://127.0.0.1:9/start\"}\n";
-    let mut server = Server::spawn(dir, &secret, pipeline);
-    server.wait_ready().await;
+    let mut server = Server::start(dir, &secret, pipeline).await;
     let signer = Arc::new(Signer {
         key: Key::from_secret(&secret).expect("a valid secret"),
-        host: server.addr.to_string(),
+        host: server.addr().to_string(),
         repository: WATCHED,
     });
 
@@ -808,7 +681,7 @@ async fn ingest(settings: &Settings, ticks: f64) -> Ingest {
     let tasks: Vec<_> = (0..settings.connections)
         .map(|_| {
             tokio::spawn(ingest_worker(
-                server.addr,
+                server.addr(),
                 Arc::clone(&signer),
                 Arc::clone(&next),
                 window_start,
@@ -826,14 +699,12 @@ async fn ingest(settings: &Settings, ticks: f64) -> Ingest {
         tally.merge(task.await.expect("a load task"));
     }
     let cpu = cpu_use(&before, &after, ticks);
-    let metrics = get(server.addr, "/metrics")
-        .await
-        .map(|(_, b)| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
-    let store_mean_ms =
-        metric_mean(&metrics, "switchyard_intake_seconds").map(|s| round(s * 1e3, 3));
+    let metrics = server.serve.metrics().await;
+    let store_mean_ms = metrics
+        .mean("switchyard_intake_seconds")
+        .map(|s| round(s * 1e3, 3));
     // Everything acknowledged must survive the server being killed.
-    server.crash();
+    server.serve.crash();
     let durable = durable_changes(&server.db());
     let mut latencies = std::mem::take(&mut tally.latencies);
     latencies.sort_by(f64::total_cmp);
@@ -853,66 +724,33 @@ async fn ingest(settings: &Settings, ticks: f64) -> Ingest {
 // ---------------------------------------------------------------------------------------------
 // Scenario 2: start latency
 
-/// The runner the `http` target posts to: records when each change's start first arrived.
-#[derive(Default)]
+/// When each change's start first arrived at the runner, and how many arrivals were repeats
+/// (a change started again) or named no change.
 struct Arrivals {
-    first: Mutex<HashMap<String, Instant>>,
-    repeats: AtomicU64,
-    unreadable: AtomicU64,
+    first: HashMap<String, Instant>,
+    repeats: u64,
+    unreadable: u64,
 }
 
-async fn runner_handle(
-    req: Request<Incoming>,
-    arrivals: Arc<Arrivals>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
-    let at = Instant::now();
-    let body = req
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    let after = serde_json::from_slice::<Value>(&body)
-        .ok()
-        .and_then(|v| v["event"]["after"].as_str().map(str::to_owned));
-    match after {
-        Some(after) => {
-            let mut first = arrivals.first.lock().expect("arrivals lock");
-            match first.entry(after) {
-                Entry::Occupied(_) => {
-                    arrivals.repeats.fetch_add(1, Ordering::Relaxed);
-                }
-                Entry::Vacant(slot) => {
-                    slot.insert(at);
-                }
+impl Arrivals {
+    fn of(arrivals: &[Arrival]) -> Arrivals {
+        let mut first = HashMap::new();
+        let (mut repeats, mut unreadable) = (0, 0);
+        for a in arrivals {
+            if a.sha.is_empty() {
+                unreadable += 1;
+            } else if first.contains_key(&a.sha) {
+                repeats += 1;
+            } else {
+                first.insert(a.sha.clone(), a.at);
             }
         }
-        None => {
-            arrivals.unreadable.fetch_add(1, Ordering::Relaxed);
+        Arrivals {
+            first,
+            repeats,
+            unreadable,
         }
     }
-    Ok(Response::new(Full::new(Bytes::from_static(b"ok\n"))))
-}
-
-/// Starts the runner on 127.0.0.1:0.
-async fn start_runner(arrivals: Arc<Arrivals>) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind the runner");
-    let addr = listener.local_addr().expect("runner address");
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let _ = stream.set_nodelay(true);
-            let arrivals = Arc::clone(&arrivals);
-            let service = service_fn(move |req| runner_handle(req, Arc::clone(&arrivals)));
-            tokio::spawn(async move {
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    addr
 }
 
 /// One paced delivery of `start_latency`.
@@ -990,16 +828,14 @@ async fn paced(
     all
 }
 
-/// Waits until `n` distinct starts arrived, or `timeout` passed; returns how many arrived.
-async fn await_arrivals(arrivals: &Arrivals, n: usize, timeout: Duration) -> usize {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let got = arrivals.first.lock().expect("arrivals lock").len();
-        if got >= n || Instant::now() >= deadline {
-            return got;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+/// Waits (woken at each arrival) until `n` distinct changes started, or `timeout` passed;
+/// returns how many did.
+async fn await_arrivals(runner: &Runner, n: usize, timeout: Duration) -> usize {
+    let distinct = |a: &[Arrival]| Arrivals::of(a).first.len();
+    runner
+        .wait_for(timeout, |a| (distinct(a) >= n).then_some(()))
+        .await;
+    distinct(&runner.arrivals())
 }
 
 /// Figures of the `start_latency` scenario.
@@ -1020,8 +856,7 @@ struct StartLatency {
 }
 
 async fn start_latency(settings: &Settings) -> StartLatency {
-    let arrivals = Arc::new(Arrivals::default());
-    let runner = start_runner(Arc::clone(&arrivals)).await;
+    let (arrivals, runner) = Runner::start().await.expect("the runner");
     let secret = new_secret();
     let dir = tempfile::Builder::new()
         .prefix("intake-bench-")
@@ -1034,11 +869,10 @@ async fn start_latency(settings: &Settings) -> StartLatency {
          concurrency: 64\n\
          start:\n  http: {{url: \"http://{runner}/start\"}}\n"
     );
-    let mut server = Server::spawn(dir, &secret, &pipeline);
-    server.wait_ready().await;
+    let server = Server::start(dir, &secret, &pipeline).await;
     let signer = Arc::new(Signer {
         key: Key::from_secret(&secret).expect("a valid secret"),
-        host: server.addr.to_string(),
+        host: server.addr().to_string(),
         repository: WATCHED,
     });
     let load_start = loadavg();
@@ -1047,7 +881,7 @@ async fn start_latency(settings: &Settings) -> StartLatency {
 
     // Warm-up: the dispatcher's first connection to the runner, the server's first requests.
     let warm = 20u64;
-    let warmed = paced(server.addr, &signer, 0..warm, rate, conns).await;
+    let warmed = paced(server.addr(), &signer, 0..warm, rate, conns).await;
     let warm_accepted = warmed
         .iter()
         .filter(|s| s.outcome == Some(Outcome::Accepted))
@@ -1056,7 +890,7 @@ async fn start_latency(settings: &Settings) -> StartLatency {
 
     let began = Instant::now();
     let n = settings.starts as u64;
-    let sent = paced(server.addr, &signer, warm..warm + n, rate, conns).await;
+    let sent = paced(server.addr(), &signer, warm..warm + n, rate, conns).await;
     let wall = began.elapsed().as_secs_f64();
     let accepted = sent
         .iter()
@@ -1064,15 +898,17 @@ async fn start_latency(settings: &Settings) -> StartLatency {
         .count();
     let arrived =
         await_arrivals(&arrivals, warm_accepted + accepted, Duration::from_secs(30)).await;
-    let metrics = get(server.addr, "/metrics")
-        .await
-        .map(|(_, b)| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
-    let server_start_mean_ms =
-        metric_mean(&metrics, "switchyard_start_latency_seconds").map(|s| round(s * 1e3, 3));
+    let metrics = server.serve.metrics().await;
+    let server_start_mean_ms = metrics
+        .mean("switchyard_start_latency_seconds")
+        .map(|s| round(s * 1e3, 3));
     drop(server);
 
-    let first = arrivals.first.lock().expect("arrivals lock").clone();
+    let Arrivals {
+        first,
+        repeats,
+        unreadable,
+    } = Arrivals::of(&arrivals.arrivals());
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let (mut store_to_start, mut send_to_start, mut ack) = (Vec::new(), Vec::new(), Vec::new());
     let (mut before_ack, mut missing) = (0, 0);
@@ -1096,8 +932,8 @@ async fn start_latency(settings: &Settings) -> StartLatency {
         sent: sent.len(),
         accepted,
         arrived: arrived.saturating_sub(warm_accepted),
-        repeats: arrivals.repeats.load(Ordering::Relaxed),
-        unreadable: arrivals.unreadable.load(Ordering::Relaxed),
+        repeats,
+        unreadable,
         store_to_start,
         send_to_start,
         ack,
@@ -1123,7 +959,7 @@ fn target_dir() -> PathBuf {
 
 fn main() {
     let settings = Settings::from_env();
-    let ticks = clock_ticks();
+    let ticks = procfs::clock_ticks();
     let cpus = std::thread::available_parallelism().map_or(0, usize::from);
     let command = if settings.full {
         "cargo bench --bench intake"
@@ -1151,8 +987,8 @@ fn main() {
 
     let lat = &ing.latencies;
     let rate_ok = ing.rate >= TARGET_RATE;
-    let p99_ok = pct(lat, 99.0) < TARGET_P99_MS;
-    let start_ok = pct(&st.store_to_start, 50.0) < TARGET_START_P50_MS;
+    let p99_ok = Summary::of(lat).p99 < TARGET_P99_MS;
+    let start_ok = Summary::of(&st.store_to_start).p50 < TARGET_START_P50_MS;
     // A smoke run is a debug build for a second: its figures measure nothing.
     let full = settings.full;
     let verdict = |ok: bool| match (full, ok) {
@@ -1178,8 +1014,8 @@ fn main() {
     ));
     line(format!(
         "  store                           {fs}; 4 KiB append + fdatasync p50 {:.2} ms, p99 {:.2} ms",
-        pct(&fsync, 50.0),
-        pct(&fsync, 99.0)
+        Summary::of(&fsync).p50,
+        Summary::of(&fsync).p99
     ));
     line(format!(
         "  generator                       {} keep-alive connections, closed loop, {} tokio worker thread(s); build+sign {:.1} us/request",

@@ -3,12 +3,13 @@
 //! cycle, ref checks per second and the process's memory; then one ref moved among them under
 //! `serve`: the time from the push to the pipeline start, against the interval.
 //!
-//! `cargo bench --bench poll` prints medians; it needs `git` on PATH. Without `--bench` (as
-//! under `cargo test --benches`) it is a smoke run over 20 repositories.
+//! `cargo bench --bench poll` prints medians (the nearest-rank p50 of the lab's `Summary`: the
+//! lower median of an even count); it needs `git` on PATH. Without `--bench` (as under `cargo
+//! test --benches`) it is a smoke run over 20 repositories. The git daemon and the `/proc`
+//! readers are the lab's (`lab/`).
 
-use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,6 +19,8 @@ use switchyard::metrics::Metrics;
 use switchyard::pipeline::Pipelines;
 use switchyard::sources::poll::Poller;
 use switchyard::store::{Role, Store};
+use switchyard_lab::procfs::{self, MachineTicks};
+use switchyard_lab::{GitDaemon, Summary, git, or_skip};
 
 /// The sizes of a run: the measurement, or the smoke run of `cargo test --benches`.
 struct Sizes {
@@ -25,27 +28,6 @@ struct Sizes {
     cycles: usize,
     moves: usize,
     interval_secs: u64,
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "user.name=bench",
-            "-c",
-            "user.email=bench@example.com",
-        ])
-        .args(["-c", "init.defaultBranch=main"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -58,52 +40,6 @@ fn copy_dir(from: &Path, to: &Path) {
         } else {
             std::fs::copy(entry.path(), target).expect("copy");
         }
-    }
-}
-
-/// `git daemon` on a free port serving `base`; killed on drop.
-struct Daemon {
-    port: u16,
-    child: Child,
-}
-
-impl Daemon {
-    fn start(base: &Path) -> Daemon {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let child = Command::new("git")
-            .args([
-                "daemon",
-                "--reuseaddr",
-                "--export-all",
-                "--max-connections=64",
-            ])
-            .arg(format!("--base-path={}", base.display()))
-            .args(["--listen=127.0.0.1", &format!("--port={port}")])
-            .arg(base)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            // Its own process group: `git daemon` runs `git-daemon` as a child, which forks
-            // one process per connection; stopping must end them all.
-            .process_group(0)
-            .spawn()
-            .expect("git daemon");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "git daemon did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Daemon { port, child }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let group = format!("-{}", self.child.id());
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
-        let _ = self.child.wait();
     }
 }
 
@@ -120,48 +56,20 @@ fn memory_kib(field: &str) -> u64 {
 
 /// CPU seconds this process has used (user + system).
 fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which is in parentheses): utime is the 12th, stime the 13th.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
+    procfs::cpu_seconds(std::process::id()).unwrap_or(0.0)
 }
 
-/// CPU seconds the whole machine has been busy (every core; user, nice, system, irq, softirq).
-fn machine_busy_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let ticks: Vec<f64> = stat
-        .lines()
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    [0, 1, 2, 5, 6]
-        .iter()
-        .map(|&i| ticks.get(i).copied().unwrap_or(0.0))
-        .sum::<f64>()
-        / 100.0
+/// The median (nearest rank) of `v`.
+fn median(v: &[f64]) -> f64 {
+    Summary::of(v).p50
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-fn config_text(daemon: &Daemon, repos: usize, interval: &str, extra: &str) -> String {
+fn config_text(daemon: &GitDaemon, repos: usize, interval: &str, extra: &str) -> String {
     let mut text = format!("listen: 127.0.0.1:0\nstate_dir: state\n{extra}poll:\n");
     for i in 0..repos {
         text.push_str(&format!(
-            "  - url: git://127.0.0.1:{}/r{i:04}.git\n    interval: {interval}\n",
-            daemon.port
+            "  - url: {}\n    interval: {interval}\n",
+            daemon.url(&format!("r{i:04}.git"))
         ));
     }
     text
@@ -224,7 +132,9 @@ fn main() {
         "{repos} repositories made in {:.1} s",
         made.elapsed().as_secs_f64()
     );
-    let daemon = Daemon::start(&base);
+    let Some(daemon) = or_skip(GitDaemon::start(&base)) else {
+        return;
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -256,7 +166,7 @@ fn main() {
         assert!(first.iter().all(|r| r.as_ref().is_ok_and(|r| r.baseline)));
         let mut cycles = Vec::new();
         let cpu = cpu_seconds();
-        let busy = machine_busy_seconds();
+        let busy = MachineTicks::now();
         for _ in 0..n_cycles {
             let started = Instant::now();
             let results = poller.poll_all_once().await;
@@ -269,10 +179,10 @@ fn main() {
             }
         }
         let cpu_per_cycle = (cpu_seconds() - cpu) / n_cycles as f64;
-        let busy_per_cycle = (machine_busy_seconds() - busy) / n_cycles as f64;
+        let busy_per_cycle = MachineTicks::now().busy_seconds_since(&busy) / n_cycles as f64;
         (cycles, baseline, cpu_per_cycle, busy_per_cycle)
     });
-    let cycle = median(cycles.clone());
+    let cycle = median(&cycles);
     println!(
         "poll/cycle/{repos} repositories, nothing changed: median {:.3} s ({:.0} ref checks/s; cycles {:?}); CPU per cycle: switchyard {:.2} s, the whole machine {:.2} s of {} cores; first poll with mirror fill {:.2} s; concurrency {}",
         cycle,
@@ -290,11 +200,11 @@ fn main() {
     let started = Instant::now();
     std::thread::scope(|scope| {
         for chunk in indexes.chunks(per_thread) {
-            let port = daemon.port;
+            let daemon = &daemon;
             scope.spawn(move || {
                 for i in chunk {
                     let out = Command::new("git")
-                        .args(["ls-remote", &format!("git://127.0.0.1:{port}/r{i:04}.git")])
+                        .args(["ls-remote", &daemon.url(&format!("r{i:04}.git"))])
                         .output()
                         .expect("git ls-remote");
                     assert!(out.status.success());
@@ -323,8 +233,8 @@ fn main() {
     std::fs::write(
         state.join("triggers/one.yaml"),
         format!(
-            "repository: git://127.0.0.1:{}/r{target:04}.git\non: push\nstart:\n  exec: [\"/bin/sh\", \"-c\", \"date +%s%N >> {}\"]\n",
-            daemon.port,
+            "repository: {}\non: push\nstart:\n  exec: [\"/bin/sh\", \"-c\", \"date +%s%N >> {}\"]\n",
+            daemon.url(&format!("r{target:04}.git")),
             stamp.display()
         ),
     )
@@ -385,7 +295,7 @@ fn main() {
     let worst = latencies.iter().copied().fold(0.0, f64::max);
     println!(
         "poll/one moved among {repos}, interval {interval} s: push to start median {:.2} s, max {:.2} s (target: under interval + 1 s = {} s); {:?}",
-        median(latencies.clone()),
+        median(&latencies),
         worst,
         interval + 1,
         latencies

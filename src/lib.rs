@@ -5,7 +5,6 @@
 
 pub mod activity;
 pub mod aws;
-pub mod bench;
 pub mod check;
 pub mod config;
 pub mod diag;

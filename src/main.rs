@@ -42,51 +42,19 @@ enum Command {
     Lambda,
     /// Compare events, webhooks and polling on real local servers; print a table.
     ///
-    /// Starts a git daemon with --repos repositories, a moto server (unless --moto names one)
-    /// and `switchyard serve` per scenario; makes --pushes real pushes per scenario at --rate,
-    /// announcing each as a signed GitHub webhook and a CodeCommit EventBridge event; runs each
-    /// source alone, all three together, all three with announcements dropped, and polling
-    /// alone at each --sweep interval. Needs git and moto_server (`.ci/test` installs it).
+    /// Runs `switchyard-bench` from beside this binary with the arguments given, measuring this
+    /// binary; `switchyard bench --help` lists its flags (--quick, --repos, --pushes, --rate,
+    /// --interval, --sweep, --output, --plots, --markdown, ...). Built with
+    /// `cargo build --release -p switchyard -p switchyard-lab`, or run `.ci/bench`.
+    #[command(disable_help_flag = true)]
     Bench {
-        /// The CI smoke run: 4 repositories, 10 pushes per scenario, under a minute.
-        #[arg(long)]
-        quick: bool,
-        /// Repositories on the git daemon (default 20; 4 with --quick).
-        #[arg(long, value_name = "K")]
-        repos: Option<usize>,
-        /// Pushes per scenario (default 100; 10 with --quick).
-        #[arg(long, value_name = "N")]
-        pushes: Option<usize>,
-        /// Pushes per second (default 2; 5 with --quick).
-        #[arg(long, value_name = "PER_SECOND")]
-        rate: Option<f64>,
-        /// The polling interval of the scenarios that poll (default 5s; 1s with --quick).
-        #[arg(long, value_name = "DURATION")]
-        interval: Option<String>,
-        /// The polling intervals of the sweep, comma-separated (default 1s,5s,30s,60s).
-        #[arg(long, value_name = "LIST")]
-        sweep: Option<String>,
-        /// Share of webhook announcements lost in the fault scenario (default 0.25).
-        #[arg(long, value_name = "P")]
-        drop_webhooks: Option<f64>,
-        /// Share of event announcements lost in the fault scenario (default 0.25).
-        #[arg(long, value_name = "P")]
-        drop_events: Option<f64>,
-        /// A running moto server to use instead of starting one.
-        #[arg(long, value_name = "URL")]
-        moto: Option<String>,
-        /// Write the JSON of every measurement here.
-        #[arg(long, value_name = "FILE")]
-        output: Option<PathBuf>,
-        /// Write the SVG plots into this directory.
-        #[arg(long, value_name = "DIR")]
-        plots: Option<PathBuf>,
-        /// Write the tables as Markdown (for a README) here.
-        #[arg(long, value_name = "FILE")]
-        markdown: Option<PathBuf>,
-        /// The repository count the request rates are extrapolated to.
-        #[arg(long, value_name = "K", default_value_t = 1000)]
-        extrapolate: usize,
+        /// The arguments of `switchyard-bench`.
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "ARGS"
+        )]
+        args: Vec<std::ffi::OsString>,
     },
     /// Validate switchyard.yaml and every file in triggers/; exit 1 on any error.
     Check,
@@ -210,13 +178,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// A duration flag (`500ms`, `5s`, `1m`).
-fn duration_flag(flag: &str, text: &str) -> anyhow::Result<std::time::Duration> {
-    switchyard::diag::parse_duration(text).with_context(|| {
-        format!("{flag} {text:?} is not a duration: write a number and a unit, e.g. 500ms, 5s, 1m")
-    })
-}
-
 /// Reads a file, or standard input for `-`.
 fn read_input(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     if path.as_os_str() == "-" {
@@ -241,6 +202,25 @@ fn state_dir(config: Option<&std::path::Path>) -> anyhow::Result<PathBuf> {
     }
 }
 
+/// `switchyard bench`: runs `switchyard-bench` from beside this binary (the lab's program,
+/// which the shipped build leaves out) with `args`, measuring this binary.
+fn bench(args: &[std::ffi::OsString]) -> anyhow::Result<ExitCode> {
+    use std::os::unix::process::CommandExt as _;
+    let me = std::env::current_exe().context("cannot find this binary's own path")?;
+    let program = me.with_file_name("switchyard-bench");
+    if !program.is_file() {
+        bail!(
+            "{}: no such file: `switchyard bench` runs the lab's program from beside this binary\nhint: build both with `cargo build --release -p switchyard -p switchyard-lab`, or run `.ci/bench`",
+            program.display()
+        );
+    }
+    let err = std::process::Command::new(&program)
+        .args(args)
+        .env("SWITCHYARD_BIN", &me)
+        .exec();
+    Err(err).with_context(|| format!("cannot run {}", program.display()))
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve => {
@@ -252,80 +232,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime.block_on(switchyard::serve::run(cli.config.as_deref(), &cli.triggers))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bench {
-            quick,
-            repos,
-            pushes,
-            rate,
-            interval,
-            sweep,
-            drop_webhooks,
-            drop_events,
-            moto,
-            output,
-            plots,
-            markdown,
-            extrapolate,
-        } => {
-            let mut opts = switchyard::bench::Options::defaults(quick);
-            opts.repos = repos.unwrap_or(opts.repos);
-            opts.pushes = pushes.unwrap_or(opts.pushes);
-            opts.rate = rate.unwrap_or(opts.rate);
-            if let Some(text) = interval {
-                opts.interval = duration_flag("--interval", &text)?;
-            }
-            if let Some(list) = sweep {
-                opts.sweep = list
-                    .split(',')
-                    .map(|t| duration_flag("--sweep", t.trim()))
-                    .collect::<anyhow::Result<_>>()?;
-            }
-            opts.drop_webhooks = drop_webhooks.unwrap_or(opts.drop_webhooks);
-            opts.drop_events = drop_events.unwrap_or(opts.drop_events);
-            opts.moto = moto;
-            opts.output = output.clone();
-            opts.plots = plots.clone();
-            opts.extrapolate = extrapolate;
-            opts.quiet = !std::io::IsTerminal::is_terminal(&std::io::stderr());
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .thread_name("switchyard-bench")
-                .build()
-                .context("cannot start the async runtime")?;
-            let results = runtime.block_on(switchyard::bench::run(opts))?;
-            print!("{}", switchyard::bench::report::table(&results));
-            if let Some(path) = &output {
-                switchyard::bench::write_json(&results, path)?;
-                eprintln!("every measurement: {}", path.display());
-            }
-            if let Some(dir) = &plots {
-                for path in switchyard::bench::report::plots(&results, dir)? {
-                    eprintln!("plot: {}", path.display());
-                }
-            }
-            if let Some(path) = &markdown {
-                std::fs::write(path, switchyard::bench::report::markdown(&results))
-                    .with_context(|| format!("cannot write {}", path.display()))?;
-                eprintln!("tables as Markdown: {}", path.display());
-            }
-            // Latency targets depend on the machine and are reported; a lost or doubled start
-            // is a fault of switchyard's and fails the run.
-            let faulty: Vec<String> = results
-                .scenarios
-                .iter()
-                .filter(|s| s.missed > 0 || s.started_twice > 0)
-                .map(|s| {
-                    format!(
-                        "{}: {} missed, {} started twice",
-                        s.name, s.missed, s.started_twice
-                    )
-                })
-                .collect();
-            if !faulty.is_empty() {
-                bail!("changes were lost or started twice: {}", faulty.join("; "));
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Bench { args } => bench(&args),
         Command::Lambda => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -1,46 +1,35 @@
-//! `switchyard bench --quick`, the CI smoke run of the comparison: a real git daemon, a real
-//! moto server and `switchyard serve` per scenario. It must lose nothing and start nothing twice,
-//! and write its measurements and plots.
-
-use std::process::Command;
+//! `switchyard bench --quick`, the CI smoke run of the comparison, through the lab's library
+//! against this build's binary: a real git daemon, a real moto server and `switchyard serve`
+//! per scenario. It must lose nothing and start nothing twice, and write its measurements and
+//! plots. And `switchyard bench` without the lab's program beside it says how to build it.
 
 use serde_json::Value;
+use switchyard_lab::bench::{self, Options, report};
+use switchyard_lab::{Moto, or_skip};
 
-#[test]
-fn the_quick_bench_loses_nothing_starts_nothing_twice_and_reports() {
-    let moto = std::env::var_os("SWITCHYARD_MOTO_SERVER")
-        .map(std::path::PathBuf::from)
-        .or_else(|| {
-            let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("target/moto-venv/bin/moto_server");
-            venv.exists().then_some(venv)
-        });
-    let Some(moto) = moto else {
-        assert!(
-            std::env::var_os("SWITCHYARD_TEST_STRICT").is_none(),
-            "moto_server is missing: .ci/test installs moto[server]"
-        );
-        eprintln!("skipped: moto_server is missing (run .ci/test, which installs moto[server])");
+use crate::support::Project;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_quick_bench_loses_nothing_starts_nothing_twice_and_reports() {
+    let Some(moto) = or_skip(Moto::start()) else {
         return;
     };
     let dir = tempfile::tempdir().expect("temp dir");
     let json = dir.path().join("results.json");
     let plots = dir.path().join("plots");
-    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(["bench", "--quick", "--output"])
-        .arg(&json)
-        .arg("--plots")
-        .arg(&plots)
-        .current_dir(dir.path())
-        .env("SWITCHYARD_MOTO_SERVER", &moto)
-        .output()
-        .expect("run switchyard bench");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let mut opts = Options::defaults(env!("CARGO_BIN_EXE_switchyard").into(), true);
+    opts.moto = Some(moto.endpoint.clone());
+    opts.quiet = true;
+    let Some(run) = or_skip(bench::run(opts).await) else {
+        return;
+    };
+    let table = report::table(&run);
     for name in ["webhook", "events", "poll", "all", "all+faults"] {
-        assert!(stdout.contains(name), "the table names {name}:\n{stdout}");
+        assert!(table.contains(name), "the table names {name}:\n{table}");
     }
+    let faults = bench::faults(&run);
+    assert!(faults.is_empty(), "{faults:?}\n{table}");
+    bench::write_json(&run, &json).expect("the JSON");
     let results: Value =
         serde_json::from_str(&std::fs::read_to_string(&json).expect("the JSON")).expect("JSON");
     let scenarios = results["scenarios"].as_array().expect("scenarios");
@@ -64,14 +53,57 @@ fn the_quick_bench_loses_nothing_starts_nothing_twice_and_reports() {
     assert_eq!(by_name("webhook")["by_source"][0]["source"], "webhook");
     assert_eq!(by_name("events")["by_source"][0]["source"], "eventbridge");
     assert_eq!(by_name("poll")["by_source"][0]["source"], "poll");
-    let faults = by_name("all+faults");
-    assert_eq!(faults["caught_by_poll"], faults["only_poll_could_find"]);
+    let dropped = by_name("all+faults");
+    assert_eq!(dropped["caught_by_poll"], dropped["only_poll_could_find"]);
     // Polling alone made requests to the git host; the webhook alone made none.
     assert!(by_name("poll")["git_requests"].as_u64().unwrap_or(0) > 0);
     assert_eq!(by_name("webhook")["git_requests"], 0);
     assert_eq!(results["sweep"].as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        results["machine"]["switchyard_version"],
+        env!("CARGO_PKG_VERSION"),
+        "the version of the binary measured"
+    );
+    report::plots(&run, &plots).expect("plots");
     for plot in ["latency-cdf.svg", "cost-vs-latency.svg"] {
         let text = std::fs::read_to_string(plots.join(plot)).expect(plot);
         assert!(text.contains("<svg"), "{plot}");
     }
+}
+
+#[test]
+fn bench_without_the_lab_program_beside_it_says_how_to_build_it() {
+    // This build's binary alone in a directory (a link when the file system allows one).
+    let alone = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir");
+    let bin = alone.path().join("switchyard");
+    if std::fs::hard_link(env!("CARGO_BIN_EXE_switchyard"), &bin).is_err() {
+        std::fs::copy(env!("CARGO_BIN_EXE_switchyard"), &bin).expect("copy the binary");
+    }
+    let project = Project::new();
+    for args in [&["bench", "--quick"][..], &["bench", "--help"]] {
+        let out = std::process::Command::new(&bin)
+            .args(args)
+            .current_dir(project.root())
+            .output()
+            .expect("run switchyard");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        let missing = alone.path().join("switchyard-bench");
+        assert!(
+            stderr.contains(&format!("{}: no such file", missing.display())),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            stderr.contains("hint: build both with `cargo build --release -p switchyard -p switchyard-lab`, or run `.ci/bench`"),
+            "{args:?}: {stderr}"
+        );
+    }
+    // The binary's own help still says what `bench` is and where its flags are.
+    let help = project.run(&["help", "bench"], "");
+    assert_eq!(help.code, Some(0), "{}", help.stderr);
+    assert!(
+        help.stdout.contains("switchyard bench --help"),
+        "{}",
+        help.stdout
+    );
 }

@@ -3,31 +3,23 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use switchyard::store::{Admin, StartState};
+use switchyard_lab::{Serve, try_request};
 
-use crate::support::{SECRET, change, eventually, request, sha, signed_headers};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
+use crate::support::{SECRET, change, eventually, request, serve, sha, signed_headers};
 
 /// A project for the binary: a `standard` receiver and one exec pipeline that logs start ids.
-fn project(port: u16) -> tempfile::TempDir {
+fn project() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
     let root = dir.path();
     std::fs::write(root.join("secret"), SECRET).expect("secret");
     std::fs::write(
         root.join("switchyard.yaml"),
         format!(
-            "listen: 127.0.0.1:{port}\nstate_dir: state\nreceivers:\n  - name: hooks\n    provider: standard\n    secrets: [file:{}]\ndispatch: {{backoff: 50ms}}\n",
+            "state_dir: state\nreceivers:\n  - name: hooks\n    provider: standard\n    secrets: [file:{}]\ndispatch: {{backoff: 50ms}}\n",
             root.join("secret").display()
         ),
     )
@@ -44,35 +36,11 @@ fn project(port: u16) -> tempfile::TempDir {
     dir
 }
 
-fn spawn(root: &Path, env: &[(&str, &str)]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .arg("serve")
-        .current_dir(root)
-        .env("SWITCHYARD_LOG", "warn")
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn switchyard serve")
-}
-
-async fn wait_ready(addr: std::net::SocketAddr) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        if let Ok(stream) = tokio::net::TcpStream::connect(addr).await {
-            drop(stream);
-            let (status, _) = request(addr, "GET", "/healthz", &[], vec![]).await;
-            if status == 200 {
-                return;
-            }
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "serve did not come up"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+/// `serve` in `root`, logging warnings only.
+async fn spawn(root: &Path, env: &[(&str, String)]) -> Serve {
+    let mut env = env.to_vec();
+    env.push(("SWITCHYARD_LOG", "warn".into()));
+    serve(root, &env).await
 }
 
 /// One signed post on a fresh connection; None when the server is gone.
@@ -81,26 +49,11 @@ async fn try_post(
     id: &str,
     body: &str,
 ) -> Option<(u16, serde_json::Value)> {
-    use http_body_util::BodyExt as _;
-    let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .ok()?;
-    tokio::spawn(conn);
-    let mut req = hyper::Request::post("/hooks/hooks").header("host", "x");
-    for (k, v) in signed_headers(id, body.as_bytes(), jiff::Timestamp::now().as_second()) {
-        req = req.header(k, v);
-    }
-    let req = req
-        .body(http_body_util::Full::new(bytes::Bytes::from(
-            body.to_owned(),
-        )))
+    let headers = signed_headers(id, body.as_bytes(), jiff::Timestamp::now().as_second());
+    let (status, text) = try_request(addr, "POST", "/hooks/hooks", &headers, body.into())
+        .await
         .ok()?;
-    let resp = sender.send_request(req).await.ok()?;
-    let status = resp.status().as_u16();
-    let bytes = resp.into_body().collect().await.ok()?.to_bytes();
-    Some((status, serde_json::from_slice(&bytes).unwrap_or_default()))
+    Some((status, serde_json::from_str(&text).unwrap_or_default()))
 }
 
 fn log_counts(root: &Path) -> HashMap<String, usize> {
@@ -116,12 +69,10 @@ fn log_counts(root: &Path) -> HashMap<String, usize> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_in_a_burst_loses_no_acknowledged_change_and_repeats_no_success() {
-    let port = free_port();
-    let dir = project(port);
+    let dir = project();
     let root = dir.path().to_path_buf();
-    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
-    let mut child = spawn(&root, &[]);
-    wait_ready(addr).await;
+    let mut served = spawn(&root, &[]).await;
+    let addr = served.addr();
 
     const POSTS: usize = 400;
     const KILL_AFTER: usize = 150;
@@ -160,8 +111,7 @@ async fn sigkill_in_a_burst_loses_no_acknowledged_change_and_repeats_no_success(
         });
     }
     killed.notified().await;
-    child.kill().expect("SIGKILL");
-    let _ = child.wait();
+    served.crash().expect("SIGKILL");
     while tasks.join_next().await.is_some() {}
     let acked: Vec<String> = acked.lock().expect("lock").clone();
     assert!(acked.len() >= KILL_AFTER, "{} acknowledged", acked.len());
@@ -184,8 +134,7 @@ async fn sigkill_in_a_burst_loses_no_acknowledged_change_and_repeats_no_success(
         );
     }
 
-    let mut child = spawn(&root, &[]);
-    wait_ready(addr).await;
+    let restarted = spawn(&root, &[]).await;
     eventually(60, "every acknowledged start to succeed", || {
         let rows = Admin::open(&root.join("state")).ok()?.starts(&[]).ok()?;
         rows.iter()
@@ -193,8 +142,8 @@ async fn sigkill_in_a_burst_loses_no_acknowledged_change_and_repeats_no_success(
             .then_some(())
     })
     .await;
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(restarted);
+    drop(served);
 
     let counts = log_counts(&root);
     for id in &acked {
@@ -221,13 +170,11 @@ async fn sigkill_in_a_burst_loses_no_acknowledged_change_and_repeats_no_success(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_store_answers_503_and_keeps_what_it_acknowledged() {
-    let port = free_port();
-    let dir = project(port);
+    let dir = project();
     let root = dir.path().to_path_buf();
-    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
     // The store may grow to 40 pages of 4 KiB, then fails like a full disk.
-    let mut child = spawn(&root, &[("SWITCHYARD_STORE_MAX_PAGES", "40")]);
-    wait_ready(addr).await;
+    let mut served = spawn(&root, &[("SWITCHYARD_STORE_MAX_PAGES", "40".into())]).await;
+    let addr = served.addr();
     let mut accepted = Vec::new();
     let mut refused = Vec::new();
     for n in 0..2000u64 {
@@ -263,8 +210,7 @@ async fn a_full_store_answers_503_and_keeps_what_it_acknowledged() {
         503,
         "not ready to store"
     );
-    let _ = child.kill();
-    let _ = child.wait();
+    served.crash();
     let admin = Admin::open(&root.join("state")).expect("admin");
     for id in &accepted {
         assert!(
@@ -292,35 +238,23 @@ async fn a_full_store_answers_503_and_keeps_what_it_acknowledged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_and_sigint_drain_and_exit_cleanly() {
-    for signal in ["-TERM", "-INT"] {
-        let port = free_port();
-        let dir = project(port);
-        let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
-        let mut child = spawn(dir.path(), &[]);
-        wait_ready(addr).await;
-        let (status, _) = try_post(addr, "t-1", &change("refs/heads/main", &sha(1)))
+    for signal in ["TERM", "INT"] {
+        let dir = project();
+        let served = spawn(dir.path(), &[]).await;
+        let (status, _) = try_post(served.addr(), "t-1", &change("refs/heads/main", &sha(1)))
             .await
             .expect("up");
         assert_eq!(status, 202);
-        let killed = Command::new("kill")
-            .arg(signal)
-            .arg(child.id().to_string())
-            .status()
-            .expect("kill");
-        assert!(killed.success());
-        let exit = tokio::task::spawn_blocking(move || child.wait())
-            .await
-            .expect("join")
-            .expect("wait");
-        assert!(exit.success(), "{signal}: {exit:?}");
+        let log = served.err();
+        assert!(served.stop_with(signal).await, "SIG{signal}: {log}");
         let rows = Admin::open(&dir.path().join("state"))
             .expect("admin")
             .starts(&[])
             .expect("starts");
-        assert_eq!(rows.len(), 1, "{signal}");
+        assert_eq!(rows.len(), 1, "SIG{signal}");
         assert!(
             rows[0].state != StartState::Running,
-            "{signal}: a drained server leaves nothing running"
+            "SIG{signal}: a drained server leaves nothing running"
         );
     }
 }

@@ -278,10 +278,14 @@ fn the_build_context_lets_in_what_the_dockerfile_copies() {
             "COPY {source}: left out of the context"
         );
     }
-    // Cargo refuses a manifest whose benchmark files are missing.
+    // Cargo refuses a manifest whose benchmark files or workspace members are missing.
     assert!(
         copied.contains("benches"),
         "benches/ is copied for Cargo.toml's [[bench]]"
+    );
+    assert!(
+        copied.contains("lab"),
+        "lab/ is copied: a member of Cargo.toml's [workspace]"
     );
 }
 

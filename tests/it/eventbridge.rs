@@ -3,10 +3,12 @@
 
 use std::time::Duration;
 
-use crate::moto::{Moto, REGION};
-use crate::support::{Project, Served, eventually, series};
+use aws_sdk_sqs::types::QueueAttributeName;
+use switchyard_lab::announce::put_codecommit;
+use switchyard_lab::moto::put_events;
+use switchyard_lab::{Moto, REGION, Serve, codecommit_detail, or_skip};
 
-const REPO_ARN: &str = "arn:aws:codecommit:us-east-1:123456789012:MyDemoRepo";
+use crate::support::{Project, counted, eventually, serve};
 
 /// A pipeline on the CodeCommit repository that prints what started it.
 const PRINTER: &str = "repository: codecommit::us-east-1://MyDemoRepo\non: push\nstart:\n  exec: [\"/bin/sh\", \"-c\", \"printf 'started %s %s %s\\\\n' \\\"$SWITCHYARD_REF\\\" \\\"$SWITCHYARD_SHA\\\" \\\"$SWITCHYARD_SOURCE\\\"\"]\n";
@@ -24,23 +26,13 @@ fn project(moto: &Moto, queue_url: &str, extra: &str) -> Project {
     p
 }
 
-/// A CodeCommit "Repository State Change" detail with real object ids.
-fn reference_updated(old: &str, new: &str) -> String {
-    serde_json::json!({
-        "event": "referenceUpdated",
-        "repositoryName": "MyDemoRepo",
-        "repositoryId": "12345678-1234-5678-abcd-12345678abcd",
-        "referenceType": "branch",
-        "referenceName": "main",
-        "referenceFullName": "refs/heads/main",
-        "commitId": new,
-        "oldCommitId": old,
-    })
-    .to_string()
+/// A CodeCommit "Repository State Change" detail: `main` of MyDemoRepo moved.
+fn reference_updated(old: &str, new: &str) -> serde_json::Value {
+    codecommit_detail("MyDemoRepo", "main", old, new)
 }
 
 /// The first line a start printed.
-async fn first_start(served: &Served) -> String {
+async fn first_start(served: &Serve) -> String {
     eventually(20, "the start", || {
         served
             .out()
@@ -62,23 +54,17 @@ async fn drained(moto: &Moto, queue: &str) -> u64 {
     moto.depth(queue).await
 }
 
-async fn put(moto: &Moto, detail: String) -> String {
-    let out = moto
-        .events()
-        .put_events()
-        .entries(
-            aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
-                .source("aws.codecommit")
-                .detail_type("CodeCommit Repository State Change")
-                .resources(REPO_ARN)
-                .detail(detail)
-                .build(),
-        )
-        .send()
+/// Puts a CodeCommit event of MyDemoRepo with `detail`.
+async fn put(moto: &Moto, detail: serde_json::Value) {
+    let repository = detail["repositoryName"].as_str().unwrap_or_default();
+    put_codecommit(&moto.events(), repository, &detail)
         .await
         .expect("put events");
-    assert_eq!(out.failed_entry_count(), 0);
-    out.entries()[0].event_id().expect("event id").to_owned()
+}
+
+/// How many starts of `sha` `serve` printed.
+fn starts_of(served: &Serve, sha: &str) -> usize {
+    served.out().lines().filter(|l| l.contains(sha)).count()
 }
 
 fn sha(n: u8) -> String {
@@ -87,11 +73,13 @@ fn sha(n: u8) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn put_events_start_a_pipeline_once_and_the_message_is_deleted() {
-    let Some(moto) = Moto::start() else { return };
+    let Some(moto) = or_skip(Moto::start()) else {
+        return;
+    };
     let (queue, arn, _) = moto.queue("changes", 30, 3).await;
     moto.rule_to_queue("aws.codecommit", &arn).await;
     let p = project(&moto, &queue, "");
-    let served = Served::start(p.root(), &moto.env());
+    let served = serve(p.root(), &moto.env()).await;
 
     put(&moto, reference_updated(&sha(1), &sha(2))).await;
     let line = first_start(&served).await;
@@ -106,16 +94,18 @@ async fn put_events_start_a_pipeline_once_and_the_message_is_deleted() {
     );
 
     // The same change announced again (a new EventBridge event): stored once, started once.
+    // The fences: the intake counted it a duplicate, and a later change has started since.
     put(&moto, reference_updated(&sha(1), &sha(2))).await;
+    let duplicate = [("outcome", "duplicate")];
+    counted(served.addr(), "switchyard_intake_total", &duplicate, 1.0).await;
+    put(&moto, reference_updated(&sha(2), &sha(3))).await;
+    eventually(20, "the later change's start", || {
+        (starts_of(&served, &sha(3)) == 1).then_some(())
+    })
+    .await;
+    assert_eq!(starts_of(&served, &sha(2)), 1, "{}", served.out());
     assert_eq!(drained(&moto, &queue).await, 0);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let starts = served
-        .out()
-        .lines()
-        .filter(|l| l.starts_with("started"))
-        .count();
-    assert_eq!(starts, 1, "{}", served.out());
-    assert!(served.stop(), "serve stops cleanly");
+    assert!(served.stop().await, "serve stops cleanly");
 }
 
 /// Any producer's change event, as the detail of a `switchyard.change/v1` event; with many
@@ -130,25 +120,17 @@ async fn put_change(moto: &Moto, after: &str, paths: usize) {
         "after": after,
         "changed_paths": (0..paths).map(|i| format!("src/module_{i:05}/file.rs")).collect::<Vec<_>>(),
     });
-    let out = moto
-        .events()
-        .put_events()
-        .entries(
-            aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
-                .source("acme.ci")
-                .detail_type("switchyard.change/v1")
-                .detail(detail.to_string())
-                .build(),
-        )
-        .send()
+    let entry = ("acme.ci", "switchyard.change/v1", None, detail.to_string());
+    put_events(&moto.events(), &[entry])
         .await
         .expect("put events");
-    assert_eq!(out.failed_entry_count(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_the_store_cannot_take_comes_back_and_starts_once() {
-    let Some(moto) = Moto::start() else { return };
+    let Some(moto) = or_skip(Moto::start()) else {
+        return;
+    };
     let (queue, arn, _) = moto.queue("changes", 2, 10).await;
     moto.rule_to_queue("acme.ci", &arn).await;
     let p = project(&moto, &queue, "");
@@ -156,7 +138,7 @@ async fn a_message_the_store_cannot_take_comes_back_and_starts_once() {
     // of 2,000 paths does not fit.
     let mut env = moto.env();
     env.push(("SWITCHYARD_STORE_MAX_PAGES", "16".into()));
-    let full = Served::start(p.root(), &env);
+    let full = serve(p.root(), &env).await;
     put_change(&moto, &sha(4), 2000).await;
     eventually(20, "a refused intake", || {
         full.err()
@@ -169,21 +151,29 @@ async fn a_message_the_store_cannot_take_comes_back_and_starts_once() {
     drop(full);
 
     // Disk space is back: the message returns after its visibility timeout and starts once.
-    let served = Served::start(p.root(), &moto.env());
+    // The fences: the message is deleted (it cannot come back), and a later change has started.
+    let served = serve(p.root(), &moto.env()).await;
     let line = first_start(&served).await;
     assert!(line.contains(&sha(4)), "{line}");
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(served.out().lines().count(), 1, "{}", served.out());
-    assert_eq!(moto.depth(&queue).await, 0);
+    assert_eq!(drained(&moto, &queue).await, 0, "deleted once stored");
+    put_change(&moto, &sha(5), 1).await;
+    eventually(20, "the later change's start", || {
+        (starts_of(&served, &sha(5)) == 1).then_some(())
+    })
+    .await;
+    assert_eq!(starts_of(&served, &sha(4)), 1, "{}", served.out());
+    assert_eq!(served.out().lines().count(), 2, "{}", served.out());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poison_message_ends_in_the_dead_letter_queue_and_the_consumer_goes_on() {
-    let Some(moto) = Moto::start() else { return };
+    let Some(moto) = or_skip(Moto::start()) else {
+        return;
+    };
     let (queue, arn, dlq) = moto.queue("changes", 1, 2).await;
     moto.rule_to_queue("aws.codecommit", &arn).await;
     let p = project(&moto, &queue, "");
-    let served = Served::start(p.root(), &moto.env());
+    let served = serve(p.root(), &moto.env()).await;
     moto.sqs()
         .send_message()
         .queue_url(&queue)
@@ -208,18 +198,17 @@ async fn a_poison_message_ends_in_the_dead_letter_queue_and_the_consumer_goes_on
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sqs_target_on_a_fifo_queue_groups_by_pipeline_and_dedupes_by_start_id() {
-    let Some(moto) = Moto::start() else { return };
+    let Some(moto) = or_skip(Moto::start()) else {
+        return;
+    };
     let sqs = moto.sqs();
-    let fifo = sqs
-        .create_queue()
-        .queue_name("starts.fifo")
-        .attributes(aws_sdk_sqs::types::QueueAttributeName::FifoQueue, "true")
-        .send()
+    let (fifo, _) = moto
+        .create_queue(
+            "starts.fifo",
+            &[(QueueAttributeName::FifoQueue, "true".into())],
+        )
         .await
-        .expect("create FIFO queue")
-        .queue_url()
-        .expect("url")
-        .to_owned();
+        .expect("create FIFO queue");
     let targets = switchyard::dispatch::aws::Targets::from_config(&moto.sdk());
     for _ in 0..2 {
         targets
@@ -260,11 +249,10 @@ async fn the_sqs_target_on_a_fifo_queue_groups_by_pipeline_and_dedupes_by_start_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_endpoint_and_missing_credentials_are_named_and_retried() {
-    let Some(moto) = Moto::start() else { return };
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
+    let Some(moto) = or_skip(Moto::start()) else {
+        return;
+    };
+    let closed = switchyard_lab::free_port().expect("port");
     let p = Project::new();
     p.file(
         "switchyard.yaml",
@@ -272,7 +260,7 @@ async fn an_unreachable_endpoint_and_missing_credentials_are_named_and_retried()
             "state_dir: state\neventbridge:\n  queue_url: http://127.0.0.1:{closed}/123456789012/q\n  region: {REGION}\n  endpoint_url: http://127.0.0.1:{closed}\n  wait: 1s\n"
         ),
     );
-    let served = Served::start(p.root(), &moto.env());
+    let served = serve(p.root(), &moto.env()).await;
     eventually(20, "the error", || {
         let err = served.err();
         (err.matches("cannot receive from the queue").count() >= 2).then_some(())
@@ -283,7 +271,7 @@ async fn an_unreachable_endpoint_and_missing_credentials_are_named_and_retried()
         "{}",
         served.err()
     );
-    assert!(served.stop(), "still running, and stops cleanly");
+    assert!(served.stop().await, "still running, and stops cleanly");
 
     // No credentials anywhere: said so, and retried.
     let (queue, _, _) = moto.queue("changes", 30, 3).await;
@@ -295,7 +283,7 @@ async fn an_unreachable_endpoint_and_missing_credentials_are_named_and_retried()
         ("AWS_ACCESS_KEY_ID", String::new()),
         ("AWS_SECRET_ACCESS_KEY", String::new()),
     ];
-    let served = Served::start(p.root(), &env);
+    let served = serve(p.root(), &env).await;
     eventually(30, "the credentials error", || {
         served
             .err()
@@ -308,12 +296,14 @@ async fn an_unreachable_endpoint_and_missing_credentials_are_named_and_retried()
         "{}",
         served.err()
     );
-    assert!(served.stop());
+    assert!(served.stop().await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aws_setup_makes_the_resources_once_and_they_carry_changes() {
-    let Some(moto) = Moto::start() else { return };
+    let Some(moto) = or_skip(Moto::start()) else {
+        return;
+    };
     let p = Project::new();
     let queue_url = format!("{}/123456789012/changes", moto.endpoint);
     p.file(
@@ -376,46 +366,58 @@ async fn aws_setup_makes_the_resources_once_and_they_carry_changes() {
     assert_eq!(rules.rules().len(), 3, "{first}");
 
     // What setup made carries a CodeCommit change to a start.
-    let served = Served::start(p.root(), &moto.env());
+    let served = serve(p.root(), &moto.env()).await;
     put(&moto, reference_updated(&sha(7), &sha(8))).await;
     eventually(20, "the start", || {
         served.out().contains(&sha(8)).then_some(())
     })
     .await;
-    // An event of a repository no pipeline watches does not reach the queue.
-    let other = reference_updated(&sha(7), &sha(9)).replace("MyDemoRepo", "Unwatched");
+    // An event of a repository no pipeline watches does not reach the queue. The fence: a
+    // watched change put after it has started, the queue is empty, and switchyard received
+    // two messages in all (the first change and that one).
+    let other = codecommit_detail("Unwatched", "main", &sha(7), &sha(9));
     put(&moto, other).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    put(&moto, reference_updated(&sha(8), &sha(10))).await;
+    eventually(20, "the later change's start", || {
+        served.out().contains(&sha(10)).then_some(())
+    })
+    .await;
+    assert_eq!(drained(&moto, &queue_url).await, 0);
+    let messages = served
+        .metrics()
+        .await
+        .sum("switchyard_sqs_messages_total", &[]);
+    assert_eq!(messages, 2.0, "{}", served.err());
     assert!(!served.out().contains(&sha(9)));
-    assert!(served.stop());
-}
-
-/// The address `serve` printed it listens on.
-fn listening(served: &Served) -> std::net::SocketAddr {
-    served
-        .err()
-        .lines()
-        .find_map(|l| l.split("switchyard listening on http://").nth(1))
-        .and_then(|a| a.trim().parse().ok())
-        .expect("serve printed its address")
+    assert!(served.stop().await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_intake_keeps_its_message_invisible_to_the_other_consumers() {
-    let Some(moto) = Moto::start() else { return };
+    let Some(moto) = or_skip(Moto::start()) else {
+        return;
+    };
     let (queue, arn, _) = moto.queue("changes", 2, 10).await;
     moto.rule_to_queue("aws.codecommit", &arn).await;
     let p = project(&moto, &queue, "  consumers: 2\n");
-    let served = Served::start(p.root(), &moto.env());
-    let addr = listening(&served);
-    // Hold the store's write lock for 4 s (twice the visibility timeout): the intake waits.
+    let served = serve(p.root(), &moto.env()).await;
+    // Hold the store's write lock: the intake waits. The consumer extends the batch's
+    // visibility every half of the 2 s timeout; after the third extension the message has been
+    // held well past the 2 s it would have been hidden without them.
     let db = p.root().join("state/switchyard.db");
     let blocker = rusqlite::Connection::open(&db).expect("open the store");
     blocker
         .execute_batch("BEGIN IMMEDIATE")
         .expect("take the write lock");
     put(&moto, reference_updated(&sha(10), &sha(11))).await;
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    let extended = [("api", "ChangeMessageVisibilityBatch"), ("outcome", "ok")];
+    counted(
+        served.addr(),
+        "switchyard_aws_requests_total",
+        &extended,
+        3.0,
+    )
+    .await;
     blocker
         .execute_batch("COMMIT")
         .expect("release the write lock");
@@ -423,21 +425,9 @@ async fn a_slow_intake_keeps_its_message_invisible_to_the_other_consumers() {
         served.out().contains(&sha(11)).then_some(())
     })
     .await;
-    let metrics = crate::support::request(addr, "GET", "/metrics", &[], Vec::new())
-        .await
-        .1;
-    assert!(
-        series(
-            &metrics,
-            r#"switchyard_aws_requests_total{api="ChangeMessageVisibilityBatch",outcome="ok"} "#
-        ) >= 1.0,
-        "{metrics}"
-    );
+    let metrics = served.metrics().await;
     assert_eq!(
-        series(
-            &metrics,
-            r#"switchyard_sqs_messages_total{outcome="stored"} "#
-        ),
+        metrics.sum("switchyard_sqs_messages_total", &[("outcome", "stored")]),
         1.0,
         "received once: the other consumer never saw it\n{metrics}"
     );
@@ -446,12 +436,12 @@ async fn a_slow_intake_keeps_its_message_invisible_to_the_other_consumers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_credentials_are_named_and_retried() {
-    let Some(moto) = Moto::start_checking_credentials() else {
+    let Some(moto) = or_skip(Moto::start_checking_credentials()) else {
         return;
     };
     let queue = format!("{}/123456789012/changes", moto.endpoint);
     let p = project(&moto, &queue, "");
-    let served = Served::start(p.root(), &moto.env());
+    let served = serve(p.root(), &moto.env()).await;
     eventually(20, "two refused receives", || {
         (served
             .err()
@@ -464,5 +454,5 @@ async fn wrong_credentials_are_named_and_retried() {
     let err = served.err();
     assert!(err.contains("HTTP 403 InvalidClientTokenId"), "{err}");
     assert!(err.contains("check the AWS credentials"), "{err}");
-    assert!(served.stop(), "still running, and stops cleanly");
+    assert!(served.stop().await, "still running, and stops cleanly");
 }

@@ -4,7 +4,6 @@
 //! SQS batches and function URL requests built around the fixtures.
 
 use std::collections::{HashMap, VecDeque};
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -13,16 +12,16 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use switchyard::signature::hmac_sha256_hex;
 
-use crate::support::{Project, collect, eventually};
+use switchyard_lab::announce::put_codecommit;
+use switchyard_lab::{Captured, Moto, or_skip};
+
+use crate::support::{Project, eventually};
 
 const SECRET: &str = "It's a Secret to Everybody";
 
@@ -59,44 +58,21 @@ struct Runtime {
 impl Runtime {
     /// Serves on loopback until the test's runtime ends.
     async fn start() -> (Arc<Runtime>, SocketAddr) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
         let runtime = Arc::new(Runtime::default());
         let shared = Arc::clone(&runtime);
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let runtime = Arc::clone(&shared);
-                tokio::spawn(async move {
-                    let service = service_fn(|request| Arc::clone(&runtime).answer(request));
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
+        let addr = switchyard_lab::http::serve(move |request| Arc::clone(&shared).answer(request))
+            .await
+            .expect("serve the Runtime API");
         (runtime, addr)
     }
 
-    async fn answer(
-        self: Arc<Self>,
-        request: Request<Incoming>,
-    ) -> Result<Response<Full<Bytes>>, Infallible> {
+    async fn answer(self: Arc<Self>, request: Request<Incoming>) -> Response<Full<Bytes>> {
         let path = request.uri().path().to_owned();
-        let body = request
-            .into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
+        let body = switchyard_lab::http::read_body(request.into_body()).await;
         let status = |code: u16, body: &str| {
             let mut r = Response::new(Full::new(Bytes::from(body.to_owned())));
             *r.status_mut() = hyper::StatusCode::from_u16(code).expect("status");
-            Ok(r)
+            r
         };
         let Some(rest) = path.strip_prefix("/2018-06-01/runtime/") else {
             return status(404, "not the Runtime API");
@@ -117,7 +93,7 @@ impl Runtime {
                 )
                 .body(Full::new(Bytes::from(payload.to_string())))
                 .expect("response");
-            return Ok(response);
+            return response;
         }
         if rest == "init/error" {
             let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
@@ -180,7 +156,7 @@ impl Runtime {
 /// `switchyard lambda` as Lambda runs it: the environment AWS sets, the package in `root`.
 struct Function {
     child: Child,
-    stderr: Arc<Mutex<String>>,
+    stderr: Arc<Captured>,
 }
 
 impl Function {
@@ -199,12 +175,12 @@ impl Function {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn switchyard lambda");
-        let stderr = collect(child.stderr.take().expect("stderr"));
+        let stderr = Captured::spawn(child.stderr.take().expect("stderr"), None);
         Function { child, stderr }
     }
 
     fn err(&self) -> String {
-        self.stderr.lock().map(|t| t.clone()).unwrap_or_default()
+        self.stderr.text()
     }
 
     /// The log once `check` holds of it: lines arrive through a pipe, after the answer.
@@ -613,22 +589,19 @@ async fn a_package_with_broken_definitions_does_not_start() {
 /// deduplication drops: the runner sees one start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_moto_a_redelivery_to_another_instance_carries_the_same_start_id() {
-    let Some(moto) = crate::moto::Moto::start() else {
+    let Some(moto) = or_skip(Moto::start()) else {
         return;
     };
     let (queue, queue_arn, _) = moto.queue("lambda-in", 30, 5).await;
     moto.rule_to_queue("aws.codecommit", &queue_arn).await;
-    let runner = moto
-        .sqs()
-        .create_queue()
-        .queue_name("runner.fifo")
-        .attributes(aws_sdk_sqs::types::QueueAttributeName::FifoQueue, "true")
-        .send()
+    let fifo = [(
+        aws_sdk_sqs::types::QueueAttributeName::FifoQueue,
+        "true".to_owned(),
+    )];
+    let (runner, _) = moto
+        .create_queue("runner.fifo", &fifo)
         .await
-        .expect("create FIFO queue")
-        .queue_url()
-        .expect("url")
-        .to_owned();
+        .expect("create FIFO queue");
     let package = Project::new();
     package.file(
         "triggers/runner.yaml",
@@ -636,22 +609,10 @@ async fn on_moto_a_redelivery_to_another_instance_carries_the_same_start_id() {
             "repository: codecommit::us-east-1://MyDemoRepo\non: push\nstart:\n  sqs:\n    queue_url: {runner}\n"
         ),
     );
-    let detail = reference_updated("ignored", "main", 40)["detail"].to_string();
-    let put = moto
-        .events()
-        .put_events()
-        .entries(
-            aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
-                .source("aws.codecommit")
-                .detail_type("CodeCommit Repository State Change")
-                .resources("arn:aws:codecommit:us-east-1:123456789012:MyDemoRepo")
-                .detail(detail)
-                .build(),
-        )
-        .send()
+    let detail = reference_updated("ignored", "main", 40)["detail"].clone();
+    put_codecommit(&moto.events(), "MyDemoRepo", &detail)
         .await
         .expect("put events");
-    assert_eq!(put.failed_entry_count(), 0);
     let received = moto
         .sqs()
         .receive_message()

@@ -1,14 +1,9 @@
 //! `serve` end to end on a real port with a temp state dir: signed changes in, starts out.
 
-use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
-use hyper::{Request, Response};
 use switchyard::store::StartState;
+use switchyard_lab::{Arrival, Runner};
 
 use crate::support::{
     TestServer, change, eventually, request, server_project, sha, signed_headers,
@@ -125,74 +120,6 @@ start:
     s.stop().await;
 }
 
-/// One request a runner received: headers, body as JSON, body as sent.
-type Seen = (HashMap<String, String>, serde_json::Value, Bytes);
-
-/// A runner that answers each start with the next status of `script` (then 200), recording
-/// every request's headers and body.
-#[derive(Clone, Default)]
-struct Runner {
-    seen: Arc<Mutex<Vec<Seen>>>,
-    script: Arc<Mutex<Vec<u16>>>,
-}
-
-impl Runner {
-    async fn start(script: &[u16]) -> (Runner, SocketAddr) {
-        let runner = Runner {
-            script: Arc::new(Mutex::new(script.iter().rev().copied().collect())),
-            ..Runner::default()
-        };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let r = runner.clone();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let r = r.clone();
-                tokio::spawn(async move {
-                    let service =
-                        hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                            let r = r.clone();
-                            async move {
-                                let headers = req
-                                    .headers()
-                                    .iter()
-                                    .map(|(k, v)| {
-                                        (k.to_string(), v.to_str().unwrap_or("").to_owned())
-                                    })
-                                    .collect();
-                                let body = req
-                                    .into_body()
-                                    .collect()
-                                    .await
-                                    .map(|b| b.to_bytes())
-                                    .unwrap_or_default();
-                                let json = serde_json::from_slice(&body)
-                                    .unwrap_or(serde_json::Value::Null);
-                                r.seen.lock().expect("lock").push((headers, json, body));
-                                let status = r.script.lock().expect("lock").pop().unwrap_or(200);
-                                let mut resp =
-                                    Response::new(Full::new(Bytes::from_static(b"runner says no")));
-                                *resp.status_mut() =
-                                    hyper::StatusCode::from_u16(status).expect("status");
-                                Ok::<_, Infallible>(resp)
-                            }
-                        });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        (runner, addr)
-    }
-
-    fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().expect("lock").clone()
-    }
-}
-
 fn http_trigger(addr: SocketAddr) -> String {
     format!(
         "repository: https://github.com/acme/api.git\non: push\nstart:\n  http: {{url: \"http://{addr}/start\", secret: \"file:$DIR/secret\"}}\n"
@@ -201,7 +128,7 @@ fn http_trigger(addr: SocketAddr) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_target_is_retried_on_500_with_the_same_idempotency_key() {
-    let (runner, addr) = Runner::start(&[500, 503]).await;
+    let (runner, addr) = Runner::scripted(&[500, 503]).await.expect("runner");
     let s = TestServer::start(
         "dispatch: {attempts: 5, backoff: 20ms, backoff_max: 100ms}\n",
         &[("h.yaml", &http_trigger(addr))],
@@ -218,10 +145,16 @@ async fn http_target_is_retried_on_500_with_the_same_idempotency_key() {
     })
     .await;
     assert_eq!(rows[0].attempts, 3);
-    let seen = runner.seen();
+    let seen = runner.arrivals();
     assert_eq!(seen.len(), 3);
     let key = switchyard::signature::Key::from_secret(crate::support::SECRET).expect("key");
-    for (headers, body, raw) in &seen {
+    for Arrival {
+        headers,
+        json: body,
+        body: raw,
+        ..
+    } in &seen
+    {
         assert_eq!(headers["webhook-id"], start_id);
         assert_eq!(body["start_id"], start_id.as_str());
         assert_eq!(body["pipeline"], "h");
@@ -243,7 +176,7 @@ async fn http_target_is_retried_on_500_with_the_same_idempotency_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_target_dead_letters_on_400_and_outbox_retry_reopens() {
-    let (runner, addr) = Runner::start(&[400]).await;
+    let (runner, addr) = Runner::scripted(&[400]).await.expect("runner");
     let s = TestServer::start(
         "dispatch: {attempts: 5, backoff: 20ms}\n",
         &[("h.yaml", &http_trigger(addr))],
@@ -268,7 +201,7 @@ async fn http_target_dead_letters_on_400_and_outbox_retry_reopens() {
         "{:?}",
         rows[0].last_error
     );
-    assert_eq!(runner.seen().len(), 1);
+    assert_eq!(runner.arrivals().len(), 1);
     let tool = switchyard::store::Store::open(
         &s.root().join("state"),
         switchyard::store::Role::Tool,
@@ -288,9 +221,9 @@ async fn http_target_dead_letters_on_400_and_outbox_retry_reopens() {
         (s.starts()[0].state == StartState::Succeeded).then_some(())
     })
     .await;
-    assert_eq!(runner.seen().len(), 2);
+    assert_eq!(runner.arrivals().len(), 2);
     assert_eq!(
-        runner.seen()[1].0["webhook-id"],
+        runner.arrivals()[1].headers["webhook-id"],
         rows[0].id,
         "the same idempotency key after a retry"
     );

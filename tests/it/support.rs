@@ -1,8 +1,12 @@
-//! Helpers: a project folder in a temp dir, and the real binary run inside it.
+//! Helpers specific to the tests: a project folder in a temp dir, the real binary run inside it
+//! (to its end, or as `serve` through the lab), an in-process server, change events. The real
+//! parts themselves (git servers, moto, the serve child, the metrics reader) are the lab's.
 
 use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+
+use switchyard_lab::{Metrics, Serve, ServeCommand};
 
 /// A throwaway project: `triggers/`, maybe `switchyard.yaml`.
 pub struct Project {
@@ -203,50 +207,12 @@ impl TestServer {
     }
 }
 
-/// Standard Webhooks headers for `body`.
+/// Standard Webhooks headers for `body`, signed with [`SECRET`].
 pub fn signed_headers(id: &str, body: &[u8], ts: i64) -> Vec<(String, String)> {
-    let key = switchyard::signature::Key::from_secret(SECRET).expect("key");
-    vec![
-        ("webhook-id".into(), id.into()),
-        ("webhook-timestamp".into(), ts.to_string()),
-        (
-            "webhook-signature".into(),
-            switchyard::signature::sign(&key, id, ts, body),
-        ),
-        ("content-type".into(), "application/json".into()),
-    ]
+    switchyard_lab::standard_webhook_headers(SECRET, id, ts, body)
 }
 
-/// One HTTP/1.1 request on a fresh connection: (status, body).
-pub async fn request(
-    addr: std::net::SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(String, String)],
-    body: Vec<u8>,
-) -> (u16, String) {
-    use http_body_util::BodyExt as _;
-    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .expect("handshake");
-    tokio::spawn(conn);
-    let mut req = hyper::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", addr.to_string());
-    for (k, v) in headers {
-        req = req.header(k.as_str(), v.as_str());
-    }
-    let req = req
-        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
-        .expect("request");
-    let resp = sender.send_request(req).await.expect("response");
-    let status = resp.status().as_u16();
-    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
-    (status, String::from_utf8_lossy(&bytes).into_owned())
-}
+pub use switchyard_lab::request;
 
 /// Polls `check` every 20 ms until it returns Some, for at most `secs` seconds.
 pub async fn eventually<T>(secs: u64, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
@@ -258,6 +224,28 @@ pub async fn eventually<T>(secs: u64, what: &str, mut check: impl FnMut() -> Opt
         assert!(
             std::time::Instant::now() < deadline,
             "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until metric `name` of the server at `addr` (the sum of its series with `labels`)
+/// reaches `at_least`, for at most 20 s; the metrics then.
+pub async fn counted(
+    addr: std::net::SocketAddr,
+    name: &str,
+    labels: &[(&str, &str)],
+    at_least: f64,
+) -> Metrics {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let metrics = switchyard_lab::metrics::read(addr).await;
+        if metrics.sum(name, labels) >= at_least {
+            return metrics;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {name}{labels:?} to reach {at_least}:\n{metrics}"
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
@@ -285,91 +273,12 @@ pub fn sha(n: u64) -> String {
     format!("{n:040x}")
 }
 
-/// Collects a child's output lines on a thread, into text readable while it runs.
-pub fn collect(
-    out: impl std::io::Read + Send + 'static,
-) -> std::sync::Arc<std::sync::Mutex<String>> {
-    let text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let sink = std::sync::Arc::clone(&text);
-    std::thread::spawn(move || {
-        use std::io::BufRead as _;
-        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-            if let Ok(mut t) = sink.lock() {
-                t.push_str(&line);
-                t.push('\n');
-            }
-        }
-    });
-    text
-}
-
-/// `switchyard serve` as a child process in `root`; SIGTERM and reaped on drop.
-pub struct Served {
-    child: std::process::Child,
-    pub stderr: std::sync::Arc<std::sync::Mutex<String>>,
-    pub stdout: std::sync::Arc<std::sync::Mutex<String>>,
-}
-
-impl Served {
-    /// Starts `switchyard serve` in `root` with `env`, and waits until it listens.
-    pub fn start(root: &Path, env: &[(&str, String)]) -> Served {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-            .arg("serve")
-            .current_dir(root)
-            .env("SWITCHYARD_LISTEN", "127.0.0.1:0")
-            .env("SWITCHYARD_LOG", "info")
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn switchyard serve");
-        let stderr = collect(child.stderr.take().expect("stderr"));
-        let stdout = collect(child.stdout.take().expect("stdout"));
-        let served = Served {
-            child,
-            stderr,
-            stdout,
-        };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while !served.err().contains("switchyard listening on") {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "serve did not start: {}",
-                served.err()
-            );
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        served
-    }
-
-    pub fn err(&self) -> String {
-        self.stderr.lock().map(|t| t.clone()).unwrap_or_default()
-    }
-
-    pub fn out(&self) -> String {
-        self.stdout.lock().map(|t| t.clone()).unwrap_or_default()
-    }
-
-    /// SIGTERM, then waits; whether it exited cleanly.
-    pub fn stop(mut self) -> bool {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        self.child.wait().is_ok_and(|s| s.success())
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The value of one series (name with its labels) in a `/metrics` text, 0 when absent.
-pub fn series(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
+/// `switchyard serve` (this build's binary) as a child process in `root` with `env`, once it
+/// listens.
+pub async fn serve(root: &Path, env: &[(&str, String)]) -> Serve {
+    ServeCommand::new(env!("CARGO_BIN_EXE_switchyard"), root)
+        .envs(env)
+        .start()
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"))
 }

@@ -778,13 +778,18 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// For tests of crash safety: `SWITCHYARD_CRASH_AT=NAME` aborts the process at the point
-/// called `NAME`, as a crash there would.
+/// called `NAME`, as a crash there would. Only with the `crash-points` feature, which test and
+/// bench builds turn on; without it (the shipped binary) a crash point is nothing.
+#[cfg(feature = "crash-points")]
 fn crash_point(name: &str) {
     if std::env::var("SWITCHYARD_CRASH_AT").is_ok_and(|at| at == name) {
         tracing::error!(point = name, "SWITCHYARD_CRASH_AT: aborting");
         std::process::abort();
     }
 }
+
+#[cfg(not(feature = "crash-points"))]
+fn crash_point(_name: &str) {}
 
 /// The mirror's folder name: readable, and unique per repository.
 fn mirror_name(id: &RepoId) -> String {

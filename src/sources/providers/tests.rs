@@ -231,7 +231,10 @@ fn header_lines_parse_or_name_the_bad_line() {
         ("X: bad\u{7f}value", "bad header value"),
     ] {
         let err = parse_headers(&[line.into()]).expect_err(line);
-        assert!(err.contains(want) && err.contains(&format!("{line:?}")), "{err}");
+        assert!(
+            err.contains(want) && err.contains(&format!("{line:?}")),
+            "{err}"
+        );
     }
 }
 

@@ -144,56 +144,5 @@ pub struct SweepPoint {
     pub missed: usize,
 }
 
-/// Order statistics of a set of milliseconds.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Summary {
-    pub n: usize,
-    pub p50: f64,
-    pub p90: f64,
-    pub p99: f64,
-    pub max: f64,
-    pub mean: f64,
-}
-
-impl Summary {
-    /// The summary of `values` (nearest-rank percentiles); all zero when empty.
-    pub fn of(values: &[f64]) -> Summary {
-        let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
-        if v.is_empty() {
-            return Summary::default();
-        }
-        v.sort_by(f64::total_cmp);
-        let rank = |p: f64| {
-            let i = ((p / 100.0) * v.len() as f64).ceil() as usize;
-            v[i.clamp(1, v.len()) - 1]
-        };
-        Summary {
-            n: v.len(),
-            p50: rank(50.0),
-            p90: rank(90.0),
-            p99: rank(99.0),
-            max: v[v.len() - 1],
-            mean: v.iter().sum::<f64>() / v.len() as f64,
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn percentiles_are_nearest_rank() {
-        let values: Vec<f64> = (1..=100).map(f64::from).collect();
-        let s = Summary::of(&values);
-        assert_eq!(
-            (s.n, s.p50, s.p90, s.p99, s.max),
-            (100, 50.0, 90.0, 99.0, 100.0)
-        );
-        assert_eq!(s.mean, 50.5);
-        let one = Summary::of(&[7.0]);
-        assert_eq!((one.p50, one.p99, one.max), (7.0, 7.0, 7.0));
-        assert_eq!(Summary::of(&[]), Summary::default());
-        assert_eq!(Summary::of(&[f64::NAN, 3.0]).n, 1);
-    }
-}
+/// Order statistics of a set of milliseconds (nearest-rank percentiles).
+pub use crate::stats::Summary;

@@ -2,55 +2,107 @@
 //! what became of each push.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use tokio::task::JoinSet;
 
-use super::lab::{Serve, ServeSetup, metric_sum};
-use super::results::{Sample, Scenario, SourceStats, Summary};
+use super::results::{Sample, Scenario, SourceStats};
 use super::*;
+use crate::git::{BRANCHES, identity};
+use crate::{Arrival, REGION, Serve, ServeCommand, announce};
 
-/// GET a path of `serve`: (status, body).
-async fn get(lab: &Lab, serve: &Serve, path: &str) -> Option<(u16, String)> {
-    use http_body_util::BodyExt as _;
-    let request = hyper::Request::get(format!("http://{}{path}", serve.addr))
-        .body(http_body_util::Full::new(bytes::Bytes::new()))
-        .ok()?;
-    let response = lab.http.request(request).await.ok()?;
-    let status = response.status().as_u16();
-    let body = response.into_body().collect().await.ok()?.to_bytes();
-    Some((status, String::from_utf8_lossy(&body).into_owned()))
+/// The webhook secret of the lab's GitHub receiver.
+const SECRET: &str = "switchyard-bench-secret";
+
+/// The sources one scenario turns on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sources {
+    pub webhook: bool,
+    pub events: bool,
+    pub poll: bool,
+}
+
+impl Sources {
+    pub fn names(self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (on, name) in [
+            (self.webhook, "webhook"),
+            (self.events, "events"),
+            (self.poll, "poll"),
+        ] {
+            if on {
+                out.push(name.to_owned());
+            }
+        }
+        out
+    }
+}
+
+/// Writes a scenario's project into `dir`: the configuration with the plan's sources, and a
+/// pipeline per repository (every push, an `http` start to the runner).
+fn write_project(lab: &Lab, plan: &Plan, dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir.join("triggers"))?;
+    let secret = dir.join("github.secret");
+    std::fs::write(&secret, SECRET)?;
+    let mut config = format!(
+        "state_dir: {}\nreceivers:\n  - name: github\n    provider: github\n    secrets: [\"file:{}\"]\ndispatch: {{attempts: 5, backoff: 100ms, backoff_max: 1s}}\n",
+        dir.join("state").display(),
+        secret.display()
+    );
+    if plan.sources.events {
+        config.push_str(&format!(
+            "eventbridge:\n  queue_url: {}\n  region: {REGION}\n  endpoint_url: {}\n  consumers: 2\n  wait: 20s\n",
+            lab.queue_url, lab.moto.endpoint
+        ));
+    }
+    if plan.sources.poll {
+        config.push_str(
+            "polling: {concurrency: 8, timeout: 10s, complete_within: 5s, missed_grace: 60s}\npoll:\n",
+        );
+        for name in &lab.host.names {
+            config.push_str(&format!(
+                "  - url: {}\n    repository: codecommit::{REGION}://{name}\n    interval: {}ms\n    max_interval: {}ms\n",
+                lab.host.url(name),
+                plan.interval.as_millis(),
+                max_interval(plan.interval).as_millis()
+            ));
+        }
+    }
+    std::fs::write(dir.join("switchyard.yaml"), config)?;
+    for name in &lab.host.names {
+        std::fs::write(
+            dir.join("triggers").join(format!("{name}.yaml")),
+            format!(
+                "pipeline: build-{name}\nrepository: codecommit::{REGION}://{name}\nmode: parallel\nconcurrency: 64\non: push\nstart:\n  http:\n    url: http://{}/start\n",
+                lab.runner_addr
+            ),
+        )?;
+    }
+    Ok(())
 }
 
 /// Waits until `serve` is ready, and, when it polls, has polled every repository once (its
 /// baseline) and filled the mirrors.
-async fn settle(lab: &Lab, serve: &Serve, polls: bool) -> anyhow::Result<()> {
+async fn settle(lab: &Lab, serve: &Serve, polls: bool, log: &Path) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some((200, _)) = get(lab, serve, "/readyz").await {
-            break;
-        }
-        if Instant::now() > deadline {
-            anyhow::bail!("serve did not become ready; see {}", serve.log.display());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    serve
+        .ready(Duration::from_secs(60))
+        .await
+        .with_context(|| format!("see {}", log.display()))?;
     if polls {
         let want = 2.0 * lab.host.names.len() as f64;
         loop {
-            let text = get(lab, serve, "/metrics")
-                .await
-                .map(|(_, t)| t)
-                .unwrap_or_default();
-            if metric_sum(&text, "switchyard_poll_requests_total", "outcome=\"ok\"") >= want {
+            let metrics = serve.metrics().await;
+            if metrics.sum("switchyard_poll_requests_total", &[("outcome", "ok")]) >= want {
                 break;
             }
             if Instant::now() > deadline {
                 anyhow::bail!(
                     "serve did not poll every repository within 60 s; see {}",
-                    serve.log.display()
+                    log.display()
                 );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -68,22 +120,16 @@ struct Counters {
     notices: f64,
 }
 
-async fn counters(lab: &Lab, serve: &Serve) -> Counters {
-    let text = get(lab, serve, "/metrics")
-        .await
-        .map(|(_, t)| t)
-        .unwrap_or_default();
+async fn counters(serve: &Serve) -> Counters {
+    let m = serve.metrics().await;
+    let polls = "switchyard_poll_requests_total";
     Counters {
-        cpu_s: serve.cpu_s(),
-        ls_remote: metric_sum(
-            &text,
-            "switchyard_poll_requests_total",
-            "kind=\"ls-remote\"",
-        ),
-        fetch: metric_sum(&text, "switchyard_poll_requests_total", "kind=\"fetch\""),
-        aws: metric_sum(&text, "switchyard_aws_requests_total", ""),
-        notices: metric_sum(&text, "switchyard_deliveries_total", "")
-            + metric_sum(&text, "switchyard_sqs_messages_total", ""),
+        cpu_s: serve.cpu_seconds(),
+        ls_remote: m.sum(polls, &[("kind", "ls-remote")]),
+        fetch: m.sum(polls, &[("kind", "fetch")]),
+        aws: m.sum("switchyard_aws_requests_total", &[]),
+        notices: m.sum("switchyard_deliveries_total", &[])
+            + m.sum("switchyard_sqs_messages_total", &[]),
     }
 }
 
@@ -92,36 +138,32 @@ pub(super) async fn run_scenario(lab: &Lab, plan: &Plan) -> anyhow::Result<Scena
     lab.progress
         .set_message(format!("{}: starting serve", plan.name));
     let dir = lab.dir.join(plan.name.replace(['@', '+'], "-"));
-    let moto = lab.moto.endpoint.clone();
     if plan.sources.events {
         // Whatever an earlier scenario left must not count here.
         let _ = lab.sqs.purge_queue().queue_url(&lab.queue_url).send().await;
     }
-    let setup = ServeSetup {
-        dir: &dir,
-        host: &lab.host,
-        sources: plan.sources,
-        interval: plan.interval,
-        max_interval: max_interval(plan.interval),
-        queue_url: &lab.queue_url,
-        moto: &moto,
-        runner: lab.runner_addr,
-    };
-    let serve = tokio::task::block_in_place(|| Serve::start(&setup))?;
-    settle(lab, &serve, plan.sources.poll).await?;
+    write_project(lab, plan, &dir)?;
+    let log = dir.join("serve.log");
+    let serve = ServeCommand::new(&lab.opts.serve_bin, &dir)
+        .envs(&lab.moto.env())
+        .env("SWITCHYARD_LOG", "warn,switchyard=info")
+        .log_to(&log)
+        .start()
+        .await?;
+    settle(lab, &serve, plan.sources.poll, &log).await?;
     lab.runner.drain();
     lab.progress.set_message(format!("{}: pushing", plan.name));
-    let before = counters(lab, &serve).await;
+    let before = counters(&serve).await;
     let began = Instant::now();
     let mut samples: Vec<Sample> = Vec::with_capacity(plan.pushes);
     let mut befores: Vec<String> = Vec::with_capacity(plan.pushes);
     let mut announcements = JoinSet::new();
-    let serve_addr = serve.addr;
+    let serve_addr = serve.addr();
     for i in 0..plan.pushes {
         let due = began + Duration::from_secs_f64(i as f64 / lab.opts.rate);
         tokio::time::sleep_until(due.into()).await;
         let repository = lab.host.names[fastrand::usize(..lab.host.names.len())].clone();
-        let branch = lab::BRANCHES[fastrand::usize(..lab::BRANCHES.len())];
+        let branch = BRANCHES[fastrand::usize(..BRANCHES.len())];
         let pusher = Arc::clone(&lab.pusher);
         let push = tokio::task::spawn_blocking(move || {
             pusher
@@ -136,7 +178,7 @@ pub(super) async fn run_scenario(lab: &Lab, plan: &Plan) -> anyhow::Result<Scena
         if webhook_sent {
             let (client, push) = (lab.http.clone(), push.clone());
             announcements.spawn(async move {
-                match lab::send_webhook(&client, serve_addr, &push).await {
+                match announce::send_webhook(&client, serve_addr, SECRET, &push).await {
                     Ok(202) => Ok(()),
                     Ok(status) => Err(anyhow::anyhow!(
                         "the webhook of {} was answered {status}",
@@ -148,11 +190,11 @@ pub(super) async fn run_scenario(lab: &Lab, plan: &Plan) -> anyhow::Result<Scena
         }
         if event_sent {
             let (events, push) = (lab.events.clone(), push.clone());
-            announcements.spawn(async move { lab::send_event(&events, &push).await });
+            announcements.spawn(async move { announce::send_event(&events, &push).await });
         }
         befores.push(push.before.clone());
         samples.push(Sample {
-            repository: lab::identity(&push.repository).to_string(),
+            repository: identity(&push.repository).to_string(),
             git_ref: format!("refs/heads/{}", push.branch),
             sha: push.after.clone(),
             pushed_at_ms: push.at_ms,
@@ -181,17 +223,22 @@ pub(super) async fn run_scenario(lab: &Lab, plan: &Plan) -> anyhow::Result<Scena
         arrivals.extend(lab.runner.drain());
         let mut trial = samples.clone();
         attribute(&mut trial, &befores, &arrivals);
-        if trial.iter().all(|s| s.source.is_some()) || last_push.elapsed() > drain {
+        let left = drain.saturating_sub(last_push.elapsed());
+        if trial.iter().all(|s| s.source.is_some()) || left.is_zero() {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(25)).await;
+        // Until the next start arrives (or the drain ends).
+        let _ = lab
+            .runner
+            .wait_for(left, |a| (!a.is_empty()).then_some(()))
+            .await;
     }
     // A second start of a change would come right after the first: wait a little for it.
     tokio::time::sleep(Duration::from_millis(500)).await;
     arrivals.extend(lab.runner.drain());
-    let after = counters(lab, &serve).await;
+    let after = counters(&serve).await;
     let duration_s = began.elapsed().as_secs_f64();
-    tokio::task::block_in_place(|| serve.stop());
+    serve.stop().await;
 
     let unmatched = attribute(&mut samples, &befores, &arrivals);
     Ok(summarize(
@@ -206,7 +253,7 @@ pub(super) async fn run_scenario(lab: &Lab, plan: &Plan) -> anyhow::Result<Scena
 /// one change, and its start runs the pipeline on a commit that contains both. Returns the
 /// starts that match no push at all (counted as started twice: something started that no push
 /// asked for).
-fn attribute(samples: &mut [Sample], befores: &[String], arrivals: &[lab::Arrival]) -> usize {
+fn attribute(samples: &mut [Sample], befores: &[String], arrivals: &[Arrival]) -> usize {
     // Each ref's pushes, in push order.
     let mut by_ref: HashMap<(String, String), Vec<usize>> = HashMap::new();
     for (i, s) in samples.iter().enumerate() {
@@ -215,7 +262,7 @@ fn attribute(samples: &mut [Sample], befores: &[String], arrivals: &[lab::Arriva
             .or_default()
             .push(i);
     }
-    let mut arrivals: Vec<&lab::Arrival> = arrivals.iter().collect();
+    let mut arrivals: Vec<&Arrival> = arrivals.iter().collect();
     arrivals.sort_by(|a, b| a.at_ms.total_cmp(&b.at_ms));
     let mut unmatched = 0;
     for a in arrivals {

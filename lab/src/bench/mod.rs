@@ -1,8 +1,9 @@
 //! `switchyard bench`: a laboratory on one machine comparing the three ways of learning that a
 //! repository changed (webhooks, EventBridge events, polling) on real local servers.
 //!
-//! The lab (`lab.rs`) is a `git daemon` with K repositories, a moto server with a rule → queue,
-//! a runner that records pipeline starts, and `switchyard serve` as a child process. A pusher
+//! The lab (this crate's parts) is a `git daemon` with K repositories, a moto server with a
+//! rule → queue, a runner that records pipeline starts, and `switchyard serve` (the binary
+//! [`Options::serve_bin`]) as a child process. A pusher
 //! makes N real pushes at a fixed rate to random repositories, branches and paths; each push is
 //! announced as each source would announce it (a signed GitHub push delivery the moment it
 //! lands, a CodeCommit event through PutEvents → rule → SQS, and nothing for polling). Every
@@ -10,25 +11,26 @@
 //! landed: detection (the change event made) and trigger (the start reached the runner), the
 //! requests switchyard made, its CPU time, what was missed and what started twice.
 
-pub mod lab;
 pub mod report;
 pub mod results;
 mod scenario;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use lab::{GitHost, Moto, Pusher, Runner, Sources};
-use results::{Machine, Results, Scenario, Settings, Summary, SweepPoint};
-use scenario::run_scenario;
+use crate::{GitHost, Moto, Pusher, Runner, Summary};
+use results::{Machine, Results, Scenario, Settings, SweepPoint};
+use scenario::{Sources, run_scenario};
 
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct Options {
+    /// The `switchyard` binary each scenario runs as `serve`.
+    pub serve_bin: PathBuf,
     pub quick: bool,
     pub repos: usize,
     pub pushes: usize,
@@ -50,10 +52,12 @@ pub struct Options {
 }
 
 impl Options {
-    /// The defaults: `--quick` finishes in under a minute; the full run in about ten.
-    pub fn defaults(quick: bool) -> Options {
+    /// The defaults, with `serve_bin` as the binary under test: `--quick` finishes in under a
+    /// minute; the full run in about ten.
+    pub fn defaults(serve_bin: PathBuf, quick: bool) -> Options {
         if quick {
             Options {
+                serve_bin,
                 quick,
                 repos: 4,
                 pushes: 10,
@@ -70,6 +74,7 @@ impl Options {
             }
         } else {
             Options {
+                serve_bin,
                 quick,
                 repos: 20,
                 pushes: 100,
@@ -134,7 +139,7 @@ struct Lab {
     queue_url: String,
     runner: Arc<Runner>,
     runner_addr: std::net::SocketAddr,
-    http: crate::dispatch::http::Client,
+    http: switchyard::dispatch::http::Client,
     progress: ProgressBar,
     opts: Options,
 }
@@ -189,27 +194,29 @@ async fn run_in(dir: &Path, opts: Options, started_at: String) -> anyhow::Result
     ));
     let repos = opts.repos;
     let lab_dir = dir.to_path_buf();
-    let (host, pusher) = tokio::task::spawn_blocking(move || lab::git_host(&lab_dir, repos))
+    let (host, pusher) = tokio::task::spawn_blocking(move || GitHost::start(&lab_dir, repos))
         .await
         .context("the set-up thread failed")??;
     progress.set_message("starting moto");
-    let moto_dir = opts.moto.clone();
-    let moto = tokio::task::spawn_blocking(move || Moto::start(moto_dir.as_deref()))
-        .await
-        .context("the set-up thread failed")??;
+    let moto = match opts.moto.clone() {
+        Some(endpoint) => Moto::at(&endpoint),
+        None => tokio::task::spawn_blocking(Moto::start)
+            .await
+            .context("the set-up thread failed")?
+            .context("the events path runs against a local moto server (or pass --moto URL of a running one)")?,
+    };
     let sdk = moto.sdk();
-    let (queue_url, _) = lab::queue_with_rule(
-        &sdk,
-        "switchyard-bench",
-        serde_json::json!({"source": ["aws.codecommit"]}),
-    )
-    .await?;
-    let (probe_url, _) = lab::queue_with_rule(
-        &sdk,
-        "switchyard-bench-probe",
-        serde_json::json!({"source": ["bench.probe"]}),
-    )
-    .await?;
+    let mut queues = Vec::new();
+    for (name, source) in [
+        ("switchyard-bench", "aws.codecommit"),
+        ("switchyard-bench-probe", "bench.probe"),
+    ] {
+        let (url, arn) = moto.create_queue(name, &[]).await?;
+        moto.rule(name, &serde_json::json!({"source": [source]}), &arn)
+            .await?;
+        queues.push(url);
+    }
+    let (queue_url, probe_url) = (queues.remove(0), queues.remove(0));
     let (runner, runner_addr) = Runner::start().await?;
     let lab = Lab {
         dir: dir.to_path_buf(),
@@ -221,7 +228,7 @@ async fn run_in(dir: &Path, opts: Options, started_at: String) -> anyhow::Result
         queue_url,
         runner,
         runner_addr,
-        http: crate::dispatch::http::client(),
+        http: switchyard::dispatch::http::client(),
         progress,
         opts: opts.clone(),
     };
@@ -305,7 +312,7 @@ async fn run_in(dir: &Path, opts: Options, started_at: String) -> anyhow::Result
         machine: Machine {
             cores: std::thread::available_parallelism().map_or(1, usize::from),
             os: format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
-            switchyard_version: env!("CARGO_PKG_VERSION").to_owned(),
+            switchyard_version: version(&opts.serve_bin),
         },
         settings: Settings {
             quick: opts.quick,
@@ -365,46 +372,46 @@ fn human(d: Duration) -> String {
 async fn moto_delivery(lab: &Lab, probe_url: &str, count: usize) -> anyhow::Result<Summary> {
     let mut ms = Vec::with_capacity(count);
     for n in 0..count {
-        let began = Instant::now();
-        let entry = aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
-            .source("bench.probe")
-            .detail_type("probe")
-            .detail(serde_json::json!({"n": n}).to_string())
-            .build();
-        lab.events
-            .put_events()
-            .entries(entry)
-            .send()
-            .await
-            .map_err(|e| anyhow::anyhow!("moto PutEvents: {}", crate::aws::describe(&e)))?;
-        loop {
-            let out = lab
-                .sqs
-                .receive_message()
-                .queue_url(probe_url)
-                .wait_time_seconds(5)
-                .send()
-                .await
-                .map_err(|e| {
-                    anyhow::anyhow!("moto ReceiveMessage: {}", crate::aws::describe(&e))
-                })?;
-            if let Some(m) = out.messages().first() {
-                ms.push(began.elapsed().as_secs_f64() * 1000.0);
-                let _ = lab
-                    .sqs
-                    .delete_message()
-                    .queue_url(probe_url)
-                    .set_receipt_handle(m.receipt_handle().map(str::to_owned))
-                    .send()
-                    .await;
-                break;
-            }
-            if began.elapsed() > Duration::from_secs(20) {
-                anyhow::bail!("moto did not deliver a probe event to its queue within 20 s");
-            }
-        }
+        let probe = serde_json::json!({"n": n}).to_string();
+        let within = Duration::from_secs(20);
+        ms.push(
+            lab.moto
+                .delivery_ms("bench.probe", probe, probe_url, within)
+                .await?,
+        );
     }
     Ok(Summary::of(&ms))
+}
+
+/// The scenarios that lost a change or started one twice, each as `NAME: N missed, M started
+/// twice`: a fault of switchyard's, unlike a missed latency target, which depends on the
+/// machine.
+pub fn faults(results: &Results) -> Vec<String> {
+    results
+        .scenarios
+        .iter()
+        .filter(|s| s.missed > 0 || s.started_twice > 0)
+        .map(|s| {
+            format!(
+                "{}: {} missed, {} started twice",
+                s.name, s.missed, s.started_twice
+            )
+        })
+        .collect()
+}
+
+/// The version `bin --version` prints (`switchyard 0.1.0` → `0.1.0`); `unknown` when it
+/// says none.
+fn version(bin: &Path) -> String {
+    std::process::Command::new(bin)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| {
+            let text = String::from_utf8_lossy(&o.stdout).into_owned();
+            Some(text.split_whitespace().nth(1)?.to_owned())
+        })
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// Writes the JSON of every measurement.

@@ -1,0 +1,147 @@
+//! The runner pipeline starts reach (their `http` target): an HTTP server on loopback that
+//! records when each start arrived and what it named, answers as scripted, and wakes whoever
+//! waits for one.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use serde_json::Value;
+
+use crate::now_ms;
+
+/// One start request that reached the runner.
+#[derive(Clone, Debug)]
+pub struct Arrival {
+    /// When its request arrived (before its body was read).
+    pub at: Instant,
+    /// The same, Unix milliseconds.
+    pub at_ms: f64,
+    /// Its headers (names in lower case).
+    pub headers: HashMap<String, String>,
+    /// Its body as sent, and as JSON (`Null` when it is not).
+    pub body: Bytes,
+    pub json: Value,
+    pub start_id: String,
+    pub repository: String,
+    pub git_ref: String,
+    pub before: String,
+    /// The change's `after` (empty when the body names none).
+    pub sha: String,
+    /// The change's `source.kind`.
+    pub source: String,
+    /// The change's `received_at`, Unix milliseconds.
+    pub received_at_ms: Option<f64>,
+}
+
+/// The runner: every arrival, in order, until drained.
+#[derive(Debug, Default)]
+pub struct Runner {
+    arrivals: Mutex<Vec<Arrival>>,
+    /// The statuses to answer with, the next last; 200 when none is left.
+    script: Mutex<Vec<u16>>,
+    arrived: tokio::sync::Notify,
+}
+
+impl Runner {
+    /// Serves on a loopback port, answering 200, for as long as the runtime runs; the runner
+    /// and its address.
+    pub async fn start() -> anyhow::Result<(Arc<Runner>, SocketAddr)> {
+        Runner::scripted(&[]).await
+    }
+
+    /// The same, answering the first requests with `statuses` in order (a body `runner says
+    /// no` with those that are not 2xx), then 200.
+    pub async fn scripted(statuses: &[u16]) -> anyhow::Result<(Arc<Runner>, SocketAddr)> {
+        let runner = Arc::new(Runner {
+            script: Mutex::new(statuses.iter().rev().copied().collect()),
+            ..Runner::default()
+        });
+        let shared = Arc::clone(&runner);
+        let addr = crate::http::serve(move |request| Arc::clone(&shared).take(request)).await?;
+        Ok((runner, addr))
+    }
+
+    async fn take(self: Arc<Self>, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        let at = Instant::now();
+        let at_ms = now_ms();
+        let headers = request
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
+            .collect();
+        let body = crate::http::read_body(request.into_body()).await;
+        let json: Value = serde_json::from_slice(&body).unwrap_or_default();
+        let event = &json["event"];
+        let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+        let arrival = Arrival {
+            at,
+            at_ms,
+            headers,
+            start_id: text(&json["start_id"]),
+            repository: text(&event["repository"]),
+            git_ref: text(&event["ref"]),
+            before: text(&event["before"]),
+            sha: text(&event["after"]),
+            source: text(&event["source"]["kind"]),
+            received_at_ms: event["received_at"]
+                .as_str()
+                .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                .map(|t| t.as_nanosecond() as f64 / 1e6),
+            body,
+            json,
+        };
+        if let Ok(mut arrivals) = self.arrivals.lock() {
+            arrivals.push(arrival);
+        }
+        self.arrived.notify_waiters();
+        let status = self.script.lock().ok().and_then(|mut s| s.pop());
+        let mut response = Response::new(Full::new(Bytes::from_static(b"{}")));
+        if let Some(status) = status.and_then(|s| StatusCode::from_u16(s).ok()) {
+            if !status.is_success() {
+                *response.body_mut() = Full::new(Bytes::from_static(b"runner says no"));
+            }
+            *response.status_mut() = status;
+        }
+        response
+    }
+
+    /// Takes every arrival so far.
+    pub fn drain(&self) -> Vec<Arrival> {
+        self.arrivals
+            .lock()
+            .map(|mut a| std::mem::take(&mut *a))
+            .unwrap_or_default()
+    }
+
+    /// Every arrival so far, left in place.
+    pub fn arrivals(&self) -> Vec<Arrival> {
+        self.arrivals.lock().map(|a| a.clone()).unwrap_or_default()
+    }
+
+    /// Waits, woken at each arrival, until `found` finds something among the arrivals so far
+    /// (not drained): what it found; `None` after `within`.
+    pub async fn wait_for<T>(
+        &self,
+        within: Duration,
+        mut found: impl FnMut(&[Arrival]) -> Option<T>,
+    ) -> Option<T> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let arrived = self.arrived.notified();
+            tokio::pin!(arrived);
+            arrived.as_mut().enable();
+            if let Some(v) = self.arrivals.lock().ok().and_then(|a| found(&a)) {
+                return Some(v);
+            }
+            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                return self.arrivals.lock().ok().and_then(|a| found(&a));
+            }
+        }
+    }
+}
