@@ -868,3 +868,97 @@ fn ssh_with_a_deploy_key_polls_and_a_refused_key_or_unknown_host_is_named() {
     assert_eq!(events[0]["after"], second.as_str());
     assert_eq!(events[0]["changed_paths"], serde_json::json!(["src/b.rs"]));
 }
+
+/// `poll --once` beside a live `serve` opens the store as a tool: a start `serve` is running
+/// stays `running` (it is not handed back as if `serve` had crashed), and runs once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poll_once_beside_serve_never_touches_its_running_start() {
+    let base = tempfile::tempdir().expect("temp dir");
+    let origin = bare(base.path(), "api.git");
+    let work = Work::new();
+    work.commit(&[("src/a.rs", Some("a"))], "first");
+    work.push(&origin, &["main"]);
+    let url = format!("file://{}", origin.display());
+    let project = Project::new();
+    let root = project.root();
+    // The slow start: records that it began, waits for the test's release, records the end.
+    let script = "#!/bin/sh\necho \"start $SWITCHYARD_START_ID\" >> \"$1/runs\"\n\
+                  while [ ! -e \"$1/release\" ]; do sleep 0.02; done\n\
+                  echo \"done $SWITCHYARD_START_ID\" >> \"$1/runs\"\n";
+    project
+        .file("secret", crate::support::SECRET)
+        .file("slow.sh", script)
+        .file(
+            "switchyard.yaml",
+            &format!(
+                "state_dir: state\nreceivers:\n  - name: hooks\n    provider: standard\n    secrets: [file:{}]\npoll:\n  - url: {url}\n    interval: 1h\n",
+                root.join("secret").display()
+            ),
+        )
+        .file(
+            "triggers/slow.yaml",
+            &format!(
+                "pipeline: slow\nrepository: https://github.com/acme/api.git\non: push\nstart:\n  exec: [\"/bin/sh\", \"{}\", \"{}\"]\n  timeout: 60s\n",
+                root.join("slow.sh").display(),
+                root.display()
+            ),
+        )
+        .file("triggers/src.yaml", &src_only(&url));
+    let s = serve(root, &[]).await;
+    baseline(root).await;
+
+    let body = crate::support::change("refs/heads/main", &crate::support::sha(7));
+    let headers = crate::support::signed_headers(
+        "d-slow",
+        body.as_bytes(),
+        jiff::Timestamp::now().as_second(),
+    );
+    let (status, answer) = request(s.addr(), "POST", "/hooks/hooks", &headers, body.into()).await;
+    assert_eq!(status, 202, "{answer}");
+    let runs = root.join("runs");
+    eventually(20, "the slow start begins", || {
+        std::fs::read_to_string(&runs)
+            .ok()
+            .filter(|t| t.starts_with("start"))
+    })
+    .await;
+    let admin = || Admin::open(&root.join("state")).expect("admin");
+    let slow = admin().starts(&[]).expect("starts").remove(0);
+    assert_eq!(slow.state, StartState::Running);
+
+    // `poll --once` finds a push and stores it, with a start, in the same store.
+    work.commit(&[("src/b.rs", Some("b"))], "second");
+    work.push(&origin, &["main"]);
+    let once = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["poll", "--once"])
+        .current_dir(root)
+        .output()
+        .await
+        .expect("run switchyard poll --once");
+    assert!(
+        once.status.success(),
+        "{}",
+        String::from_utf8_lossy(&once.stderr)
+    );
+    let found: Value = serde_json::from_slice(&once.stdout).expect("a JSON array");
+    assert_eq!(found.as_array().map(Vec::len), Some(1), "{found}");
+    assert_eq!(
+        admin().start(&slow.id).expect("the slow start").state,
+        StartState::Running,
+        "poll --once handed serve's running start back"
+    );
+
+    std::fs::write(root.join("release"), "").expect("release the start");
+    eventually(20, "both starts succeed", || {
+        let starts = admin().starts(&[StartState::Succeeded]).ok()?;
+        (starts.len() == 2).then_some(())
+    })
+    .await;
+    let text = std::fs::read_to_string(&runs).expect("runs");
+    assert_eq!(
+        text,
+        format!("start {0}\ndone {0}\n", slow.id),
+        "the slow start ran once"
+    );
+    assert!(s.stop().await, "serve stops cleanly");
+}
