@@ -178,10 +178,14 @@ impl Pipelines {
 
     /// The pipeline with this name.
     pub fn get(&self, name: &str) -> Option<&Pipeline> {
+        self.index_of(name).map(|i| &self.list[i])
+    }
+
+    /// The place of the pipeline named `name` in [`Pipelines::list`].
+    pub fn index_of(&self, name: &str) -> Option<usize> {
         self.list
             .binary_search_by(|p| p.name.as_str().cmp(name))
             .ok()
-            .map(|i| &self.list[i])
     }
 
     /// Decides every pipeline for `event`: the pipelines it starts, in name order.

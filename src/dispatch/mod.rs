@@ -231,19 +231,20 @@ impl Dispatcher {
         let now = now_ms();
         let mut next_due: Option<i64> = None;
         // Rows arrive in intake order; group them by pipeline, keeping that order.
-        let mut groups: Vec<(String, Vec<(StartRow, String)>)> = Vec::new();
+        let mut groups: Vec<(String, Vec<StartRow>)> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
-        for (row, event) in rows {
+        for row in rows {
             let i = *index.entry(row.pipeline.clone()).or_insert_with(|| {
                 groups.push((row.pipeline.clone(), Vec::new()));
                 groups.len() - 1
             });
-            groups[i].1.push((row, event));
+            groups[i].1.push(row);
         }
-        let mut chosen: Vec<(Pipeline, StartRow, String)> = Vec::new();
+        // (the pipeline's index in the definitions, the start)
+        let mut chosen: Vec<(usize, StartRow)> = Vec::new();
         for (name, group) in groups {
-            let Some(pipeline) = self.pipelines.get(&name).cloned() else {
-                for (row, _) in group {
+            let Some(p) = self.pipelines.index_of(&name) else {
+                for row in group {
                     if !self.in_flight.contains_key(&row.id) {
                         let error = format!("pipeline {name:?} is no longer defined in triggers/");
                         let _ = self
@@ -255,15 +256,16 @@ impl Dispatcher {
                 }
                 continue;
             };
+            let pipeline = &self.pipelines.list[p];
             let limit = pipeline.concurrency as usize;
-            let eligible: Vec<(StartRow, String)> = match pipeline.mode {
+            let eligible: Vec<StartRow> = match pipeline.mode {
                 // In order: only the first `limit` open starts may run, even while one of
                 // them waits for a retry.
                 Mode::Queued | Mode::Superseded => group.into_iter().take(limit).collect(),
                 Mode::Parallel => group,
             };
             let mut running = self.running.get(&name).copied().unwrap_or(0) as usize;
-            for (row, event) in eligible {
+            for row in eligible {
                 if self.in_flight.contains_key(&row.id) || row.state == StartState::Running {
                     continue;
                 }
@@ -276,15 +278,16 @@ impl Dispatcher {
                     break;
                 }
                 running += 1;
-                chosen.push((pipeline.clone(), row, event));
+                chosen.push((p, row));
             }
         }
         if chosen.is_empty() {
             return next_due;
         }
         // Mark them running in the store first, so that a newer change cannot supersede a
-        // start that is already under way.
-        let ids = chosen.iter().map(|(_, row, _)| row.id.clone()).collect();
+        // start that is already under way. The events come with the claim: only the starts
+        // that begin are read whole.
+        let ids = chosen.iter().map(|(_, row)| row.id.clone()).collect();
         let claimed = match self.shared.store.claim(ids).await {
             Ok(claimed) => claimed,
             Err(e) => {
@@ -293,24 +296,28 @@ impl Dispatcher {
                 return next_due;
             }
         };
-        for (pipeline, row, event) in chosen {
-            if claimed.contains(&row.id) {
-                self.spawn(&pipeline, row, event);
+        let mut events: HashMap<String, String> =
+            claimed.into_iter().map(|c| (c.id, c.event)).collect();
+        for (p, row) in chosen {
+            if let Some(event) = events.remove(&row.id) {
+                self.spawn(p, row, event);
             }
         }
         next_due
     }
 
-    fn spawn(&mut self, pipeline: &Pipeline, row: StartRow, event: String) {
-        self.in_flight.insert(row.id.clone(), pipeline.name.clone());
-        *self.running.entry(pipeline.name.clone()).or_default() += 1;
+    fn spawn(&mut self, p: usize, row: StartRow, event: String) {
+        let name = self.pipelines.list[p].name.clone();
+        self.in_flight.insert(row.id.clone(), name.clone());
+        *self.running.entry(name).or_default() += 1;
         self.shared.metrics.in_flight(1);
         let shared = Arc::clone(&self.shared);
-        let pipeline = pipeline.clone();
+        let pipelines = Arc::clone(&self.pipelines);
         self.tasks.spawn(async move {
+            let pipeline = &pipelines.list[p];
             let id = row.id.clone();
-            attempt(&shared, &pipeline, row, event).await;
-            (id, pipeline.name)
+            attempt(&shared, pipeline, row, event).await;
+            (id, pipeline.name.clone())
         });
     }
 

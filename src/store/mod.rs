@@ -167,6 +167,13 @@ pub struct StartRow {
     pub updated_ms: i64,
 }
 
+/// A start [`Store::claim`] marked running, with its change event (JSON).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claimed {
+    pub id: String,
+    pub event: String,
+}
+
 /// How an attempt ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Finish {
@@ -248,7 +255,7 @@ pub(crate) enum Command {
     /// The request and its event as JSON (serialised by the caller, off the backend).
     Intake(Box<(IntakeRequest, String)>, Reply<IntakeOutcome>),
     Finish(String, Finish, Reply<bool>),
-    Claim(Vec<String>, Reply<Vec<String>>),
+    Claim(Vec<String>, Reply<Vec<Claimed>>),
     Release(Vec<String>, Reply<()>),
     Probe(Reply<()>),
     /// A poll's changes (with their events as JSON) and its cursor moves.
@@ -264,7 +271,7 @@ pub(crate) enum Command {
     Deferred(Reply<Vec<String>>),
     Open {
         window: u32,
-        reply: Reply<Vec<(StartRow, String)>>,
+        reply: Reply<Vec<StartRow>>,
     },
     Prune {
         deliveries_before_ms: i64,
@@ -390,8 +397,9 @@ impl Store {
         self.call(|reply| Command::Finish(id, finish, reply)).await
     }
 
-    /// Marks open starts as running; returns the ids that were open (and are now running).
-    pub async fn claim(&self, ids: Vec<String>) -> Result<Vec<String>, StoreError> {
+    /// Marks open starts as running; returns the ones that were open (and are now running),
+    /// each with its change event.
+    pub async fn claim(&self, ids: Vec<String>) -> Result<Vec<Claimed>, StoreError> {
         self.call(|reply| Command::Claim(ids, reply)).await
     }
 
@@ -407,8 +415,8 @@ impl Store {
     }
 
     /// The unfinished starts (pending, failed, running), the first `window` of each pipeline in
-    /// intake order, with their change events (JSON).
-    pub async fn open_starts(&self, window: u32) -> Result<Vec<(StartRow, String)>, StoreError> {
+    /// intake order. Their events come with [`Store::claim`], for the ones that start.
+    pub async fn open_starts(&self, window: u32) -> Result<Vec<StartRow>, StoreError> {
         self.call(|reply| Command::Open { window, reply }).await
     }
 

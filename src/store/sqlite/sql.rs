@@ -8,8 +8,8 @@ use super::tips::Tips;
 use crate::event::{ChangeEvent, ChangeKind};
 use crate::outcome::{DuplicateOf, IntakeOutcome, start_id};
 use crate::store::{
-    Finish, IntakeRequest, PlannedStart, RefMove, StartRow, StartState, StoreError, Transition,
-    now_ms,
+    Claimed, Finish, IntakeRequest, PlannedStart, RefMove, StartRow, StartState, StoreError,
+    Transition, now_ms,
 };
 
 /// How many stored pushes of a ref [`unreported`] follows back at most.
@@ -229,12 +229,13 @@ pub(super) fn finish_start(
         Finish::Retry { at_ms, error } => ("failed", *at_ms, Some(error.as_str())),
         Finish::Dead { error } => ("dead", now, Some(error.as_str())),
     };
-    let n = tx.execute(
-        "UPDATE starts SET state = ?1, attempts = attempts + 1, next_attempt_ms = ?2,
-             last_error = COALESCE(?3, last_error), updated_ms = ?4
-         WHERE id = ?5 AND state IN ('pending', 'running', 'failed')",
-        params![state, next, error, now, id],
-    )?;
+    let n = tx
+        .prepare_cached(
+            "UPDATE starts SET state = ?1, attempts = attempts + 1, next_attempt_ms = ?2,
+                 last_error = COALESCE(?3, last_error), updated_ms = ?4
+             WHERE id = ?5 AND state IN ('pending', 'running', 'failed')",
+        )?
+        .execute(params![state, next, error, now, id])?;
     Ok(n > 0)
 }
 
@@ -257,10 +258,7 @@ pub(super) fn row_to_start(row: &rusqlite::Row<'_>) -> rusqlite::Result<StartRow
     })
 }
 
-pub(super) fn open_starts(
-    conn: &Connection,
-    window: u32,
-) -> rusqlite::Result<Vec<(StartRow, String)>> {
+pub(super) fn open_starts(conn: &Connection, window: u32) -> rusqlite::Result<Vec<StartRow>> {
     // Both statements walk the partial index of unfinished starts (pipeline, seq), so a pass
     // costs the pipelines and the window, not the length of the backlog.
     let mut pipelines = conn.prepare_cached(
@@ -276,21 +274,44 @@ pub(super) fn open_starts(
         .query_map([], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     let mut first = conn.prepare_cached(&format!(
-        "SELECT {START_COLUMNS}, c.event FROM starts s JOIN changes c ON c.id = s.change_id
+        "SELECT {START_COLUMNS} FROM starts s
          WHERE s.pipeline = ?1 AND s.state IN ('pending', 'running', 'failed')
          ORDER BY s.seq LIMIT ?2"
     ))?;
     let mut out = Vec::new();
     for name in names {
-        let rows = first.query_map(params![name, window], |row| {
-            Ok((row_to_start(row)?, row.get::<_, String>(11)?))
-        })?;
-        for row in rows {
+        for row in first.query_map(params![name, window], row_to_start)? {
             out.push(row?);
         }
     }
-    out.sort_by_key(|(row, _)| row.seq);
+    out.sort_by_key(|row| row.seq);
     Ok(out)
+}
+
+/// Marks open starts as running; the ones that were open, each with its change event.
+pub(super) fn claim(
+    tx: &rusqlite::Transaction<'_>,
+    ids: &[String],
+    now: i64,
+) -> rusqlite::Result<Vec<Claimed>> {
+    let mut claimed = Vec::with_capacity(ids.len());
+    let mut mark = tx.prepare_cached(
+        "UPDATE starts SET state = 'running', updated_ms = ?1
+         WHERE id = ?2 AND state IN ('pending', 'failed')",
+    )?;
+    let mut event = tx.prepare_cached(
+        "SELECT c.event FROM starts s JOIN changes c ON c.id = s.change_id WHERE s.id = ?1",
+    )?;
+    for id in ids {
+        if mark.execute(params![now, id])? > 0 {
+            let event = event.query_row(params![id], |r| r.get(0))?;
+            claimed.push(Claimed {
+                id: id.clone(),
+                event,
+            });
+        }
+    }
+    Ok(claimed)
 }
 
 /// Starts in the given states (all when empty), oldest first.

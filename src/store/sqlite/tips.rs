@@ -32,7 +32,9 @@ impl Tips {
     /// At the start of a write transaction: forgets everything if another connection has
     /// committed since the last look.
     pub(super) fn begin(&mut self, conn: &Connection) -> rusqlite::Result<()> {
-        let version: i64 = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        let version: i64 = conn
+            .prepare_cached("PRAGMA data_version")?
+            .query_row([], |r| r.get(0))?;
         if self.version != Some(version) {
             self.forget();
             self.version = Some(version);

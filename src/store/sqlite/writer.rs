@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 use super::tips::Tips;
 use super::{open_connection, sql};
 use crate::outcome::IntakeOutcome;
-use crate::store::{Command, Role, StartRow, StoreError, now_ms};
+use crate::store::{Claimed, Command, Role, StartRow, StoreError, now_ms};
 
 /// Commands committed in one transaction at most.
 const MAX_BATCH: usize = 2048;
@@ -169,7 +169,7 @@ enum Done {
     Poll(Vec<IntakeOutcome>),
     Plan(Option<Vec<String>>),
     Finish(bool),
-    Claim(Vec<String>),
+    Claim(Vec<Claimed>),
     Unit,
     Prune(usize),
     /// A transition's result: the start as it is now, or why it could not be moved.
@@ -240,19 +240,7 @@ fn apply(
                 *woke |= changed;
                 Done::Finish(changed)
             }
-            Command::Claim(ids, _) => {
-                let mut claimed = Vec::with_capacity(ids.len());
-                let mut stmt = tx.prepare_cached(
-                    "UPDATE starts SET state = 'running', updated_ms = ?1
-                     WHERE id = ?2 AND state IN ('pending', 'failed')",
-                )?;
-                for id in ids {
-                    if stmt.execute(params![now, id])? > 0 {
-                        claimed.push(id.clone());
-                    }
-                }
-                Done::Claim(claimed)
-            }
+            Command::Claim(ids, _) => Done::Claim(sql::claim(&tx, ids, now)?),
             Command::Release(ids, _) => {
                 let mut stmt = tx.prepare_cached(
                     "UPDATE starts SET state = CASE WHEN attempts > 0 THEN 'failed' ELSE 'pending' END,
