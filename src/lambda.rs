@@ -406,17 +406,12 @@ impl Handler {
             handler: self,
             deadline,
         };
-        let delivered = self
-            .hooks
-            .deliver(
-                receiver,
-                &request.headers,
-                body.as_deref().map_err(Clone::clone),
-                &sink,
-                &self.metrics,
-            )
-            .await;
-        answer(&delivered)
+        let (hooks, metrics) = (&self.hooks, &self.metrics);
+        answer(
+            &hooks
+                .deliver(receiver, &request.headers, body, &sink, metrics)
+                .await,
+        )
     }
 
     /// Starts every pipeline `change` matches that this instance has not started yet.

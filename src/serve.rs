@@ -340,17 +340,12 @@ async fn hook(app: &App, name: &str, req: Request<Incoming>) -> Response<Full<By
         Ok(Err(e)) => Err(BodyError::Unreadable(e.to_string())),
         Ok(Ok(b)) => Ok(b.to_bytes()),
     };
-    let answer = app
-        .hooks
-        .deliver(
-            receiver,
-            &parts.headers,
-            body.as_deref().map_err(Clone::clone),
-            &app.intake,
-            &app.metrics,
-        )
-        .await;
-    json(&answer)
+    let (hooks, metrics) = (&app.hooks, &app.metrics);
+    json(
+        &hooks
+            .deliver(receiver, &parts.headers, body, &app.intake, metrics)
+            .await,
+    )
 }
 
 /// Waits for SIGINT or SIGTERM.

@@ -303,13 +303,13 @@ impl Hooks {
         &self,
         receiver: &Receiver,
         headers: &HeaderMap,
-        body: Result<&[u8], BodyError>,
+        body: Result<impl AsRef<[u8]>, BodyError>,
         sink: &impl Sink,
         metrics: &Metrics,
     ) -> Answer {
         match body {
-            Ok(body) if body.len() <= self.max_body => {
-                handle(receiver, headers, body, sink, metrics).await
+            Ok(body) if body.as_ref().len() <= self.max_body => {
+                handle(receiver, headers, body.as_ref(), sink, metrics).await
             }
             Ok(_) => self.refuse_body(receiver, &BodyError::TooLarge, metrics),
             Err(e) => self.refuse_body(receiver, &e, metrics),
