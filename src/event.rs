@@ -395,12 +395,7 @@ impl ChangeEvent {
                 part(&self.after);
             }
         }
-        let digest = h.finalize();
-        let mut id = String::with_capacity(32);
-        for byte in &digest[..16] {
-            id.push_str(&format!("{byte:02x}"));
-        }
-        id
+        crate::signature::to_hex(&h.finalize()[..16])
     }
 
     /// What the pushed ref names (for a pull request, its head branch).

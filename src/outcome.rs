@@ -33,18 +33,7 @@ pub fn start_id(change_id: &str, pipeline: &str) -> String {
     h.update(change_id.as_bytes());
     h.update([0u8]);
     h.update(pipeline.as_bytes());
-    hex(&h.finalize()[..16])
-}
-
-/// Lowercase hex of `bytes`.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
-    }
-    out
+    crate::signature::to_hex(&h.finalize()[..16])
 }
 
 #[cfg(test)]
@@ -62,6 +51,5 @@ mod tests {
         );
         assert_ne!(start_id("c", "p"), start_id("c", "q"));
         assert_ne!(start_id("ab", "c"), start_id("a", "bc"));
-        assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
     }
 }

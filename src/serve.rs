@@ -16,6 +16,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use hyper::http::request::Parts;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
@@ -300,14 +301,12 @@ fn json(answer: &Answer) -> Response<Full<Bytes>> {
 }
 
 async fn route(app: &App, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    match webhook::route(req.method().as_str(), req.uri().path(), true) {
+    let (parts, body) = req.into_parts();
+    match webhook::route(parts.method.as_str(), parts.uri.path(), true) {
         Route::Health => respond(200, "text/plain", "ok\n"),
         Route::Ready => readyz(app).await,
         Route::Metrics => respond(200, crate::metrics::CONTENT_TYPE, app.metrics.render()),
-        Route::Hook(name) => {
-            let name = name.to_owned();
-            hook(app, &name, req).await
-        }
+        Route::Hook(name) => hook(app, name, &parts, body).await,
         Route::Refused(answer) => json(&answer),
     }
 }
@@ -320,9 +319,9 @@ async fn readyz(app: &App) -> Response<Full<Bytes>> {
     }
 }
 
-async fn hook(app: &App, name: &str, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    let declared = req
-        .headers()
+async fn hook(app: &App, name: &str, parts: &Parts, body: Incoming) -> Response<Full<Bytes>> {
+    let declared = parts
+        .headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
@@ -330,7 +329,6 @@ async fn hook(app: &App, name: &str, req: Request<Incoming>) -> Response<Full<By
         Ok(receiver) => receiver,
         Err(answer) => return json(&answer),
     };
-    let (parts, body) = req.into_parts();
     let limit = app.hooks.max_body();
     let collected =
         tokio::time::timeout(app.read_timeout, Limited::new(body, limit).collect()).await;

@@ -129,6 +129,17 @@ pub fn sign(key: &Key, id: &str, timestamp: i64, body: &[u8]) -> String {
     format!("v1,{}", B64.encode(mac.finalize().into_bytes()))
 }
 
+/// Lowercase hex of `bytes` (ids, digests, signatures).
+pub fn to_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    out
+}
+
 /// Decodes lowercase or uppercase hex; `None` on any other character or an odd length.
 pub fn from_hex(text: &str) -> Option<Vec<u8>> {
     let bytes = text.as_bytes();
@@ -187,16 +198,20 @@ pub fn hmac_sha256_hex(key: &[u8], body: &[u8]) -> String {
     let mut mac = HmacSha256::new_from_slice(key)
         .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
     mac.update(body);
-    mac.finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    to_hex(&mac.finalize().into_bytes())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_goes_both_ways() {
+        let bytes = [0x00, 0x0f, 0xa5, 0xff];
+        assert_eq!(to_hex(&bytes), "000fa5ff");
+        assert_eq!(from_hex(&to_hex(&bytes)), Some(bytes.to_vec()));
+        assert_eq!(to_hex(&[]), "");
+    }
 
     // The example of the Standard Webhooks specification's reference libraries.
     const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";

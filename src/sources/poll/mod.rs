@@ -803,7 +803,7 @@ fn mirror_name(id: &RepoId) -> String {
         .take(40)
         .collect();
     let digest = Sha256::digest(id.as_str().as_bytes());
-    let hash: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let hash = crate::signature::to_hex(&digest[..8]);
     format!("{readable}-{hash}.git")
 }
 

@@ -11,7 +11,7 @@
 
 use rustc_hash::FxHashMap;
 
-use rusqlite::{Connection, params};
+use rusqlite::Connection;
 
 /// Refs remembered at most; past that, everything is forgotten and learnt again.
 const CAPACITY: usize = 100_000;
@@ -59,15 +59,9 @@ impl Tips {
         if let Some(tip) = self.refs.get(repository).and_then(|r| r.get(git_ref)) {
             return Ok(tip.clone());
         }
-        let tip = conn
-            .prepare_cached(
-                "SELECT id, push_after FROM changes
-                 WHERE repository = ?1 AND push_ref = ?2
-                 ORDER BY seq DESC LIMIT 1",
-            )?
-            .query_map(params![repository, git_ref], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .next()
-            .transpose()?;
+        let tip = super::sql::latest_pushes(conn, repository, git_ref, 1)?
+            .pop()
+            .map(|(id, _before, after)| (id, after));
         self.remember(repository, git_ref, tip.clone());
         Ok(tip)
     }
