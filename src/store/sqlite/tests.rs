@@ -112,6 +112,17 @@ fn request(event: ChangeEvent, delivery: Option<&str>, pipelines: &[&str]) -> In
     }
 }
 
+/// Makes every write of a start of pipeline `refused` fail inside the writer's transaction.
+fn refuse_pipeline_refused(state_dir: &Path) {
+    Connection::open(state_dir.join(DB_FILE))
+        .expect("a direct connection")
+        .execute_batch(
+            "CREATE TRIGGER refuse BEFORE INSERT ON starts WHEN NEW.pipeline = 'refused'
+             BEGIN SELECT RAISE(ABORT, 'pipeline refused by the test'); END;",
+        )
+        .expect("create the trigger");
+}
+
 /// Polls a future once without a runtime: whether it is ready now.
 fn ready_now<F: Future>(fut: Pin<&mut F>) -> bool {
     fut.poll(&mut Context::from_waker(Waker::noop())).is_ready()
@@ -1137,13 +1148,7 @@ fn a_failed_write_is_reported_as_such_and_keeps_nothing() {
     rt.block_on(store.prune_deliveries(0))
         .expect("the writer opens the database");
     // Make one kind of write fail inside the writer's transaction.
-    Connection::open(dir.path().join(DB_FILE))
-        .expect("a direct connection")
-        .execute_batch(
-            "CREATE TRIGGER refuse BEFORE INSERT ON starts WHEN NEW.pipeline = 'refused'
-             BEGIN SELECT RAISE(ABORT, 'pipeline refused by the test'); END;",
-        )
-        .expect("create the trigger");
+    refuse_pipeline_refused(dir.path());
     let event = pool_event(0, SourceKind::Webhook, BASE_MS);
     let change_id = event.id.clone();
 
@@ -1451,13 +1456,7 @@ fn only_serve_gives_running_starts_back_and_only_at_its_first_open() {
     assert_eq!(running("after a tool's writes"), starts);
 
     // The server's own writer reopens after a failed write: its attempt is still under way.
-    Connection::open(dir.path().join(DB_FILE))
-        .expect("a direct connection")
-        .execute_batch(
-            "CREATE TRIGGER refuse BEFORE INSERT ON starts WHEN NEW.pipeline = 'refused'
-             BEGIN SELECT RAISE(ABORT, 'pipeline refused by the test'); END;",
-        )
-        .expect("create the trigger");
+    refuse_pipeline_refused(dir.path());
     let third = pool_event(2, SourceKind::Webhook, BASE_MS + 2);
     assert!(
         rt.block_on(serve.intake(request(third.clone(), None, &["refused"])))
