@@ -6,6 +6,7 @@
 //!   ([`GitHttp`]), OpenSSH's sshd ([`Sshd`]), and the bench's host of K repositories with its
 //!   pusher ([`GitHost`], [`Pusher`]).
 //! - [`moto`]: a real moto server ([`Moto`]), its queues and rules.
+//! - [`postgres`]: a real PostgreSQL server ([`Postgres`]) and fresh databases on it.
 //! - [`serve`]: `switchyard serve` as a child process ([`Serve`]).
 //! - [`runner`]: the HTTP runner pipeline starts reach, recording each arrival.
 //! - [`announce`]: how a push is announced: a signed GitHub delivery, a CodeCommit event; and
@@ -25,6 +26,7 @@ pub mod git;
 pub mod http;
 pub mod metrics;
 pub mod moto;
+pub mod postgres;
 pub mod process;
 pub mod procfs;
 pub mod runner;
@@ -37,6 +39,7 @@ pub use git::{GitDaemon, GitHost, GitHttp, Push, Pusher, Sshd, Work, bare, git};
 pub use http::{request, try_request};
 pub use metrics::Metrics;
 pub use moto::Moto;
+pub use postgres::Postgres;
 pub use process::{Captured, Killed, free_port};
 pub use runner::{Arrival, Runner};
 pub use serve::{Serve, ServeCommand};
