@@ -31,6 +31,38 @@ pub struct Config {
     pub replay_window: Duration,
     /// A webhook secret `serve` creates when it is missing (the built-in defaults' receiver).
     pub generated_secret: Option<PathBuf>,
+    /// Where changes and starts are stored.
+    pub store: StoreConfig,
+}
+
+impl Config {
+    /// Where the store is: SQLite in `state_dir`, or the PostgreSQL database whose URL the
+    /// secret reference holds (read now).
+    pub fn store_location(&self) -> Result<crate::store::Location, String> {
+        match &self.store {
+            StoreConfig::Sqlite => Ok(crate::store::Location::Sqlite(self.state_dir.clone())),
+            StoreConfig::Postgres(reference) => {
+                let url = reference
+                    .resolve()
+                    .map_err(|e| format!("store.postgres: {e}"))?;
+                crate::store::postgres_url(&url).map_err(|e| {
+                    format!("store.postgres: {reference} does not hold a PostgreSQL URL: {e}")
+                })?;
+                Ok(crate::store::Location::Postgres(url))
+            }
+        }
+    }
+}
+
+/// Where the store lives: `store:` in `switchyard.yaml`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum StoreConfig {
+    /// The embedded default: SQLite in `state_dir`.
+    #[default]
+    Sqlite,
+    /// `store: {postgres: env:NAME}`: a PostgreSQL database several replicas share; the
+    /// reference holds its connection URL.
+    Postgres(SecretRef),
 }
 
 /// A webhook endpoint, `POST /hooks/NAME`.
@@ -227,6 +259,7 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(10),
             replay_window: Duration::from_secs(7 * 24 * 3600),
             generated_secret: None,
+            store: StoreConfig::Sqlite,
         }
     }
 }
@@ -242,6 +275,7 @@ const KEYS: &[&str] = &[
     "limits",
     "shutdown_grace",
     "replay_window",
+    "store",
 ];
 
 impl Config {
@@ -350,6 +384,9 @@ impl Config {
         }
         if let Some(node) = map.get("eventbridge") {
             config.eventbridge = read_eventbridge(node, d);
+        }
+        if let Some(node) = map.get("store") {
+            config.store = read_store(node, d);
         }
         if let Some(node) = map.get("dispatch")
             && let Some(m) = MapReader::new(node, "dispatch", d)
@@ -738,6 +775,36 @@ fn read_polling(node: &Node, polling: &mut Polling, d: &mut Diagnostics) {
     duration_key(&m, "timeout", &mut polling.timeout, d);
     duration_key(&m, "complete_within", &mut polling.complete_within, d);
     duration_key(&m, "missed_grace", &mut polling.missed_grace, d);
+}
+
+/// `store: {postgres: env:NAME | file:PATH}`. A URL that can be read now is checked too (its
+/// form, never its reachability: `serve` checks that when it starts).
+fn read_store(node: &Node, d: &mut Diagnostics) -> StoreConfig {
+    let Some(m) = MapReader::new(node, "store", d) else {
+        return StoreConfig::Sqlite;
+    };
+    m.deny_unknown(&["postgres"], "store", d);
+    let Some(url) = m.get("postgres") else {
+        d.error(
+            node.pos,
+            "store needs `postgres`",
+            "write `store: {postgres: env:NAME}` with NAME holding a postgres:// URL, or leave `store` out for SQLite in state_dir",
+        );
+        return StoreConfig::Sqlite;
+    };
+    let Some(reference) = secret::read_ref(url, "store.postgres", d) else {
+        return StoreConfig::Sqlite;
+    };
+    if let Ok(text) = reference.resolve()
+        && let Err(e) = crate::store::postgres_url(&text)
+    {
+        d.error(
+            url.pos,
+            format!("store.postgres: {reference} does not hold a PostgreSQL URL: {e}"),
+            "write postgres://USER:PASSWORD@HOST:PORT/DATABASE (add ?sslmode=require for TLS)",
+        );
+    }
+    StoreConfig::Postgres(reference)
 }
 
 fn read_eventbridge(node: &Node, d: &mut Diagnostics) -> Option<EventBridge> {

@@ -191,10 +191,11 @@ fn read_input(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     }
 }
 
-fn state_dir(config: Option<&std::path::Path>) -> anyhow::Result<PathBuf> {
+/// Where the configuration's store is (`outbox` works on SQLite and PostgreSQL alike).
+fn store_location(config: Option<&std::path::Path>) -> anyhow::Result<switchyard::store::Location> {
     let (config, diags) = switchyard::config::Config::load(config);
     match config {
-        Some(c) => Ok(c.state_dir),
+        Some(c) => c.store_location().map_err(anyhow::Error::msg),
         None => {
             let text: Vec<String> = diags.iter().map(ToString::to_string).collect();
             bail!("the configuration has errors:\n{}", text.join("\n"))
@@ -300,6 +301,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let mut failed = 0;
             for result in results {
                 match result {
+                    Ok(report) if report.elsewhere => eprintln!(
+                        "{}: polled by a serve replica now (it holds the lease); skipped",
+                        report.repository
+                    ),
                     Ok(report) if report.baseline => eprintln!(
                         "{}: first poll, {} refs recorded as the baseline",
                         report.repository, report.refs
@@ -375,13 +380,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Outbox { action } => {
-            let dir = state_dir(cli.config.as_deref())?;
+            let location = store_location(cli.config.as_deref())?;
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .context("cannot start the async runtime")?;
             let text = runtime.block_on(async {
-                let store = Store::open_checked(&dir, Role::Tool, Default::default()).await?;
+                let store =
+                    Store::open_checked_at(&location, Role::Tool, Default::default()).await?;
                 match action.unwrap_or(OutboxAction::List {
                     all: false,
                     format: Format::Text,

@@ -32,7 +32,7 @@ use crate::pipeline::{Pipelines, Start};
 use crate::shutdown::{self, Shutdown};
 use crate::sources::poll::Poller;
 use crate::sources::webhook::{self, Answer, BodyError, Hooks, Receivers, Route};
-use crate::store::{Role, Store, now_ms};
+use crate::store::{Location, Role, Store, now_ms};
 
 /// What the HTTP handlers share.
 #[derive(Debug)]
@@ -91,9 +91,18 @@ pub async fn start(config: Config, pipelines: Pipelines) -> anyhow::Result<Serve
     check_target_secrets(&pipelines);
     let metrics = Arc::new(Metrics::default());
     let new_work = Arc::new(Notify::new());
-    let store = Store::open(&config.state_dir, Role::Serve, Arc::clone(&new_work));
+    let location = config.store_location().map_err(anyhow::Error::msg)?;
+    let store = Store::open_at(&location, Role::Serve, Arc::clone(&new_work));
     let prune_before = now_ms() - config.replay_window.as_millis() as i64;
     if let Err(e) = store.prune_deliveries(prune_before).await {
+        // A full disk may clear by itself; a database that cannot be reached or speaks a newer
+        // schema is a mistake in the set-up, said at once.
+        if let Location::Postgres(_) = location {
+            anyhow::bail!(
+                "{e}\nhint: check store.postgres in the configuration, that the database at {} accepts connections, and that no newer switchyard migrated it",
+                location.describe()
+            );
+        }
         tracing::error!(error = %e, "the store is not usable yet; answering 503 until it is");
     }
     let listener = TcpListener::bind(config.listen)
@@ -145,7 +154,7 @@ pub async fn start(config: Config, pipelines: Pipelines) -> anyhow::Result<Serve
         store: store.clone(),
         read_timeout: config.limits.read_timeout,
     });
-    tracing::info!(%addr, pipelines = pipelines.list.len(), polled = config.poll.len(), state_dir = %config.state_dir.display(), "serving");
+    tracing::info!(%addr, pipelines = pipelines.list.len(), polled = config.poll.len(), state_dir = %config.state_dir.display(), store = %location.describe(), "serving");
 
     let grace = config.shutdown_grace;
     let max_connections = config.limits.max_connections;

@@ -24,7 +24,7 @@ use crate::metrics::{Metrics, Name};
 use crate::pipeline::{Mode, Pipeline, Pipelines, Start};
 use crate::shutdown::Shutdown;
 use crate::signature::Key;
-use crate::store::{Finish, StartRow, StartState, Store, now_ms};
+use crate::store::{ClaimRequest, Finish, StartRow, StartState, Store, now_ms};
 
 /// How often the dispatcher looks at the store without being woken.
 const SWEEP: Duration = Duration::from_secs(1);
@@ -287,8 +287,17 @@ impl Dispatcher {
         // Mark them running in the store first, so that a newer change cannot supersede a
         // start that is already under way. The events come with the claim: only the starts
         // that begin are read whole.
-        let ids = chosen.iter().map(|(_, row)| row.id.clone()).collect();
-        let claimed = match self.shared.store.claim(ids).await {
+        // The pipeline's concurrency goes with each claim: on a store several replicas share,
+        // the store counts what runs everywhere and claims no more than the limit allows.
+        let wanted = chosen
+            .iter()
+            .map(|(p, row)| ClaimRequest {
+                id: row.id.clone(),
+                pipeline: row.pipeline.clone(),
+                limit: self.pipelines.list[*p].concurrency,
+            })
+            .collect();
+        let claimed = match self.shared.store.claim_within(wanted).await {
             Ok(claimed) => claimed,
             Err(e) => {
                 tracing::warn!(error = %e, "dispatcher cannot claim starts");

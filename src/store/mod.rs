@@ -5,11 +5,15 @@
 //!
 //! [`Store`] is a cheap handle; its methods are everything the intake, the dispatcher, the
 //! poller and `outbox` may ask of a store. Each call becomes one [`Command`] with the channel
-//! its answer comes back on; a **backend** is whatever answers the commands. Today there is one,
-//! `sqlite/`: one thread that takes every command waiting at a moment and applies them in one
-//! SQLite transaction (group commit). A second backend (PostgreSQL, for several replicas)
-//! plugs in here: it answers the same commands with the same guarantees, and [`Store::open`]
-//! chooses it.
+//! its answer comes back on; a **backend** is whatever answers the commands. There are two, and
+//! [`Store::open_at`] chooses by [`Location`]:
+//!
+//! - `sqlite/`, the embedded default: one thread that takes every command waiting at a moment
+//!   and applies them in one SQLite transaction (group commit). One process per file.
+//! - `postgres/`, for several `serve` replicas sharing one database: the same group commit on
+//!   one connection per replica, with the cross-replica rules enforced by the database (unique
+//!   constraints, transaction-scoped advisory locks taken in one global order, claims with
+//!   `FOR UPDATE SKIP LOCKED` and leases a live replica renews).
 //!
 //! # Guarantees every backend keeps
 //!
@@ -27,12 +31,20 @@
 //!   `outbox retry`. A running start is never superseded or dropped. `running` is written
 //!   without waiting for the disk (it needs no durability): when the store is opened in the
 //!   [`Role::Serve`] role, every `running` start goes back to `pending`/`failed` and is
-//!   attempted again with the same start id. No other role touches a running start.
+//!   attempted again with the same start id. No other role touches a running start. (On
+//!   PostgreSQL a running start belongs to the replica that claimed it for as long as that
+//!   replica renews its lease; an expired lease reopens it, whichever replica notices.)
+//! - A claim never lets a pipeline run more starts at once than the limit it is given, counted
+//!   over every process that shares the store.
+//! - A polled repository is leased to one process at a time ([`Store::poll_lease`]).
 
+mod postgres;
 mod sqlite;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc;
 
@@ -41,7 +53,28 @@ use tokio::sync::{Notify, oneshot};
 use crate::event::ChangeEvent;
 use crate::outcome::IntakeOutcome;
 
+pub use postgres::{Admin as PostgresAdmin, MIGRATIONS as POSTGRES_MIGRATIONS, postgres_url};
 pub use sqlite::{Admin, DB_FILE, MIGRATIONS};
+
+/// Where a store lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    /// SQLite, [`DB_FILE`] in this state directory.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database, by its connection URL (a secret: never logged).
+    Postgres(String),
+}
+
+impl Location {
+    /// What to call the store in a message: the directory, or the database without its
+    /// credentials.
+    pub fn describe(&self) -> String {
+        match self {
+            Location::Sqlite(dir) => dir.join(DB_FILE).display().to_string(),
+            Location::Postgres(url) => postgres::describe(url),
+        }
+    }
+}
 
 /// Why the store could not do what was asked.
 #[derive(Clone, Debug, thiserror::Error)]
@@ -167,6 +200,15 @@ pub struct StartRow {
     pub updated_ms: i64,
 }
 
+/// A start the dispatcher wants to begin, and the most starts of its pipeline that may run at
+/// once (counted over every process sharing the store).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimRequest {
+    pub id: String,
+    pub pipeline: String,
+    pub limit: u32,
+}
+
 /// A start [`Store::claim`] marked running, with its change event (JSON).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Claimed {
@@ -255,7 +297,9 @@ pub(crate) enum Command {
     /// The request and its event as JSON (serialised by the caller, off the backend).
     Intake(Box<(IntakeRequest, String)>, Reply<IntakeOutcome>),
     Finish(String, Finish, Reply<bool>),
-    Claim(Vec<String>, Reply<Vec<Claimed>>),
+    Claim(Vec<ClaimRequest>, Reply<Vec<Claimed>>),
+    /// Whether this process may poll the repository now (it holds, or took, its lease).
+    PollLease(String, Reply<bool>),
     Release(Vec<String>, Reply<()>),
     Probe(Reply<()>),
     /// A poll's changes (with their events as JSON) and its cursor moves.
@@ -293,6 +337,7 @@ impl Command {
             Command::Intake(_, reply) => send(reply, err),
             Command::Finish(_, _, reply) => send(reply, err),
             Command::Claim(_, reply) => send(reply, err),
+            Command::PollLease(_, reply) => send(reply, err),
             Command::Release(_, reply) => send(reply, err),
             Command::Probe(reply) => send(reply, err),
             Command::Poll(_, reply) => send(reply, err),
@@ -308,7 +353,8 @@ impl Command {
     }
 
     /// Whether the command only reads (it is answered after the batch's commit, and a batch of
-    /// reads alone needs no transaction).
+    /// reads alone needs no transaction). A poll lease is a read on SQLite, where there is
+    /// nothing to lease; the PostgreSQL backend writes it in a transaction of its own.
     pub(crate) fn is_read(&self) -> bool {
         matches!(
             self,
@@ -317,6 +363,7 @@ impl Command {
                 | Command::Unreported(..)
                 | Command::Deferred(..)
                 | Command::Starts(..)
+                | Command::PollLease(..)
         )
     }
 
@@ -333,6 +380,7 @@ impl std::fmt::Debug for Command {
             Command::Intake(..) => "Intake",
             Command::Finish(..) => "Finish",
             Command::Claim(..) => "Claim",
+            Command::PollLease(..) => "PollLease",
             Command::Release(..) => "Release",
             Command::Probe(..) => "Probe",
             Command::Poll(..) => "Poll",
@@ -360,9 +408,28 @@ impl Store {
     /// opens the database itself; when it cannot, every request fails (and opening is retried
     /// on the next one), so a server can keep answering 503 until the disk is back.
     pub fn open(state_dir: &Path, role: Role, new_work: Arc<Notify>) -> Store {
+        Store::open_at(&Location::Sqlite(state_dir.to_path_buf()), role, new_work)
+    }
+
+    /// Opens the store at `location` for `role`; see [`Store::open`].
+    pub fn open_at(location: &Location, role: Role, new_work: Arc<Notify>) -> Store {
         let (tx, rx) = mpsc::channel();
-        sqlite::spawn(state_dir.join(DB_FILE), role, rx, new_work);
+        match location {
+            Location::Sqlite(dir) => sqlite::spawn(dir.join(DB_FILE), role, rx, new_work),
+            Location::Postgres(url) => postgres::spawn(url.clone(), role, rx, new_work),
+        }
         Store { tx }
+    }
+
+    /// Opens the store at `location` and checks that it is usable now.
+    pub async fn open_checked_at(
+        location: &Location,
+        role: Role,
+        new_work: Arc<Notify>,
+    ) -> Result<Store, StoreError> {
+        let store = Store::open_at(location, role, new_work);
+        store.prune_deliveries(0).await?;
+        Ok(store)
     }
 
     /// Opens the store and checks that it is usable now.
@@ -400,7 +467,34 @@ impl Store {
     /// Marks open starts as running; returns the ones that were open (and are now running),
     /// each with its change event.
     pub async fn claim(&self, ids: Vec<String>) -> Result<Vec<Claimed>, StoreError> {
-        self.call(|reply| Command::Claim(ids, reply)).await
+        let wanted = ids
+            .into_iter()
+            .map(|id| ClaimRequest {
+                id,
+                pipeline: String::new(),
+                limit: u32::MAX,
+            })
+            .collect();
+        self.call(|reply| Command::Claim(wanted, reply)).await
+    }
+
+    /// Like [`Store::claim`], but never lets a pipeline run more than its request's `limit`
+    /// starts at once, across every process sharing the store: the earliest requests of a
+    /// pipeline are claimed first.
+    pub async fn claim_within(
+        &self,
+        wanted: Vec<ClaimRequest>,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        self.call(|reply| Command::Claim(wanted, reply)).await
+    }
+
+    /// Whether this process may poll `repository` now. On SQLite always (one process); on
+    /// PostgreSQL the repository is leased to one live replica at a time, chosen so that the
+    /// repositories spread over the replicas, and taken over when its holder stops renewing.
+    pub async fn poll_lease(&self, repository: &str) -> Result<bool, StoreError> {
+        let repository = repository.to_owned();
+        self.call(|reply| Command::PollLease(repository, reply))
+            .await
     }
 
     /// Checks that a change could be stored now: writes and removes a row the size of a large

@@ -79,6 +79,8 @@ pub struct PollReport {
     pub refs: usize,
     /// True for the first poll: the refs were recorded as the baseline; nothing was started.
     pub baseline: bool,
+    /// True when another replica holds the repository's lease: this one did not poll it.
+    pub elsewhere: bool,
     /// The changes found, each with what the store made of it.
     pub found: Vec<(ChangeEvent, IntakeOutcome)>,
 }
@@ -98,7 +100,8 @@ struct Polled {
 
 #[derive(Debug, Default)]
 struct RepoState {
-    /// The stored cursors, loaded at the first poll.
+    /// The stored cursors, loaded at the first poll (and again after another replica polled
+    /// the repository).
     cursors: Option<BTreeMap<String, String>>,
     /// Failed polls in a row.
     failures: u32,
@@ -192,6 +195,25 @@ impl Poller {
             repository: id.to_string(),
             source,
         };
+        // Several replicas on one store: only the one holding the repository's lease polls it.
+        // The others forget its cursors, so that they start from the stored ones (where the
+        // holder stopped) when the lease comes to them.
+        if !self
+            .intake
+            .store()
+            .poll_lease(id.as_str())
+            .await
+            .map_err(store_error)?
+        {
+            state.cursors = None;
+            return Ok(PollReport {
+                repository: id.clone(),
+                refs: 0,
+                baseline: false,
+                elsewhere: true,
+                found: Vec::new(),
+            });
+        }
         let cursors = match &mut state.cursors {
             Some(c) => c,
             none => none.insert(self.intake_store_cursors(id).await.map_err(store_error)?),
@@ -211,6 +233,7 @@ impl Poller {
             repository: id.clone(),
             refs: advertised.refs.len(),
             baseline: false,
+            elsewhere: false,
             found: Vec::new(),
         };
         if !cursors.contains_key(BASELINE) {
@@ -243,6 +266,19 @@ impl Poller {
         let moves = moved(cursors, &advertised.refs);
         if moves.is_empty() {
             return Ok(report);
+        }
+        if !repo.mirror_path.exists() {
+            // Taken over from another replica (mirrors are each replica's own): fill the
+            // mirror with every advertised ref first, so that each move's `before` is at hand.
+            let refs: Vec<String> = advertised.refs.keys().cloned().collect();
+            let remote = remote.clone();
+            let fetched = self
+                .with_mirror(repo, move |m| m.fetch(&remote, &refs))
+                .await;
+            self.count_request("fetch", fetched.is_ok());
+            if let Err(e) = fetched {
+                tracing::warn!(repository = %id, error = %e, "cannot fill the mirror; paths of these changes may be incomplete");
+            }
         }
         let unreported = self.unreported(id, &moves).await.map_err(store_error)?;
         let events = self
@@ -684,8 +720,14 @@ pub async fn once(
     config: &crate::config::Config,
     pipelines: crate::pipeline::Pipelines,
 ) -> Result<Vec<Result<PollReport, PollError>>, StoreError> {
-    let store = crate::store::Store::open_checked(
-        &config.state_dir,
+    let location = config
+        .store_location()
+        .map_err(|message| StoreError::Open {
+            path: "store.postgres".into(),
+            message,
+        })?;
+    let store = crate::store::Store::open_checked_at(
+        &location,
         crate::store::Role::Tool,
         Arc::new(tokio::sync::Notify::new()),
     )
@@ -894,6 +936,7 @@ mod tests {
             repository: poller.repos[0].spec.repository.clone(),
             refs: 1,
             baseline: false,
+            elsewhere: false,
             found,
         }
     }

@@ -8,8 +8,8 @@ use super::tips::Tips;
 use crate::event::{ChangeEvent, ChangeKind};
 use crate::outcome::{DuplicateOf, IntakeOutcome, start_id};
 use crate::store::{
-    Claimed, Finish, IntakeRequest, PlannedStart, RefMove, StartRow, StartState, StoreError,
-    Transition, now_ms,
+    ClaimRequest, Claimed, Finish, IntakeRequest, PlannedStart, RefMove, StartRow, StartState,
+    StoreError, Transition, now_ms,
 };
 
 /// How many stored pushes of a ref [`unreported`] follows back at most.
@@ -288,13 +288,14 @@ pub(super) fn open_starts(conn: &Connection, window: u32) -> rusqlite::Result<Ve
     Ok(out)
 }
 
-/// Marks open starts as running; the ones that were open, each with its change event.
+/// Marks open starts as running; the ones that were open, each with its change event. The
+/// limits are the dispatcher's to keep here: one process per file, and it counts what it runs.
 pub(super) fn claim(
     tx: &rusqlite::Transaction<'_>,
-    ids: &[String],
+    wanted: &[ClaimRequest],
     now: i64,
 ) -> rusqlite::Result<Vec<Claimed>> {
-    let mut claimed = Vec::with_capacity(ids.len());
+    let mut claimed = Vec::with_capacity(wanted.len());
     let mut mark = tx.prepare_cached(
         "UPDATE starts SET state = 'running', updated_ms = ?1
          WHERE id = ?2 AND state IN ('pending', 'failed')",
@@ -302,7 +303,7 @@ pub(super) fn claim(
     let mut event = tx.prepare_cached(
         "SELECT c.event FROM starts s JOIN changes c ON c.id = s.change_id WHERE s.id = ?1",
     )?;
-    for id in ids {
+    for ClaimRequest { id, .. } in wanted {
         if mark.execute(params![now, id])? > 0 {
             let event = event.query_row(params![id], |r| r.get(0))?;
             claimed.push(Claimed {

@@ -240,7 +240,7 @@ fn apply(
                 *woke |= changed;
                 Done::Finish(changed)
             }
-            Command::Claim(ids, _) => Done::Claim(sql::claim(&tx, ids, now)?),
+            Command::Claim(wanted, _) => Done::Claim(sql::claim(&tx, wanted, now)?),
             Command::Release(ids, _) => {
                 let mut stmt = tx.prepare_cached(
                     "UPDATE starts SET state = CASE WHEN attempts > 0 THEN 'failed' ELSE 'pending' END,
@@ -274,7 +274,8 @@ fn apply(
             | Command::Cursors(..)
             | Command::Unreported(..)
             | Command::Deferred(..)
-            | Command::Starts(..) => Done::Read,
+            | Command::Starts(..)
+            | Command::PollLease(..) => Done::Read,
         });
     }
     tx.commit()?;
@@ -301,6 +302,8 @@ fn reply_all(conn: &Connection, batch: &mut Vec<Command>, done: Vec<Done>) {
             (Command::Claim(_, reply), Done::Claim(ids)) => drop(reply.send(Ok(ids))),
             (Command::Release(_, reply), _) => drop(reply.send(Ok(()))),
             (Command::Probe(reply), _) => drop(reply.send(Ok(()))),
+            // One process per file: every repository is this process's to poll.
+            (Command::PollLease(_, reply), _) => drop(reply.send(Ok(true))),
             (Command::Prune { reply, .. }, Done::Prune(n)) => drop(reply.send(Ok(n))),
             (Command::Transition(_, _, reply), Done::Transition(result)) => {
                 drop(reply.send(result))

@@ -1,0 +1,573 @@
+//! The backend thread: one connection, the commands waiting at a moment applied in one
+//! transaction (after taking their advisory locks in key order), reads answered after the
+//! commit; and, for `serve`, a heartbeat every [`HEARTBEAT`] that renews this replica's leases
+//! and reopens the starts of replicas whose leases ran out.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use tokio::sync::Notify;
+use tokio_postgres::Client;
+use tokio_postgres::error::SqlState;
+
+use super::sql::{self, Statements};
+use super::{describe, message, parse, schema, tls};
+use crate::outcome::IntakeOutcome;
+use crate::store::{Claimed, Command, Role, StartRow, StoreError, now_ms};
+
+/// Commands committed in one transaction at most.
+const MAX_BATCH: usize = 1024;
+/// How often a `serve` replica renews its leases and looks for expired ones.
+pub(super) const HEARTBEAT: Duration = Duration::from_secs(1);
+/// How long a claimed start or a polled repository stays a replica's without a renewal: the
+/// time a dead replica's work waits before another takes it over.
+pub(super) const LEASE: Duration = Duration::from_secs(5);
+/// A batch that takes longer than this is abandoned (and its connection with it): its
+/// requests fail instead of hanging on a database that stopped answering.
+const BATCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Times a batch is run again after PostgreSQL broke a deadlock by rolling it back.
+const RETRIES: u32 = 5;
+
+pub(super) struct Conn {
+    pub(super) client: Client,
+    st: Statements,
+}
+
+struct Backend {
+    url: String,
+    new_work: Arc<Notify>,
+    conn: Option<Conn>,
+    /// This process's name in `starts.owner`, `poll_leases` and `replicas`.
+    me: String,
+    /// The replicas alive at the last heartbeat (this one included), by id.
+    live: Vec<String>,
+    /// When the last connection attempt failed: the next waits a little.
+    failed_at: Option<Instant>,
+}
+
+/// What a command's part of a batch produced, sent once the batch committed.
+enum Done {
+    Intake(IntakeOutcome),
+    Poll(Vec<IntakeOutcome>),
+    Plan(Option<Vec<String>>),
+    Finish(bool),
+    Claim(Vec<Claimed>),
+    Unit,
+    Prune(usize),
+    Transition(Result<StartRow, StoreError>),
+    Read,
+}
+
+type Step<'a> = Pin<Box<dyn Future<Output = Result<Done, tokio_postgres::Error>> + Send + 'a>>;
+
+/// Answers the commands of `rx` until every sender is gone.
+pub(super) fn run(url: String, role: Role, rx: mpsc::Receiver<Command>, new_work: Arc<Notify>) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the store's runtime");
+            return;
+        }
+    };
+    let mut backend = Backend {
+        url,
+        new_work,
+        conn: None,
+        me: replica_name(),
+        live: Vec::new(),
+        failed_at: None,
+    };
+    let mut batch: Vec<Command> = Vec::with_capacity(64);
+    let mut next_beat = Instant::now();
+    loop {
+        let wait = if role == Role::Serve {
+            next_beat.saturating_duration_since(Instant::now())
+        } else {
+            Duration::from_secs(3600)
+        };
+        match rx.recv_timeout(wait) {
+            Ok(first) => {
+                batch.push(first);
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(cmd) => batch.push(cmd),
+                        Err(_) => break,
+                    }
+                }
+                runtime.block_on(backend.handle(&mut batch));
+                batch.clear();
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        if role == Role::Serve && Instant::now() >= next_beat {
+            runtime.block_on(backend.heartbeat());
+            next_beat = Instant::now() + HEARTBEAT;
+        }
+    }
+    runtime.block_on(backend.leave());
+}
+
+/// `HOST-PID-RANDOM`: readable in `starts.owner`, unique per process.
+fn replica_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_default();
+    let host = host.trim();
+    format!(
+        "{}-{}-{:04x}",
+        if host.is_empty() { "switchyard" } else { host },
+        std::process::id(),
+        fastrand::u16(..)
+    )
+}
+
+fn retryable(e: &tokio_postgres::Error) -> bool {
+    matches!(
+        e.code(),
+        Some(c) if *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE
+    )
+}
+
+impl Backend {
+    async fn ensure_open(&mut self) -> Result<(), StoreError> {
+        if self.conn.is_some() {
+            return Ok(());
+        }
+        // A database that refused a moment ago is asked again at most ten times a second.
+        if let Some(at) = self.failed_at
+            && at.elapsed() < Duration::from_millis(100)
+        {
+            tokio::time::sleep(Duration::from_millis(100) - at.elapsed()).await;
+        }
+        match connect(&self.url).await {
+            Ok(conn) => {
+                if self.failed_at.take().is_some() {
+                    tracing::info!(database = %describe(&self.url), "the database is back");
+                }
+                self.conn = Some(conn);
+                Ok(())
+            }
+            Err(e) => {
+                self.failed_at = Some(Instant::now());
+                Err(e)
+            }
+        }
+    }
+
+    /// Forgets a connection that failed; the next batch connects again.
+    fn drop_connection(&mut self, why: &str) {
+        if self.conn.take().is_some() {
+            tracing::warn!(database = %describe(&self.url), error = why, "the database connection failed; reconnecting");
+        }
+    }
+
+    async fn handle(&mut self, batch: &mut Vec<Command>) {
+        if let Err(e) = self.ensure_open().await {
+            tracing::error!(error = %e, "store unavailable");
+            batch.drain(..).for_each(|cmd| cmd.fail(&e));
+            return;
+        }
+        let mut tries = 0;
+        let result = loop {
+            let result = match self.conn.as_mut() {
+                Some(conn) => {
+                    match tokio::time::timeout(BATCH_TIMEOUT, apply(conn, &self.me, batch)).await {
+                        Ok(result) => result.map_err(|e| (retryable(&e), message(&e))),
+                        Err(_) => Err((false, "the database did not answer in time".to_owned())),
+                    }
+                }
+                None => Err((false, "the store is closed".to_owned())),
+            };
+            match result {
+                Err((true, why)) if tries < RETRIES => {
+                    tries += 1;
+                    tracing::debug!(error = %why, tries, "batch rolled back by the database; running it again");
+                }
+                other => break other,
+            }
+        };
+        match result {
+            Ok((done, woke)) => {
+                if woke {
+                    self.new_work.notify_one();
+                }
+                self.reply_all(batch, done).await;
+            }
+            Err((_, why)) => {
+                tracing::error!(error = %why, batch = batch.len(), "store write failed; nothing in this batch was acknowledged");
+                let err = StoreError::Write(why.clone());
+                batch.drain(..).for_each(|cmd| cmd.fail(&err));
+                self.drop_connection(&why);
+            }
+        }
+    }
+
+    /// Answers every command of a committed batch; reads run now, after the commit.
+    async fn reply_all(&mut self, batch: &mut Vec<Command>, done: Vec<Done>) {
+        let read = |e: tokio_postgres::Error| StoreError::Read(message(&e));
+        let mut broken = None;
+        for (cmd, d) in batch.drain(..).zip(done) {
+            let Some(conn) = self.conn.as_ref() else {
+                cmd.fail(&StoreError::Closed);
+                continue;
+            };
+            let c = &conn.client;
+            let mut note = |r: Result<(), &tokio_postgres::Error>| {
+                if let Err(e) = r
+                    && c.is_closed()
+                {
+                    broken = Some(message(e));
+                }
+            };
+            match (cmd, d) {
+                (Command::Intake(_, reply), Done::Intake(o)) => drop(reply.send(Ok(o))),
+                (Command::Poll(_, reply), Done::Poll(o)) => drop(reply.send(Ok(o))),
+                (Command::Plan(_, reply), Done::Plan(ids)) => drop(reply.send(Ok(ids))),
+                (Command::Finish(_, _, reply), Done::Finish(x)) => drop(reply.send(Ok(x))),
+                (Command::Claim(_, reply), Done::Claim(x)) => drop(reply.send(Ok(x))),
+                (Command::Release(_, reply), _) => drop(reply.send(Ok(()))),
+                (Command::Probe(reply), _) => drop(reply.send(Ok(()))),
+                (Command::Prune { reply, .. }, Done::Prune(n)) => drop(reply.send(Ok(n))),
+                (Command::Transition(_, _, reply), Done::Transition(r)) => drop(reply.send(r)),
+                (Command::Cursors(repository, reply), _) => {
+                    let r = sql::cursors(c, &repository).await;
+                    note(r.as_ref().map(|_| ()));
+                    drop(reply.send(r.map_err(read)));
+                }
+                (Command::Unreported(m, reply), _) => {
+                    let r = sql::unreported(c, &m).await;
+                    note(r.as_ref().map(|_| ()));
+                    drop(reply.send(r.map_err(read)));
+                }
+                (Command::Deferred(reply), _) => {
+                    let r = sql::deferred(c).await;
+                    note(r.as_ref().map(|_| ()));
+                    drop(reply.send(r.map_err(read)));
+                }
+                (Command::Open { window, reply }, _) => {
+                    let r = sql::open_starts(c, &conn.st, window).await;
+                    note(r.as_ref().map(|_| ()));
+                    drop(reply.send(r.map_err(read)));
+                }
+                (Command::Starts(states, reply), _) => {
+                    let r = sql::starts(c, &states).await;
+                    note(r.as_ref().map(|_| ()));
+                    drop(reply.send(r.map_err(read)));
+                }
+                (Command::PollLease(repository, reply), _) => {
+                    let r = poll_lease(c, &self.me, &self.live, &repository).await;
+                    note(r.as_ref().map(|_| ()));
+                    drop(reply.send(r.map_err(read)));
+                }
+                (cmd, _) => cmd.fail(&StoreError::Write("internal: mismatched answer".into())),
+            }
+        }
+        if let Some(why) = broken {
+            self.drop_connection(&why);
+        }
+    }
+
+    /// Renews this replica's row and leases, reopens the starts of replicas whose leases ran
+    /// out, and learns which replicas are alive.
+    async fn heartbeat(&mut self) {
+        if self.ensure_open().await.is_err() {
+            return;
+        }
+        let Some(conn) = self.conn.as_ref() else {
+            return;
+        };
+        let c = &conn.client;
+        let lease = LEASE.as_millis() as i64;
+        let me = self.me.as_str();
+        let now = now_ms();
+        let me_only: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&me];
+        let me_lease: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&me, &lease];
+        let at_now: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&now];
+        let lease_only: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&lease];
+        let beat = async {
+            let (seen, starts, polls, reaped, live) = futures_util::join!(
+                c.execute(
+                    "INSERT INTO replicas (id, seen_ms) VALUES ($1, switchyard_now())
+                     ON CONFLICT (id) DO UPDATE SET seen_ms = excluded.seen_ms",
+                    &me_only,
+                ),
+                c.execute(
+                    "UPDATE starts SET lease_until_ms = switchyard_now() + $2
+                     WHERE state = 'running' AND owner = $1",
+                    &me_lease,
+                ),
+                c.execute(
+                    "UPDATE poll_leases SET until_ms = switchyard_now() + $2 WHERE owner = $1",
+                    &me_lease,
+                ),
+                c.execute(
+                    "UPDATE starts SET state = CASE WHEN attempts > 0 THEN 'failed' ELSE 'pending' END,
+                         owner = NULL, lease_until_ms = NULL, updated_ms = $1
+                     WHERE state = 'running' AND lease_until_ms < switchyard_now()",
+                    &at_now,
+                ),
+                c.query(
+                    "SELECT id FROM replicas WHERE seen_ms >= switchyard_now() - $1 ORDER BY id",
+                    &lease_only,
+                ),
+            );
+            seen?;
+            starts?;
+            polls?;
+            Ok::<_, tokio_postgres::Error>((reaped?, live?))
+        };
+        match tokio::time::timeout(BATCH_TIMEOUT, beat).await {
+            Ok(Ok((reaped, live))) => {
+                self.live = live.iter().map(|r| r.get(0)).collect();
+                if !self.live.contains(&self.me) {
+                    self.live.push(self.me.clone());
+                    self.live.sort();
+                }
+                if reaped > 0 {
+                    tracing::warn!(
+                        starts = reaped,
+                        "starts of a replica that stopped renewing its lease are open again"
+                    );
+                    self.new_work.notify_one();
+                }
+            }
+            Ok(Err(e)) => {
+                let why = message(&e);
+                tracing::warn!(error = %why, "cannot renew this replica's leases");
+                if c.is_closed() {
+                    self.drop_connection(&why);
+                }
+            }
+            Err(_) => self.drop_connection("the heartbeat timed out"),
+        }
+    }
+
+    /// At the end: gives its running starts (attempts that did not finish) and polled
+    /// repositories back at once and leaves the replica list, so that the others take over
+    /// without waiting for the leases.
+    async fn leave(&mut self) {
+        if let Some(conn) = &self.conn {
+            let _ = conn
+                .client
+                .execute(
+                    "UPDATE starts SET state = CASE WHEN attempts > 0 THEN 'failed' ELSE 'pending' END,
+                         owner = NULL, lease_until_ms = NULL, updated_ms = $2
+                     WHERE state = 'running' AND owner = $1",
+                    &[&self.me, &now_ms()],
+                )
+                .await;
+            let _ = conn
+                .client
+                .execute("DELETE FROM poll_leases WHERE owner = $1", &[&self.me])
+                .await;
+            let _ = conn
+                .client
+                .execute("DELETE FROM replicas WHERE id = $1", &[&self.me])
+                .await;
+        }
+    }
+}
+
+/// Whether this replica may poll `repository` now: only the replica rendezvous hashing prefers
+/// among the live ones, and only once the lease is free, expired or its own. A replica that is
+/// no longer preferred gives the lease up.
+async fn poll_lease(
+    c: &Client,
+    me: &str,
+    live: &[String],
+    repository: &str,
+) -> Result<bool, tokio_postgres::Error> {
+    let alone = [me.to_owned()];
+    let live = if live.is_empty() { &alone[..] } else { live };
+    if sql::preferred(repository, live).map(String::as_str) != Some(me) {
+        c.execute(
+            "DELETE FROM poll_leases WHERE repository = $1 AND owner = $2",
+            &[&repository, &me],
+        )
+        .await?;
+        return Ok(false);
+    }
+    let lease = LEASE.as_millis() as i64;
+    let rows = c
+        .query(
+            "INSERT INTO poll_leases (repository, owner, until_ms)
+             VALUES ($1, $2, switchyard_now() + $3)
+             ON CONFLICT (repository) DO UPDATE SET owner = excluded.owner, until_ms = excluded.until_ms
+             WHERE poll_leases.owner = excluded.owner OR poll_leases.until_ms < switchyard_now()
+             RETURNING owner",
+            &[&repository, &me, &lease],
+        )
+        .await?;
+    Ok(!rows.is_empty())
+}
+
+pub(super) async fn connect(url: &str) -> Result<Conn, StoreError> {
+    let fail = |message: String| StoreError::Open {
+        path: describe(url),
+        message,
+    };
+    let (mut config, root_cert) = parse(url).map_err(fail)?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(5));
+    }
+    config.application_name("switchyard");
+    let tls = tls(root_cert.as_deref()).map_err(fail)?;
+    let (client, connection) = config
+        .connect(tls)
+        .await
+        .map_err(|e| fail(format!("cannot connect: {}", message(&e))))?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "database connection ended");
+        }
+    });
+    schema::migrate(&client).await.map_err(fail)?;
+    let st = Statements::prepare(&client)
+        .await
+        .map_err(|e| fail(message(&e)))?;
+    Ok(Conn { client, st })
+}
+
+/// Applies a batch's writes in one transaction: the advisory locks first, in key order, then
+/// every command's statements, sent together. Returns what each produced and whether new work
+/// was created.
+async fn apply(
+    conn: &mut Conn,
+    me: &str,
+    batch: &[Command],
+) -> Result<(Vec<Done>, bool), tokio_postgres::Error> {
+    if batch.iter().all(Command::is_read) {
+        return Ok((batch.iter().map(|_| Done::Read).collect(), false));
+    }
+    let now = now_ms();
+    let durable = batch.iter().any(Command::needs_durability);
+    let mut keys = Vec::new();
+    for cmd in batch {
+        match cmd {
+            Command::Intake(req, _) => sql::intake_keys(&req.0, &mut keys),
+            Command::Poll(req, _) => {
+                for r in &req.0.intakes {
+                    sql::intake_keys(r, &mut keys);
+                }
+                keys.push(sql::cursor_key(&req.0.repository));
+            }
+            Command::Plan(req, _) => {
+                keys.push(sql::change_key(&req.0.id));
+                sql::supersede_keys(&req.2, &req.0.git_ref, &mut keys);
+            }
+            Command::Claim(wanted, _) => keys.extend(
+                wanted
+                    .iter()
+                    .filter(|w| !w.pipeline.is_empty())
+                    .map(|w| sql::pipeline_key(&w.pipeline)),
+            ),
+            _ => {}
+        }
+    }
+    keys.sort_unstable();
+    keys.dedup();
+    let Conn { client, st } = conn;
+    let tx = client.transaction().await?;
+    if !durable {
+        // Claims and releases need no flush: a lost one is reopened by its lease.
+        tx.batch_execute("SET LOCAL synchronous_commit = off")
+            .await?;
+    }
+    sql::lock(&tx, st, &keys).await?;
+    let lease = LEASE.as_millis() as i64;
+    let tx_ref = &tx;
+    let st_ref = &*st;
+    let steps: Vec<Step<'_>> = batch
+        .iter()
+        .map(|cmd| -> Step<'_> {
+            match cmd {
+                Command::Intake(req, _) => Box::pin(async move {
+                    Ok(Done::Intake(
+                        sql::intake(tx_ref, st_ref, &req.0, &req.1, now).await?,
+                    ))
+                }),
+                Command::Poll(req, _) => Box::pin(async move {
+                    let (batch, json) = &**req;
+                    let outcomes = join_all(
+                        batch
+                            .intakes
+                            .iter()
+                            .zip(json)
+                            .map(|(r, j)| sql::intake(tx_ref, st_ref, r, j, now)),
+                    )
+                    .await
+                    .into_iter()
+                    .collect::<Result<Vec<_>, _>>()?;
+                    sql::move_cursors(tx_ref, st_ref, &batch.repository, &batch.cursors, now)
+                        .await?;
+                    Ok(Done::Poll(outcomes))
+                }),
+                Command::Plan(req, _) => Box::pin(async move {
+                    let (event, json, starts) = &**req;
+                    Ok(Done::Plan(
+                        sql::plan(tx_ref, st_ref, event, json, starts, now).await?,
+                    ))
+                }),
+                Command::Finish(id, finish, _) => Box::pin(async move {
+                    Ok(Done::Finish(
+                        sql::finish(tx_ref, st_ref, id, finish, now).await?,
+                    ))
+                }),
+                Command::Claim(wanted, _) => Box::pin(async move {
+                    Ok(Done::Claim(
+                        sql::claim(tx_ref, st_ref, wanted, me, lease, now).await?,
+                    ))
+                }),
+                Command::Release(ids, _) => Box::pin(async move {
+                    sql::release(tx_ref, st_ref, ids, now).await?;
+                    Ok(Done::Unit)
+                }),
+                Command::Probe(_) => Box::pin(async move {
+                    sql::probe(tx_ref).await?;
+                    Ok(Done::Unit)
+                }),
+                Command::Prune {
+                    deliveries_before_ms,
+                    ..
+                } => Box::pin(async move {
+                    Ok(Done::Prune(
+                        sql::prune(tx_ref, *deliveries_before_ms).await?,
+                    ))
+                }),
+                Command::Transition(id, to, _) => Box::pin(async move {
+                    Ok(Done::Transition(
+                        sql::transition(tx_ref, id, *to, now).await?,
+                    ))
+                }),
+                _ => Box::pin(async { Ok(Done::Read) }),
+            }
+        })
+        .collect();
+    let done = join_all(steps)
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?;
+    tx.commit().await?;
+    let woke = done.iter().any(|d| match d {
+        Done::Intake(o) => started(o),
+        Done::Poll(os) => os.iter().any(started),
+        Done::Plan(Some(ids)) => !ids.is_empty(),
+        Done::Finish(changed) => *changed,
+        Done::Transition(r) => r.is_ok(),
+        _ => false,
+    }) || batch.iter().any(|c| matches!(c, Command::Release(..)));
+    Ok((done, woke))
+}
+
+fn started(o: &IntakeOutcome) -> bool {
+    matches!(o, IntakeOutcome::Accepted { starts, .. } if !starts.is_empty())
+}

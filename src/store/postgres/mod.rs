@@ -1,0 +1,205 @@
+//! The PostgreSQL backend, for several `serve` replicas sharing one database.
+//!
+//! Each process keeps one connection, on a thread of its own, and answers the commands waiting
+//! at a moment in one transaction (group commit, as the SQLite writer does); PostgreSQL's own
+//! group commit merges the replicas' WAL flushes. What one replica's memory cannot guarantee
+//! the database does:
+//!
+//! - **One change, one row.** `changes.id`, `starts (change_id, pipeline)` and `deliveries
+//!   (receiver, delivery_id)` are unique. The ref-state rule reads the ref's newest push inside
+//!   the transaction while holding a transaction-scoped advisory lock on the ref.
+//! - **No deadlocks between replicas.** A batch takes every advisory lock it needs (change ids,
+//!   delivery ids, refs, superseded refs, claimed pipelines) in one statement, in ascending key
+//!   order, before it writes: two batches that touch the same rows queue on the first common
+//!   lock instead of crossing. A deadlock PostgreSQL still detects (two row locks taken by
+//!   start updates) rolls the batch back and it is run again.
+//! - **Claims.** `FOR UPDATE SKIP LOCKED` under the pipeline's lock, counting the pipeline's
+//!   running starts in the database: a pipeline's concurrency is global. A claimed start holds
+//!   a lease that its replica renews every [`HEARTBEAT`](backend::HEARTBEAT); when a replica
+//!   dies, the next replica's heartbeat after [`LEASE`](backend::LEASE) reopens its starts
+//!   (attempted again with the same start id).
+//! - **Polling.** Each repository is leased to one live replica, chosen by rendezvous hashing
+//!   over the replicas that renewed their row within the lease, so the repositories spread out
+//!   and move only when a replica comes or goes.
+//!
+//! Files: `backend.rs` the thread, its batches and heartbeat; `sql.rs` the statements;
+//! `admin.rs` a synchronous view for tests and tools;
+//! `schema.rs` the schema (tables as in SQLite, plus `poll_leases` and `replicas`, and the
+//! intake as PL/pgSQL functions) and its migrations.
+
+mod admin;
+mod backend;
+mod schema;
+mod sql;
+
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use tokio::sync::Notify;
+
+use super::{Command, Role};
+
+pub use admin::Admin;
+pub use schema::MIGRATIONS;
+
+/// Starts the backend thread for the database at `url`; it answers the commands of `rx` until
+/// every sender is gone.
+pub(super) fn spawn(url: String, role: Role, rx: mpsc::Receiver<Command>, new_work: Arc<Notify>) {
+    let spawned = std::thread::Builder::new()
+        .name("switchyard-store".into())
+        .spawn(move || backend::run(url, role, rx, new_work));
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the store thread");
+    }
+}
+
+/// Checks that `text` is a PostgreSQL connection URL (or `key=value` string) this store can use.
+pub fn postgres_url(text: &str) -> Result<(), String> {
+    parse(text).map(|_| ())
+}
+
+/// The connection settings of `text`, and the file of root certificates it names
+/// (`sslrootcert`, which the driver does not read itself). `sslmode=verify-ca|verify-full`
+/// mean `require` to the driver: switchyard always verifies the server's certificate when TLS
+/// is used.
+fn parse(text: &str) -> Result<(tokio_postgres::Config, Option<String>), String> {
+    let mut root_cert = None;
+    let mut keep = |key: &str, value: &str| -> Option<String> {
+        match key {
+            "sslrootcert" => {
+                root_cert = Some(value.to_owned());
+                None
+            }
+            "sslmode" if value == "verify-ca" || value == "verify-full" => {
+                Some("sslmode=require".to_owned())
+            }
+            _ => Some(format!("{key}={value}")),
+        }
+    };
+    let rewritten = if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+        match text.split_once('?') {
+            Some((base, query)) => {
+                let kept: Vec<String> = query
+                    .split('&')
+                    .filter_map(|pair| {
+                        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                        keep(k, v)
+                    })
+                    .collect();
+                if kept.is_empty() {
+                    base.to_owned()
+                } else {
+                    format!("{base}?{}", kept.join("&"))
+                }
+            }
+            None => text.to_owned(),
+        }
+    } else if text.contains('=') {
+        text.split_whitespace()
+            .filter_map(|pair| {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                keep(k, v)
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    } else {
+        return Err("expected postgres://USER@HOST:PORT/DATABASE".into());
+    };
+    let config: tokio_postgres::Config = rewritten.parse().map_err(|e| {
+        // The driver's message may quote the text, password included: never show it.
+        let _ = e;
+        "the URL cannot be parsed (check its form and options)".to_owned()
+    })?;
+    if config.get_hosts().is_empty() {
+        return Err("the URL names no host".into());
+    }
+    Ok((config, root_cert))
+}
+
+/// The database a URL names, without user or password: `host:port/database`.
+pub(super) fn describe(url: &str) -> String {
+    match parse(url) {
+        Ok((config, _)) => {
+            let host = match config.get_hosts().first() {
+                Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+                Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+                None => "?".into(),
+            };
+            let port = config.get_ports().first().copied().unwrap_or(5432);
+            let db = config
+                .get_dbname()
+                .or(config.get_user())
+                .unwrap_or("postgres");
+            format!("postgres://{host}:{port}/{db}")
+        }
+        Err(_) => "postgres (an unreadable URL)".into(),
+    }
+}
+
+/// A driver error as a message: the server's own text when it sent one.
+pub(super) fn message(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => e.to_string(),
+    }
+}
+
+/// The TLS connector: rustls on ring, verifying the server against the Mozilla roots, or the
+/// certificates of `sslrootcert` when the URL names a file.
+fn tls(root_cert: Option<&str>) -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    match root_cert {
+        Some(path) => {
+            let certs = CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("sslrootcert {path}: {e}"))?;
+            for cert in certs {
+                let cert = cert.map_err(|e| format!("sslrootcert {path}: {e}"))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("sslrootcert {path}: {e}"))?;
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_checked_and_described_without_credentials() {
+        assert!(postgres_url("postgres://u:secret@db.example:6543/yard").is_ok());
+        assert!(postgres_url("host=db user=u dbname=yard").is_ok());
+        assert!(postgres_url("mysql://db/yard").is_err());
+        assert!(postgres_url("postgres://db/yard?sslmode=bogus").is_err());
+        let described = describe("postgres://u:secret@db.example:6543/yard?sslmode=require");
+        assert_eq!(described, "postgres://db.example:6543/yard");
+        assert!(!described.contains("secret"));
+    }
+
+    #[test]
+    fn verify_modes_and_root_certificates_are_read_by_switchyard() {
+        let (config, root) =
+            parse("postgres://u@db/yard?sslmode=verify-full&sslrootcert=/etc/ca.pem").expect("url");
+        assert_eq!(
+            config.get_ssl_mode(),
+            tokio_postgres::config::SslMode::Require
+        );
+        assert_eq!(root.as_deref(), Some("/etc/ca.pem"));
+        let err = tls(Some("/nonexistent/ca.pem"))
+            .err()
+            .expect("missing file");
+        assert!(err.contains("sslrootcert /nonexistent/ca.pem"), "{err}");
+    }
+}

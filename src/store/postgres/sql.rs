@@ -1,0 +1,565 @@
+//! The statements of each command, prepared once per connection, and the lock keys a batch
+//! takes.
+
+use std::collections::BTreeMap;
+
+use tokio_postgres::{Client, GenericClient, Row, Statement};
+
+use crate::event::ChangeKind;
+use crate::outcome::{DuplicateOf, IntakeOutcome, start_id};
+use crate::store::{
+    ClaimRequest, Claimed, Finish, IntakeRequest, PlannedStart, RefMove, StartRow, StartState,
+    StoreError, Transition,
+};
+
+/// How many stored pushes of a ref [`unreported`] follows back at most.
+const CHAIN: i64 = 256;
+
+const START_COLUMNS: &str = "seq, id, change_id, pipeline, git_ref, state, attempts, next_attempt_ms, last_error, created_ms, updated_ms";
+
+/// Every statement the backend runs often, prepared at connect.
+pub(super) struct Statements {
+    lock: Statement,
+    intake: Statement,
+    plan: Statement,
+    finish: Statement,
+    claim: Statement,
+    release: Statement,
+    cursor_set: Statement,
+    cursor_remove: Statement,
+    pub(super) open: Statement,
+}
+
+impl Statements {
+    pub(super) async fn prepare(client: &Client) -> Result<Statements, tokio_postgres::Error> {
+        Ok(Statements {
+            lock: client
+                .prepare("SELECT pg_advisory_xact_lock(k) FROM unnest($1::int8[]) AS k")
+                .await?,
+            intake: client
+                .prepare(
+                    "SELECT outcome, change_id FROM switchyard_intake($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+                )
+                .await?,
+            plan: client
+                .prepare("SELECT switchyard_plan($1, $2, $3, $4, $5, $6, $7)")
+                .await?,
+            finish: client
+                .prepare(
+                    "UPDATE starts SET state = $1, attempts = attempts + 1, next_attempt_ms = $2,
+                         last_error = COALESCE($3, last_error), updated_ms = $4,
+                         owner = NULL, lease_until_ms = NULL
+                     WHERE id = $5 AND state IN ('pending', 'running', 'failed')",
+                )
+                .await?,
+            claim: client
+                .prepare(
+                    "WITH picked AS (
+                        SELECT id FROM starts
+                        WHERE id = ANY($1::text[]) AND state IN ('pending', 'failed')
+                        ORDER BY seq
+                        LIMIT GREATEST(0, $2::int8 - (SELECT count(*) FROM starts
+                                                       WHERE pipeline = $3 AND state = 'running'))
+                        FOR UPDATE SKIP LOCKED
+                     )
+                     UPDATE starts s SET state = 'running', owner = $4,
+                         lease_until_ms = switchyard_now() + $5::int8, updated_ms = $6
+                     FROM picked WHERE s.id = picked.id
+                     RETURNING s.id, (SELECT c.event FROM changes c WHERE c.id = s.change_id)",
+                )
+                .await?,
+            release: client
+                .prepare(
+                    "UPDATE starts SET state = CASE WHEN attempts > 0 THEN 'failed' ELSE 'pending' END,
+                         owner = NULL, lease_until_ms = NULL, updated_ms = $1
+                     WHERE id = ANY($2::text[]) AND state = 'running'",
+                )
+                .await?,
+            cursor_set: client
+                .prepare(
+                    "INSERT INTO cursors (repository, git_ref, sha, updated_ms) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (repository, git_ref) DO UPDATE SET sha = excluded.sha, updated_ms = excluded.updated_ms",
+                )
+                .await?,
+            cursor_remove: client
+                .prepare("DELETE FROM cursors WHERE repository = $1 AND git_ref = $2")
+                .await?,
+            open: client
+                .prepare(&format!(
+                    "WITH RECURSIVE p(name) AS (
+                        SELECT min(pipeline) FROM starts WHERE state IN ('pending', 'running', 'failed')
+                        UNION ALL
+                        SELECT (SELECT min(pipeline) FROM starts
+                                WHERE state IN ('pending', 'running', 'failed') AND pipeline > p.name)
+                        FROM p WHERE p.name IS NOT NULL
+                     )
+                     SELECT s.* FROM p CROSS JOIN LATERAL (
+                        SELECT {START_COLUMNS} FROM starts
+                        WHERE pipeline = p.name AND state IN ('pending', 'running', 'failed')
+                        ORDER BY seq LIMIT $1
+                     ) s
+                     WHERE p.name IS NOT NULL ORDER BY s.seq"
+                ))
+                .await?,
+        })
+    }
+}
+
+/// A lock key: FNV-1a over a kind byte and the parts, so that every replica (and every
+/// version) maps the same thing to the same key.
+fn key(kind: u8, parts: &[&str]) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |b: u8| {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    };
+    eat(kind);
+    for part in parts {
+        part.bytes().for_each(&mut eat);
+        eat(0);
+    }
+    h as i64
+}
+
+/// The locks an intake needs: its change id, its delivery, its ref (the ref-state rule) and
+/// each ref whose waiting starts it supersedes.
+pub(super) fn intake_keys(req: &IntakeRequest, keys: &mut Vec<i64>) {
+    let event = &req.event;
+    keys.push(key(b'c', &[&event.id]));
+    if let Some((receiver, delivery)) = &req.delivery {
+        keys.push(key(b'd', &[receiver, delivery]));
+    }
+    if event.kind == ChangeKind::Push {
+        keys.push(key(b'r', &[event.repository.as_str(), &event.git_ref]));
+    }
+    supersede_keys(&req.starts, &event.git_ref, keys);
+}
+
+pub(super) fn supersede_keys(starts: &[PlannedStart], git_ref: &str, keys: &mut Vec<i64>) {
+    for s in starts.iter().filter(|s| s.supersede) {
+        keys.push(key(b's', &[&s.pipeline, git_ref]));
+    }
+}
+
+pub(super) fn change_key(id: &str) -> i64 {
+    key(b'c', &[id])
+}
+
+pub(super) fn cursor_key(repository: &str) -> i64 {
+    key(b'p', &[repository])
+}
+
+pub(super) fn pipeline_key(pipeline: &str) -> i64 {
+    key(b'q', &[pipeline])
+}
+
+/// Rendezvous hashing: the replica that should poll `repository`.
+pub(super) fn preferred<'a>(repository: &str, replicas: &'a [String]) -> Option<&'a String> {
+    replicas.iter().max_by_key(|r| key(b'l', &[repository, r]))
+}
+
+/// Takes the locks, in ascending order.
+pub(super) async fn lock(
+    c: &impl GenericClient,
+    st: &Statements,
+    keys: &[i64],
+) -> Result<(), tokio_postgres::Error> {
+    if !keys.is_empty() {
+        c.execute(&st.lock, &[&keys]).await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn intake(
+    c: &impl GenericClient,
+    st: &Statements,
+    req: &IntakeRequest,
+    json: &str,
+    now: i64,
+) -> Result<IntakeOutcome, tokio_postgres::Error> {
+    let event = &req.event;
+    let push = event.kind == ChangeKind::Push;
+    let (receiver, delivery) = match &req.delivery {
+        Some((r, d)) => (Some(r.as_str()), Some(d.as_str())),
+        None => (None, None),
+    };
+    let ids: Vec<String> = req
+        .starts
+        .iter()
+        .map(|s| start_id(&event.id, &s.pipeline))
+        .collect();
+    let pipelines: Vec<&str> = req.starts.iter().map(|s| s.pipeline.as_str()).collect();
+    let supersede: Vec<bool> = req.starts.iter().map(|s| s.supersede).collect();
+    let received_ms = event.received_at.as_millisecond();
+    let row = c
+        .query_one(
+            &st.intake,
+            &[
+                &receiver,
+                &delivery,
+                &event.id,
+                &event.repository.as_str(),
+                &json,
+                &received_ms,
+                &event.source.kind.as_str(),
+                &event.source.provider,
+                &event.source.delivery_id,
+                &req.defer,
+                &push.then_some(event.git_ref.as_str()),
+                &push.then_some(event.before.as_str()),
+                &push.then_some(event.after.as_str()),
+                &event.git_ref,
+                &ids,
+                &pipelines,
+                &supersede,
+                &now,
+            ],
+        )
+        .await?;
+    let outcome: &str = row.get(0);
+    let change_id: String = row.get(1);
+    Ok(match outcome {
+        "delivery" => IntakeOutcome::Duplicate {
+            change_id,
+            why: DuplicateOf::Delivery,
+        },
+        "change" => IntakeOutcome::Duplicate {
+            change_id,
+            why: DuplicateOf::Change,
+        },
+        _ => IntakeOutcome::Accepted {
+            change_id,
+            starts: if req.defer { Vec::new() } else { ids },
+        },
+    })
+}
+
+pub(super) async fn plan(
+    c: &impl GenericClient,
+    st: &Statements,
+    event: &crate::event::ChangeEvent,
+    json: &str,
+    starts: &[PlannedStart],
+    now: i64,
+) -> Result<Option<Vec<String>>, tokio_postgres::Error> {
+    let ids: Vec<String> = starts
+        .iter()
+        .map(|s| start_id(&event.id, &s.pipeline))
+        .collect();
+    let pipelines: Vec<&str> = starts.iter().map(|s| s.pipeline.as_str()).collect();
+    let supersede: Vec<bool> = starts.iter().map(|s| s.supersede).collect();
+    let waiting: bool = c
+        .query_one(
+            &st.plan,
+            &[
+                &event.id,
+                &json,
+                &event.git_ref,
+                &ids,
+                &pipelines,
+                &supersede,
+                &now,
+            ],
+        )
+        .await?
+        .get(0);
+    Ok(waiting.then_some(ids))
+}
+
+pub(super) async fn move_cursors(
+    c: &impl GenericClient,
+    st: &Statements,
+    repository: &str,
+    moves: &[(String, Option<String>)],
+    now: i64,
+) -> Result<(), tokio_postgres::Error> {
+    for (git_ref, sha) in moves {
+        match sha {
+            Some(sha) => {
+                c.execute(&st.cursor_set, &[&repository, git_ref, sha, &now])
+                    .await?
+            }
+            None => {
+                c.execute(&st.cursor_remove, &[&repository, git_ref])
+                    .await?
+            }
+        };
+    }
+    Ok(())
+}
+
+pub(super) async fn finish(
+    c: &impl GenericClient,
+    st: &Statements,
+    id: &str,
+    finish: &Finish,
+    now: i64,
+) -> Result<bool, tokio_postgres::Error> {
+    let (state, next, error) = match finish {
+        Finish::Succeeded => ("succeeded", now, None),
+        Finish::Retry { at_ms, error } => ("failed", *at_ms, Some(error.as_str())),
+        Finish::Dead { error } => ("dead", now, Some(error.as_str())),
+    };
+    let n = c
+        .execute(&st.finish, &[&state, &next, &error, &now, &id])
+        .await?;
+    Ok(n > 0)
+}
+
+/// Claims, pipeline by pipeline (in the order of their locks), at most each pipeline's limit
+/// minus what runs anywhere already.
+pub(super) async fn claim(
+    c: &impl GenericClient,
+    st: &Statements,
+    wanted: &[ClaimRequest],
+    owner: &str,
+    lease_ms: i64,
+    now: i64,
+) -> Result<Vec<Claimed>, tokio_postgres::Error> {
+    let mut groups: BTreeMap<&str, (i64, Vec<&str>)> = BTreeMap::new();
+    for w in wanted {
+        let group = groups
+            .entry(w.pipeline.as_str())
+            .or_insert((i64::from(w.limit), Vec::new()));
+        group.0 = group.0.min(i64::from(w.limit));
+        group.1.push(w.id.as_str());
+    }
+    let mut claimed = Vec::with_capacity(wanted.len());
+    for (pipeline, (limit, ids)) in groups {
+        let rows = c
+            .query(
+                &st.claim,
+                &[&ids, &limit, &pipeline, &owner, &lease_ms, &now],
+            )
+            .await?;
+        claimed.extend(rows.into_iter().map(|r| Claimed {
+            id: r.get(0),
+            event: r.get(1),
+        }));
+    }
+    // In the order asked for, as the SQLite backend answers.
+    claimed.sort_by_key(|c| wanted.iter().position(|w| w.id == c.id));
+    Ok(claimed)
+}
+
+pub(super) async fn release(
+    c: &impl GenericClient,
+    st: &Statements,
+    ids: &[String],
+    now: i64,
+) -> Result<(), tokio_postgres::Error> {
+    c.execute(&st.release, &[&now, &ids]).await?;
+    Ok(())
+}
+
+pub(super) fn row_to_start(row: &Row) -> StartRow {
+    let state: &str = row.get(5);
+    let attempts: i32 = row.get(6);
+    StartRow {
+        seq: row.get(0),
+        id: row.get(1),
+        change_id: row.get(2),
+        pipeline: row.get(3),
+        git_ref: row.get(4),
+        state: StartState::parse(state).unwrap_or(StartState::Dead),
+        attempts: attempts.max(0) as u32,
+        next_attempt_ms: row.get(7),
+        last_error: row.get(8),
+        created_ms: row.get(9),
+        updated_ms: row.get(10),
+    }
+}
+
+pub(super) async fn open_starts(
+    c: &Client,
+    st: &Statements,
+    window: u32,
+) -> Result<Vec<StartRow>, tokio_postgres::Error> {
+    let rows = c.query(&st.open, &[&i64::from(window)]).await?;
+    Ok(rows.iter().map(row_to_start).collect())
+}
+
+pub(super) async fn starts(
+    c: &Client,
+    states: &[StartState],
+) -> Result<Vec<StartRow>, tokio_postgres::Error> {
+    let states: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
+    let rows = c
+        .query(
+            &format!(
+                "SELECT {START_COLUMNS} FROM starts
+                 WHERE cardinality($1::text[]) = 0 OR state = ANY($1::text[]) ORDER BY seq"
+            ),
+            &[&states],
+        )
+        .await?;
+    Ok(rows.iter().map(row_to_start).collect())
+}
+
+pub(super) async fn cursors(
+    c: &Client,
+    repository: &str,
+) -> Result<BTreeMap<String, String>, tokio_postgres::Error> {
+    let rows = c
+        .query(
+            "SELECT git_ref, sha FROM cursors WHERE repository = $1",
+            &[&repository],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+pub(super) async fn unreported(
+    c: &Client,
+    m: &RefMove,
+) -> Result<Option<String>, tokio_postgres::Error> {
+    let rows = c
+        .query(
+            "SELECT push_before, push_after FROM changes
+             WHERE repository = $1 AND push_ref = $2 ORDER BY seq DESC LIMIT $3",
+            &[&m.repository, &m.git_ref, &CHAIN],
+        )
+        .await?;
+    let mut expected = m.to.clone();
+    for row in &rows {
+        let before: String = row.get(0);
+        let after: &str = row.get(1);
+        if after != expected {
+            break;
+        }
+        expected = before;
+        if expected == m.from {
+            return Ok(None);
+        }
+    }
+    Ok(Some(expected))
+}
+
+pub(super) async fn deferred(c: &Client) -> Result<Vec<String>, tokio_postgres::Error> {
+    let rows = c
+        .query(
+            "SELECT event FROM changes WHERE pending_paths ORDER BY seq",
+            &[],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// One start by id, or by a unique prefix of at least 4 characters.
+pub(super) async fn start(
+    c: &impl GenericClient,
+    id: &str,
+) -> Result<Result<StartRow, StoreError>, tokio_postgres::Error> {
+    if id.len() < 4 {
+        return Ok(Err(StoreError::NoSuchStart(id.to_owned())));
+    }
+    let pattern = format!("{}%", id.replace(['%', '_', '\\'], ""));
+    let rows = c
+        .query(
+            &format!("SELECT {START_COLUMNS} FROM starts WHERE id LIKE $1 LIMIT 2"),
+            &[&pattern],
+        )
+        .await?;
+    Ok(match rows.as_slice() {
+        [one] => Ok(row_to_start(one)),
+        _ => Err(StoreError::NoSuchStart(id.to_owned())),
+    })
+}
+
+/// Retries or drops a start, in one statement that checks its state again (see the SQLite
+/// backend's `transition`).
+pub(super) async fn transition(
+    c: &impl GenericClient,
+    id: &str,
+    to: Transition,
+    now: i64,
+) -> Result<Result<StartRow, StoreError>, tokio_postgres::Error> {
+    let row = match start(c, id).await? {
+        Ok(row) => row,
+        Err(e) => return Ok(Err(e)),
+    };
+    let wrong = |row: StartRow| StoreError::WrongState {
+        id: row.id,
+        state: row.state.as_str().into(),
+        action: to.done(),
+    };
+    if !to.from().contains(&row.state) {
+        return Ok(Err(wrong(row)));
+    }
+    let set = match to {
+        Transition::Retry => "state = 'pending', attempts = 0, next_attempt_ms = $1",
+        Transition::Drop => "state = 'dropped'",
+    };
+    let states: Vec<&str> = to.from().iter().map(|s| s.as_str()).collect();
+    let changed = c
+        .execute(
+            &format!(
+                "UPDATE starts SET {set}, updated_ms = $1 WHERE id = $2 AND state = ANY($3::text[])"
+            ),
+            &[&now, &row.id, &states],
+        )
+        .await?;
+    let after = start(c, &row.id).await?;
+    Ok(match after {
+        Ok(after) if changed == 0 => Err(wrong(after)),
+        after => after,
+    })
+}
+
+/// Checks that a change could be stored now: writes and removes a row the size of a large
+/// change event.
+pub(super) async fn probe(c: &impl GenericClient) -> Result<(), tokio_postgres::Error> {
+    c.batch_execute(
+        "INSERT INTO deliveries (receiver, delivery_id, seen_ms)
+         VALUES ('', repeat(md5(random()::text), 128), 0);
+         DELETE FROM deliveries WHERE receiver = '';",
+    )
+    .await
+}
+
+pub(super) async fn prune(
+    c: &impl GenericClient,
+    before_ms: i64,
+) -> Result<usize, tokio_postgres::Error> {
+    let n = c
+        .execute("DELETE FROM deliveries WHERE seen_ms < $1", &[&before_ms])
+        .await?;
+    Ok(n as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_keys_are_stable_and_distinct_by_kind() {
+        assert_eq!(key(b'c', &["abc"]), key(b'c', &["abc"]));
+        assert_ne!(key(b'c', &["abc"]), key(b'd', &["abc"]));
+        // Parts are separated: ("ab", "c") is not ("a", "bc").
+        assert_ne!(key(b'r', &["ab", "c"]), key(b'r', &["a", "bc"]));
+        // A fixed value: replicas of different builds must agree.
+        assert_eq!(key(b'c', &[]), {
+            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+            h ^= u64::from(b'c');
+            h = h.wrapping_mul(0x0100_0000_01b3);
+            h as i64
+        });
+    }
+
+    #[test]
+    fn repositories_spread_over_replicas_and_move_only_from_a_gone_one() {
+        let three: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        let two: Vec<String> = ["a", "c"].map(String::from).to_vec();
+        let mut per: BTreeMap<&str, usize> = BTreeMap::new();
+        for i in 0..300 {
+            let repo = format!("repo-{i}");
+            let owner = preferred(&repo, &three).expect("owner");
+            *per.entry(owner.as_str()).or_default() += 1;
+            let after = preferred(&repo, &two).expect("owner");
+            if owner != "b" {
+                assert_eq!(owner, after, "{repo} moved though its replica stayed");
+            }
+        }
+        assert!(per.values().all(|&n| n > 60), "{per:?}");
+    }
+}

@@ -1,0 +1,874 @@
+//! The store against an in-memory model under random operation sequences, on both backends:
+//! SQLite in a temp dir, and PostgreSQL in a fresh database of the lab's server for each case.
+//! The backends' own unit tests (`sqlite/tests.rs`, `postgres/tests.rs`) use the model, the
+//! harness and the events defined here.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
+use tokio::runtime::Runtime;
+use tokio::sync::Notify;
+
+use crate::event::{ChangeEvent, Source, SourceKind, ZERO_SHA};
+use crate::outcome::{DuplicateOf, IntakeOutcome, start_id};
+use crate::store::{
+    Admin, Finish, IntakeRequest, Location, PlannedStart, PostgresAdmin, Role, StartRow,
+    StartState, Store, StoreError,
+};
+
+pub(crate) const REPOS: [&str; 2] = ["https://github.com/acme/api", "https://github.com/acme/web"];
+pub(crate) const SHA1: &str = "1111111111111111111111111111111111111111";
+pub(crate) const SHA2: &str = "2222222222222222222222222222222222222222";
+pub(crate) const SHA3: &str = "3333333333333333333333333333333333333333";
+/// (ref, before, after): two pushes on `main` (so `supersede` has something to replace) and
+/// the creation of `dev`.
+pub(crate) const PUSHES: [(&str, &str, &str); 3] = [
+    ("refs/heads/main", SHA1, SHA2),
+    ("refs/heads/main", SHA2, SHA3),
+    ("refs/heads/dev", ZERO_SHA, SHA1),
+];
+/// Events of the pool: `REPOS` x `PUSHES`.
+pub(crate) const EVENTS: usize = 6;
+pub(crate) const KINDS: [SourceKind; 3] = [
+    SourceKind::Webhook,
+    SourceKind::Eventbridge,
+    SourceKind::Poll,
+];
+pub(crate) const PIPELINES: [&str; 3] = ["a", "b", "c"];
+pub(crate) const RECEIVER: &str = "r";
+pub(crate) const DELIVERIES: [&str; 4] = ["d0", "d1", "d2", "d3"];
+/// `received_at` of the first step; step n arrives n ms later, so sightings have an order.
+pub(crate) const BASE_MS: i64 = 1_790_000_000_000;
+/// An id no start has (not even as a prefix: starts ids are hex).
+pub(crate) const UNKNOWN: &str = "zz-no-such-start";
+
+pub(crate) fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+pub(crate) fn manual() -> Source {
+    Source {
+        kind: SourceKind::Manual,
+        provider: None,
+        delivery_id: None,
+    }
+}
+
+/// A push event, built the way producers write it.
+pub(crate) fn push_event(
+    repo: &str,
+    (git_ref, before, after): (&str, &str, &str),
+    kind: SourceKind,
+    received_ms: i64,
+) -> ChangeEvent {
+    let json = format!(
+        r#"{{"schema":"switchyard.change/v1","repository":"{repo}","kind":"push",
+        "ref":"{git_ref}","before":"{before}","after":"{after}","changed_paths":[],
+        "pull_request":null,"source":{{"kind":"{kind}","provider":"github","delivery_id":null}}}}"#
+    );
+    let mut event =
+        ChangeEvent::from_json(json.as_bytes(), manual()).expect("the test events are valid");
+    event.received_at =
+        jiff::Timestamp::from_millisecond(received_ms).expect("a representable timestamp");
+    event
+}
+
+/// Event `e` of the pool.
+pub(crate) fn pool_event(e: usize, kind: SourceKind, received_ms: i64) -> ChangeEvent {
+    push_event(REPOS[e / 3], PUSHES[e % 3], kind, received_ms)
+}
+
+/// A distinct push per `n`, on `main` of the first repository.
+pub(crate) fn numbered_event(n: u64, kind: SourceKind) -> ChangeEvent {
+    let after = format!("{:040x}", n + 1);
+    push_event(
+        REPOS[0],
+        ("refs/heads/main", SHA1, after.as_str()),
+        kind,
+        BASE_MS,
+    )
+}
+
+pub(crate) fn request(
+    event: ChangeEvent,
+    delivery: Option<&str>,
+    pipelines: &[&str],
+) -> IntakeRequest {
+    IntakeRequest {
+        event,
+        delivery: delivery.map(|d| (RECEIVER.to_owned(), d.to_owned())),
+        starts: pipelines
+            .iter()
+            .map(|p| PlannedStart {
+                pipeline: (*p).to_owned(),
+                supersede: false,
+            })
+            .collect(),
+        defer: false,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The model
+// ---------------------------------------------------------------------------------------------
+
+/// What the model knows of a start.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct ModelStart {
+    pub(crate) id: String,
+    pub(crate) change_id: String,
+    pub(crate) pipeline: String,
+    pub(crate) git_ref: String,
+    pub(crate) state: StartState,
+    pub(crate) attempts: u32,
+    pub(crate) last_error: Option<String>,
+    /// While failed: the retry time `Finish::Retry` asked for (other times are the clock's).
+    pub(crate) retry_at: Option<i64>,
+}
+
+/// The store as it should be: starts in intake order, changes as first accepted, the first
+/// sighting per (change, source), the delivery ids seen.
+#[derive(Debug, Default)]
+pub(crate) struct Model {
+    pub(crate) starts: Vec<ModelStart>,
+    pub(crate) changes: BTreeMap<String, ChangeEvent>,
+    pub(crate) sightings: BTreeMap<String, Vec<(String, i64)>>,
+    pub(crate) deliveries: BTreeSet<(String, String)>,
+}
+
+impl Model {
+    pub(crate) fn intake(&mut self, req: &IntakeRequest) -> IntakeOutcome {
+        let event = &req.event;
+        let change_id = event.id.clone();
+        if let Some(delivery) = &req.delivery
+            && !self.deliveries.insert(delivery.clone())
+        {
+            return IntakeOutcome::Duplicate {
+                change_id,
+                why: DuplicateOf::Delivery,
+            };
+        }
+        let seen = self.sightings.entry(change_id.clone()).or_default();
+        let source = event.source.kind.to_string();
+        if !seen.iter().any(|(s, _)| *s == source) {
+            seen.push((source, event.received_at.as_millisecond()));
+        }
+        if self.changes.contains_key(&change_id) {
+            return IntakeOutcome::Duplicate {
+                change_id,
+                why: DuplicateOf::Change,
+            };
+        }
+        self.changes.insert(change_id.clone(), event.clone());
+        let mut ids = Vec::new();
+        for planned in &req.starts {
+            let id = start_id(&change_id, &planned.pipeline);
+            if planned.supersede {
+                for s in &mut self.starts {
+                    if s.pipeline == planned.pipeline
+                        && s.git_ref == event.git_ref
+                        && s.state.is_open()
+                    {
+                        s.state = StartState::Superseded;
+                    }
+                }
+            }
+            self.starts.push(ModelStart {
+                id: id.clone(),
+                change_id: change_id.clone(),
+                pipeline: planned.pipeline.clone(),
+                git_ref: event.git_ref.clone(),
+                state: StartState::Pending,
+                attempts: 0,
+                last_error: None,
+                retry_at: None,
+            });
+            ids.push(id);
+        }
+        IntakeOutcome::Accepted {
+            change_id,
+            starts: ids,
+        }
+    }
+
+    pub(crate) fn get_mut(&mut self, id: &str) -> Option<&mut ModelStart> {
+        self.starts.iter_mut().find(|s| s.id == id)
+    }
+
+    pub(crate) fn finish(&mut self, id: &str, finish: &Finish) -> bool {
+        let Some(s) = self.get_mut(id).filter(|s| s.state.is_unfinished()) else {
+            return false;
+        };
+        s.attempts += 1;
+        match finish {
+            Finish::Succeeded => {
+                // The last error is kept (`COALESCE`): it says why earlier attempts failed.
+                s.state = StartState::Succeeded;
+                s.retry_at = None;
+            }
+            Finish::Retry { at_ms, error } => {
+                s.state = StartState::Failed;
+                s.retry_at = Some(*at_ms);
+                s.last_error = Some(error.clone());
+            }
+            Finish::Dead { error } => {
+                s.state = StartState::Dead;
+                s.retry_at = None;
+                s.last_error = Some(error.clone());
+            }
+        }
+        true
+    }
+
+    /// `outbox retry`: the start as it is afterwards, or the state that refuses it.
+    pub(crate) fn retry(&mut self, id: &str) -> Result<ModelStart, StartState> {
+        let s = self.get_mut(id).expect("the model knows the start");
+        if !matches!(
+            s.state,
+            StartState::Dead | StartState::Failed | StartState::Dropped | StartState::Superseded
+        ) {
+            return Err(s.state);
+        }
+        s.state = StartState::Pending;
+        s.attempts = 0;
+        s.retry_at = None;
+        Ok(s.clone())
+    }
+
+    /// `outbox drop`: the start as it is afterwards, or the state that refuses it.
+    pub(crate) fn drop_start(&mut self, id: &str) -> Result<ModelStart, StartState> {
+        let s = self.get_mut(id).expect("the model knows the start");
+        if !matches!(
+            s.state,
+            StartState::Pending | StartState::Failed | StartState::Dead
+        ) {
+            return Err(s.state);
+        }
+        s.state = StartState::Dropped;
+        s.retry_at = None;
+        Ok(s.clone())
+    }
+
+    /// The open starts, the first `window` of each pipeline, in intake order.
+    pub(crate) fn open(&self, window: u32) -> Vec<&ModelStart> {
+        let mut taken: BTreeMap<&str, u32> = BTreeMap::new();
+        let mut out = Vec::new();
+        for s in self.starts.iter().filter(|s| s.state.is_unfinished()) {
+            let n = taken.entry(s.pipeline.as_str()).or_default();
+            if *n < window {
+                *n += 1;
+                out.push(s);
+            }
+        }
+        out
+    }
+
+    /// The dispatcher claims starts: the open ones become running.
+    pub(crate) fn claim(&mut self, ids: &[String]) -> Vec<String> {
+        let mut claimed = Vec::new();
+        for id in ids {
+            if let Some(s) = self.get_mut(id).filter(|s| s.state.is_open()) {
+                s.state = StartState::Running;
+                claimed.push(id.clone());
+            }
+        }
+        claimed
+    }
+
+    /// Running starts given back (a stop, or a restart): open again.
+    pub(crate) fn release(&mut self, ids: Option<&[String]>) {
+        for s in &mut self.starts {
+            let named = ids.is_none_or(|ids| ids.contains(&s.id));
+            if named && s.state == StartState::Running {
+                s.state = if s.attempts > 0 {
+                    StartState::Failed
+                } else {
+                    StartState::Pending
+                };
+            }
+        }
+    }
+
+    pub(crate) fn counts(&self) -> Vec<(StartState, i64)> {
+        let mut counts: BTreeMap<StartState, i64> = BTreeMap::new();
+        for s in &self.starts {
+            *counts.entry(s.state).or_default() += 1;
+        }
+        counts.into_iter().collect()
+    }
+}
+
+/// A stored row agrees with the model's start.
+fn same_start(row: &StartRow, want: &ModelStart, ctx: &str) -> Result<(), TestCaseError> {
+    prop_assert_eq!(&row.id, &want.id, "{}: id", ctx);
+    prop_assert_eq!(
+        &row.change_id,
+        &want.change_id,
+        "{}: change of {}",
+        ctx,
+        want.id
+    );
+    prop_assert_eq!(
+        &row.pipeline,
+        &want.pipeline,
+        "{}: pipeline of {}",
+        ctx,
+        want.id
+    );
+    prop_assert_eq!(&row.git_ref, &want.git_ref, "{}: ref of {}", ctx, want.id);
+    prop_assert_eq!(row.state, want.state, "{}: state of {}", ctx, want.id);
+    prop_assert_eq!(
+        row.attempts,
+        want.attempts,
+        "{}: attempts of {}",
+        ctx,
+        want.id
+    );
+    prop_assert_eq!(
+        &row.last_error,
+        &want.last_error,
+        "{}: last error of {}",
+        ctx,
+        want.id
+    );
+    if let Some(at) = want.retry_at {
+        prop_assert_eq!(
+            row.next_attempt_ms,
+            at,
+            "{}: retry time of {}",
+            ctx,
+            want.id
+        );
+    }
+    prop_assert!(
+        row.created_ms <= row.updated_ms,
+        "{}: {} updated before it was created",
+        ctx,
+        want.id
+    );
+    Ok(())
+}
+
+/// A stored change event (JSON) is the one the model accepted first.
+fn same_event(json: &str, want: Option<&ChangeEvent>, ctx: &str) -> Result<(), TestCaseError> {
+    let got: ChangeEvent = serde_json::from_str(json)
+        .map_err(|e| TestCaseError::fail(format!("{ctx}: stored event does not parse: {e}")))?;
+    prop_assert_eq!(Some(&got), want, "{}: stored event", ctx);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Operations
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Clone, Debug)]
+pub(crate) enum Op {
+    /// Event `event` of the pool from source `KINDS[kind]`, maybe with a delivery id, planning
+    /// these (pipeline, supersede) starts.
+    Intake {
+        event: usize,
+        kind: usize,
+        delivery: Option<usize>,
+        starts: Vec<(usize, bool)>,
+    },
+    /// Finish the k-th start the model knows, whatever its state.
+    Finish {
+        k: usize,
+        how: Finish,
+    },
+    /// Drop the store (and the admin connection) and open them again on the same directory.
+    Reopen,
+    /// Claim the k-th starts the model knows (as the dispatcher does before attempting them).
+    Claim {
+        ks: Vec<usize>,
+    },
+    /// Give the k-th starts back (as a stop after the grace period does).
+    Release {
+        ks: Vec<usize>,
+    },
+    Retry {
+        k: usize,
+    },
+    Drop {
+        k: usize,
+    },
+    /// `open_starts(window)`.
+    Open {
+        window: u32,
+    },
+    /// Forget every delivery id (`all`) or none.
+    Prune {
+        all: bool,
+    },
+    /// Finish, retry, drop and look up an id no start has.
+    Unknown,
+}
+
+fn finish_strategy() -> impl Strategy<Value = Finish> {
+    prop_oneof![
+        Just(Finish::Succeeded),
+        (0i64..(1 << 42), 0u8..4).prop_map(|(at_ms, n)| Finish::Retry {
+            at_ms,
+            error: format!("e{n}"),
+        }),
+        (0u8..4).prop_map(|n| Finish::Dead {
+            error: format!("dead{n}"),
+        }),
+    ]
+}
+
+fn op_strategy() -> impl Strategy<Value = Op> {
+    let planned = (
+        proptest::sample::subsequence(vec![0usize, 1, 2], 0..=3).prop_shuffle(),
+        proptest::collection::vec(any::<bool>(), 3),
+    )
+        .prop_map(|(pipelines, supersede)| {
+            pipelines
+                .into_iter()
+                .map(|p| (p, supersede[p]))
+                .collect::<Vec<_>>()
+        });
+    prop_oneof![
+        6 => (0..EVENTS, 0..KINDS.len(), proptest::option::of(0..DELIVERIES.len()), planned)
+            .prop_map(|(event, kind, delivery, starts)| Op::Intake { event, kind, delivery, starts }),
+        4 => (0usize..64, finish_strategy()).prop_map(|(k, how)| Op::Finish { k, how }),
+        1 => Just(Op::Reopen),
+        3 => proptest::collection::vec(0usize..64, 1..4).prop_map(|ks| Op::Claim { ks }),
+        1 => proptest::collection::vec(0usize..64, 1..4).prop_map(|ks| Op::Release { ks }),
+        2 => (0usize..64).prop_map(|k| Op::Retry { k }),
+        2 => (0usize..64).prop_map(|k| Op::Drop { k }),
+        2 => (1u32..=4).prop_map(|window| Op::Open { window }),
+        1 => any::<bool>().prop_map(|all| Op::Prune { all }),
+        1 => Just(Op::Unknown),
+    ]
+}
+
+/// Which backend a harness runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A synchronous view of the store under test, on either backend.
+#[derive(Debug)]
+pub(crate) enum View {
+    Sqlite(Admin),
+    Postgres(PostgresAdmin),
+}
+
+impl View {
+    fn open(location: &Location) -> View {
+        match location {
+            Location::Sqlite(dir) => View::Sqlite(Admin::open(dir).expect("the admin view opens")),
+            Location::Postgres(url) => {
+                View::Postgres(PostgresAdmin::open(url).expect("the admin view opens"))
+            }
+        }
+    }
+
+    pub(crate) fn starts(&self, states: &[StartState]) -> Result<Vec<StartRow>, StoreError> {
+        match self {
+            View::Sqlite(a) => a.starts(states),
+            View::Postgres(a) => a.starts(states),
+        }
+    }
+
+    pub(crate) fn start(&self, id: &str) -> Result<StartRow, StoreError> {
+        match self {
+            View::Sqlite(a) => a.start(id),
+            View::Postgres(a) => a.start(id),
+        }
+    }
+
+    pub(crate) fn retry(&self, id: &str) -> Result<StartRow, StoreError> {
+        match self {
+            View::Sqlite(a) => a.retry(id),
+            View::Postgres(a) => a.retry(id),
+        }
+    }
+
+    pub(crate) fn drop_start(&self, id: &str) -> Result<StartRow, StoreError> {
+        match self {
+            View::Sqlite(a) => a.drop_start(id),
+            View::Postgres(a) => a.drop_start(id),
+        }
+    }
+
+    pub(crate) fn change(&self, id: &str) -> Result<Option<String>, StoreError> {
+        match self {
+            View::Sqlite(a) => a.change(id),
+            View::Postgres(a) => a.change(id),
+        }
+    }
+
+    pub(crate) fn sightings(&self, id: &str) -> Result<Vec<(String, i64)>, StoreError> {
+        match self {
+            View::Sqlite(a) => a.sightings(id),
+            View::Postgres(a) => a.sightings(id),
+        }
+    }
+
+    pub(crate) fn counts(&self) -> Result<Vec<(StartState, i64)>, StoreError> {
+        match self {
+            View::Sqlite(a) => a.counts(),
+            View::Postgres(a) => a.counts(),
+        }
+    }
+}
+
+/// A fresh, empty PostgreSQL database on the lab's server (one server per test process);
+/// `None` (after printing why) when PostgreSQL is not installed outside strict mode.
+pub(crate) fn fresh_database() -> Option<String> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let server = switchyard_lab::or_skip(switchyard_lab::Postgres::shared())?;
+    let name = format!(
+        "store_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    Some(
+        server
+            .create_database(&name)
+            .expect("a database on the lab's server"),
+    )
+}
+
+/// The store under test and its surroundings.
+pub(crate) struct Harness {
+    pub(crate) rt: Runtime,
+    /// The SQLite store's directory (kept for the harness's life).
+    _dir: Option<tempfile::TempDir>,
+    pub(crate) location: Location,
+    notify: Arc<Notify>,
+    pub(crate) store: Store,
+    pub(crate) admin: View,
+    /// The change id of every event of the pool.
+    pool_ids: Vec<String>,
+}
+
+impl Harness {
+    /// A harness on SQLite in a temp dir.
+    pub(crate) fn new() -> Harness {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let location = Location::Sqlite(dir.path().to_path_buf());
+        Harness::at(location, Some(dir))
+    }
+
+    /// A harness on `backend`; `None` when PostgreSQL is missing outside strict mode.
+    pub(crate) fn on(backend: Backend) -> Option<Harness> {
+        match backend {
+            Backend::Sqlite => Some(Harness::new()),
+            Backend::Postgres => Some(Harness::at(Location::Postgres(fresh_database()?), None)),
+        }
+    }
+
+    fn at(location: Location, dir: Option<tempfile::TempDir>) -> Harness {
+        let notify = Arc::new(Notify::new());
+        let rt = runtime();
+        let store = Store::open_at(&location, Role::Serve, notify.clone());
+        // The first request opens (and creates) the store, before the admin view looks.
+        rt.block_on(store.open_starts(1)).expect("the store opens");
+        let admin = View::open(&location);
+        Harness {
+            rt,
+            _dir: dir,
+            location,
+            notify,
+            store,
+            admin,
+            pool_ids: (0..EVENTS)
+                .map(|e| pool_event(e, SourceKind::Webhook, BASE_MS).id)
+                .collect(),
+        }
+    }
+
+    /// A restart: nothing is in flight (every call was awaited), so everything acknowledged
+    /// must still be there. The new backend opens the store only on its first request, after
+    /// the old handle is gone. SQLite gives interrupted attempts back at `serve`'s first open;
+    /// PostgreSQL when the replica that claimed them leaves (or its lease runs out).
+    fn reopen(&mut self) {
+        let store = std::mem::replace(
+            &mut self.store,
+            Store::open_at(&self.location, Role::Serve, self.notify.clone()),
+        );
+        drop(store);
+        if let Location::Postgres(_) = self.location {
+            // The old backend's thread gives its claims back as it ends.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !self
+                .admin
+                .starts(&[StartState::Running])
+                .expect("running starts")
+                .is_empty()
+            {
+                assert!(
+                    Instant::now() < deadline,
+                    "the closed store did not give its running starts back"
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        self.rt
+            .block_on(self.store.open_starts(1))
+            .expect("the store reopens");
+        self.admin = View::open(&self.location);
+    }
+
+    /// `open_starts(window)` agrees with the model.
+    fn check_open(&self, model: &Model, window: u32, ctx: &str) -> Result<(), TestCaseError> {
+        let got = self
+            .rt
+            .block_on(self.store.open_starts(window))
+            .map_err(|e| TestCaseError::fail(format!("{ctx}: open_starts: {e}")))?;
+        let want = model.open(window);
+        let got_ids: Vec<&str> = got.iter().map(|r| r.id.as_str()).collect();
+        let want_ids: Vec<&str> = want.iter().map(|s| s.id.as_str()).collect();
+        prop_assert_eq!(got_ids, want_ids, "{}: open_starts({})", ctx, window);
+        for (row, want) in got.iter().zip(&want) {
+            same_start(row, want, ctx)?;
+        }
+        prop_assert!(
+            got.windows(2).all(|w| w[0].seq < w[1].seq),
+            "{}: open_starts not in seq order",
+            ctx
+        );
+        Ok(())
+    }
+
+    /// Everything the store holds agrees with the model.
+    fn check_all(&self, model: &Model, ctx: &str) -> Result<(), TestCaseError> {
+        let fail = |what: &str, e: StoreError| TestCaseError::fail(format!("{ctx}: {what}: {e}"));
+        let rows = self.admin.starts(&[]).map_err(|e| fail("starts", e))?;
+        let got_ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+        let want_ids: Vec<&str> = model.starts.iter().map(|s| s.id.as_str()).collect();
+        prop_assert_eq!(got_ids, want_ids, "{}: every start, in seq order", ctx);
+        for (row, want) in rows.iter().zip(&model.starts) {
+            same_start(row, want, ctx)?;
+        }
+        prop_assert!(
+            rows.windows(2).all(|w| w[0].seq < w[1].seq),
+            "{}: starts not in seq order",
+            ctx
+        );
+
+        let open = self
+            .admin
+            .starts(&[StartState::Pending, StartState::Failed])
+            .map_err(|e| fail("open starts", e))?;
+        let got_ids: Vec<&str> = open.iter().map(|r| r.id.as_str()).collect();
+        let want_ids: Vec<&str> = model
+            .starts
+            .iter()
+            .filter(|s| s.state.is_open())
+            .map(|s| s.id.as_str())
+            .collect();
+        prop_assert_eq!(got_ids, want_ids, "{}: starts(pending, failed)", ctx);
+
+        let mut counts = self.admin.counts().map_err(|e| fail("counts", e))?;
+        counts.sort();
+        prop_assert_eq!(counts, model.counts(), "{}: counts", ctx);
+
+        for id in &self.pool_ids {
+            let stored = self.admin.change(id).map_err(|e| fail("change", e))?;
+            match (&stored, model.changes.get(id)) {
+                (Some(json), want @ Some(_)) => same_event(json, want, ctx)?,
+                (None, None) => {}
+                (got, want) => {
+                    prop_assert!(
+                        false,
+                        "{}: change {}: stored {:?}, model {:?}",
+                        ctx,
+                        id,
+                        got,
+                        want
+                    )
+                }
+            }
+            let sightings = self.admin.sightings(id).map_err(|e| fail("sightings", e))?;
+            let want = model.sightings.get(id).cloned().unwrap_or_default();
+            prop_assert_eq!(sightings, want, "{}: sightings of {}", ctx, id);
+        }
+
+        self.check_open(model, 64, ctx)
+    }
+}
+
+/// Runs `ops` against the store and the model, comparing every answer and, every few steps
+/// and at the end, the whole state.
+pub(crate) fn run(ops: &[Op]) -> Result<(), TestCaseError> {
+    run_on(Backend::Sqlite, ops)
+}
+
+/// [`run`] on `backend` (nothing, when PostgreSQL is missing outside strict mode).
+pub(crate) fn run_on(backend: Backend, ops: &[Op]) -> Result<(), TestCaseError> {
+    let Some(mut h) = Harness::on(backend) else {
+        return Ok(());
+    };
+    let mut model = Model::default();
+    for (step, op) in ops.iter().enumerate() {
+        let ctx = format!("step {step} ({op:?})");
+        let pick = |k: &usize, model: &Model| -> Option<String> {
+            (!model.starts.is_empty()).then(|| model.starts[k % model.starts.len()].id.clone())
+        };
+        match op {
+            Op::Intake {
+                event,
+                kind,
+                delivery,
+                starts,
+            } => {
+                let req = IntakeRequest {
+                    event: pool_event(*event, KINDS[*kind], BASE_MS + step as i64),
+                    delivery: delivery.map(|d| (RECEIVER.to_owned(), DELIVERIES[d].to_owned())),
+                    starts: starts
+                        .iter()
+                        .map(|&(p, supersede)| PlannedStart {
+                            pipeline: PIPELINES[p].to_owned(),
+                            supersede,
+                        })
+                        .collect(),
+                    defer: false,
+                };
+                let want = model.intake(&req);
+                let got = h.rt.block_on(h.store.intake(req));
+                match got {
+                    Ok(got) => prop_assert_eq!(got, want, "{}", ctx),
+                    Err(e) => prop_assert!(false, "{}: intake failed: {}", ctx, e),
+                }
+            }
+            Op::Finish { k, how } => {
+                let Some(id) = pick(k, &model) else { continue };
+                let want = model.finish(&id, how);
+                let got = h.rt.block_on(h.store.finish(&id, how.clone()));
+                match got {
+                    Ok(got) => prop_assert_eq!(got, want, "{}: finish {}", ctx, id),
+                    Err(e) => prop_assert!(false, "{}: finish failed: {}", ctx, e),
+                }
+            }
+            Op::Claim { ks } | Op::Release { ks } => {
+                let ids: Vec<String> = ks.iter().filter_map(|k| pick(k, &model)).collect();
+                if matches!(op, Op::Claim { .. }) {
+                    let want = model.claim(&ids);
+                    let got = h.rt.block_on(h.store.claim(ids.clone()));
+                    match got {
+                        Ok(got) => {
+                            let got_ids: Vec<String> = got.iter().map(|c| c.id.clone()).collect();
+                            prop_assert_eq!(got_ids, want, "{}: claim {:?}", ctx, ids);
+                            // Each claimed start comes with its change's event.
+                            for c in &got {
+                                let change = model
+                                    .starts
+                                    .iter()
+                                    .find(|s| s.id == c.id)
+                                    .map(|s| &s.change_id);
+                                same_event(
+                                    &c.event,
+                                    change.and_then(|id| model.changes.get(id)),
+                                    &ctx,
+                                )?;
+                            }
+                        }
+                        Err(e) => prop_assert!(false, "{}: claim failed: {}", ctx, e),
+                    }
+                } else {
+                    model.release(Some(&ids));
+                    let got = h.rt.block_on(h.store.release(ids.clone()));
+                    prop_assert!(got.is_ok(), "{}: release failed: {:?}", ctx, got);
+                }
+            }
+            Op::Reopen => {
+                model.release(None);
+                h.reopen();
+                h.check_all(&model, &ctx)?;
+            }
+            Op::Retry { k } | Op::Drop { k } => {
+                let Some(id) = pick(k, &model) else { continue };
+                let retry = matches!(op, Op::Retry { .. });
+                let (got, want, action) = if retry {
+                    (h.admin.retry(&id), model.retry(&id), "retried")
+                } else {
+                    (h.admin.drop_start(&id), model.drop_start(&id), "dropped")
+                };
+                match (got, want) {
+                    (Ok(row), Ok(want)) => same_start(&row, &want, &ctx)?,
+                    (
+                        Err(StoreError::WrongState {
+                            id: got_id,
+                            state,
+                            action: got_action,
+                        }),
+                        Err(want_state),
+                    ) => {
+                        prop_assert_eq!(&got_id, &id, "{}", ctx);
+                        prop_assert_eq!(state.as_str(), want_state.as_str(), "{}", ctx);
+                        prop_assert_eq!(got_action, action, "{}", ctx);
+                    }
+                    (got, want) => {
+                        prop_assert!(false, "{}: {}: store {:?}, model {:?}", ctx, id, got, want)
+                    }
+                }
+            }
+            Op::Open { window } => h.check_open(&model, *window, &ctx)?,
+            Op::Prune { all } => {
+                let before = if *all { i64::MAX } else { 0 };
+                let want = if *all {
+                    std::mem::take(&mut model.deliveries).len()
+                } else {
+                    0
+                };
+                let got = h.rt.block_on(h.store.prune_deliveries(before));
+                match got {
+                    Ok(got) => prop_assert_eq!(got, want, "{}", ctx),
+                    Err(e) => prop_assert!(false, "{}: prune failed: {}", ctx, e),
+                }
+            }
+            Op::Unknown => {
+                let finished = h.rt.block_on(h.store.finish(UNKNOWN, Finish::Succeeded));
+                prop_assert!(matches!(finished, Ok(false)), "{}: {:?}", ctx, finished);
+                for got in [
+                    h.admin.start(UNKNOWN),
+                    h.admin.retry(UNKNOWN),
+                    h.admin.drop_start(UNKNOWN),
+                ] {
+                    prop_assert!(
+                        matches!(&got, Err(StoreError::NoSuchStart(id)) if id == UNKNOWN),
+                        "{}: {:?}",
+                        ctx,
+                        got
+                    );
+                }
+            }
+        }
+        if step % 8 == 7 {
+            h.check_all(&model, &ctx)?;
+        }
+    }
+    h.check_all(&model, "at the end")
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 64,
+        // Shrunk failures are printed; no regression file is written next to the sources.
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn sqlite_store_agrees_with_the_model(ops in proptest::collection::vec(op_strategy(), 1..40)) {
+        run_on(Backend::Sqlite, &ops)?;
+    }
+
+    #[test]
+    fn postgres_store_agrees_with_the_model(ops in proptest::collection::vec(op_strategy(), 1..40)) {
+        run_on(Backend::Postgres, &ops)?;
+    }
+}
