@@ -29,6 +29,9 @@ const CASES: &[(&str, &[(&str, &str)])] = &[
     ("yaml_syntax", &[("triggers/a.yaml", "on:\n  push:\n    branches: [main\n")]),
     ("bad_repository", &[("triggers/a.yaml", "pipeline: a\nrepository: ftp://example.com/x\non: push\nstart: {exec: [x]}\n")]),
     ("config_errors", &[("switchyard.yaml", "listen: localhost\nreceivers:\n  - name: gh\n    provider: githib\n    secrets: [\"s3cret\"]\npoll:\n  - url: https://github.com/acme/api.git\n    interval: 30\ndispatch: {attempts: 0}\nstate_dri: x\n")]),
+    ("store_errors", &[("switchyard.yaml", "store:\n  postgres: \"postgres://yard:hunter2@db.example/yard\"\n  sqlite: x\n")]),
+    ("store_not_a_postgres_url", &[("switchyard.yaml", "store: {postgres: \"file:db-url\"}\n"), ("db-url", "mysql://db.example/yard\n")]),
+    ("store_without_postgres", &[("switchyard.yaml", "store: {}\n")]),
     ("github_unknown_event_and_type", &[("triggers/a.yaml", "on:\n  pushh:\n  workflow_dispatch:\n  pull_request:\n    types: [synchronise]\n")]),
 ];
 
@@ -85,6 +88,11 @@ fn every_case_reports_its_mistake() {
         ("pull_request_events", "unknown pull request event \"MERGED\""),
         ("config_errors", "unknown provider \"githib\"\nhint: did you mean `github`?"),
         ("config_errors", "did you mean `state_dir`?"),
+        ("store_errors", "looks like a URL with a password written in clear"),
+        ("store_errors", "unknown key `sqlite` in store"),
+        ("store_not_a_postgres_url", "store.postgres: file:"),
+        ("store_not_a_postgres_url", "does not hold a PostgreSQL URL"),
+        ("store_without_postgres", "store needs `postgres`"),
     ];
     for (name, needle) in expect {
         let files = CASES

@@ -31,6 +31,8 @@ mod admin;
 mod backend;
 mod schema;
 mod sql;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -171,35 +173,4 @@ fn tls(root_cert: Option<&str>) -> Result<tokio_postgres_rustls::MakeRustlsConne
     .with_root_certificates(roots)
     .with_no_client_auth();
     Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_are_checked_and_described_without_credentials() {
-        assert!(postgres_url("postgres://u:secret@db.example:6543/yard").is_ok());
-        assert!(postgres_url("host=db user=u dbname=yard").is_ok());
-        assert!(postgres_url("mysql://db/yard").is_err());
-        assert!(postgres_url("postgres://db/yard?sslmode=bogus").is_err());
-        let described = describe("postgres://u:secret@db.example:6543/yard?sslmode=require");
-        assert_eq!(described, "postgres://db.example:6543/yard");
-        assert!(!described.contains("secret"));
-    }
-
-    #[test]
-    fn verify_modes_and_root_certificates_are_read_by_switchyard() {
-        let (config, root) =
-            parse("postgres://u@db/yard?sslmode=verify-full&sslrootcert=/etc/ca.pem").expect("url");
-        assert_eq!(
-            config.get_ssl_mode(),
-            tokio_postgres::config::SslMode::Require
-        );
-        assert_eq!(root.as_deref(), Some("/etc/ca.pem"));
-        let err = tls(Some("/nonexistent/ca.pem"))
-            .err()
-            .expect("missing file");
-        assert!(err.contains("sslrootcert /nonexistent/ca.pem"), "{err}");
-    }
 }

@@ -1,0 +1,231 @@
+//! PostgreSQL backend tests that need two processes' worth of stores on one database: two
+//! `Store` handles opened on the same URL are two replicas (two connections, two owners), so
+//! these check what the database must decide between replicas. Each test has a fresh database
+//! of the lab's server.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
+use super::backend::LEASE;
+use super::{describe, parse, postgres_url, tls};
+use crate::event::SourceKind;
+use crate::outcome::IntakeOutcome;
+use crate::store::tests::{fresh_database, numbered_event, request, runtime};
+use crate::store::{
+    ClaimRequest, Finish, Location, PostgresAdmin, Role, StartState, Store, StoreError,
+};
+
+fn replica(url: &str) -> Store {
+    Store::open_at(
+        &Location::Postgres(url.to_owned()),
+        Role::Serve,
+        Arc::new(Notify::new()),
+    )
+}
+
+#[test]
+fn a_database_from_a_newer_switchyard_is_refused_and_migrations_run_once() {
+    let Some(url) = fresh_database() else { return };
+    let rt = runtime();
+    // Four processes opening a new database at once: one migrates, the others wait for it.
+    let stores: Vec<Store> = (0..4).map(|_| replica(&url)).collect();
+    rt.block_on(async {
+        let opened = futures_util::future::join_all(stores.iter().map(|s| s.probe())).await;
+        assert!(opened.iter().all(Result::is_ok), "{opened:?}");
+    });
+    let admin = PostgresAdmin::open(&url).expect("admin");
+    assert_eq!(
+        admin
+            .count("SELECT version::int8 FROM switchyard_schema")
+            .expect("version"),
+        super::MIGRATIONS.len() as i64
+    );
+    admin
+        .execute("UPDATE switchyard_schema SET version = 99")
+        .expect("pretend a newer switchyard migrated");
+    let err = rt
+        .block_on(Store::open_checked_at(
+            &Location::Postgres(url.clone()),
+            Role::Serve,
+            Arc::default(),
+        ))
+        .expect_err("a newer schema is refused");
+    let text = err.to_string();
+    assert!(
+        matches!(err, StoreError::Open { .. }) && text.contains("newer than this switchyard"),
+        "{text}"
+    );
+    assert!(!text.contains("switchyard@"), "no user in {text}");
+}
+
+#[test]
+fn an_unreachable_database_fails_requests_naming_it_without_credentials() {
+    let rt = runtime();
+    let url = "postgres://yard:hunter2@127.0.0.1:1/yard";
+    let err = rt
+        .block_on(Store::open_checked_at(
+            &Location::Postgres(url.into()),
+            Role::Serve,
+            Arc::default(),
+        ))
+        .expect_err("nothing listens on port 1");
+    let text = err.to_string();
+    assert!(text.contains("127.0.0.1:1/yard"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+}
+
+#[test]
+fn the_same_change_from_two_replicas_is_one_change_with_one_start() {
+    let Some(url) = fresh_database() else { return };
+    let rt = runtime();
+    let (a, b) = (replica(&url), replica(&url));
+    rt.block_on(async {
+        for n in 0..200 {
+            // The same push, with different delivery ids, to both replicas at once.
+            let event = numbered_event(n, SourceKind::Webhook);
+            let mut other = numbered_event(n, SourceKind::Poll);
+            other.received_at = event.received_at;
+            let ra = request(event, Some(&format!("a{n}")), &["p"]);
+            let rb = request(other, Some(&format!("b{n}")), &["p"]);
+            let (oa, ob) = tokio::join!(a.intake(ra), b.intake(rb));
+            let (oa, ob) = (oa.expect("a"), ob.expect("b"));
+            let accepted = [&oa, &ob]
+                .iter()
+                .filter(|o| matches!(o, IntakeOutcome::Accepted { .. }))
+                .count();
+            assert_eq!(accepted, 1, "change {n}: {oa:?} / {ob:?}");
+        }
+    });
+    let admin = PostgresAdmin::open(&url).expect("admin");
+    assert_eq!(admin.count("SELECT count(*) FROM changes").expect("n"), 200);
+    assert_eq!(admin.count("SELECT count(*) FROM starts").expect("n"), 200);
+    assert_eq!(
+        admin.count("SELECT count(*) FROM sightings").expect("n"),
+        200
+    );
+}
+
+#[test]
+fn a_pipeline_s_limit_holds_across_replicas() {
+    let Some(url) = fresh_database() else { return };
+    let rt = runtime();
+    let (a, b) = (replica(&url), replica(&url));
+    let ids: Vec<String> = rt.block_on(async {
+        let mut ids = Vec::new();
+        for n in 0..10 {
+            let event = numbered_event(n, SourceKind::Webhook);
+            match a
+                .intake(request(event, None, &["q"]))
+                .await
+                .expect("intake")
+            {
+                IntakeOutcome::Accepted { starts, .. } => ids.extend(starts),
+                other => panic!("{other:?}"),
+            }
+        }
+        ids
+    });
+    let want = |ids: &[String], limit| -> Vec<ClaimRequest> {
+        ids.iter()
+            .map(|id| ClaimRequest {
+                id: id.clone(),
+                pipeline: "q".into(),
+                limit,
+            })
+            .collect()
+    };
+    rt.block_on(async {
+        // Both replicas ask for every start at once, with a limit of 3: 3 run, in all.
+        let (ca, cb) = tokio::join!(a.claim_within(want(&ids, 3)), b.claim_within(want(&ids, 3)));
+        let (ca, cb) = (ca.expect("a"), cb.expect("b"));
+        assert_eq!(ca.len() + cb.len(), 3, "{ca:?} {cb:?}");
+        // Nothing more while they run.
+        assert!(a.claim_within(want(&ids, 3)).await.expect("a").is_empty());
+        // One finishes: one more may start, the earliest still waiting.
+        let done = ca.first().or(cb.first()).expect("one claimed").id.clone();
+        assert!(a.finish(&done, Finish::Succeeded).await.expect("finish"));
+        let next = b.claim_within(want(&ids, 3)).await.expect("b");
+        assert_eq!(next.len(), 1);
+        assert_eq!(next[0].id, ids[3]);
+    });
+}
+
+#[test]
+fn a_dead_replica_s_claims_are_reopened_after_its_lease_and_a_repository_has_one_poller() {
+    let Some(url) = fresh_database() else { return };
+    let rt = runtime();
+    let (a, b) = (replica(&url), replica(&url));
+    let admin = PostgresAdmin::open(&url).expect("admin");
+    let event = numbered_event(1, SourceKind::Webhook);
+    let IntakeOutcome::Accepted { starts, .. } = rt
+        .block_on(a.intake(request(event, None, &["p"])))
+        .expect("intake")
+    else {
+        panic!("accepted")
+    };
+    assert_eq!(
+        rt.block_on(a.claim(starts.clone())).expect("claim").len(),
+        1
+    );
+    // One replica holds a repository: the other may not poll it at the same time.
+    let repo = "git.example/acme/api";
+    let (la, lb) = rt.block_on(async { tokio::join!(a.poll_lease(repo), b.poll_lease(repo)) });
+    let (la, lb) = (la.expect("a"), lb.expect("b"));
+    assert!(!(la && lb), "both replicas hold {repo}");
+    // The claim's replica dies: its leases stop being renewed. (A handle dropped here would
+    // give its claims back as it leaves, which a SIGKILL never does: instead the rows are made
+    // to look like a dead replica's, whose last renewal is LEASE ago.)
+    admin
+        .execute(&format!(
+            "UPDATE starts SET owner = 'dead', lease_until_ms = switchyard_now() - 1;
+             UPDATE poll_leases SET owner = 'dead', until_ms = switchyard_now() - {}",
+            LEASE.as_millis()
+        ))
+        .expect("age the leases");
+    let began = Instant::now();
+    while !admin
+        .starts(&[StartState::Pending])
+        .expect("starts")
+        .iter()
+        .any(|s| starts.contains(&s.id))
+    {
+        assert!(
+            began.elapsed() < Duration::from_secs(5),
+            "no heartbeat reopened the dead replica's start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Reopened by a heartbeat, within about one heartbeat of the lease's end.
+    assert_eq!(rt.block_on(b.claim(starts)).expect("claim").len(), 1);
+    // The repository's lease is free again: exactly one of the live replicas takes it.
+    let (la, lb) = rt.block_on(async { tokio::join!(a.poll_lease(repo), b.poll_lease(repo)) });
+    assert!(la.expect("a") ^ lb.expect("b"), "one replica polls {repo}");
+}
+
+#[test]
+fn urls_are_checked_and_described_without_credentials() {
+    assert!(postgres_url("postgres://u:secret@db.example:6543/yard").is_ok());
+    assert!(postgres_url("host=db user=u dbname=yard").is_ok());
+    assert!(postgres_url("mysql://db/yard").is_err());
+    assert!(postgres_url("postgres://db/yard?sslmode=bogus").is_err());
+    let described = describe("postgres://u:secret@db.example:6543/yard?sslmode=require");
+    assert_eq!(described, "postgres://db.example:6543/yard");
+    assert!(!described.contains("secret"));
+}
+
+#[test]
+fn verify_modes_and_root_certificates_are_read_by_switchyard() {
+    let (config, root) =
+        parse("postgres://u@db/yard?sslmode=verify-full&sslrootcert=/etc/ca.pem").expect("url");
+    assert_eq!(
+        config.get_ssl_mode(),
+        tokio_postgres::config::SslMode::Require
+    );
+    assert_eq!(root.as_deref(), Some("/etc/ca.pem"));
+    let err = tls(Some("/nonexistent/ca.pem"))
+        .err()
+        .expect("missing file");
+    assert!(err.contains("sslrootcert /nonexistent/ca.pem"), "{err}");
+}
