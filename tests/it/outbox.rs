@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use switchyard::event::{ChangeEvent, Source, SourceKind};
 use switchyard::outcome::IntakeOutcome;
-use switchyard::store::{Finish, IntakeRequest, PlannedStart, Role, Store};
+use switchyard::store::{Finish, IntakeRequest, Location, PlannedStart, Role, Store};
 
 use crate::support::{Project, change, sha};
 
@@ -12,11 +12,29 @@ use crate::support::{Project, change, sha};
 async fn list_retry_and_drop() {
     let p = Project::new();
     p.file("switchyard.yaml", "state_dir: state\n");
-    let store = Store::open(
-        &p.root().join("state"),
-        Role::Serve,
-        Arc::new(tokio::sync::Notify::new()),
+    list_retry_and_drop_at(&p, Location::Sqlite(p.root().join("state"))).await;
+}
+
+/// The same commands on a PostgreSQL store (`store: {postgres: file:db-url}`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_retry_and_drop_on_postgres() {
+    let Some(server) = switchyard_lab::or_skip(switchyard_lab::Postgres::shared()) else {
+        return;
+    };
+    let url = server
+        .create_database(&format!("outbox_{}", std::process::id()))
+        .expect("a database");
+    let p = Project::new();
+    p.file(
+        "switchyard.yaml",
+        "state_dir: state\nstore: {postgres: \"file:db-url\"}\n",
     );
+    p.file("db-url", &url);
+    list_retry_and_drop_at(&p, Location::Postgres(url)).await;
+}
+
+async fn list_retry_and_drop_at(p: &Project, location: Location) {
+    let store = Store::open_at(&location, Role::Serve, Arc::new(tokio::sync::Notify::new()));
     let source = Source {
         kind: SourceKind::Webhook,
         provider: None,

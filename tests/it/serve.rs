@@ -550,3 +550,22 @@ async fn connections_are_bounded_and_an_idle_one_cannot_keep_its_slot() {
     drop(idle);
     s.stop().await;
 }
+
+#[test]
+fn serve_refuses_to_start_on_an_unreachable_database_naming_it_without_credentials() {
+    let p = crate::support::Project::new();
+    p.file(
+        "switchyard.yaml",
+        "listen: 127.0.0.1:0\nstate_dir: state\nstore: {postgres: \"file:db-url\"}\n",
+    );
+    // Nothing listens on port 1.
+    p.file("db-url", "postgres://yard:hunter2@127.0.0.1:1/yard\n");
+    let run = p.run(&["serve"], "");
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(
+        run.stderr.contains("127.0.0.1:1/yard") && run.stderr.contains("hint:"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("hunter2"), "{}", run.stderr);
+}
