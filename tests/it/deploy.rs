@@ -1040,7 +1040,14 @@ fn the_function_sets_only_variables_switchyard_reads() {
     for name in &set {
         assert!(
             secrets.contains(name)
-                || ["SWITCHYARD_CONFIG", "SWITCHYARD_TRIGGERS", "SWITCHYARD_LOG"].contains(name),
+                || [
+                    "SWITCHYARD_CONFIG",
+                    "SWITCHYARD_TRIGGERS",
+                    "SWITCHYARD_LOG",
+                    switchyard::lambda::TABLE_VARIABLE,
+                    switchyard::lambda::TTL_VARIABLE,
+                ]
+                .contains(name),
             "{TEMPLATE} sets {name}, which switchyard lambda does not read"
         );
     }
@@ -1083,6 +1090,106 @@ fn the_function_sets_only_variables_switchyard_reads() {
         condition.as_str().expect("a name")
     );
     assert!(is_no_value(&layers[2]));
+}
+
+/// The `Statement`s of the function's `Policies`, each `Fn::If` branch followed.
+fn policy_statements(function: &Node) -> Vec<&Node> {
+    items(at(function, &["Properties", "Policies"]))
+        .iter()
+        .flat_map(branches)
+        .filter(|p| !is_no_value(p))
+        .flat_map(|p| items(at(p, &["Statement"])))
+        .collect()
+}
+
+/// A scalar or a list of scalars, as a list.
+fn scalars(node: &Node) -> Vec<&str> {
+    match &node.value {
+        Value::Seq(list) => list.iter().filter_map(Node::as_str).collect(),
+        _ => node.as_str().into_iter().collect(),
+    }
+}
+
+#[test]
+fn the_claims_table_is_what_the_function_claims_in_and_all_it_may_touch() {
+    use switchyard::aws::claims::{CLOCK_SLACK, EXPIRY, KEY, LEASE_MAX};
+    let template = yaml::parse(&read(TEMPLATE)).expect(TEMPLATE);
+    let (table_id, table) = only(&template, "AWS::DynamoDB::Table");
+    let props = at(table, &["Properties"]);
+    assert_eq!(text(props, &["BillingMode"]), "PAY_PER_REQUEST");
+
+    // Keyed by the start id alone, a string; the TTL on the attribute the function writes.
+    let keys = items(at(props, &["KeySchema"]));
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert_eq!(text(&keys[0], &["AttributeName"]), KEY);
+    assert_eq!(text(&keys[0], &["KeyType"]), "HASH");
+    let attributes = items(at(props, &["AttributeDefinitions"]));
+    assert_eq!(attributes.len(), 1, "only key attributes are declared");
+    assert_eq!(text(&attributes[0], &["AttributeName"]), KEY);
+    assert_eq!(text(&attributes[0], &["AttributeType"]), "S");
+    assert_eq!(
+        text(props, &["TimeToLiveSpecification", "AttributeName"]),
+        EXPIRY
+    );
+    assert_eq!(text(props, &["TimeToLiveSpecification", "Enabled"]), "true");
+
+    // The function claims in it...
+    let (_, function) = only(&template, "AWS::Serverless::Function");
+    let variable = at(
+        function,
+        &[
+            "Properties",
+            "Environment",
+            "Variables",
+            switchyard::lambda::TABLE_VARIABLE,
+        ],
+    );
+    assert_eq!(text(variable, &["Ref"]), table_id);
+
+    // ...and may do there what a claim needs, nowhere else.
+    let want = [
+        "dynamodb:DeleteItem",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+    ];
+    let mut granted = Vec::new();
+    for statement in policy_statements(function) {
+        let actions = scalars(at(statement, &["Action"]));
+        if !actions.iter().any(|a| a.starts_with("dynamodb:")) {
+            continue;
+        }
+        assert_eq!(text(statement, &["Effect"]), "Allow");
+        assert_eq!(
+            get_att(at(statement, &["Resource"]), "Arn"),
+            table_id,
+            "{statement:?}"
+        );
+        granted.extend(actions);
+    }
+    granted.sort_unstable();
+    assert_eq!(granted, want);
+
+    // A record that met another instance's claim comes back after the queue's visibility
+    // timeout: by then that claim has completed, or been deleted, or lapsed.
+    let timeout: u64 = text(
+        &template,
+        &["Resources", "Switchyard", "Properties", "Timeout"],
+    )
+    .parse()
+    .expect("Timeout in seconds");
+    let (_, queue) = resources_of(&template, "AWS::SQS::Queue")
+        .into_iter()
+        .find(|(_, q)| get(at(q, &["Properties"]), "RedrivePolicy").is_some())
+        .expect("the queue the function reads");
+    let visibility: u64 = text(queue, &["Properties", "VisibilityTimeout"])
+        .parse()
+        .expect("seconds");
+    let longest_claim = Duration::from_secs(timeout).min(LEASE_MAX) + CLOCK_SLACK;
+    assert!(
+        Duration::from_secs(visibility) > longest_claim,
+        "VisibilityTimeout {visibility} s is not longer than a claim ({longest_claim:?})"
+    );
 }
 
 #[test]
