@@ -24,6 +24,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use tokio::sync::OnceCell;
 
@@ -213,10 +214,16 @@ impl Claims {
                         until: now + lease,
                     });
                 }
-                Err(e) => match e.into_service_error() {
-                    aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(refused) => refused,
-                    other => return Err(self.error(format!("PutItem: {}", describe_service(&other)))),
-                },
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+                {
+                    match e.into_service_error() {
+                        PutItemError::ConditionalCheckFailedException(refused) => refused,
+                        other => return Err(self.error(format!("PutItem: {other}"))),
+                    }
+                }
+                Err(e) => return Err(self.error(format!("PutItem: {}", super::describe(&e)))),
             };
             // The item that stood in the way: in the refusal, or read (DynamoDB before
             // mid-2023 and some emulators do not return it).
@@ -304,17 +311,6 @@ impl Claims {
             }
             Err(e) => Err(self.error(format!("DeleteItem: {}", super::describe(&e)))),
         }
-    }
-}
-
-/// A service error of PutItem (taken out of its `SdkError` to look inside it), as
-/// [`describe`](super::describe) words the rest.
-fn describe_service(error: &aws_sdk_dynamodb::operation::put_item::PutItemError) -> String {
-    use aws_sdk_dynamodb::error::ProvideErrorMetadata as _;
-    match (error.code(), error.message()) {
-        (Some(code), Some(message)) => format!("{code}: {message}"),
-        (Some(code), None) => code.to_owned(),
-        _ => error.to_string(),
     }
 }
 
