@@ -9,6 +9,26 @@
 //! as a function error, the webhook as a 503). A start carries the same start id on every
 //! attempt and every redelivery, so a runner can drop a repeat; within one warm instance,
 //! starts that already succeeded are not repeated.
+//!
+//! With `SWITCHYARD_DYNAMODB_TABLE` set, each start id is also claimed in that table before the
+//! start is attempted (`aws::claims`, Powertools' idempotency design), so that two instances
+//! given the same change never both start it:
+//!
+//! - a claim won: the start is attempted while the claim's lease lasts; a success marks the
+//!   item `COMPLETED`, a failure deletes it, so that the redelivery AWS makes may attempt it;
+//! - a `COMPLETED` item: the start happened already (on any instance); it counts as done, and
+//!   the change as a duplicate when nothing else started;
+//! - an `INPROGRESS` item of another instance whose lease has not lapsed: that instance is
+//!   attempting the start now. The change is reported as failed, not as done, because the other
+//!   attempt may yet fail: an SQS record comes back after the visibility timeout (longer than
+//!   any lease), and finds `COMPLETED` (and succeeds without starting), or no item (and starts).
+//!   Answering success here would lose the change whenever the other attempt fails;
+//! - any other DynamoDB error: the start is not attempted, and the change is reported as failed
+//!   for AWS to deliver again (a claim that cannot be checked could be a duplicate).
+//!
+//! The warm instance's memory of succeeded start ids stays in front of the table, so a
+//! redelivery to the same instance asks DynamoDB nothing. Without the variable, nothing of this
+//! happens: delivery is at least once, and the start id is the runner's key to drop a repeat.
 
 use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
@@ -26,6 +46,7 @@ use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
+use crate::aws::claims::{self, Claim, Claims};
 use crate::config::{Config, Provider, Receiver};
 use crate::dispatch::{Failure, Policy, Starter};
 use crate::event::ChangeEvent;
@@ -49,6 +70,12 @@ const MARGIN: Duration = Duration::from_millis(1500);
 
 /// Succeeded start ids a warm instance remembers, so that a redelivery does not repeat them.
 const REMEMBERED: usize = 10_000;
+
+/// The DynamoDB table in which start ids are claimed across instances; unset: no claims.
+pub const TABLE_VARIABLE: &str = "SWITCHYARD_DYNAMODB_TABLE";
+
+/// How long a claimed start id counts (a duration: `336h`, `24h`); unset: 14 days.
+pub const TTL_VARIABLE: &str = "SWITCHYARD_DYNAMODB_TTL";
 
 /// The receivers made from the environment when no `switchyard.yaml` is bundled: each variable
 /// that is set makes a receiver named after its provider (`/hooks/github`).
@@ -121,6 +148,29 @@ fn package_path(flag: Option<&Path>, variable: &str, name: &str) -> Option<PathB
     path.exists().then_some(path)
 }
 
+/// The claims `SWITCHYARD_DYNAMODB_TABLE` asks for, in the region and through the endpoint of
+/// the function's other AWS clients; `None` when it is unset or empty.
+fn claims_from_env(
+    region: Option<String>,
+    endpoint_url: Option<String>,
+) -> anyhow::Result<Option<Claims>> {
+    let Some(table) = std::env::var(TABLE_VARIABLE).ok().filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    let ttl = match std::env::var(TTL_VARIABLE).ok().filter(|t| !t.is_empty()) {
+        None => claims::DEFAULT_TTL,
+        Some(text) => crate::diag::parse_duration(&text)
+            .filter(|d| d.as_secs() > 0)
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{TTL_VARIABLE}={text:?} is not a duration\nhint: write hours, minutes or \
+                     seconds, such as 336h (14 days, the default), 24h or 90m"
+                )
+            })?,
+    };
+    Ok(Some(Claims::new(table, ttl, region, endpoint_url)))
+}
+
 /// The configuration of a function with no `switchyard.yaml`: receivers from the environment.
 fn config_from_env() -> Config {
     let mut config = Config {
@@ -153,6 +203,15 @@ pub struct Handler {
     policy: Policy,
     metrics: Metrics,
     started: Mutex<Remembered>,
+    claims: Option<Claims>,
+}
+
+/// How one start of a change ended.
+enum Started {
+    /// Attempted now, and it succeeded.
+    Now,
+    /// It had succeeded before (remembered here, or `COMPLETED` in the table).
+    Before,
 }
 
 /// The start ids this instance started, oldest first, bounded.
@@ -202,13 +261,16 @@ impl Handler {
         }
         let receivers = Receivers::from_config(&config.receivers)
             .map_err(|e| anyhow::anyhow!("{e}\nhint: set the secret's variable in the function's environment (deploy/template.yaml does it from SSM or Secrets Manager)"))?;
-        let aws = crate::dispatch::aws::Targets::new(
-            config.eventbridge.as_ref().map(|e| e.region.clone()),
-            config
-                .eventbridge
-                .as_ref()
-                .and_then(|e| e.endpoint_url.clone()),
-        );
+        let region = config.eventbridge.as_ref().map(|e| e.region.clone());
+        let endpoint_url = config
+            .eventbridge
+            .as_ref()
+            .and_then(|e| e.endpoint_url.clone());
+        let claims = claims_from_env(region.clone(), endpoint_url.clone())?;
+        if let Some(claims) = &claims {
+            tracing::info!(table = claims.table(), "start ids are claimed in DynamoDB");
+        }
+        let aws = crate::dispatch::aws::Targets::new(region, endpoint_url);
         Ok(Handler {
             pipelines,
             hooks: Hooks::new(receivers, config.limits.max_body_bytes),
@@ -221,6 +283,7 @@ impl Handler {
             },
             metrics: Metrics::default(),
             started: Mutex::new(Remembered::default()),
+            claims,
         })
     }
 
@@ -428,19 +491,13 @@ impl Handler {
         let mut repeated = 0;
         for pipeline in &matching {
             let id = start_id(&change.id, &pipeline.name);
-            if self.remembered(&id) {
-                repeated += 1;
-                continue;
-            }
             match self
-                .attempt(pipeline, &id, change, &event_json, deadline)
+                .start_once(pipeline, &id, change, &event_json, deadline)
                 .await
             {
-                Ok(()) => {
-                    self.remember(id.clone());
-                    started.push(id);
-                }
-                Err(f) => failed.push(format!("{}: {}", pipeline.name, f.message)),
+                Ok(Started::Now) => started.push(id),
+                Ok(Started::Before) => repeated += 1,
+                Err(why) => failed.push(format!("{}: {why}", pipeline.name)),
             }
         }
         if !failed.is_empty() {
@@ -462,6 +519,81 @@ impl Handler {
             change_id: change.id.clone(),
             starts: started,
         })
+    }
+
+    /// Start `id` of `pipeline`, unless it succeeded before: remembered here, or (with a table)
+    /// `COMPLETED` there. With a table the start is attempted only under this instance's claim,
+    /// and only while the claim lasts.
+    async fn start_once(
+        &self,
+        pipeline: &Pipeline,
+        id: &str,
+        change: &ChangeEvent,
+        event_json: &str,
+        deadline: Instant,
+    ) -> Result<Started, String> {
+        if self.remembered(id) {
+            return Ok(Started::Before);
+        }
+        let Some(claims) = &self.claims else {
+            self.attempt(pipeline, id, change, event_json, deadline)
+                .await
+                .map_err(|f| f.message)?;
+            self.remember(id.to_owned());
+            return Ok(Started::Now);
+        };
+        let (token, until) = match claims.claim(id, deadline).await {
+            Ok(Claim::Ours { token, until }) => (token, until),
+            Ok(Claim::Done) => {
+                tracing::info!(pipeline = %pipeline.name, start = %id, "started before (COMPLETED in DynamoDB); not repeated");
+                self.remember(id.to_owned());
+                return Ok(Started::Before);
+            }
+            Ok(Claim::Busy { until_ms }) => {
+                tracing::warn!(pipeline = %pipeline.name, start = %id, claim_until_ms = until_ms, "another instance is attempting this start; reported for AWS to deliver again");
+                return Err(format!(
+                    "start {id} is being attempted by another instance (its claim lasts until \
+                     {}); delivered again, it finds the outcome",
+                    jiff::Timestamp::from_millisecond(until_ms)
+                        .map_or_else(|_| until_ms.to_string(), |t| t.to_string())
+                ));
+            }
+            Err(e) => {
+                tracing::error!(pipeline = %pipeline.name, start = %id, error = %e, "start not attempted: its claim could not be made; reported for AWS to deliver again");
+                return Err(format!("start {id} not attempted: {e}"));
+            }
+        };
+        let result = self
+            .attempt(pipeline, id, change, event_json, until.min(deadline))
+            .await;
+        match result {
+            Ok(()) => {
+                self.remember(id.to_owned());
+                match claims.complete(id, &token).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(pipeline = %pipeline.name, start = %id, "started, but the claim had lapsed and another instance holds it now");
+                    }
+                    // Started all the same: the item stays INPROGRESS until its lease lapses,
+                    // and then a redelivery of this change (should another of its pipelines
+                    // fail) starts it again, with the same start id.
+                    Err(e) => {
+                        tracing::error!(pipeline = %pipeline.name, start = %id, error = %e, "started, but not marked COMPLETED");
+                    }
+                }
+                Ok(Started::Now)
+            }
+            Err(f) => {
+                match claims.release(id, &token).await {
+                    Ok(_) => {}
+                    // The claim lapses by itself before the record comes back.
+                    Err(e) => {
+                        tracing::error!(pipeline = %pipeline.name, start = %id, error = %e, "the failed start's claim was not deleted; it lapses with its lease");
+                    }
+                }
+                Err(f.message)
+            }
+        }
     }
 
     /// Attempts one start until it succeeds, fails for good, runs out of attempts, or the next

@@ -5,7 +5,7 @@
 //!   clones ([`Work`]), `git daemon` ([`GitDaemon`]), smart HTTP behind Basic auth
 //!   ([`GitHttp`]), OpenSSH's sshd ([`Sshd`]), and the bench's host of K repositories with its
 //!   pusher ([`GitHost`], [`Pusher`]).
-//! - [`moto`]: a real moto server ([`Moto`]), its queues and rules.
+//! - [`moto`]: a real moto server ([`Moto`]), its queues and rules, the Lambda claims table.
 //! - [`postgres`]: a real PostgreSQL server ([`Postgres`]) and fresh databases on it.
 //! - [`serve`]: `switchyard serve` as a child process ([`Serve`]).
 //! - [`runner`]: the HTTP runner pipeline starts reach, recording each arrival.

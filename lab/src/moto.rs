@@ -1,5 +1,6 @@
 //! A real moto server (PyPI's `moto[server]`) on a free loopback port, or one already running;
-//! the lab's SDK clients, queues (with a dead-letter queue) and the rules that fill them.
+//! the lab's SDK clients, queues (with a dead-letter queue) and the rules that fill them, and
+//! the DynamoDB table of the Lambda function's claims.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -114,6 +115,60 @@ impl Moto {
 
     pub fn events(&self) -> aws_sdk_eventbridge::Client {
         aws_sdk_eventbridge::Client::new(&self.sdk())
+    }
+
+    pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        aws_sdk_dynamodb::Client::new(&self.sdk())
+    }
+
+    /// Creates table `name` as `deploy/template.yaml` makes the claims table: the string
+    /// partition key `id`, on demand, the TTL on `expiration`.
+    pub async fn claims_table(&self, name: &str) -> anyhow::Result<()> {
+        use aws_sdk_dynamodb::types::{
+            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+            TimeToLiveSpecification,
+        };
+        use switchyard::aws::claims::{EXPIRY, KEY};
+        let dynamodb = self.dynamodb();
+        let failed = |step: &str| {
+            let step = step.to_owned();
+            move |e: String| anyhow::anyhow!("moto: {step} of table {name}: {e}")
+        };
+        dynamodb
+            .create_table()
+            .table_name(name)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(KEY)
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .map_err(|e| failed("attribute")(e.to_string()))?,
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name(KEY)
+                    .key_type(KeyType::Hash)
+                    .build()
+                    .map_err(|e| failed("key")(e.to_string()))?,
+            )
+            .send()
+            .await
+            .map_err(|e| failed("create")(describe(&e)))?;
+        dynamodb
+            .update_time_to_live()
+            .table_name(name)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .attribute_name(EXPIRY)
+                    .enabled(true)
+                    .build()
+                    .map_err(|e| failed("TTL")(e.to_string()))?,
+            )
+            .send()
+            .await
+            .map_err(|e| failed("TTL")(describe(&e)))?;
+        Ok(())
     }
 
     /// The environment a child `switchyard` needs to reach moto.

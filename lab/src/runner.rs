@@ -1,6 +1,6 @@
 //! The runner pipeline starts reach (their `http` target): an HTTP server on loopback that
-//! records when each start arrived and what it named, answers as scripted, and wakes whoever
-//! waits for one.
+//! records when each start arrived and what it named, answers as scripted (or holds its answers
+//! until released), and wakes whoever waits for one.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -46,6 +46,8 @@ pub struct Runner {
     /// The statuses to answer with, the next last; 200 when none is left.
     script: Mutex<Vec<u16>>,
     arrived: tokio::sync::Notify,
+    /// While true, answers wait (the request is recorded at once).
+    held: tokio::sync::watch::Sender<bool>,
 }
 
 impl Runner {
@@ -100,6 +102,7 @@ impl Runner {
             arrivals.push(arrival);
         }
         self.arrived.notify_waiters();
+        let _ = self.held.subscribe().wait_for(|held| !held).await;
         let status = self.script.lock().ok().and_then(|mut s| s.pop());
         let mut response = Response::new(Full::new(Bytes::from_static(b"{}")));
         if let Some(status) = status.and_then(|s| StatusCode::from_u16(s).ok()) {
@@ -109,6 +112,24 @@ impl Runner {
             *response.status_mut() = status;
         }
         response
+    }
+
+    /// From now on the answers wait (each arrival is recorded, and waiters woken, at once),
+    /// until [`release`](Runner::release): a start that stays in flight.
+    pub fn hold(&self) {
+        self.held.send_replace(true);
+    }
+
+    /// Answers the held requests and those to come.
+    pub fn release(&self) {
+        self.held.send_replace(false);
+    }
+
+    /// Answers the next requests with `statuses` in order, then 200 again.
+    pub fn script(&self, statuses: &[u16]) {
+        if let Ok(mut script) = self.script.lock() {
+            *script = statuses.iter().rev().copied().collect();
+        }
     }
 
     /// Takes every arrival so far.

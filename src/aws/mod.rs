@@ -1,8 +1,9 @@
-//! The AWS SDK set-up shared by the EventBridge source, the AWS start targets and
-//! `switchyard aws setup`: credentials from the standard chain (environment, profile,
-//! container and instance roles, web identity), rustls with ring for TLS, an optional endpoint
-//! URL (moto, LocalStack).
+//! The AWS SDK set-up shared by the EventBridge source, the AWS start targets, the Lambda
+//! function's claims and `switchyard aws setup`: credentials from the standard chain
+//! (environment, profile, container and instance roles, web identity), rustls with ring for
+//! TLS, an optional endpoint URL (moto, LocalStack).
 
+pub mod claims;
 pub mod setup;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};

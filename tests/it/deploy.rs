@@ -573,30 +573,260 @@ fn the_kubernetes_pod_probes_mounts_and_stops_as_its_configuration_says() {
 
 #[test]
 fn kustomize_ships_every_pipeline_file() {
-    let kustomization =
-        yaml::parse(&read("deploy/kubernetes/kustomization.yaml")).expect("kustomization.yaml");
-    let generators = at(&kustomization, &["configMapGenerator"]);
-    let files = |name: &str| -> Vec<String> {
-        items(at(named(generators, name), &["files"]))
+    for example in ["deploy/kubernetes", "deploy/kubernetes-replicas"] {
+        let kustomization = yaml::parse(&read(&format!("{example}/kustomization.yaml")))
+            .expect("kustomization.yaml");
+        for resource in items(at(&kustomization, &["resources"])) {
+            let rel = resource.as_str().expect("a file");
+            assert!(
+                root().join(example).join(rel).exists(),
+                "{example}: {rel} is missing"
+            );
+        }
+        let generators = at(&kustomization, &["configMapGenerator"]);
+        let files = |name: &str| -> Vec<String> {
+            items(at(named(generators, name), &["files"]))
+                .iter()
+                .filter_map(|n| n.as_str().map(str::to_owned))
+                .collect()
+        };
+        assert_eq!(
+            files("switchyard-config"),
+            ["config/switchyard.yaml"],
+            "{example}"
+        );
+        let on_disk: Vec<String> = trigger_files(&format!("{example}/config/triggers"))
             .iter()
-            .filter_map(|n| n.as_str().map(str::to_owned))
-            .collect()
+            .map(|p| {
+                format!(
+                    "config/triggers/{}",
+                    p.file_name().expect("name").to_string_lossy()
+                )
+            })
+            .collect();
+        assert!(!on_disk.is_empty());
+        assert_eq!(
+            files("switchyard-triggers"),
+            on_disk,
+            "{example}: every file in config/triggers/"
+        );
+    }
+}
+
+// ---- Kubernetes, several replicas ----------------------------------------------------------
+
+const REPLICAS: &str = "deploy/kubernetes-replicas";
+
+/// The names of the `env:NAME` references anywhere in a YAML document.
+fn env_names(node: &Node, out: &mut BTreeSet<String>) {
+    match &node.value {
+        Value::Scalar(text, _) => {
+            if let Some(name) = text.strip_prefix("env:") {
+                out.insert(name.to_owned());
+            }
+        }
+        Value::Seq(list) => list.iter().for_each(|n| env_names(n, out)),
+        Value::Map(entries) => entries.iter().for_each(|(_, v)| env_names(v, out)),
+    }
+}
+
+/// The labels a selector's `matchLabels` asks for, as `key=value`.
+fn labels(node: &Node) -> BTreeSet<String> {
+    let Value::Map(entries) = &node.value else {
+        panic!("labels are not a mapping: {node:?}");
     };
-    assert_eq!(files("switchyard-config"), ["config/switchyard.yaml"]);
-    let on_disk: Vec<String> = trigger_files("deploy/kubernetes/config/triggers")
+    entries
         .iter()
-        .map(|p| {
+        .map(|(k, v)| {
             format!(
-                "config/triggers/{}",
-                p.file_name().expect("name").to_string_lossy()
+                "{}={}",
+                k.as_str().expect("a key"),
+                v.as_str().expect("a value")
             )
         })
-        .collect();
-    assert!(!on_disk.is_empty());
+        .collect()
+}
+
+/// The replicas example, read as YAML only: its `switchyard.yaml` uses the `store:` key, so
+/// this test does not load it as a `Config` (see the test that runs `switchyard check` on it).
+#[test]
+fn the_kubernetes_replicas_share_the_postgres_store_and_roll_one_at_a_time() {
+    let config =
+        yaml::parse(&read(&format!("{REPLICAS}/config/switchyard.yaml"))).expect("switchyard.yaml");
+    // The store is PostgreSQL, its URL a reference the Secret fills.
+    let url = text(&config, &["store", "postgres"]);
+    assert!(
+        url.starts_with("env:") || url.starts_with("file:"),
+        "store.postgres is a reference: {url}"
+    );
+    let state_dir = text(&config, &["state_dir"]);
+    let grace = switchyard::diag::parse_duration(text(&config, &["shutdown_grace"]))
+        .expect("shutdown_grace");
+
+    let docs = documents(&format!("{REPLICAS}/deployment.yaml"));
+    let deployment = kind(&docs, "Deployment");
+    let replicas: u32 = text(deployment, &["spec", "replicas"])
+        .parse()
+        .expect("replicas");
+    assert!(replicas >= 3, "several replicas: {replicas}");
     assert_eq!(
-        files("switchyard-triggers"),
-        on_disk,
-        "every file in config/triggers/"
+        text(deployment, &["spec", "strategy", "type"]),
+        "RollingUpdate"
+    );
+    let unavailable: u32 = text(
+        deployment,
+        &["spec", "strategy", "rollingUpdate", "maxUnavailable"],
+    )
+    .parse()
+    .expect("maxUnavailable as a number");
+
+    // The budget holds two replicas up, and the rolling update keeps to it.
+    let pods = labels(at(deployment, &["spec", "template", "metadata", "labels"]));
+    assert!(labels(at(deployment, &["spec", "selector", "matchLabels"])).is_subset(&pods));
+    let budget = kind(&docs, "PodDisruptionBudget");
+    let min_available: u32 = text(budget, &["spec", "minAvailable"])
+        .parse()
+        .expect("minAvailable");
+    assert_eq!(min_available, 2);
+    assert!(
+        replicas - unavailable >= min_available,
+        "a rolling update takes down {unavailable} of {replicas}, below minAvailable {min_available}"
+    );
+    assert!(labels(at(budget, &["spec", "selector", "matchLabels"])).is_subset(&pods));
+    let service = kind(&docs, "Service");
+    assert!(labels(at(service, &["spec", "selector"])).is_subset(&pods));
+    assert_eq!(
+        text(
+            named(at(service, &["spec", "ports"]), "http"),
+            &["targetPort"]
+        ),
+        "http"
+    );
+
+    let pod = at(deployment, &["spec", "template", "spec"]);
+    let stop: u64 = text(pod, &["terminationGracePeriodSeconds"])
+        .parse()
+        .expect("seconds");
+    assert!(
+        Duration::from_secs(stop) > grace,
+        "terminationGracePeriodSeconds {stop} is not longer than shutdown_grace {grace:?}"
+    );
+    let containers = items(at(pod, &["containers"]));
+    assert_eq!(
+        containers.len(),
+        1,
+        "switchyard alone: the runner is elsewhere"
+    );
+    let switchyard = named(at(pod, &["containers"]), "switchyard");
+    let env = at(switchyard, &["env"]);
+
+    // Probes and the container port are where SWITCHYARD_LISTEN makes it listen.
+    let listen = text(named(env, "SWITCHYARD_LISTEN"), &["value"]);
+    let port = listen.rsplit_once(':').expect("IP:PORT").1;
+    for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")] {
+        assert_eq!(
+            text(switchyard, &[probe, "httpGet", "path"]),
+            path,
+            "{probe}"
+        );
+        assert_eq!(
+            text(switchyard, &[probe, "httpGet", "port"]),
+            port,
+            "{probe}"
+        );
+    }
+    assert_eq!(
+        text(
+            named(at(switchyard, &["ports"]), "http"),
+            &["containerPort"]
+        ),
+        port
+    );
+
+    // Every env: reference of the configuration and its pipelines comes from the Secret, and
+    // the example Secret has every key the Deployment reads.
+    let mut needed = BTreeSet::new();
+    env_names(&config, &mut needed);
+    for file in trigger_files(&format!("{REPLICAS}/config/triggers")) {
+        let text = std::fs::read_to_string(&file).expect("a trigger file");
+        env_names(&yaml::parse(&text).expect("a trigger file"), &mut needed);
+    }
+    assert!(needed.contains("SWITCHYARD_DATABASE_URL"), "{needed:?}");
+    let secret = yaml::parse(&read(&format!("{REPLICAS}/secret.example.yaml"))).expect("secret");
+    for name in &needed {
+        let from = at(named(env, name), &["valueFrom", "secretKeyRef"]);
+        assert_eq!(text(from, &["name"]), text(&secret, &["metadata", "name"]));
+        let key = text(from, &["key"]);
+        assert!(
+            get(at(&secret, &["stringData"]), key).is_some(),
+            "secret.example.yaml has no {key} (for {name})"
+        );
+    }
+
+    let security = at(switchyard, &["securityContext"]);
+    for (key, want) in [
+        ("runAsNonRoot", "true"),
+        ("runAsUser", UID),
+        ("readOnlyRootFilesystem", "true"),
+        ("allowPrivilegeEscalation", "false"),
+    ] {
+        assert_eq!(text(security, &[key]), want, "securityContext.{key}");
+    }
+
+    // No state of its own: the state_dir (the mirrors) is an emptyDir, and nothing claims a
+    // volume; the configuration and the pipelines where the arguments name them.
+    assert!(
+        !docs
+            .iter()
+            .any(|d| get(d, "kind").and_then(Node::as_str) == Some("PersistentVolumeClaim")),
+        "no volume claim: the state is in PostgreSQL"
+    );
+    let volumes = at(pod, &["volumes"]);
+    for volume in items(volumes) {
+        assert!(get(volume, "persistentVolumeClaim").is_none(), "{volume:?}");
+    }
+    let mounts = at(switchyard, &["volumeMounts"]);
+    let mirrors = items(mounts)
+        .iter()
+        .find(|m| text(m, &["mountPath"]) == state_dir)
+        .expect("a volume at state_dir");
+    let mirrors = named(volumes, text(mirrors, &["name"]));
+    assert!(get(mirrors, "emptyDir").is_some(), "{mirrors:?}");
+    let mount_of = |volume: &str| text(named(mounts, volume), &["mountPath"]).to_owned();
+    let args: Vec<&str> = items(at(switchyard, &["args"]))
+        .iter()
+        .filter_map(Node::as_str)
+        .collect();
+    assert_eq!(
+        args,
+        [
+            "serve",
+            "--config",
+            &mount_of("config"),
+            "--triggers",
+            &mount_of("triggers")
+        ]
+    );
+    assert_eq!(
+        text(named(mounts, "config"), &["subPath"]),
+        "switchyard.yaml"
+    );
+    assert_eq!(
+        text(named(volumes, "config"), &["configMap", "name"]),
+        "switchyard-config"
+    );
+    assert_eq!(
+        text(named(volumes, "triggers"), &["configMap", "name"]),
+        "switchyard-triggers"
+    );
+}
+
+/// Fails until the `store:` key of `switchyard.yaml` (the PostgreSQL store) is in the binary.
+#[test]
+fn the_kubernetes_replicas_configuration_passes_check() {
+    check(
+        &format!("{REPLICAS}/config/switchyard.yaml"),
+        Some(&format!("{REPLICAS}/config/triggers")),
     );
 }
 
@@ -1040,7 +1270,14 @@ fn the_function_sets_only_variables_switchyard_reads() {
     for name in &set {
         assert!(
             secrets.contains(name)
-                || ["SWITCHYARD_CONFIG", "SWITCHYARD_TRIGGERS", "SWITCHYARD_LOG"].contains(name),
+                || [
+                    "SWITCHYARD_CONFIG",
+                    "SWITCHYARD_TRIGGERS",
+                    "SWITCHYARD_LOG",
+                    switchyard::lambda::TABLE_VARIABLE,
+                    switchyard::lambda::TTL_VARIABLE,
+                ]
+                .contains(name),
             "{TEMPLATE} sets {name}, which switchyard lambda does not read"
         );
     }
@@ -1083,6 +1320,106 @@ fn the_function_sets_only_variables_switchyard_reads() {
         condition.as_str().expect("a name")
     );
     assert!(is_no_value(&layers[2]));
+}
+
+/// The `Statement`s of the function's `Policies`, each `Fn::If` branch followed.
+fn policy_statements(function: &Node) -> Vec<&Node> {
+    items(at(function, &["Properties", "Policies"]))
+        .iter()
+        .flat_map(branches)
+        .filter(|p| !is_no_value(p))
+        .flat_map(|p| items(at(p, &["Statement"])))
+        .collect()
+}
+
+/// A scalar or a list of scalars, as a list.
+fn scalars(node: &Node) -> Vec<&str> {
+    match &node.value {
+        Value::Seq(list) => list.iter().filter_map(Node::as_str).collect(),
+        _ => node.as_str().into_iter().collect(),
+    }
+}
+
+#[test]
+fn the_claims_table_is_what_the_function_claims_in_and_all_it_may_touch() {
+    use switchyard::aws::claims::{CLOCK_SLACK, EXPIRY, KEY, LEASE_MAX};
+    let template = yaml::parse(&read(TEMPLATE)).expect(TEMPLATE);
+    let (table_id, table) = only(&template, "AWS::DynamoDB::Table");
+    let props = at(table, &["Properties"]);
+    assert_eq!(text(props, &["BillingMode"]), "PAY_PER_REQUEST");
+
+    // Keyed by the start id alone, a string; the TTL on the attribute the function writes.
+    let keys = items(at(props, &["KeySchema"]));
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert_eq!(text(&keys[0], &["AttributeName"]), KEY);
+    assert_eq!(text(&keys[0], &["KeyType"]), "HASH");
+    let attributes = items(at(props, &["AttributeDefinitions"]));
+    assert_eq!(attributes.len(), 1, "only key attributes are declared");
+    assert_eq!(text(&attributes[0], &["AttributeName"]), KEY);
+    assert_eq!(text(&attributes[0], &["AttributeType"]), "S");
+    assert_eq!(
+        text(props, &["TimeToLiveSpecification", "AttributeName"]),
+        EXPIRY
+    );
+    assert_eq!(text(props, &["TimeToLiveSpecification", "Enabled"]), "true");
+
+    // The function claims in it...
+    let (_, function) = only(&template, "AWS::Serverless::Function");
+    let variable = at(
+        function,
+        &[
+            "Properties",
+            "Environment",
+            "Variables",
+            switchyard::lambda::TABLE_VARIABLE,
+        ],
+    );
+    assert_eq!(text(variable, &["Ref"]), table_id);
+
+    // ...and may do there what a claim needs, nowhere else.
+    let want = [
+        "dynamodb:DeleteItem",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+    ];
+    let mut granted = Vec::new();
+    for statement in policy_statements(function) {
+        let actions = scalars(at(statement, &["Action"]));
+        if !actions.iter().any(|a| a.starts_with("dynamodb:")) {
+            continue;
+        }
+        assert_eq!(text(statement, &["Effect"]), "Allow");
+        assert_eq!(
+            get_att(at(statement, &["Resource"]), "Arn"),
+            table_id,
+            "{statement:?}"
+        );
+        granted.extend(actions);
+    }
+    granted.sort_unstable();
+    assert_eq!(granted, want);
+
+    // A record that met another instance's claim comes back after the queue's visibility
+    // timeout: by then that claim has completed, or been deleted, or lapsed.
+    let timeout: u64 = text(
+        &template,
+        &["Resources", "Switchyard", "Properties", "Timeout"],
+    )
+    .parse()
+    .expect("Timeout in seconds");
+    let (_, queue) = resources_of(&template, "AWS::SQS::Queue")
+        .into_iter()
+        .find(|(_, q)| get(at(q, &["Properties"]), "RedrivePolicy").is_some())
+        .expect("the queue the function reads");
+    let visibility: u64 = text(queue, &["Properties", "VisibilityTimeout"])
+        .parse()
+        .expect("seconds");
+    let longest_claim = Duration::from_secs(timeout).min(LEASE_MAX) + CLOCK_SLACK;
+    assert!(
+        Duration::from_secs(visibility) > longest_claim,
+        "VisibilityTimeout {visibility} s is not longer than a claim ({longest_claim:?})"
+    );
 }
 
 #[test]

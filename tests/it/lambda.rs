@@ -23,6 +23,8 @@ use switchyard_lab::{Captured, Moto, or_skip};
 
 use crate::support::{Project, eventually};
 
+mod dynamodb;
+
 const SECRET: &str = "It's a Secret to Everybody";
 
 /// The repository of the CodeCommit fixtures.
