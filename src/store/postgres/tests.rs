@@ -229,3 +229,144 @@ fn verify_modes_and_root_certificates_are_read_by_switchyard() {
         .expect("missing file");
     assert!(err.contains("sslrootcert /nonexistent/ca.pem"), "{err}");
 }
+
+/// Runs `openssl` with `args` in `dir`.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl runs (Debian's openssl)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn tls_verifies_the_server_against_the_certificate_the_url_names() {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let Some(server) = switchyard_lab::or_skip(switchyard_lab::Postgres::start()) else {
+        return;
+    };
+    // A CA and a server certificate for 127.0.0.1 signed by it.
+    let certs = tempfile::tempdir().expect("a temp dir");
+    let dir = certs.path();
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=switchyard test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ],
+    );
+    std::fs::write(
+        dir.join("ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("extensions");
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "ext",
+            "-out",
+            "server.pem",
+        ],
+    );
+    // The server reads them as its own user.
+    let owner = std::fs::metadata(server.dir()).expect("the server's dir");
+    for name in ["server.pem", "server.key"] {
+        let to = server.dir().join(name);
+        std::fs::copy(dir.join(name), &to).expect("copy");
+        std::os::unix::fs::chown(&to, Some(owner.uid()), Some(owner.gid())).expect("chown");
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    }
+    let pem = server.dir().join("server.pem");
+    let key = server.dir().join("server.key");
+    // One statement per call: ALTER SYSTEM refuses a transaction block.
+    for sql in [
+        format!("ALTER SYSTEM SET ssl_cert_file = '{}'", pem.display()),
+        format!("ALTER SYSTEM SET ssl_key_file = '{}'", key.display()),
+        "ALTER SYSTEM SET ssl = on".to_owned(),
+        "SELECT pg_reload_conf()".to_owned(),
+    ] {
+        server.psql("postgres", &sql).expect("turn TLS on");
+    }
+    let verified = format!(
+        "{}?sslmode=verify-full&sslrootcert={}",
+        server.url(),
+        dir.join("ca.pem").display()
+    );
+    // The reload reaches new connections within moments.
+    let began = Instant::now();
+    let admin = loop {
+        match PostgresAdmin::open(&verified) {
+            Ok(admin) => break admin,
+            Err(e) if began.elapsed() < Duration::from_secs(10) => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => panic!("no TLS connection: {e}"),
+        }
+    };
+    assert_eq!(
+        admin
+            .count("SELECT count(*) FROM pg_stat_ssl WHERE pid = pg_backend_pid() AND ssl")
+            .expect("pg_stat_ssl"),
+        1,
+        "the connection is encrypted"
+    );
+    // The store itself over TLS.
+    runtime()
+        .block_on(Store::open_checked_at(
+            &Location::Postgres(verified),
+            Role::Tool,
+            Arc::default(),
+        ))
+        .expect("the store opens over TLS");
+    // A certificate no trusted root signed is refused (the Mozilla roots by default).
+    let unverified = format!("{}?sslmode=require", server.url());
+    let err = PostgresAdmin::open(&unverified).expect_err("an unknown issuer is refused");
+    assert!(
+        err.to_string().to_lowercase().contains("certificate"),
+        "{err}"
+    );
+}
