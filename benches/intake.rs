@@ -1,19 +1,37 @@
-//! The HTTP intake under load: signed Standard Webhooks deliveries posted to a real
-//! `switchyard serve` over loopback, each acknowledged only once durably stored.
+//! The HTTP intake under load: signed Standard Webhooks deliveries posted to real
+//! `switchyard serve` replicas over loopback, each acknowledged only once durably stored.
 //!
-//! Scenarios, each against a fresh server (the `switchyard` binary cargo built with this
-//! benchmark, run as a child process in a temp dir with `SWITCHYARD_LOG=warn`) and a fresh store:
+//! Scenarios, each against fresh servers (the `switchyard` binary cargo built with this
+//! benchmark unless `INTAKE_BENCH_BIN` names another, run as child processes, each in a temp dir of its own with `SWITCHYARD_LOG=warn`)
+//! and a fresh store:
 //!
-//! - `ingest`: no pipeline matches. A closed loop of 64 keep-alive connections (one hyper
-//!   HTTP/1.1 connection per task) posts distinct changes (a new `after` sha and `webhook-id`
-//!   each), 2 s of warm-up, then 10 s measured. Reports the acknowledged rate (202 with
-//!   `"status":"accepted"` only; also second by second), latency p50/p90/p99/max and errors.
-//!   To tell where the time goes it also reports, over the measured window, the server's CPU
-//!   (user and system, by thread, and time runnable without a CPU), its write(2) bytes per
-//!   change, its own mean time in the store (`/metrics`), this process's CPU, the machine's busy
-//!   cores (and how many went to other processes) and the load average. Then the server is
-//!   killed (SIGKILL) and the `changes` table must hold at least as many rows as were
-//!   acknowledged. Targets: at least 15,000 acknowledged changes/s with p99 under 25 ms.
+//! - `ingest`: one server on SQLite; no pipeline matches. A closed loop of 64 keep-alive
+//!   connections (one hyper HTTP/1.1 connection per task) posts distinct changes (a new `after`
+//!   sha and `webhook-id` each), 2 s of warm-up, then 10 s measured. Reports the acknowledged
+//!   rate (202 with `"status":"accepted"` only; also second by second), latency
+//!   p50/p90/p99/max and errors. To tell where the time goes it also reports, over the measured
+//!   window, the server's CPU (user and system, by thread, and time runnable without a CPU),
+//!   its write(2) bytes per change, its own mean time in the store (`/metrics`), this
+//!   process's CPU, the machine's busy cores (and how many went to other processes) and the
+//!   load average. Then the server is killed (SIGKILL) and the `changes` table must hold at
+//!   least as many rows as were acknowledged. Targets: at least 15,000 acknowledged changes/s
+//!   with p99 under 25 ms.
+//! - `ingest_postgres_1` and `ingest_postgres_3`: the same load and the same figures against
+//!   one and three replicas sharing a PostgreSQL store (`store: {postgres: env:NAME}`), the 64
+//!   connections spread round-robin over the replicas' addresses. The server is the lab's
+//!   PostgreSQL (one for both scenarios, `fsync` on, `track_wal_io_timing` on), a fresh
+//!   database for each. Server CPU is summed over the replicas; the PostgreSQL processes'
+//!   CPU (the postmaster of the data dir's `postmaster.pid` and its children, by role:
+//!   client backends, walwriter, checkpointer, ...) is reported beside it, with what
+//!   PostgreSQL counted over the window (`pg_stat_wal`: WAL records, bytes, writes, syncs and
+//!   their time; commits; checkpoints) and what the replicas' backends were doing, sampled
+//!   every 50 ms from `pg_stat_activity` (running, waiting on an event, idle in a transaction
+//!   or idle between batches): together they name what bounds the rate, the WAL flush or
+//!   CPU. After SIGKILL of every replica the database's `changes` table must hold at least as
+//!   many rows as were acknowledged. Target of `ingest_postgres_3`: at least 8,000
+//!   acknowledged changes/s with p99 under 50 ms. When PostgreSQL is not installed both are
+//!   skipped under the lab's skip policy (printing why; a failure under
+//!   `SWITCHYARD_TEST_STRICT=1`).
 //! - `start_latency`: one `http` pipeline in `parallel` mode whose runner is a small hyper
 //!   server in this process. After 20 warm-up changes, 2,000 changes are posted at a paced
 //!   500/s over 4 connections; for each, store-to-start is the runner's arrival time minus the
@@ -22,23 +40,30 @@
 //!   the runner. Target: store-to-start p50 under 5 ms.
 //!
 //! The load generator runs on a tokio runtime with ONE worker thread (`INTAKE_BENCH_THREADS`),
-//! so that on a 2-core machine it leaves the other core to the server; requests are built and
+//! so that on a 2-core machine it leaves the other core to the servers; requests are built and
 //! signed on the fly (the cost per request is measured and printed). Before the servers start,
 //! `fdatasync` latency is probed in the state directory's file system.
 //!
-//! Run with `cargo bench --bench intake`. It prints a summary table and writes the figures to
-//! `target/intake-bench.json`. Environment: `INTAKE_BENCH_SECONDS` (measured seconds, default
-//! 10), `INTAKE_BENCH_STARTS` (changes of `start_latency`, default 2000),
-//! `INTAKE_BENCH_CONNECTIONS` (default 64), `INTAKE_BENCH_THREADS` (generator worker threads,
-//! default 1), `INTAKE_BENCH_START_RATE` (changes/s of `start_latency`, default 500).
+//! Run with `cargo bench --bench intake`. It prints each scenario, then the ingest scenarios
+//! side by side, and writes the figures to `target/intake-bench.json`. Environment:
+//! `INTAKE_BENCH_SECONDS` (measured seconds, default 10), `INTAKE_BENCH_STARTS` (changes of
+//! `start_latency`, default 2000), `INTAKE_BENCH_CONNECTIONS` (default 64),
+//! `INTAKE_BENCH_THREADS` (generator worker threads, default 1), `INTAKE_BENCH_START_RATE`
+//! (changes/s of `start_latency`, default 500), `INTAKE_BENCH_SCENARIOS` (a comma-separated
+//! list of the scenarios to run, default all: to profile one), `INTAKE_BENCH_BIN` (another
+//! `switchyard` binary to measure, as a saved build of an earlier revision, beside this one in
+//! the same conditions), `INTAKE_BENCH_REFS` (the ingest changes push to this many branches of
+//! the repository, default 1: every change pushes `main`, so that each replica's intake
+//! queues on the ref's lock; more tell that lock's share).
 //!
 //! Without `--bench` (as under `cargo test --benches`) it runs a smoke version instead: 1 s of
-//! ingest after 0.25 s of warm-up, 100 starts, the same checks (something acknowledged, at
+//! each ingest after 0.25 s of warm-up, 100 starts, the same checks (something acknowledged, at
 //! least as many durable rows as acknowledgements, every accepted change started exactly once),
 //! and writes `target/intake-bench-smoke.json`. The targets are reported, never asserted.
 //!
-//! The server child, the runner, the `/metrics` reader, the `/proc` readers and the percentiles
-//! (nearest rank, as in every figure of the lab's) are the lab's (`lab/`).
+//! The server child, the runner, PostgreSQL, the skip policy, the `/metrics` reader, the
+//! `/proc` readers and the percentiles (nearest rank, as in every figure of the lab's) are the
+//! lab's (`lab/`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -59,14 +84,20 @@ use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use switchyard::signature::{Key, sign};
+use switchyard_lab::postgres::{self, Options};
 use switchyard_lab::procfs::{self, MachineTicks, loadavg};
-use switchyard_lab::{Arrival, Runner, Serve, ServeCommand, Summary};
+use switchyard_lab::{Arrival, Missing, Postgres, Runner, Serve, ServeCommand, Summary, or_skip};
 use tokio::net::TcpStream;
 
 /// The targets of the issue.
 const TARGET_RATE: f64 = 15_000.0;
 const TARGET_P99_MS: f64 = 25.0;
 const TARGET_START_P50_MS: f64 = 5.0;
+const TARGET_PG3_RATE: f64 = 8_000.0;
+const TARGET_PG3_P99_MS: f64 = 50.0;
+
+/// The PostgreSQL scenarios: name and replicas.
+const POSTGRES_SCENARIOS: [(&str, usize); 2] = [("ingest_postgres_1", 1), ("ingest_postgres_3", 3)];
 
 const BEFORE: &str = "1111111111111111111111111111111111111111";
 const WATCHED: &str = "https://github.com/acme/api.git";
@@ -86,6 +117,10 @@ struct Settings {
     starts: usize,
     start_rate: f64,
     start_connections: usize,
+    /// The refs the ingest changes push to (`INTAKE_BENCH_REFS`).
+    refs: u64,
+    /// The scenarios to run (`INTAKE_BENCH_SCENARIOS`); `None`: all.
+    only: Option<Vec<String>>,
 }
 
 impl Settings {
@@ -107,7 +142,19 @@ impl Settings {
             starts: num("INTAKE_BENCH_STARTS", if full { 2000.0 } else { 100.0 }) as usize,
             start_rate: num("INTAKE_BENCH_START_RATE", 500.0),
             start_connections: 4,
+            refs: num("INTAKE_BENCH_REFS", 1.0) as u64,
+            only: std::env::var("INTAKE_BENCH_SCENARIOS")
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| v.split(',').map(|s| s.trim().to_owned()).collect()),
         }
+    }
+
+    /// Whether scenario `name` runs.
+    fn runs(&self, name: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|only| only.iter().any(|o| o == name))
     }
 }
 
@@ -122,19 +169,29 @@ struct Server {
 
 impl Server {
     /// Writes the project (config, one pipeline), starts the server and waits until it is
-    /// ready.
-    async fn start(dir: tempfile::TempDir, secret: &str, pipeline: &str) -> Server {
-        let config = "state_dir: state\n\
+    /// ready. Its store is SQLite in the temp dir, or the PostgreSQL database at `postgres`.
+    async fn start(
+        dir: tempfile::TempDir,
+        secret: &str,
+        pipeline: &str,
+        postgres: Option<&str>,
+    ) -> Server {
+        let mut config = "state_dir: state\n\
              receivers:\n  - name: bench\n    provider: standard\n    secrets: [env:BENCH_SECRET]\n\
              limits: {max_connections: 4096}\n\
-             dispatch: {attempts: 3, backoff: 100ms}\n";
+             dispatch: {attempts: 3, backoff: 100ms}\n"
+            .to_owned();
+        if postgres.is_some() {
+            config.push_str("store: {postgres: env:BENCH_PG}\n");
+        }
         let root = dir.path();
         std::fs::write(root.join("switchyard.yaml"), config).expect("write switchyard.yaml");
         std::fs::create_dir_all(root.join("triggers")).expect("create triggers/");
         std::fs::write(root.join("triggers/p.yaml"), pipeline).expect("write triggers/p.yaml");
-        let serve = ServeCommand::new(env!("CARGO_BIN_EXE_switchyard"), root)
+        let serve = ServeCommand::new(switchyard_bin(), root)
             .env("SWITCHYARD_LOG", "warn")
             .env("BENCH_SECRET", secret)
+            .env("BENCH_PG", postgres.unwrap_or_default())
             .log_to(&root.join("server.log"))
             .start()
             .await
@@ -160,6 +217,13 @@ impl Server {
             .join("state")
             .join(switchyard::store::DB_FILE)
     }
+}
+
+/// The `switchyard` binary under test: `INTAKE_BENCH_BIN`, else the one cargo built.
+fn switchyard_bin() -> PathBuf {
+    std::env::var_os("INTAKE_BENCH_BIN")
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| env!("CARGO_BIN_EXE_switchyard").into(), PathBuf::from)
 }
 
 /// A Standard Webhooks secret: `whsec_` and 24 random bytes in base64.
@@ -208,8 +272,9 @@ async fn exchange(
 /// Builds and signs distinct deliveries.
 struct Signer {
     key: Key,
-    host: String,
     repository: &'static str,
+    /// Change `n` pushes `refs/heads/main`, or with `refs` > 1 branch `b{n % refs}`.
+    refs: u64,
 }
 
 impl Signer {
@@ -218,23 +283,28 @@ impl Signer {
         format!("be{:038x}", n + 1)
     }
 
-    /// Delivery `n`: a push of its own `after` sha, signed now.
-    fn request(&self, n: u64) -> Request<Full<Bytes>> {
+    /// Delivery `n` to the server at `host`: a push of its own `after` sha, signed now.
+    fn request(&self, n: u64, host: &str) -> Request<Full<Bytes>> {
         let after = Signer::after(n);
+        let git_ref: std::borrow::Cow<'_, str> = if self.refs > 1 {
+            format!("refs/heads/b{}", n % self.refs).into()
+        } else {
+            "refs/heads/main".into()
+        };
         let body = format!(
             concat!(
                 r#"{{"schema":"switchyard.change/v1","repository":"{}","kind":"push","#,
-                r#""ref":"refs/heads/main","before":"{}","after":"{}","commit_count":1,"#,
+                r#""ref":"{}","before":"{}","after":"{}","commit_count":1,"#,
                 r#""changed_paths":["src/lib.rs","README.md"],"changed_paths_complete":true,"#,
                 r#""pull_request":null}}"#
             ),
-            self.repository, BEFORE, after
+            self.repository, git_ref, BEFORE, after
         );
         let id = format!("msg_bench_{n}");
         let ts = unix_now();
         let signature = sign(&self.key, &id, ts, body.as_bytes());
         Request::post("/hooks/bench")
-            .header(HOST, &self.host)
+            .header(HOST, host)
             .header(CONTENT_TYPE, "application/json")
             .header("webhook-id", id)
             .header("webhook-timestamp", ts.to_string())
@@ -303,36 +373,112 @@ fn proc_io(pid: u32) -> [u64; 3] {
     [field("wchar:"), field("syscw:"), field("write_bytes:")]
 }
 
-/// CPU time of a process and its threads, this process's, and the machine's, at one instant.
+/// CPU time of the servers (summed) and their threads, of PostgreSQL's processes, of this
+/// process, and the machine's, at one instant.
 struct Sample {
     at: Instant,
     server: Stat,
+    /// The servers' threads, by thread id (unique across processes).
     threads: HashMap<u32, Stat>,
     io: [u64; 3],
+    /// The postmaster and its children, by pid: role and CPU.
+    postgres: HashMap<u32, (String, Stat)>,
     generator: Stat,
     machine: MachineTicks,
 }
 
 impl Sample {
-    fn take(pid: u32) -> Sample {
+    /// `postgres`: the postmaster's pid and the replicas' database.
+    fn take(pids: &[u32], postgres: Option<(u32, &str)>) -> Sample {
+        let mut server = Stat::default();
         let mut threads = HashMap::new();
-        if let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) {
-            for entry in dir.flatten() {
-                let tid = entry.file_name().to_string_lossy().parse::<u32>();
-                if let (Ok(tid), Some(stat)) = (tid, proc_stat(&entry.path().join("stat"))) {
-                    threads.insert(tid, stat);
+        let mut io = [0; 3];
+        for &pid in pids {
+            if let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+                for entry in dir.flatten() {
+                    let tid = entry.file_name().to_string_lossy().parse::<u32>();
+                    if let (Ok(tid), Some(stat)) = (tid, proc_stat(&entry.path().join("stat"))) {
+                        threads.insert(tid, stat);
+                    }
                 }
+            }
+            if let Some(s) = proc_stat(Path::new(&format!("/proc/{pid}/stat"))) {
+                server.comm = s.comm;
+                server.utime += s.utime;
+                server.stime += s.stime;
+                server.queued_ns += s.queued_ns;
+            }
+            for (total, x) in io.iter_mut().zip(proc_io(pid)) {
+                *total += x;
             }
         }
         Sample {
             at: Instant::now(),
-            server: proc_stat(Path::new(&format!("/proc/{pid}/stat"))).unwrap_or_default(),
+            server,
             threads,
-            io: proc_io(pid),
+            io,
+            postgres: postgres
+                .map(|(pid, db)| postgres_processes(pid, db))
+                .unwrap_or_default(),
             generator: proc_stat(Path::new("/proc/self/stat")).unwrap_or_default(),
             machine: MachineTicks::now(),
         }
     }
+}
+
+/// The postmaster `pid` and its children (every PostgreSQL process), each with its role; the
+/// sessions of database `db` are the replicas'.
+fn postgres_processes(postmaster: u32, db: &str) -> HashMap<u32, (String, Stat)> {
+    let mut out = HashMap::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let text = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        // The fields after the name: state, then the parent's pid.
+        let ppid = text
+            .rfind(')')
+            .and_then(|close| text[close + 1..].split_whitespace().nth(1)?.parse().ok());
+        if pid != postmaster && ppid != Some(postmaster) {
+            continue;
+        }
+        if let Some(stat) = proc_stat(&entry.path().join("stat")) {
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let role = postgres_role(&String::from_utf8_lossy(&cmdline), db);
+            out.insert(pid, (role, stat));
+        }
+    }
+    out
+}
+
+/// What a PostgreSQL process is, from the title it sets (`postgres: walwriter`,
+/// `postgres: USER DB 127.0.0.1(port) idle`): a session of database `db` is a replica's, of
+/// another this benchmark's statistics. The postmaster (and a child that has not set its
+/// title yet) keeps its command line.
+fn postgres_role(cmdline: &str, db: &str) -> String {
+    let Some(title) = cmdline.strip_prefix("postgres: ") else {
+        return "postmaster".into();
+    };
+    let mut words = title.split([' ', '\0']);
+    if words.next() == Some(postgres::USER) {
+        return if words.next() == Some(db) {
+            "replicas' sessions".into()
+        } else {
+            "this benchmark's sessions".into()
+        };
+    }
+    let known = [
+        "walwriter",
+        "checkpointer",
+        "background writer",
+        "autovacuum launcher",
+        "autovacuum worker",
+        "logical replication launcher",
+    ];
+    known
+        .iter()
+        .find(|k| title.starts_with(**k))
+        .map_or_else(|| "other".into(), |k| (*k).to_owned())
 }
 
 /// CPU seconds in user and system mode; seconds runnable but waiting for a CPU.
@@ -367,38 +513,67 @@ impl Cpu {
     }
 }
 
+/// CPU by thread or process name (or role), with how many there were of that name.
+type ByName = BTreeMap<String, (Cpu, usize)>;
+
 /// CPU use over a window, in seconds of CPU time.
 #[derive(Debug, Clone)]
 struct CpuUse {
     wall: f64,
+    /// The servers, summed.
     server: Cpu,
     /// Server CPU by thread name, with the number of threads of that name.
-    server_threads: BTreeMap<String, (Cpu, usize)>,
+    server_threads: ByName,
     /// Server write(2) bytes, write calls, and bytes sent to storage.
     server_io: [u64; 3],
+    /// PostgreSQL's processes, summed; by role with the number of processes.
+    postgres: Option<(Cpu, ByName)>,
     generator: Cpu,
     machine_busy: f64,
     machine_steal: f64,
     machine_capacity: f64,
 }
 
+/// Adds `d` to the entry of `name`, counting one more thread or process.
+fn add_to(by: &mut ByName, name: &str, d: Cpu) {
+    let e = by.entry(name.to_owned()).or_default();
+    e.0.user += d.user;
+    e.0.sys += d.sys;
+    e.0.queued += d.queued;
+    e.1 += 1;
+}
+
 fn cpu_use(a: &Sample, b: &Sample, ticks: f64) -> CpuUse {
-    let mut server_threads: BTreeMap<String, (Cpu, usize)> = BTreeMap::new();
+    let mut server_threads: ByName = BTreeMap::new();
     for (tid, t1) in &b.threads {
         let t0 = a.threads.get(tid).cloned().unwrap_or_default();
-        let d = Cpu::between(&t0, t1, ticks);
-        let e = server_threads.entry(t1.comm.clone()).or_default();
-        e.0.user += d.user;
-        e.0.sys += d.sys;
-        e.0.queued += d.queued;
-        e.1 += 1;
+        add_to(&mut server_threads, &t1.comm, Cpu::between(&t0, t1, ticks));
     }
+    let postgres = (!b.postgres.is_empty()).then(|| {
+        let mut by_role: ByName = BTreeMap::new();
+        let mut total = Cpu::default();
+        // A process that ended inside the window is not counted; one that began, in full.
+        for (pid, (role, p1)) in &b.postgres {
+            let p0 = a
+                .postgres
+                .get(pid)
+                .map(|(_, s)| s.clone())
+                .unwrap_or_default();
+            let d = Cpu::between(&p0, p1, ticks);
+            total.user += d.user;
+            total.sys += d.sys;
+            total.queued += d.queued;
+            add_to(&mut by_role, role, d);
+        }
+        (total, by_role)
+    });
     let s = |x: u64, y: u64| y.saturating_sub(x) as f64 / ticks;
     CpuUse {
         wall: (b.at - a.at).as_secs_f64(),
         server: Cpu::between(&a.server, &b.server, ticks),
         server_threads,
         server_io: [0, 1, 2].map(|i| b.io[i].saturating_sub(a.io[i])),
+        postgres,
         generator: Cpu::between(&a.generator, &b.generator, ticks),
         machine_busy: s(a.machine.busy, b.machine.busy),
         machine_steal: s(a.machine.steal, b.machine.steal),
@@ -407,31 +582,43 @@ fn cpu_use(a: &Sample, b: &Sample, ticks: f64) -> CpuUse {
 }
 
 impl CpuUse {
-    /// Cores busy with neither the server nor this process.
+    fn postgres_total(&self) -> f64 {
+        self.postgres.as_ref().map_or(0.0, |(c, _)| c.total())
+    }
+
+    /// Cores busy with neither the servers, PostgreSQL nor this process.
     fn others(&self) -> f64 {
-        (self.machine_busy - self.server.total() - self.generator.total()).max(0.0)
+        (self.machine_busy - self.server.total() - self.postgres_total() - self.generator.total())
+            .max(0.0)
     }
 
     fn to_json(&self, accepted: u64) -> Value {
         let w = self.wall;
-        let threads: serde_json::Map<String, Value> = self
-            .server_threads
-            .iter()
-            .map(|(k, (c, n))| {
-                let mut v = c.to_json(w);
-                v["threads"] = json!(n);
-                (k.clone(), v)
-            })
-            .collect();
+        let by = |m: &ByName, count: &str| -> serde_json::Map<String, Value> {
+            m.iter()
+                .map(|(k, (c, n))| {
+                    let mut v = c.to_json(w);
+                    v[count] = json!(n);
+                    (k.clone(), v)
+                })
+                .collect()
+        };
         let per = |x: u64| round(x as f64 / accepted.max(1) as f64, 1);
+        let per_1000 = |cpu: f64| round(cpu * 1e6 / accepted.max(1) as f64, 2);
         json!({
             "wall_s": round(w, 3),
             "server": self.server.to_json(w),
-            "server_cpu_ms_per_1000_acknowledged": round(self.server.total() * 1e6 / accepted.max(1) as f64, 2),
-            "server_threads": threads,
+            "server_cpu_ms_per_1000_acknowledged": per_1000(self.server.total()),
+            "server_threads": by(&self.server_threads, "threads"),
             "server_write_bytes_per_change": per(self.server_io[0]),
             "server_write_calls_per_change": round(self.server_io[1] as f64 / accepted.max(1) as f64, 3),
             "server_storage_bytes_per_change": per(self.server_io[2]),
+            "postgres": self.postgres.as_ref().map(|(c, roles)| {
+                let mut v = c.to_json(w);
+                v["cpu_ms_per_1000_acknowledged"] = json!(per_1000(c.total()));
+                v["by_role"] = json!(by(roles, "processes"));
+                v
+            }),
             "bench_process": self.generator.to_json(w),
             "machine_busy_cores": round(self.machine_busy / w, 3),
             "other_processes_cores": round(self.others() / w, 3),
@@ -575,6 +762,7 @@ async fn ingest_worker(
     until: Instant,
 ) -> Tally {
     let mut tally = Tally::default();
+    let host = addr.to_string();
     let mut sender: Option<Sender> = None;
     let last = ((until - window_start).as_secs_f64().ceil() as usize).saturating_sub(1);
     while Instant::now() < until {
@@ -591,7 +779,7 @@ async fn ingest_worker(
             },
         };
         let n = next.fetch_add(1, Ordering::Relaxed);
-        let req = signer.request(n);
+        let req = signer.request(n, &host);
         let sent = Instant::now();
         let result = exchange(s, req).await;
         let done = Instant::now();
@@ -634,54 +822,202 @@ async fn ingest_worker(
     tally
 }
 
-/// Figures of the `ingest` scenario.
+/// The PostgreSQL database of an ingest scenario.
+struct PgTarget {
+    /// Its URL, for the replicas.
+    url: String,
+    /// Its name, for `pg_stat_database`.
+    db: String,
+    /// A database of the same server for this process's statistics connections.
+    stats_url: String,
+    /// The postmaster's pid (`postmaster.pid` in the data dir).
+    postmaster: Option<u32>,
+}
+
+/// What PostgreSQL counted: the WAL (`pg_stat_wal`, cluster-wide), commits of the database
+/// (`pg_stat_database`) and checkpoints (`pg_stat_bgwriter`).
+#[derive(Debug, Clone, Copy, Default)]
+struct PgCounters {
+    wal_records: i64,
+    wal_bytes: i64,
+    wal_writes: i64,
+    wal_syncs: i64,
+    wal_write_ms: f64,
+    wal_sync_ms: f64,
+    commits: i64,
+    checkpoints: i64,
+}
+
+impl PgCounters {
+    async fn read(c: &tokio_postgres::Client, db: &str) -> PgCounters {
+        let row = c
+            .query_one(
+                "SELECT w.wal_records, w.wal_bytes::int8, w.wal_write, w.wal_sync,
+                        w.wal_write_time, w.wal_sync_time,
+                        (SELECT xact_commit FROM pg_stat_database WHERE datname = $1),
+                        (SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter)
+                 FROM pg_stat_wal w",
+                &[&db],
+            )
+            .await;
+        match row {
+            Ok(r) => PgCounters {
+                wal_records: r.get(0),
+                wal_bytes: r.get(1),
+                wal_writes: r.get(2),
+                wal_syncs: r.get(3),
+                wal_write_ms: r.get(4),
+                wal_sync_ms: r.get(5),
+                commits: r.get(6),
+                checkpoints: r.get(7),
+            },
+            Err(e) => {
+                eprintln!("cannot read PostgreSQL's statistics: {e}");
+                PgCounters::default()
+            }
+        }
+    }
+
+    fn since(self, a: PgCounters) -> PgCounters {
+        PgCounters {
+            wal_records: self.wal_records - a.wal_records,
+            wal_bytes: self.wal_bytes - a.wal_bytes,
+            wal_writes: self.wal_writes - a.wal_writes,
+            wal_syncs: self.wal_syncs - a.wal_syncs,
+            wal_write_ms: self.wal_write_ms - a.wal_write_ms,
+            wal_sync_ms: self.wal_sync_ms - a.wal_sync_ms,
+            commits: self.commits - a.commits,
+            checkpoints: self.checkpoints - a.checkpoints,
+        }
+    }
+}
+
+/// A connection of this process's own to PostgreSQL (not counted as a replica's).
+async fn pg_connect(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    client
+}
+
+/// What the replicas' backends (`application_name` switchyard) were doing, sampled every
+/// 50 ms from `pg_stat_activity` from `from` until `until`: how many samples, and backends
+/// seen per state.
+async fn sample_activity(
+    url: String,
+    db: String,
+    from: Instant,
+    until: Instant,
+) -> (u64, BTreeMap<String, u64>) {
+    let c = pg_connect(&url).await;
+    let mut seen = BTreeMap::new();
+    let mut samples = 0;
+    let mut tick = tokio::time::interval_at(from.into(), Duration::from_millis(50));
+    loop {
+        tick.tick().await;
+        if Instant::now() >= until {
+            break;
+        }
+        let Ok(rows) = c
+            .query(
+                "SELECT state, wait_event_type, wait_event FROM pg_stat_activity
+                 WHERE application_name = 'switchyard' AND datname = $1",
+                &[&db],
+            )
+            .await
+        else {
+            break;
+        };
+        samples += 1;
+        for r in rows {
+            let state: Option<&str> = r.get(0);
+            let wait: (Option<&str>, Option<&str>) = (r.get(1), r.get(2));
+            let what = match (state.unwrap_or("unknown"), wait) {
+                ("active", (Some(t), Some(e))) => format!("active, waiting on {t}:{e}"),
+                ("active", _) => "active, on CPU or runnable".to_owned(),
+                ("idle in transaction", _) => "idle in transaction (the replica's turn)".into(),
+                ("idle", _) => "idle (between the replica's batches)".into(),
+                (other, _) => other.to_owned(),
+            };
+            *seen.entry(what).or_default() += 1;
+        }
+    }
+    (samples, seen)
+}
+
+/// PostgreSQL's figures of an ingest scenario, over the measured window.
+struct PgFigures {
+    counters: PgCounters,
+    activity_samples: u64,
+    activity: BTreeMap<String, u64>,
+}
+
+/// Figures of an ingest scenario.
 struct Ingest {
+    replicas: usize,
     rate: f64,
     latencies: Vec<f64>,
     tally: Tally,
     cpu: CpuUse,
     durable: i64,
     store_mean_ms: Option<f64>,
+    postgres: Option<PgFigures>,
     load_start: String,
     load_end: String,
     build_us: f64,
 }
 
-async fn ingest(settings: &Settings, ticks: f64) -> Ingest {
+/// The ingest load against `replicas` fresh servers, on SQLite (one server) or on the
+/// PostgreSQL database `pg`.
+async fn ingest(settings: &Settings, ticks: f64, replicas: usize, pg: Option<&PgTarget>) -> Ingest {
     let secret = new_secret();
-    let dir = tempfile::Builder::new()
-        .prefix("intake-bench-")
-        .tempdir()
-        .expect("temp dir");
     let pipeline = "repository: https://github.com/acme/other.git\n\
                     on: push\n\
                     mode: parallel\n\
                     concurrency: 64\n\
                     start:\n  http: {url: \"http://127.0.0.1:9/start\"}\n";
-    let mut server = Server::start(dir, &secret, pipeline).await;
+    let mut servers = Vec::with_capacity(replicas);
+    for _ in 0..replicas.max(1) {
+        let dir = tempfile::Builder::new()
+            .prefix("intake-bench-")
+            .tempdir()
+            .expect("temp dir");
+        let url = pg.map(|p| p.url.as_str());
+        servers.push(Server::start(dir, &secret, pipeline, url).await);
+    }
+    let addrs: Vec<SocketAddr> = servers.iter().map(Server::addr).collect();
+    let pids: Vec<u32> = servers.iter().map(Server::pid).collect();
     let signer = Arc::new(Signer {
         key: Key::from_secret(&secret).expect("a valid secret"),
-        host: server.addr().to_string(),
         repository: WATCHED,
+        refs: settings.refs,
     });
 
     // What building and signing one request costs the generator (on top of HTTP).
     let probe = 2000u64;
+    let host = addrs[0].to_string();
     let t = Instant::now();
     for n in 0..probe {
-        std::hint::black_box(signer.request(u64::MAX / 2 + n));
+        std::hint::black_box(signer.request(u64::MAX / 2 + n, &host));
     }
     let build_us = t.elapsed().as_secs_f64() * 1e6 / probe as f64;
 
+    let stats = match pg {
+        Some(p) => Some(pg_connect(&p.stats_url).await),
+        None => None,
+    };
     let load_start = loadavg();
     let start = Instant::now();
     let window_start = start + Duration::from_secs_f64(settings.warmup);
     let until = window_start + Duration::from_secs_f64(settings.seconds);
     let next = Arc::new(AtomicU64::new(0));
     let tasks: Vec<_> = (0..settings.connections)
-        .map(|_| {
+        .map(|i| {
             tokio::spawn(ingest_worker(
-                server.addr(),
+                addrs[i % addrs.len()],
                 Arc::clone(&signer),
                 Arc::clone(&next),
                 window_start,
@@ -689,32 +1025,80 @@ async fn ingest(settings: &Settings, ticks: f64) -> Ingest {
             ))
         })
         .collect();
+    let activity = pg.map(|p| {
+        tokio::spawn(sample_activity(
+            p.stats_url.clone(),
+            p.db.clone(),
+            window_start,
+            until,
+        ))
+    });
+    let postmaster = pg.and_then(|p| Some((p.postmaster?, p.db.as_str())));
     tokio::time::sleep_until(window_start.into()).await;
-    let before = Sample::take(server.pid());
+    let before = Sample::take(&pids, postmaster);
+    let counted_before = match (&stats, pg) {
+        (Some(c), Some(p)) => Some(PgCounters::read(c, &p.db).await),
+        _ => None,
+    };
     tokio::time::sleep_until(until.into()).await;
-    let after = Sample::take(server.pid());
+    let after = Sample::take(&pids, postmaster);
+    let counted = match (&stats, pg, counted_before) {
+        (Some(c), Some(p), Some(b)) => Some(PgCounters::read(c, &p.db).await.since(b)),
+        _ => None,
+    };
     let load_end = loadavg();
     let mut tally = Tally::default();
     for task in tasks {
         tally.merge(task.await.expect("a load task"));
     }
+    let postgres = match (counted, activity) {
+        (Some(counters), Some(activity)) => {
+            let (activity_samples, activity) = activity.await.expect("the activity sampler");
+            Some(PgFigures {
+                counters,
+                activity_samples,
+                activity,
+            })
+        }
+        _ => None,
+    };
     let cpu = cpu_use(&before, &after, ticks);
-    let metrics = server.serve.metrics().await;
-    let store_mean_ms = metrics
-        .mean("switchyard_intake_seconds")
-        .map(|s| round(s * 1e3, 3));
-    // Everything acknowledged must survive the server being killed.
-    server.serve.crash();
-    let durable = durable_changes(&server.db());
+    let (mut sum, mut count) = (0.0, 0.0);
+    for server in &servers {
+        let metrics = server.serve.metrics().await;
+        sum += metrics.sum("switchyard_intake_seconds_sum", &[]);
+        count += metrics.sum("switchyard_intake_seconds_count", &[]);
+    }
+    let store_mean_ms = (count > 0.0).then(|| round(sum / count * 1e3, 3));
+    // Everything acknowledged must survive the servers being killed.
+    for server in &mut servers {
+        server.serve.crash();
+    }
+    let durable = match pg {
+        None => durable_changes(&servers[0].db()),
+        Some(p) => {
+            let url = p.url.clone();
+            tokio::task::spawn_blocking(move || {
+                switchyard::store::PostgresAdmin::open(&url)
+                    .and_then(|admin| admin.count("SELECT count(*) FROM changes"))
+                    .unwrap_or_else(|e| panic!("count the changes in PostgreSQL: {e}"))
+            })
+            .await
+            .expect("the count")
+        }
+    };
+    drop(servers);
     let mut latencies = std::mem::take(&mut tally.latencies);
     latencies.sort_by(f64::total_cmp);
     Ingest {
+        replicas: addrs.len(),
         rate: tally.window_accepted as f64 / settings.seconds,
         latencies,
         tally,
         cpu,
         durable,
         store_mean_ms,
+        postgres,
         load_start,
         load_end,
         build_us,
@@ -770,6 +1154,7 @@ async fn paced_worker(
     period: Duration,
 ) -> Vec<Sent> {
     let mut out = Vec::with_capacity(ids.len());
+    let host = addr.to_string();
     let mut sender = connect(addr).await.ok();
     let mut tick = tokio::time::interval_at(first.into(), period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -778,7 +1163,7 @@ async fn paced_worker(
         if sender.is_none() {
             sender = connect(addr).await.ok();
         }
-        let req = signer.request(n);
+        let req = signer.request(n, &host);
         let sent = Instant::now();
         let outcome = match sender.as_mut() {
             Some(s) => match exchange(s, req).await {
@@ -869,11 +1254,11 @@ async fn start_latency(settings: &Settings) -> StartLatency {
          concurrency: 64\n\
          start:\n  http: {{url: \"http://{runner}/start\"}}\n"
     );
-    let server = Server::start(dir, &secret, &pipeline).await;
+    let server = Server::start(dir, &secret, &pipeline, None).await;
     let signer = Arc::new(Signer {
         key: Key::from_secret(&secret).expect("a valid secret"),
-        host: server.addr().to_string(),
         repository: WATCHED,
+        refs: 1,
     });
     let load_start = loadavg();
     let conns = settings.start_connections;
@@ -957,6 +1342,253 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
 }
 
+/// An ingest scenario's result: figures, or why it did not run.
+enum Ran {
+    Figures(Ingest),
+    Skipped(String),
+}
+
+/// Starts the lab's PostgreSQL for the `ingest_postgres_*` scenarios: fsync on, WAL I/O
+/// timed. `Err(why)` when it is not installed (and not strict: the lab's skip policy, which
+/// prints `skipped: …`).
+fn start_postgres() -> Result<Postgres, String> {
+    let options = Options {
+        fsync: true,
+        settings: vec![("track_wal_io_timing".into(), "on".into())],
+        ..Options::default()
+    };
+    let started = Postgres::start_with(options);
+    let why = started
+        .as_ref()
+        .err()
+        .and_then(|e| e.downcast_ref::<Missing>())
+        .map(|m| format!("{} is missing", m.what));
+    or_skip(started).ok_or_else(|| why.unwrap_or_else(|| "PostgreSQL did not start".into()))
+}
+
+/// The postmaster's pid: the first line of `postmaster.pid` in the data dir.
+fn postmaster_pid(pg: &Postgres) -> Option<u32> {
+    let text = std::fs::read_to_string(pg.dir().join("data/postmaster.pid")).ok()?;
+    text.lines().next()?.trim().parse().ok()
+}
+
+/// The text of one ingest scenario.
+fn ingest_text(
+    line: &mut impl FnMut(String),
+    ing: &Ingest,
+    target: Option<(f64, f64)>,
+    full: bool,
+) {
+    let lat = &ing.latencies;
+    let verdict = |ok: bool| match (full, ok) {
+        (false, _) => "not judged in a smoke run",
+        (true, true) => "met",
+        (true, false) => "NOT met",
+    };
+    let cpu = &ing.cpu;
+    let rate_target = target.map_or_else(String::new, |(rate, _)| {
+        format!(
+            "; target >= {}: {}",
+            thousands(rate as u64),
+            verdict(ing.rate >= rate)
+        )
+    });
+    line(format!(
+        "  acknowledged (202 accepted)     {} /s  ({} in the window{rate_target})",
+        thousands(ing.rate.round() as u64),
+        thousands(ing.tally.window_accepted),
+    ));
+    line(format!(
+        "  each second of the window       {}",
+        ing.tally
+            .per_second
+            .iter()
+            .map(|n| thousands(*n))
+            .collect::<Vec<_>>()
+            .join(" ")
+    ));
+    let p99_target = target.map_or_else(String::new, |(_, p99)| {
+        format!(
+            "  (p99 target < {p99} ms: {})",
+            verdict(Summary::of(lat).p99 < p99)
+        )
+    });
+    line(format!(
+        "  latency p50 / p90 / p99 / max   {}{p99_target}",
+        dist_text(lat)
+    ));
+    line(format!(
+        "  errors                          {} in the window, {} in all ({} sent; statuses {:?}, transport {}, duplicates {}){}",
+        ing.tally.window_errors,
+        ing.tally.errors() + ing.tally.duplicate,
+        thousands(ing.tally.sent),
+        ing.tally.statuses,
+        ing.tally.transport,
+        ing.tally.duplicate,
+        ing.tally
+            .first_error
+            .as_deref()
+            .map(|e| format!("; first: {e}"))
+            .unwrap_or_default()
+    ));
+    let acked = ing.tally.window_accepted.max(1) as f64;
+    line(format!(
+        "  server CPU ({} replica(s))       {:.2} cores, user {:.2} + sys {:.2} ({:.1} ms CPU per 1,000 acknowledged)",
+        ing.replicas,
+        cpu.server.total() / cpu.wall,
+        cpu.server.user / cpu.wall,
+        cpu.server.sys / cpu.wall,
+        cpu.server.total() * 1e6 / acked
+    ));
+    for (name, (c, n)) in &cpu.server_threads {
+        if c.total() > 0.0 {
+            line(format!(
+                "    thread {:<24} {:.2} cores, user {:.2} + sys {:.2}; runnable without a CPU {:.2} ({n} thread(s))",
+                format!("{name:?}"),
+                c.total() / cpu.wall,
+                c.user / cpu.wall,
+                c.sys / cpu.wall,
+                c.queued / cpu.wall
+            ));
+        }
+    }
+    line(format!(
+        "  server writes per change        {:.0} bytes in {:.2} write calls; {:.0} bytes to storage",
+        cpu.server_io[0] as f64 / acked,
+        cpu.server_io[1] as f64 / acked,
+        cpu.server_io[2] as f64 / acked
+    ));
+    if let Some((c, roles)) = &cpu.postgres {
+        line(format!(
+            "  PostgreSQL CPU                  {:.2} cores, user {:.2} + sys {:.2} ({:.1} ms CPU per 1,000 acknowledged)",
+            c.total() / cpu.wall,
+            c.user / cpu.wall,
+            c.sys / cpu.wall,
+            c.total() * 1e6 / acked
+        ));
+        for (role, (c, n)) in roles {
+            if c.total() > 0.0 {
+                line(format!(
+                    "    {:<30} {:.2} cores, user {:.2} + sys {:.2}; runnable without a CPU {:.2} ({n} process(es))",
+                    role,
+                    c.total() / cpu.wall,
+                    c.user / cpu.wall,
+                    c.sys / cpu.wall,
+                    c.queued / cpu.wall
+                ));
+            }
+        }
+    }
+    if let Some(pg) = &ing.postgres {
+        let k = &pg.counters;
+        let commits = k.commits.max(1) as f64;
+        line(format!(
+            "  PostgreSQL counted (window)     {} commits ({:.1} acknowledged per commit); WAL {} records, {:.0} bytes per acknowledged, {} writes, {} syncs ({:.0} /s, {:.2} ms each, {:.2} busy); {} checkpoints",
+            thousands(k.commits.max(0) as u64),
+            acked / commits,
+            thousands(k.wal_records.max(0) as u64),
+            k.wal_bytes as f64 / acked,
+            thousands(k.wal_writes.max(0) as u64),
+            thousands(k.wal_syncs.max(0) as u64),
+            k.wal_syncs as f64 / cpu.wall,
+            k.wal_sync_ms / k.wal_syncs.max(1) as f64,
+            k.wal_sync_ms / 1e3 / cpu.wall,
+            k.checkpoints
+        ));
+        let total: u64 = pg.activity.values().sum();
+        line(format!(
+            "  replicas' backends ({} samples) {}",
+            pg.activity_samples,
+            pg.activity
+                .iter()
+                .map(|(what, n)| format!("{what} {:.0}%", *n as f64 * 100.0 / total.max(1) as f64))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ));
+    }
+    line(format!(
+        "  generator CPU (bench process)   {:.2} cores, user {:.2} + sys {:.2}",
+        cpu.generator.total() / cpu.wall,
+        cpu.generator.user / cpu.wall,
+        cpu.generator.sys / cpu.wall
+    ));
+    line(format!(
+        "  machine                         {:.2} of {:.2} cores busy, {:.2} by other processes (steal {:.2}); load average {} at the start, {} at the end",
+        cpu.machine_busy / cpu.wall,
+        cpu.machine_capacity / cpu.wall,
+        cpu.others() / cpu.wall,
+        cpu.machine_steal / cpu.wall,
+        ing.load_start,
+        ing.load_end
+    ));
+    line(format!(
+        "  in the store (servers' mean)    {} over the whole run",
+        ing.store_mean_ms
+            .map_or_else(|| "unknown".into(), |m| format!("{m:.2} ms per change"))
+    ));
+    line(format!(
+        "  durable after SIGKILL           {} rows in `changes` >= {} acknowledged: {}",
+        thousands(ing.durable.max(0) as u64),
+        thousands(ing.tally.accepted),
+        if ing.durable >= ing.tally.accepted as i64 {
+            "yes"
+        } else {
+            "NO"
+        }
+    ));
+}
+
+/// The JSON of one ingest scenario.
+fn ingest_json(ing: &Ingest, settings: &Settings, target: Option<(f64, f64)>) -> Value {
+    let lat = &ing.latencies;
+    let mut v = json!({
+        "replicas": ing.replicas,
+        "warmup_s": settings.warmup,
+        "seconds": settings.seconds,
+        "loadavg_start": ing.load_start,
+        "loadavg_end": ing.load_end,
+        "acknowledged_per_s": round(ing.rate, 1),
+        "acknowledged_in_window": ing.tally.window_accepted,
+        "acknowledged_each_second": ing.tally.per_second,
+        "latency_ms": dist_json(lat),
+        "errors_in_window": ing.tally.window_errors,
+        "sent_total": ing.tally.sent,
+        "accepted_total": ing.tally.accepted,
+        "duplicates_total": ing.tally.duplicate,
+        "error_statuses_total": ing.tally.statuses.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+        "transport_errors_total": ing.tally.transport,
+        "first_error": ing.tally.first_error,
+        "cpu": ing.cpu.to_json(ing.tally.window_accepted),
+        "server_store_mean_ms": ing.store_mean_ms,
+        "durable_rows_after_sigkill": ing.durable,
+    });
+    if let Some((rate, p99)) = target {
+        v["targets"] = json!({
+            "rate_per_s": rate,
+            "p99_ms": p99,
+            "rate_met": ing.rate >= rate,
+            "p99_met": Summary::of(lat).p99 < p99,
+        });
+    }
+    if let Some(pg) = &ing.postgres {
+        let k = &pg.counters;
+        v["postgres"] = json!({
+            "commits": k.commits,
+            "acknowledged_per_commit": round(ing.tally.window_accepted as f64 / k.commits.max(1) as f64, 2),
+            "wal_records": k.wal_records,
+            "wal_bytes": k.wal_bytes,
+            "wal_writes": k.wal_writes,
+            "wal_syncs": k.wal_syncs,
+            "wal_write_ms": round(k.wal_write_ms, 1),
+            "wal_sync_ms": round(k.wal_sync_ms, 1),
+            "checkpoints": k.checkpoints,
+            "activity_samples": pg.activity_samples,
+            "backends_by_state": pg.activity,
+        });
+    }
+    v
+}
+
 fn main() {
     let settings = Settings::from_env();
     let ticks = procfs::clock_ticks();
@@ -981,14 +1613,47 @@ fn main() {
         .enable_all()
         .build()
         .expect("the generator's tokio runtime");
-    let ing = runtime.block_on(ingest(&settings, ticks));
-    let st = runtime.block_on(start_latency(&settings));
+    let sqlite = settings
+        .runs("ingest")
+        .then(|| runtime.block_on(ingest(&settings, ticks, 1, None)));
+    let st = settings
+        .runs("start_latency")
+        .then(|| runtime.block_on(start_latency(&settings)));
+    // One PostgreSQL for both scenarios, a fresh database for each.
+    let wanted: Vec<(&str, usize)> = POSTGRES_SCENARIOS
+        .into_iter()
+        .filter(|(name, _)| settings.runs(name))
+        .collect();
+    let pg = (!wanted.is_empty()).then(start_postgres);
+    let mut postgres_runs: Vec<(&str, Ran)> = Vec::new();
+    for (name, replicas) in wanted {
+        let ran = match &pg {
+            Some(Ok(pg)) => {
+                let url = pg.create_database(name).unwrap_or_else(|e| panic!("{e:#}"));
+                let target = PgTarget {
+                    url,
+                    db: name.to_owned(),
+                    stats_url: pg.url(),
+                    postmaster: postmaster_pid(pg),
+                };
+                Ran::Figures(runtime.block_on(ingest(&settings, ticks, replicas, Some(&target))))
+            }
+            Some(Err(why)) => Ran::Skipped(why.clone()),
+            None => continue,
+        };
+        postgres_runs.push((name, ran));
+    }
     drop(runtime);
+    drop(pg);
 
-    let lat = &ing.latencies;
-    let rate_ok = ing.rate >= TARGET_RATE;
-    let p99_ok = Summary::of(lat).p99 < TARGET_P99_MS;
-    let start_ok = Summary::of(&st.store_to_start).p50 < TARGET_START_P50_MS;
+    let target_of = |name: &str| match name {
+        "ingest" => Some((TARGET_RATE, TARGET_P99_MS)),
+        "ingest_postgres_3" => Some((TARGET_PG3_RATE, TARGET_PG3_P99_MS)),
+        _ => None,
+    };
+    let start_ok = st
+        .as_ref()
+        .is_some_and(|st| Summary::of(&st.store_to_start).p50 < TARGET_START_P50_MS);
     // A smoke run is a debug build for a second: its figures measure nothing.
     let full = settings.full;
     let verdict = |ok: bool| match (full, ok) {
@@ -996,7 +1661,14 @@ fn main() {
         (true, true) => "met",
         (true, false) => "NOT met",
     };
-    let cpu = &ing.cpu;
+
+    // What building and signing a request cost, measured in the first ingest that ran.
+    let build_us = sqlite.as_ref().map(|i| i.build_us).or_else(|| {
+        postgres_runs.iter().find_map(|(_, ran)| match ran {
+            Ran::Figures(i) => Some(i.build_us),
+            Ran::Skipped(_) => None,
+        })
+    });
 
     let mut out = String::new();
     let mut line = |s: String| {
@@ -1009,8 +1681,10 @@ fn main() {
     ));
     line(format!("  command                         {command}"));
     line(format!(
-        "  machine                         {cpus} CPUs; load average {} at the start of ingest",
-        ing.load_start
+        "  machine                         {cpus} CPUs; load average {} before the first scenario",
+        sqlite
+            .as_ref()
+            .map_or_else(loadavg, |ing| ing.load_start.clone())
     ));
     line(format!(
         "  store                           {fs}; 4 KiB append + fdatasync p50 {:.2} ms, p99 {:.2} ms",
@@ -1018,177 +1692,147 @@ fn main() {
         Summary::of(&fsync).p99
     ));
     line(format!(
-        "  generator                       {} keep-alive connections, closed loop, {} tokio worker thread(s); build+sign {:.1} us/request",
-        settings.connections, settings.threads, ing.build_us
+        "  generator                       {} keep-alive connections, closed loop, {} tokio worker thread(s); pushes to {} ref(s); build+sign {:.1} us/request",
+        settings.connections,
+        settings.threads,
+        settings.refs,
+        build_us.unwrap_or(f64::NAN)
     ));
-    line(String::new());
-    line(format!(
-        "ingest: no pipeline matches; {} s warm-up, {} s measured",
-        settings.warmup, settings.seconds
-    ));
-    line(format!(
-        "  acknowledged (202 accepted)     {} /s  ({} in the window; target >= {}: {})",
-        thousands(ing.rate.round() as u64),
-        thousands(ing.tally.window_accepted),
-        thousands(TARGET_RATE as u64),
-        verdict(rate_ok)
-    ));
-    line(format!(
-        "  each second of the window       {}",
-        ing.tally
-            .per_second
-            .iter()
-            .map(|n| thousands(*n))
-            .collect::<Vec<_>>()
-            .join(" ")
-    ));
-    line(format!(
-        "  latency p50 / p90 / p99 / max   {}  (p99 target < {TARGET_P99_MS} ms: {})",
-        dist_text(lat),
-        verdict(p99_ok)
-    ));
-    line(format!(
-        "  errors                          {} in the window, {} in all ({} sent; statuses {:?}, transport {}, duplicates {}){}",
-        ing.tally.window_errors,
-        ing.tally.errors() + ing.tally.duplicate,
-        thousands(ing.tally.sent),
-        ing.tally.statuses,
-        ing.tally.transport,
-        ing.tally.duplicate,
-        ing.tally
-            .first_error
-            .as_deref()
-            .map(|e| format!("; first: {e}"))
-            .unwrap_or_default()
-    ));
-    let acked = ing.tally.window_accepted.max(1) as f64;
-    line(format!(
-        "  server CPU                      {:.2} cores, user {:.2} + sys {:.2} ({:.1} ms CPU per 1,000 acknowledged)",
-        cpu.server.total() / cpu.wall,
-        cpu.server.user / cpu.wall,
-        cpu.server.sys / cpu.wall,
-        cpu.server.total() * 1e6 / acked
-    ));
-    for (name, (c, n)) in &cpu.server_threads {
-        if c.total() > 0.0 {
-            line(format!(
-                "    thread {:<24} {:.2} cores, user {:.2} + sys {:.2}; runnable without a CPU {:.2} ({n} thread(s))",
-                format!("{name:?}"),
-                c.total() / cpu.wall,
-                c.user / cpu.wall,
-                c.sys / cpu.wall,
-                c.queued / cpu.wall
-            ));
+    let mut ingests: Vec<(&str, Option<&Ingest>, Option<&str>)> = Vec::new();
+    if let Some(ing) = &sqlite {
+        ingests.push(("ingest", Some(ing), None));
+    }
+    for (name, ran) in &postgres_runs {
+        match ran {
+            Ran::Figures(ing) => ingests.push((name, Some(ing), None)),
+            Ran::Skipped(why) => ingests.push((name, None, Some(why))),
         }
     }
-    line(format!(
-        "  server writes per change        {:.0} bytes in {:.2} write calls; {:.0} bytes to storage",
-        cpu.server_io[0] as f64 / acked,
-        cpu.server_io[1] as f64 / acked,
-        cpu.server_io[2] as f64 / acked
-    ));
-    line(format!(
-        "  generator CPU (bench process)   {:.2} cores, user {:.2} + sys {:.2}",
-        cpu.generator.total() / cpu.wall,
-        cpu.generator.user / cpu.wall,
-        cpu.generator.sys / cpu.wall
-    ));
-    line(format!(
-        "  machine                         {:.2} of {:.2} cores busy, {:.2} by other processes (steal {:.2}); load average {} at the end",
-        cpu.machine_busy / cpu.wall,
-        cpu.machine_capacity / cpu.wall,
-        cpu.others() / cpu.wall,
-        cpu.machine_steal / cpu.wall,
-        ing.load_end
-    ));
-    line(format!(
-        "  in the store (server's mean)    {} over the whole run",
-        ing.store_mean_ms
-            .map_or_else(|| "unknown".into(), |m| format!("{m:.2} ms per change"))
-    ));
-    line(format!(
-        "  durable after SIGKILL           {} rows in `changes` >= {} acknowledged: {}",
-        thousands(ing.durable.max(0) as u64),
-        thousands(ing.tally.accepted),
-        if ing.durable >= ing.tally.accepted as i64 {
-            "yes"
+    for (name, ing, skipped) in &ingests {
+        line(String::new());
+        let what = if *name == "ingest" {
+            "one server on SQLite".to_owned()
         } else {
-            "NO"
+            let n: usize = if name.ends_with('3') { 3 } else { 1 };
+            format!("{n} replica(s) on one PostgreSQL (fsync on), connections round-robin")
+        };
+        line(format!(
+            "{name}: {what}; no pipeline matches; {} s warm-up, {} s measured",
+            settings.warmup, settings.seconds
+        ));
+        match (ing, skipped) {
+            (Some(ing), _) => ingest_text(&mut line, ing, target_of(name), full),
+            (None, why) => line(format!("  skipped: {}", why.unwrap_or("not run"))),
         }
-    ));
+    }
+    if let Some(st) = &st {
+        line(String::new());
+        line(format!(
+            "start_latency: http target, {} changes at {} /s over {} connections ({:.1} s); load average {} at the start",
+            st.sent,
+            thousands(settings.start_rate.round() as u64),
+            settings.start_connections,
+            st.wall,
+            st.load_start
+        ));
+        line(format!(
+            "  starts arrived                  {} of {} accepted (repeats {}, unreadable {})",
+            st.arrived, st.accepted, st.repeats, st.unreadable
+        ));
+        line(format!(
+            "  store-to-start p50/p90/p99/max  {}  (p50 target < {TARGET_START_P50_MS} ms: {}); {} arrived before their 202",
+            dist_text(&st.store_to_start),
+            verdict(start_ok),
+            st.before_ack
+        ));
+        line(format!(
+            "  send-to-start  p50/p90/p99/max  {}",
+            dist_text(&st.send_to_start)
+        ));
+        line(format!(
+            "  202 latency    p50/p90/p99/max  {}",
+            dist_text(&st.ack)
+        ));
+        line(format!(
+            "  server's start latency (mean)   {}",
+            st.server_start_mean_ms.map_or_else(
+                || "unknown".into(),
+                |m| format!("{m:.2} ms (received_at to attempt, ms clock)")
+            )
+        ));
+    }
     line(String::new());
+    line("side by side (acknowledged durable changes; CPU in cores over the window)".into());
     line(format!(
-        "start_latency: http target, {} changes at {} /s over {} connections ({:.1} s); load average {} at the start",
-        st.sent,
-        thousands(settings.start_rate.round() as u64),
-        settings.start_connections,
-        st.wall,
-        st.load_start
+        "  {:<18} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>9} {:>9}",
+        "scenario",
+        "rate/s",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "max ms",
+        "errors",
+        "server",
+        "postgres",
+        "generator"
     ));
-    line(format!(
-        "  starts arrived                  {} of {} accepted (repeats {}, unreadable {})",
-        st.arrived, st.accepted, st.repeats, st.unreadable
-    ));
-    line(format!(
-        "  store-to-start p50/p90/p99/max  {}  (p50 target < {TARGET_START_P50_MS} ms: {}); {} arrived before their 202",
-        dist_text(&st.store_to_start),
-        verdict(start_ok),
-        st.before_ack
-    ));
-    line(format!(
-        "  send-to-start  p50/p90/p99/max  {}",
-        dist_text(&st.send_to_start)
-    ));
-    line(format!(
-        "  202 latency    p50/p90/p99/max  {}",
-        dist_text(&st.ack)
-    ));
-    line(format!(
-        "  server's start latency (mean)   {}",
-        st.server_start_mean_ms.map_or_else(
-            || "unknown".into(),
-            |m| format!("{m:.2} ms (received_at to attempt, ms clock)")
-        )
-    ));
+    for (name, ing, skipped) in &ingests {
+        match ing {
+            Some(ing) => {
+                let s = Summary::of(&ing.latencies);
+                let c = &ing.cpu;
+                line(format!(
+                    "  {:<18} {:>8} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>7} {:>7.2} {:>9} {:>9.2}",
+                    name,
+                    thousands(ing.rate.round() as u64),
+                    s.p50,
+                    s.p90,
+                    s.p99,
+                    s.max,
+                    ing.tally.window_errors,
+                    c.server.total() / c.wall,
+                    c.postgres
+                        .as_ref()
+                        .map_or_else(|| "-".into(), |(p, _)| format!("{:.2}", p.total() / c.wall)),
+                    c.generator.total() / c.wall
+                ));
+            }
+            None => line(format!(
+                "  {:<18} skipped: {}",
+                name,
+                skipped.unwrap_or("not run")
+            )),
+        }
+    }
     print!("{out}");
 
-    let report = json!({
+    let mut report = json!({
         "mode": if settings.full { "full" } else { "smoke" },
         "command": command,
         "unix_time": unix_now(),
         "machine": {
             "cpus": cpus,
-            "loadavg_start": ing.load_start,
-            "loadavg_end": ing.load_end,
+            "loadavg_start": sqlite.as_ref().map(|i| i.load_start.clone()),
+            "loadavg_end": sqlite.as_ref().map(|i| i.load_end.clone()),
             "state_fs": fs,
             "fdatasync_ms": dist_json(&fsync),
         },
         "generator": {
             "connections": settings.connections,
             "tokio_worker_threads": settings.threads,
+            "refs": settings.refs,
             "loop": "closed",
-            "build_and_sign_us_per_request": round(ing.build_us, 2),
+            "build_and_sign_us_per_request": build_us.map(|us| round(us, 2)),
         },
-        "ingest": {
-            "warmup_s": settings.warmup,
-            "seconds": settings.seconds,
-            "acknowledged_per_s": round(ing.rate, 1),
-            "acknowledged_in_window": ing.tally.window_accepted,
-            "acknowledged_each_second": ing.tally.per_second,
-            "latency_ms": dist_json(lat),
-            "errors_in_window": ing.tally.window_errors,
-            "sent_total": ing.tally.sent,
-            "accepted_total": ing.tally.accepted,
-            "duplicates_total": ing.tally.duplicate,
-            "error_statuses_total": ing.tally.statuses.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
-            "transport_errors_total": ing.tally.transport,
-            "first_error": ing.tally.first_error,
-            "cpu": cpu.to_json(ing.tally.window_accepted),
-            "server_store_mean_ms": ing.store_mean_ms,
-            "durable_rows_after_sigkill": ing.durable,
-            "targets": {"rate_per_s": TARGET_RATE, "p99_ms": TARGET_P99_MS, "rate_met": rate_ok, "p99_met": p99_ok},
-        },
-        "start_latency": {
+    });
+    for (name, ing, skipped) in &ingests {
+        report[*name] = match ing {
+            Some(ing) => ingest_json(ing, &settings, target_of(name)),
+            None => json!({"skipped": skipped}),
+        };
+    }
+    if let Some(st) = &st {
+        report["start_latency"] = json!({
             "changes": st.sent,
             "rate_per_s": settings.start_rate,
             "connections": settings.start_connections,
@@ -1205,8 +1849,8 @@ fn main() {
             "ack_ms": dist_json(&st.ack),
             "server_start_latency_mean_ms": st.server_start_mean_ms,
             "targets": {"store_to_start_p50_ms": TARGET_START_P50_MS, "met": start_ok},
-        },
-    });
+        });
+    }
     let file = target_dir().join(if settings.full {
         "intake-bench.json"
     } else {
@@ -1219,17 +1863,22 @@ fn main() {
     }
 
     // Correctness, in every mode; the targets are reported above, not asserted.
-    assert!(ing.tally.accepted > 0, "ingest: nothing was acknowledged");
-    assert!(
-        ing.durable >= ing.tally.accepted as i64,
-        "ingest: {} changes acknowledged but only {} stored",
-        ing.tally.accepted,
-        ing.durable
-    );
-    assert!(st.accepted > 0, "start_latency: nothing was acknowledged");
-    assert_eq!(
-        st.arrived, st.accepted,
-        "start_latency: every accepted change must start its pipeline once"
-    );
-    assert_eq!(st.missing, 0, "start_latency: starts missing at the runner");
+    for (name, ing, _) in &ingests {
+        let Some(ing) = ing else { continue };
+        assert!(ing.tally.accepted > 0, "{name}: nothing was acknowledged");
+        assert!(
+            ing.durable >= ing.tally.accepted as i64,
+            "{name}: {} changes acknowledged but only {} stored",
+            ing.tally.accepted,
+            ing.durable
+        );
+    }
+    if let Some(st) = &st {
+        assert!(st.accepted > 0, "start_latency: nothing was acknowledged");
+        assert_eq!(
+            st.arrived, st.accepted,
+            "start_latency: every accepted change must start its pipeline once"
+        );
+        assert_eq!(st.missing, 0, "start_latency: starts missing at the runner");
+    }
 }

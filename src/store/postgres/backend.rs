@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use tokio::sync::Notify;
-use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, GenericClient};
 
 use super::sql::{self, Statements};
 use super::{describe, message, parse, schema, tls};
@@ -440,6 +440,14 @@ pub(super) async fn connect(url: &str) -> Result<Conn, StoreError> {
 /// Applies a batch's writes in one transaction: the advisory locks first, in key order, then
 /// every command's statements, sent together. Returns what each produced and whether new work
 /// was created.
+///
+/// When every command is one statement (intakes, plans, finishes, releases, probes: the
+/// intake path), BEGIN, the locks, the statements and COMMIT go out together, in one round
+/// trip: the locks are held for the database's work and the WAL flush, never across a round
+/// trip to this process, which matters when replicas queue on one lock (pushes to one ref).
+/// A statement that fails aborts the transaction, COMMIT then rolls it back, and the batch
+/// fails with that statement's error: an answer is still sent only after a commit that
+/// succeeded.
 async fn apply(
     conn: &mut Conn,
     me: &str,
@@ -475,88 +483,43 @@ async fn apply(
     }
     keys.sort_unstable();
     keys.dedup();
-    let Conn { client, st } = conn;
-    let tx = client.transaction().await?;
-    if !durable {
-        // Claims and releases need no flush: a lost one is reopened by its lease.
-        tx.batch_execute("SET LOCAL synchronous_commit = off")
-            .await?;
-    }
-    sql::lock(&tx, st, &keys).await?;
     let lease = LEASE.as_millis() as i64;
-    let tx_ref = &tx;
-    let st_ref = &*st;
-    let steps: Vec<Step<'_>> = batch
-        .iter()
-        .map(|cmd| -> Step<'_> {
-            match cmd {
-                Command::Intake(req, _) => Box::pin(async move {
-                    Ok(Done::Intake(
-                        sql::intake(tx_ref, st_ref, &req.0, &req.1, now).await?,
-                    ))
-                }),
-                Command::Poll(req, _) => Box::pin(async move {
-                    let (batch, json) = &**req;
-                    let outcomes = join_all(
-                        batch
-                            .intakes
-                            .iter()
-                            .zip(json)
-                            .map(|(r, j)| sql::intake(tx_ref, st_ref, r, j, now)),
-                    )
-                    .await
-                    .into_iter()
-                    .collect::<Result<Vec<_>, _>>()?;
-                    sql::move_cursors(tx_ref, st_ref, &batch.repository, &batch.cursors, now)
-                        .await?;
-                    Ok(Done::Poll(outcomes))
-                }),
-                Command::Plan(req, _) => Box::pin(async move {
-                    let (event, json, starts) = &**req;
-                    Ok(Done::Plan(
-                        sql::plan(tx_ref, st_ref, event, json, starts, now).await?,
-                    ))
-                }),
-                Command::Finish(id, finish, _) => Box::pin(async move {
-                    Ok(Done::Finish(
-                        sql::finish(tx_ref, st_ref, id, finish, now).await?,
-                    ))
-                }),
-                Command::Claim(wanted, _) => Box::pin(async move {
-                    Ok(Done::Claim(
-                        sql::claim(tx_ref, st_ref, wanted, me, lease, now).await?,
-                    ))
-                }),
-                Command::Release(ids, _) => Box::pin(async move {
-                    sql::release(tx_ref, st_ref, ids, now).await?;
-                    Ok(Done::Unit)
-                }),
-                Command::Probe(_) => Box::pin(async move {
-                    sql::probe(tx_ref).await?;
-                    Ok(Done::Unit)
-                }),
-                Command::Prune {
-                    deliveries_before_ms,
-                    ..
-                } => Box::pin(async move {
-                    Ok(Done::Prune(
-                        sql::prune(tx_ref, *deliveries_before_ms).await?,
-                    ))
-                }),
-                Command::Transition(id, to, _) => Box::pin(async move {
-                    Ok(Done::Transition(
-                        sql::transition(tx_ref, id, *to, now).await?,
-                    ))
-                }),
-                _ => Box::pin(async { Ok(Done::Read) }),
-            }
-        })
-        .collect();
-    let done = join_all(steps)
-        .await
-        .into_iter()
-        .collect::<Result<Vec<_>, _>>()?;
-    tx.commit().await?;
+    let Conn { client, st } = conn;
+    let done = if batch.iter().all(one_statement) {
+        let c = &*client;
+        // Claims and releases need no flush: a lost one is reopened by its lease.
+        let begin = if durable {
+            "BEGIN"
+        } else {
+            "BEGIN; SET LOCAL synchronous_commit = off"
+        };
+        // join! polls in order, and each future sends its statement when first polled.
+        let (begun, locked, done, committed) = futures_util::join!(
+            c.batch_execute(begin),
+            sql::lock(c, st, &keys),
+            join_all(steps(c, st, me, batch, lease, now)),
+            c.batch_execute("COMMIT"),
+        );
+        begun?;
+        locked?;
+        let done = done.into_iter().collect::<Result<Vec<_>, _>>()?;
+        committed?;
+        done
+    } else {
+        let tx = client.transaction().await?;
+        if !durable {
+            // Claims and releases need no flush: a lost one is reopened by its lease.
+            tx.batch_execute("SET LOCAL synchronous_commit = off")
+                .await?;
+        }
+        sql::lock(&tx, st, &keys).await?;
+        let done = join_all(steps(&tx, st, me, batch, lease, now))
+            .await
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()?;
+        tx.commit().await?;
+        done
+    };
     let woke = done.iter().any(|d| match d {
         Done::Intake(o) => started(o),
         Done::Poll(os) => os.iter().any(started),
@@ -566,6 +529,95 @@ async fn apply(
         _ => false,
     }) || batch.iter().any(|c| matches!(c, Command::Release(..)));
     Ok((done, woke))
+}
+
+/// Whether a command's writes are one statement, sent at once (or it writes nothing): then a
+/// batch of such commands needs no round trip inside its transaction.
+fn one_statement(cmd: &Command) -> bool {
+    cmd.is_read()
+        || matches!(
+            cmd,
+            Command::Intake(..)
+                | Command::Plan(..)
+                | Command::Finish(..)
+                | Command::Release(..)
+                | Command::Probe(..)
+        )
+}
+
+/// Each command's statements, as futures that send them when first polled.
+fn steps<'a, C>(
+    c: &'a C,
+    st: &'a Statements,
+    me: &'a str,
+    batch: &'a [Command],
+    lease: i64,
+    now: i64,
+) -> Vec<Step<'a>>
+where
+    C: GenericClient + Sync,
+{
+    batch
+        .iter()
+        .map(|cmd| -> Step<'a> {
+            match cmd {
+                Command::Intake(req, _) => Box::pin(async move {
+                    Ok(Done::Intake(sql::intake(c, st, &req.0, &req.1, now).await?))
+                }),
+                Command::Poll(req, _) => Box::pin(async move {
+                    let (batch, json) = &**req;
+                    let outcomes = join_all(
+                        batch
+                            .intakes
+                            .iter()
+                            .zip(json)
+                            .map(|(r, j)| sql::intake(c, st, r, j, now)),
+                    )
+                    .await
+                    .into_iter()
+                    .collect::<Result<Vec<_>, _>>()?;
+                    sql::move_cursors(c, st, &batch.repository, &batch.cursors, now).await?;
+                    Ok(Done::Poll(outcomes))
+                }),
+                Command::Plan(req, _) => Box::pin(async move {
+                    let (event, json, starts) = &**req;
+                    Ok(Done::Plan(
+                        sql::plan(c, st, event, json, starts, now).await?,
+                    ))
+                }),
+                Command::Finish(id, finish, _) => {
+                    Box::pin(
+                        async move { Ok(Done::Finish(sql::finish(c, st, id, finish, now).await?)) },
+                    )
+                }
+                Command::Claim(wanted, _) => Box::pin(async move {
+                    Ok(Done::Claim(
+                        sql::claim(c, st, wanted, me, lease, now).await?,
+                    ))
+                }),
+                Command::Release(ids, _) => Box::pin(async move {
+                    sql::release(c, st, ids, now).await?;
+                    Ok(Done::Unit)
+                }),
+                Command::Probe(_) => Box::pin(async move {
+                    sql::probe(c).await?;
+                    Ok(Done::Unit)
+                }),
+                Command::Prune {
+                    deliveries_before_ms,
+                    ..
+                } => {
+                    Box::pin(
+                        async move { Ok(Done::Prune(sql::prune(c, *deliveries_before_ms).await?)) },
+                    )
+                }
+                Command::Transition(id, to, _) => Box::pin(async move {
+                    Ok(Done::Transition(sql::transition(c, id, *to, now).await?))
+                }),
+                _ => Box::pin(async { Ok(Done::Read) }),
+            }
+        })
+        .collect()
 }
 
 fn started(o: &IntakeOutcome) -> bool {
