@@ -1,9 +1,11 @@
 //! The runner pipeline starts reach (their `http` target): an HTTP server on loopback that
-//! records when each start arrived and what it named, answers as scripted (or holds its answers
-//! until released), and wakes whoever waits for one.
+//! records when each start arrived and what it named, answers as scripted (at once, after
+//! holding each request a while, or held until released; counting how many it holds at once),
+//! and wakes whoever waits for one.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -48,6 +50,29 @@ pub struct Runner {
     arrived: tokio::sync::Notify,
     /// While true, answers wait (the request is recorded at once).
     held: tokio::sync::watch::Sender<bool>,
+    /// How long each request is held before it is answered.
+    hold_for: Duration,
+    /// Requests being held (or read) now, and the most there ever were at once.
+    in_flight: AtomicUsize,
+    most_in_flight: AtomicUsize,
+}
+
+/// Counts a request in flight for as long as it lives (a request whose client went away is
+/// dropped by the server, and counted out all the same).
+struct InFlight<'a>(&'a Runner);
+
+impl<'a> InFlight<'a> {
+    fn enter(runner: &'a Runner) -> InFlight<'a> {
+        let now = runner.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        runner.most_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight(runner)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Runner {
@@ -60,10 +85,26 @@ impl Runner {
     /// The same, answering the first requests with `statuses` in order (a body `runner says
     /// no` with those that are not 2xx), then 200.
     pub async fn scripted(statuses: &[u16]) -> anyhow::Result<(Arc<Runner>, SocketAddr)> {
-        let runner = Arc::new(Runner {
+        Runner::serve(Runner {
             script: Mutex::new(statuses.iter().rev().copied().collect()),
             ..Runner::default()
-        });
+        })
+        .await
+    }
+
+    /// The same, answering 200 to each request only after holding it for `hold` (a slow
+    /// runner: starts stay in flight meanwhile); [`Runner::most_in_flight`] tells how many it
+    /// held at once.
+    pub async fn holding(hold: Duration) -> anyhow::Result<(Arc<Runner>, SocketAddr)> {
+        Runner::serve(Runner {
+            hold_for: hold,
+            ..Runner::default()
+        })
+        .await
+    }
+
+    async fn serve(runner: Runner) -> anyhow::Result<(Arc<Runner>, SocketAddr)> {
+        let runner = Arc::new(runner);
         let shared = Arc::clone(&runner);
         let addr = crate::http::serve(move |request| Arc::clone(&shared).take(request)).await?;
         Ok((runner, addr))
@@ -72,6 +113,7 @@ impl Runner {
     async fn take(self: Arc<Self>, request: Request<Incoming>) -> Response<Full<Bytes>> {
         let at = Instant::now();
         let at_ms = now_ms();
+        let _in_flight = InFlight::enter(&self);
         let headers = request
             .headers()
             .iter()
@@ -102,6 +144,9 @@ impl Runner {
             arrivals.push(arrival);
         }
         self.arrived.notify_waiters();
+        if !self.hold_for.is_zero() {
+            tokio::time::sleep(self.hold_for).await;
+        }
         let _ = self.held.subscribe().wait_for(|held| !held).await;
         let status = self.script.lock().ok().and_then(|mut s| s.pop());
         let mut response = Response::new(Full::new(Bytes::from_static(b"{}")));
@@ -138,6 +183,16 @@ impl Runner {
             .lock()
             .map(|mut a| std::mem::take(&mut *a))
             .unwrap_or_default()
+    }
+
+    /// Requests it holds now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// The most requests it ever held at once.
+    pub fn most_in_flight(&self) -> usize {
+        self.most_in_flight.load(Ordering::SeqCst)
     }
 
     /// Every arrival so far, left in place.
