@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use switchyard::store::{Admin, StartState};
-use switchyard_lab::{Serve, try_request};
+use switchyard_lab::Serve;
 
-use crate::support::{SECRET, change, eventually, request, serve, sha, signed_headers};
+use crate::support::{SECRET, change, eventually, request, serve, sha, try_post};
 
 /// A project for the binary: a `standard` receiver and one exec pipeline that logs start ids.
 fn project() -> tempfile::TempDir {
@@ -41,19 +41,6 @@ async fn spawn(root: &Path, env: &[(&str, String)]) -> Serve {
     let mut env = env.to_vec();
     env.push(("SWITCHYARD_LOG", "warn".into()));
     serve(root, &env).await
-}
-
-/// One signed post on a fresh connection; None when the server is gone.
-async fn try_post(
-    addr: std::net::SocketAddr,
-    id: &str,
-    body: &str,
-) -> Option<(u16, serde_json::Value)> {
-    let headers = signed_headers(id, body.as_bytes(), jiff::Timestamp::now().as_second());
-    let (status, text) = try_request(addr, "POST", "/hooks/hooks", &headers, body.into())
-        .await
-        .ok()?;
-    Some((status, serde_json::from_str(&text).unwrap_or_default()))
 }
 
 fn log_counts(root: &Path) -> HashMap<String, usize> {

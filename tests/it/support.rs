@@ -251,11 +251,16 @@ pub async fn counted(
     }
 }
 
-/// A push change event with the given ref and `after` sha.
+/// A push change event of `https://github.com/acme/api.git` with the given ref and `after` sha.
 pub fn change(git_ref: &str, after: &str) -> String {
+    change_in("https://github.com/acme/api.git", git_ref, after)
+}
+
+/// A push change event of `repository` with the given ref and `after` sha.
+pub fn change_in(repository: &str, git_ref: &str, after: &str) -> String {
     serde_json::json!({
         "schema": "switchyard.change/v1",
-        "repository": "https://github.com/acme/api.git",
+        "repository": repository,
         "kind": "push",
         "ref": git_ref,
         "before": "1111111111111111111111111111111111111111",
@@ -281,4 +286,20 @@ pub async fn serve(root: &Path, env: &[(&str, String)]) -> Serve {
         .start()
         .await
         .unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+/// One post of `body` signed with [`SECRET`] under delivery id `id` to the `hooks` receiver at
+/// `addr`, on a fresh connection: the status and the answer's JSON; `None` when the server
+/// cannot be reached or the exchange breaks off (a server that is gone).
+pub async fn try_post(
+    addr: std::net::SocketAddr,
+    id: &str,
+    body: &str,
+) -> Option<(u16, serde_json::Value)> {
+    let headers = signed_headers(id, body.as_bytes(), jiff::Timestamp::now().as_second());
+    let (status, text) =
+        switchyard_lab::try_request(addr, "POST", "/hooks/hooks", &headers, body.into())
+            .await
+            .ok()?;
+    Some((status, serde_json::from_str(&text).unwrap_or_default()))
 }
