@@ -30,6 +30,8 @@ use crate::store::{ClaimRequest, Finish, StartRow, StartState, Store, now_ms};
 const SWEEP: Duration = Duration::from_secs(1);
 /// Open starts read per pipeline and pass at most.
 const WINDOW: u32 = 64;
+/// The longest wait between two tries to record an attempt's outcome in a store that fails.
+const FINISH_RETRY: Duration = Duration::from_secs(1);
 
 /// Why one attempt failed, and whether trying again can help.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -460,16 +462,28 @@ async fn attempt(shared: &Shared, pipeline: &Pipeline, row: StartRow, event_json
             tracing::error!(pipeline = %pipeline.name, start = %row.id, attempt = failures, %error, "start failed; dead-lettered")
         }
     }
-    // Record the outcome; if the store is down, the start stays open and runs again later
-    // with the same start id.
-    for wait_ms in [0u64, 50, 200, 1000] {
-        tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+    // Record the outcome, however long the store takes to come back: until it is recorded the
+    // start stays in flight here (running in the store, its lease renewed), so that it is
+    // neither left running with nobody attempting it nor attempted again elsewhere. A stop
+    // meanwhile ends the attempt after the grace period: the start then runs again.
+    let mut failures = 0u32;
+    loop {
         match shared.store.finish(&row.id, finish.clone()).await {
-            Ok(_) => return,
+            Ok(_) => {
+                if failures > 0 {
+                    tracing::info!(start = %row.id, failures, "the start's outcome is recorded");
+                }
+                return;
+            }
             Err(e) => {
-                tracing::warn!(start = %row.id, error = %e, "cannot record the start's outcome")
+                if failures == 0 {
+                    tracing::warn!(start = %row.id, error = %e, "cannot record the start's outcome; trying again until the store answers");
+                }
+                failures += 1;
             }
         }
+        tokio::time::sleep(FINISH_RETRY.min(Duration::from_millis(50) * 4u32.pow(failures.min(3))))
+            .await;
     }
 }
 

@@ -230,6 +230,46 @@ async fn http_target_dead_letters_on_400_and_outbox_retry_reopens() {
     s.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outcome_the_store_refuses_for_a_while_is_recorded_once_it_can_be() {
+    let (runner, addr) = Runner::start().await.expect("runner");
+    let s = TestServer::start("", &[("h.yaml", &http_trigger(addr))]).await;
+    // The store refuses to record a success (as a store that is down refuses everything).
+    let db = rusqlite::Connection::open(s.root().join("state").join(switchyard::store::DB_FILE))
+        .expect("open the store");
+    db.busy_timeout(std::time::Duration::from_secs(5))
+        .expect("busy timeout");
+    db.execute_batch(
+        "CREATE TRIGGER refuse BEFORE UPDATE ON starts WHEN NEW.state = 'succeeded'
+         BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;",
+    )
+    .expect("create the trigger");
+    let (status, _) = s
+        .post_change("d-1", &change("refs/heads/main", &sha(11)))
+        .await;
+    assert_eq!(status, 202);
+    runner
+        .wait_for(std::time::Duration::from_secs(10), |a| {
+            (!a.is_empty()).then_some(())
+        })
+        .await
+        .expect("the start reaches the runner");
+    // Longer than the dispatcher once tried before it gave up (and left the start running,
+    // with nobody attempting it, until the next restart).
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(s.starts()[0].state, StartState::Running);
+    db.execute_batch("DROP TRIGGER refuse")
+        .expect("drop the trigger");
+    let rows = eventually(10, "the success recorded", || {
+        let rows = s.starts();
+        (rows[0].state == StartState::Succeeded).then_some(rows)
+    })
+    .await;
+    assert_eq!(rows[0].attempts, 1);
+    assert_eq!(runner.arrivals().len(), 1, "started once");
+    s.stop().await;
+}
+
 /// An exec target that waits for `$DIR/go` before recording the sha it was started for.
 const GATED: &str = r#"repository: https://github.com/acme/api.git
 on: push
