@@ -35,6 +35,8 @@ const RETRIES: u32 = 5;
 pub(super) struct Conn {
     pub(super) client: Client,
     st: Statements,
+    /// When it connected: a replica judges others' leases only a [`LEASE`] later.
+    since: Instant,
 }
 
 struct Backend {
@@ -293,6 +295,11 @@ impl Backend {
         let me_lease: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&me, &lease];
         let at_now: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&now];
         let lease_only: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&lease];
+        // Leases that ran out while this replica could not reach the database (an outage, a
+        // start) may belong to replicas that are alive and as cut off as it was: they are
+        // judged only once every live replica has had a lease's time to renew its own, so that
+        // the starts of a live replica are not taken from it and run twice.
+        let judge = conn.since.elapsed() >= LEASE;
         let beat = async {
             let (seen, starts, polls, reaped, live) = futures_util::join!(
                 c.execute(
@@ -309,12 +316,18 @@ impl Backend {
                     "UPDATE poll_leases SET until_ms = switchyard_now() + $2 WHERE owner = $1",
                     &me_lease,
                 ),
-                c.execute(
-                    "UPDATE starts SET state = CASE WHEN attempts > 0 THEN 'failed' ELSE 'pending' END,
-                         owner = NULL, lease_until_ms = NULL, updated_ms = $1
-                     WHERE state = 'running' AND lease_until_ms < switchyard_now()",
-                    &at_now,
-                ),
+                async {
+                    if !judge {
+                        return Ok(0);
+                    }
+                    c.execute(
+                        "UPDATE starts SET state = CASE WHEN attempts > 0 THEN 'failed' ELSE 'pending' END,
+                             owner = NULL, lease_until_ms = NULL, updated_ms = $1
+                         WHERE state = 'running' AND lease_until_ms < switchyard_now()",
+                        &at_now,
+                    )
+                    .await
+                },
                 c.query(
                     "SELECT id FROM replicas WHERE seen_ms >= switchyard_now() - $1 ORDER BY id",
                     &lease_only,
@@ -434,7 +447,11 @@ pub(super) async fn connect(url: &str) -> Result<Conn, StoreError> {
     let st = Statements::prepare(&client)
         .await
         .map_err(|e| fail(message(&e)))?;
-    Ok(Conn { client, st })
+    Ok(Conn {
+        client,
+        st,
+        since: Instant::now(),
+    })
 }
 
 /// Applies a batch's writes in one transaction: the advisory locks first, in key order, then
@@ -484,7 +501,7 @@ async fn apply(
     keys.sort_unstable();
     keys.dedup();
     let lease = LEASE.as_millis() as i64;
-    let Conn { client, st } = conn;
+    let Conn { client, st, .. } = conn;
     let done = if batch.iter().all(one_statement) {
         let c = &*client;
         // Claims and releases need no flush: a lost one is reopened by its lease.

@@ -17,7 +17,9 @@
 //!   running starts in the database: a pipeline's concurrency is global. A claimed start holds
 //!   a lease that its replica renews every [`HEARTBEAT`](backend::HEARTBEAT); when a replica
 //!   dies, the next replica's heartbeat after [`LEASE`](backend::LEASE) reopens its starts
-//!   (attempted again with the same start id).
+//!   (attempted again with the same start id). A replica judges others' leases only once it
+//!   has been connected for a lease itself: after an outage of the database every lease has
+//!   run out, and each live replica must have had the time to renew its own.
 //! - **Polling.** Each repository is leased to one live replica, chosen by rendezvous hashing
 //!   over the replicas that renewed their row within the lease, so the repositories spread out
 //!   and move only when a replica comes or goes.

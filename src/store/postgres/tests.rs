@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-use super::backend::LEASE;
+use super::backend::{HEARTBEAT, LEASE};
 use super::{describe, parse, postgres_url, tls};
 use crate::event::SourceKind;
 use crate::outcome::IntakeOutcome;
@@ -191,17 +191,76 @@ fn a_dead_replica_s_claims_are_reopened_after_its_lease_and_a_repository_has_one
         .iter()
         .any(|s| starts.contains(&s.id))
     {
+        // A replica judges others' leases once it has been connected for a lease itself (see
+        // `a_replica_that_just_connected_leaves_the_others_a_lease_to_renew_before_taking_over`):
+        // these two have just connected.
         assert!(
-            began.elapsed() < Duration::from_secs(5),
+            began.elapsed() < LEASE + Duration::from_secs(2),
             "no heartbeat reopened the dead replica's start"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    // Reopened by a heartbeat, within about one heartbeat of the lease's end.
+    // Reopened by a heartbeat.
     assert_eq!(rt.block_on(b.claim(starts)).expect("claim").len(), 1);
     // The repository's lease is free again: exactly one of the live replicas takes it.
     let (la, lb) = rt.block_on(async { tokio::join!(a.poll_lease(repo), b.poll_lease(repo)) });
     assert!(la.expect("a") ^ lb.expect("b"), "one replica polls {repo}");
+}
+
+#[test]
+fn a_replica_that_just_connected_leaves_the_others_a_lease_to_renew_before_taking_over() {
+    let Some(url) = fresh_database() else {
+        return;
+    };
+    let rt = runtime();
+    let location = Location::Postgres(url.clone());
+    // A start claimed by another process that does not renew (a tool has no heartbeat), its
+    // lease run out: what a live replica's start looks like to the others right after an
+    // outage of the database, before that replica has reconnected and renewed it.
+    let other = Store::open_at(&location, Role::Tool, Arc::new(Notify::new()));
+    let outcome = rt
+        .block_on(other.intake(request(
+            numbered_event(1, SourceKind::Webhook),
+            None,
+            &["a"],
+        )))
+        .expect("intake");
+    let IntakeOutcome::Accepted { starts, .. } = outcome else {
+        panic!("{outcome:?}");
+    };
+    let claimed = rt.block_on(other.claim(starts.clone())).expect("claim");
+    assert_eq!(claimed.len(), 1);
+    let admin = PostgresAdmin::open(&url).expect("admin");
+    admin
+        .execute("UPDATE starts SET lease_until_ms = 0")
+        .expect("the lease runs out");
+    let state = || admin.start(&starts[0]).expect("the start").state;
+
+    // A replica that connects now (as every replica does once the database is back) leaves it
+    // running through its first heartbeats, though the lease has run out...
+    let connecting = Instant::now();
+    let serve = Store::open_at(&location, Role::Serve, Arc::new(Notify::new()));
+    rt.block_on(serve.open_starts(1))
+        .expect("the replica connects");
+    let connected = Instant::now();
+    std::thread::sleep(HEARTBEAT * 2 + HEARTBEAT / 2);
+    assert_eq!(
+        state(),
+        StartState::Running,
+        "taken before its owner could renew"
+    );
+
+    // ...and takes it over once it has been connected a lease's time: its owner never renewed.
+    while state() == StartState::Running {
+        assert!(
+            connected.elapsed() < LEASE + HEARTBEAT * 3,
+            "a start whose owner never renewed was not taken over"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(state(), StartState::Pending);
+    assert!(connecting.elapsed() >= LEASE, "{:?}", connecting.elapsed());
+    drop((serve, other));
 }
 
 #[test]
