@@ -11,6 +11,7 @@ mod outbox;
 mod poll;
 mod poll_git;
 mod providers;
+mod replicas;
 mod serve;
 mod support;
 mod tidy;
