@@ -49,6 +49,10 @@ struct Backend {
     live: Vec<String>,
     /// When the last connection attempt failed: the next waits a little.
     failed_at: Option<Instant>,
+    /// Starts of claims whose batch failed without an answer the backend can trust (the
+    /// connection broke or timed out, perhaps after the commit): the dispatcher was told they
+    /// failed and runs none of them, so they are given back before anything else is written.
+    unsure: Vec<String>,
 }
 
 /// What a command's part of a batch produced, sent once the batch committed.
@@ -85,6 +89,7 @@ pub(super) fn run(url: String, role: Role, rx: mpsc::Receiver<Command>, new_work
         me: replica_name(),
         live: Vec::new(),
         failed_at: None,
+        unsure: Vec::new(),
     };
     let mut batch: Vec<Command> = Vec::with_capacity(64);
     let mut next_beat = Instant::now();
@@ -175,6 +180,12 @@ impl Backend {
     async fn handle(&mut self, batch: &mut Vec<Command>) {
         if let Err(e) = self.ensure_open().await {
             tracing::error!(error = %e, "store unavailable");
+            self.forget_claims(batch);
+            batch.drain(..).for_each(|cmd| cmd.fail(&e));
+            return;
+        }
+        if let Err(e) = self.give_back_unsure().await {
+            self.forget_claims(batch);
             batch.drain(..).for_each(|cmd| cmd.fail(&e));
             return;
         }
@@ -207,8 +218,53 @@ impl Backend {
             Err((_, why)) => {
                 tracing::error!(error = %why, batch = batch.len(), "store write failed; nothing in this batch was acknowledged");
                 let err = StoreError::Write(why.clone());
+                self.forget_claims(batch);
                 batch.drain(..).for_each(|cmd| cmd.fail(&err));
                 self.drop_connection(&why);
+            }
+        }
+    }
+
+    /// The claims of a batch that is about to fail: whether or not they committed, the
+    /// dispatcher will not run them, so they must not stay this replica's.
+    fn forget_claims(&mut self, batch: &[Command]) {
+        for cmd in batch {
+            if let Command::Claim(wanted, _) = cmd {
+                self.unsure.extend(wanted.iter().map(|w| w.id.clone()));
+            }
+        }
+    }
+
+    /// Gives back the starts of failed claims that are still running as this replica's.
+    async fn give_back_unsure(&mut self) -> Result<(), StoreError> {
+        if self.unsure.is_empty() {
+            return Ok(());
+        }
+        let Some(conn) = self.conn.as_ref() else {
+            return Err(StoreError::Closed);
+        };
+        let given = conn
+            .client
+            .execute(
+                "UPDATE starts SET state = CASE WHEN attempts > 0 THEN 'failed' ELSE 'pending' END,
+                     owner = NULL, lease_until_ms = NULL, updated_ms = $3
+                 WHERE id = ANY($1::text[]) AND state = 'running' AND owner = $2",
+                &[&self.unsure, &self.me, &now_ms()],
+            )
+            .await;
+        match given {
+            Ok(n) => {
+                if n > 0 {
+                    tracing::info!(starts = n, "claims whose answer was lost are open again");
+                    self.new_work.notify_one();
+                }
+                self.unsure.clear();
+                Ok(())
+            }
+            Err(e) => {
+                let why = message(&e);
+                self.drop_connection(&why);
+                Err(StoreError::Write(why))
             }
         }
     }
@@ -281,7 +337,7 @@ impl Backend {
     /// Renews this replica's row and leases, reopens the starts of replicas whose leases ran
     /// out, and learns which replicas are alive.
     async fn heartbeat(&mut self) {
-        if self.ensure_open().await.is_err() {
+        if self.ensure_open().await.is_err() || self.give_back_unsure().await.is_err() {
             return;
         }
         let Some(conn) = self.conn.as_ref() else {
