@@ -250,6 +250,19 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     }
 }
 
+/// An error with its causes, `outer: cause: root cause`: the drivers' own texts are often
+/// short ("error connecting to server") and the useful part is further down the chain.
+pub fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -85,14 +85,7 @@ where
         SdkError::TimeoutError(_) => "the request timed out".into(),
         other => {
             // The cause chain carries the useful part (e.g. "no credentials in the chain").
-            let mut text = other.to_string();
-            let mut source = std::error::Error::source(other);
-            while let Some(cause) = source {
-                text.push_str(": ");
-                text.push_str(&cause.to_string());
-                source = cause.source();
-            }
-            text
+            crate::diag::with_causes(other)
         }
     }
 }

@@ -253,14 +253,7 @@ impl Poller {
             report.baseline = true;
             // Fill the mirror now, so that the first change (even a forced push) has its
             // `before` at hand. A failure here only makes later paths incomplete.
-            let refs: Vec<String> = advertised.refs.keys().cloned().collect();
-            let fetched = self
-                .with_mirror(repo, move |m| m.fetch(&remote, &refs))
-                .await;
-            self.count_request("fetch", fetched.is_ok());
-            if let Err(e) = fetched {
-                tracing::warn!(repository = %id, error = %e, "cannot fill the mirror; paths of the next changes may be incomplete");
-            }
+            self.fill_mirror(repo, &remote, &advertised.refs).await;
             return Ok(report);
         }
         let moves = moved(cursors, &advertised.refs);
@@ -270,15 +263,7 @@ impl Poller {
         if !repo.mirror_path.exists() {
             // Taken over from another replica (mirrors are each replica's own): fill the
             // mirror with every advertised ref first, so that each move's `before` is at hand.
-            let refs: Vec<String> = advertised.refs.keys().cloned().collect();
-            let remote = remote.clone();
-            let fetched = self
-                .with_mirror(repo, move |m| m.fetch(&remote, &refs))
-                .await;
-            self.count_request("fetch", fetched.is_ok());
-            if let Err(e) = fetched {
-                tracing::warn!(repository = %id, error = %e, "cannot fill the mirror; paths of these changes may be incomplete");
-            }
+            self.fill_mirror(repo, &remote, &advertised.refs).await;
         }
         let unreported = self.unreported(id, &moves).await.map_err(store_error)?;
         let events = self
@@ -308,6 +293,25 @@ impl Poller {
         }
         report.found = events.into_iter().zip(outcomes).collect();
         Ok(report)
+    }
+
+    /// Fetches every advertised ref into the mirror. A failure only makes the paths of the
+    /// changes that need it incomplete, so it is logged, not returned.
+    async fn fill_mirror(
+        &self,
+        repo: &Arc<Polled>,
+        remote: &Remote,
+        advertised: &BTreeMap<String, String>,
+    ) {
+        let refs: Vec<String> = advertised.keys().cloned().collect();
+        let remote = remote.clone();
+        let fetched = self
+            .with_mirror(repo, move |m| m.fetch(&remote, &refs))
+            .await;
+        self.count_request("fetch", fetched.is_ok());
+        if let Err(e) = fetched {
+            tracing::warn!(repository = %repo.spec.repository, error = %e, "cannot fill the mirror; paths of the next changes may be incomplete");
+        }
     }
 
     async fn intake_store_cursors(

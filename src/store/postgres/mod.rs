@@ -144,17 +144,7 @@ pub(super) fn describe(url: &str) -> String {
 pub(super) fn message(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => {
-            // The driver's own text is short ("error connecting to server"): add the causes.
-            let mut text = e.to_string();
-            let mut cause = std::error::Error::source(e);
-            while let Some(c) = cause {
-                text.push_str(": ");
-                text.push_str(&c.to_string());
-                cause = c.source();
-            }
-            text
-        }
+        None => crate::diag::with_causes(e),
     }
 }
 
