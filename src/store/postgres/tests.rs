@@ -12,7 +12,7 @@ use super::backend::{HEARTBEAT, LEASE};
 use super::{describe, parse, postgres_url, tls};
 use crate::event::SourceKind;
 use crate::outcome::IntakeOutcome;
-use crate::store::tests::{fresh_database, numbered_event, request, runtime};
+use crate::store::tests::{fresh_database, numbered_event, push_event, request, runtime};
 use crate::store::{
     ClaimRequest, Finish, Location, PostgresAdmin, Role, StartState, Store, StoreError,
 };
@@ -105,6 +105,44 @@ fn the_same_change_from_two_replicas_is_one_change_with_one_start() {
         admin.count("SELECT count(*) FROM sightings").expect("n"),
         200
     );
+}
+
+#[test]
+fn a_ref_state_one_replica_stored_is_that_change_on_another() {
+    let Some(url) = fresh_database() else { return };
+    let rt = runtime();
+    let (a, b) = (replica(&url), replica(&url));
+    let repo = "https://github.com/acme/api";
+    let (one, two, three) = ("1".repeat(40), "2".repeat(40), "3".repeat(40));
+    // A webhook on replica a: main moved 1 -> 3.
+    let webhook = push_event(
+        repo,
+        ("refs/heads/main", &one, &three),
+        SourceKind::Webhook,
+        1,
+    );
+    let IntakeOutcome::Accepted { change_id, .. } = rt
+        .block_on(a.intake(request(webhook, None, &["p"])))
+        .expect("a")
+    else {
+        panic!("accepted")
+    };
+    // Polling on replica b saw main at 3 coming from 2 (another `before`, another id): the
+    // same ref state, so the same change, and no second start.
+    let polled = push_event(repo, ("refs/heads/main", &two, &three), SourceKind::Poll, 2);
+    assert_ne!(polled.id, change_id);
+    let outcome = rt
+        .block_on(b.intake(request(polled, None, &["p"])))
+        .expect("b");
+    assert_eq!(
+        outcome,
+        IntakeOutcome::Duplicate {
+            change_id,
+            why: crate::outcome::DuplicateOf::Change
+        }
+    );
+    let admin = PostgresAdmin::open(&url).expect("admin");
+    assert_eq!(admin.count("SELECT count(*) FROM starts").expect("n"), 1);
 }
 
 #[test]
