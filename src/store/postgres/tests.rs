@@ -146,6 +146,53 @@ fn a_ref_state_one_replica_stored_is_that_change_on_another() {
 }
 
 #[test]
+fn superseding_keeps_one_waiting_start_per_ref_across_replicas() {
+    let Some(url) = fresh_database() else { return };
+    let rt = runtime();
+    let (a, b) = (replica(&url), replica(&url));
+    // One pipeline watching two repositories: their pushes to `main` take different ref locks,
+    // so only the lock of (pipeline, ref) orders the superseding.
+    let superseding = |n: u64| {
+        let repo = ["https://github.com/acme/api", "https://github.com/acme/web"][n as usize % 2];
+        let after = format!("{:040x}", n + 1);
+        let event = push_event(
+            repo,
+            ("refs/heads/main", &"1".repeat(40), &after),
+            SourceKind::Webhook,
+            1,
+        );
+        let mut req = request(event, None, &["s"]);
+        req.starts[0].supersede = true;
+        req
+    };
+    rt.block_on(async {
+        // Pushes of `main` stored by both replicas at once, each superseding the waiting ones.
+        for n in 0..100 {
+            let (x, y) = tokio::join!(
+                a.intake(superseding(2 * n)),
+                b.intake(superseding(2 * n + 1))
+            );
+            x.expect("a");
+            y.expect("b");
+        }
+    });
+    let admin = PostgresAdmin::open(&url).expect("admin");
+    assert_eq!(
+        admin
+            .count("SELECT count(*) FROM starts WHERE state = 'pending'")
+            .expect("n"),
+        1,
+        "one waiting start of the ref, the newest"
+    );
+    assert_eq!(
+        admin
+            .count("SELECT count(*) FROM starts WHERE state = 'superseded'")
+            .expect("n"),
+        199
+    );
+}
+
+#[test]
 fn a_pipeline_s_limit_holds_across_replicas() {
     let Some(url) = fresh_database() else { return };
     let rt = runtime();
