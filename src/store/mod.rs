@@ -374,6 +374,90 @@ impl Command {
     }
 }
 
+/// What a write command's part of a committed batch produced; a backend answers the command
+/// with it ([`Command::answer`]) once the batch committed.
+pub(crate) enum Done {
+    Intake(IntakeOutcome),
+    Poll(Vec<IntakeOutcome>),
+    Plan(Option<Vec<String>>),
+    Finish(bool),
+    Claim(Vec<Claimed>),
+    Released,
+    Unit,
+    Prune(usize),
+    /// A transition's result: the start as it is now, or why it could not be moved.
+    Transition(Result<StartRow, StoreError>),
+    /// A read: answered after the commit, by the backend.
+    Read,
+}
+
+impl Done {
+    /// Whether this part created or reopened starts: the dispatcher has new work.
+    pub(crate) fn woke(&self) -> bool {
+        let started = |o: &IntakeOutcome| matches!(o, IntakeOutcome::Accepted { starts, .. } if !starts.is_empty());
+        match self {
+            Done::Intake(o) => started(o),
+            Done::Poll(os) => os.iter().any(started),
+            Done::Plan(Some(ids)) => !ids.is_empty(),
+            Done::Finish(changed) => *changed,
+            Done::Released => true,
+            Done::Transition(r) => r.is_ok(),
+            _ => false,
+        }
+    }
+}
+
+impl Command {
+    /// Answers a write with what its part of the committed batch produced. A read comes back,
+    /// for the backend to answer now that the batch committed. A caller that stopped waiting
+    /// is not told.
+    pub(crate) fn answer(self, done: Done) -> Option<Command> {
+        match (self, done) {
+            (Command::Intake(_, reply), Done::Intake(o)) => drop(reply.send(Ok(o))),
+            (Command::Poll(_, reply), Done::Poll(o)) => drop(reply.send(Ok(o))),
+            (Command::Plan(_, reply), Done::Plan(ids)) => drop(reply.send(Ok(ids))),
+            (Command::Finish(_, _, reply), Done::Finish(x)) => drop(reply.send(Ok(x))),
+            (Command::Claim(_, reply), Done::Claim(x)) => drop(reply.send(Ok(x))),
+            (Command::Release(_, reply), Done::Released) => drop(reply.send(Ok(()))),
+            (Command::Probe(reply), Done::Unit) => drop(reply.send(Ok(()))),
+            (Command::Prune { reply, .. }, Done::Prune(n)) => drop(reply.send(Ok(n))),
+            (Command::Transition(_, _, reply), Done::Transition(r)) => drop(reply.send(r)),
+            (cmd, Done::Read) if cmd.is_read() => return Some(cmd),
+            // A backend produces one Done per command, of the matching kind.
+            (cmd, _) => cmd.fail(&StoreError::Write("internal: mismatched answer".into())),
+        }
+        None
+    }
+}
+
+impl Transition {
+    /// `row` if it may make this transition, else the error that says why not.
+    pub(crate) fn check(self, row: StartRow) -> Result<StartRow, StoreError> {
+        if self.from().contains(&row.state) {
+            Ok(row)
+        } else {
+            Err(self.refused(row))
+        }
+    }
+
+    /// The error for a start, as it is now, that this transition did not move.
+    pub(crate) fn refused(self, row: StartRow) -> StoreError {
+        StoreError::WrongState {
+            id: row.id,
+            state: row.state.as_str().into(),
+            action: self.done(),
+        }
+    }
+
+    /// The columns a transition sets (`$1`/`?1` is the time).
+    pub(crate) fn set_columns(self) -> &'static str {
+        match self {
+            Transition::Retry => "state = 'pending', attempts = 0, next_attempt_ms = $1",
+            Transition::Drop => "state = 'dropped'",
+        }
+    }
+}
+
 impl std::fmt::Debug for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {

@@ -16,8 +16,7 @@ use tokio_postgres::{Client, GenericClient};
 
 use super::sql::{self, Statements};
 use super::{describe, message, parse, schema, tls};
-use crate::outcome::IntakeOutcome;
-use crate::store::{Claimed, Command, Role, StartRow, StoreError, now_ms};
+use crate::store::{Command, Done, Role, StoreError, now_ms};
 
 /// Commands committed in one transaction at most.
 const MAX_BATCH: usize = 1024;
@@ -53,19 +52,6 @@ struct Backend {
     /// connection broke or timed out, perhaps after the commit): the dispatcher was told they
     /// failed and runs none of them, so they are given back before anything else is written.
     unsure: Vec<String>,
-}
-
-/// What a command's part of a batch produced, sent once the batch committed.
-enum Done {
-    Intake(IntakeOutcome),
-    Poll(Vec<IntakeOutcome>),
-    Plan(Option<Vec<String>>),
-    Finish(bool),
-    Claim(Vec<Claimed>),
-    Unit,
-    Prune(usize),
-    Transition(Result<StartRow, StoreError>),
-    Read,
 }
 
 type Step<'a> = Pin<Box<dyn Future<Output = Result<Done, tokio_postgres::Error>> + Send + 'a>>;
@@ -246,10 +232,8 @@ impl Backend {
         let given = conn
             .client
             .execute(
-                "UPDATE starts SET state = CASE WHEN attempts > 0 THEN 'failed' ELSE 'pending' END,
-                     owner = NULL, lease_until_ms = NULL, updated_ms = $3
-                 WHERE id = ANY($1::text[]) AND state = 'running' AND owner = $2",
-                &[&self.unsure, &self.me, &now_ms()],
+                &sql::reopen("id = ANY($2::text[]) AND owner = $3"),
+                &[&now_ms(), &self.unsure, &self.me],
             )
             .await;
         match given {
@@ -286,47 +270,39 @@ impl Backend {
                     broken = Some(message(e));
                 }
             };
-            match (cmd, d) {
-                (Command::Intake(_, reply), Done::Intake(o)) => drop(reply.send(Ok(o))),
-                (Command::Poll(_, reply), Done::Poll(o)) => drop(reply.send(Ok(o))),
-                (Command::Plan(_, reply), Done::Plan(ids)) => drop(reply.send(Ok(ids))),
-                (Command::Finish(_, _, reply), Done::Finish(x)) => drop(reply.send(Ok(x))),
-                (Command::Claim(_, reply), Done::Claim(x)) => drop(reply.send(Ok(x))),
-                (Command::Release(_, reply), _) => drop(reply.send(Ok(()))),
-                (Command::Probe(reply), _) => drop(reply.send(Ok(()))),
-                (Command::Prune { reply, .. }, Done::Prune(n)) => drop(reply.send(Ok(n))),
-                (Command::Transition(_, _, reply), Done::Transition(r)) => drop(reply.send(r)),
-                (Command::Cursors(repository, reply), _) => {
+            match cmd.answer(d) {
+                Some(Command::Cursors(repository, reply)) => {
                     let r = sql::cursors(c, &repository).await;
                     note(r.as_ref().map(|_| ()));
                     drop(reply.send(r.map_err(read)));
                 }
-                (Command::Unreported(m, reply), _) => {
+                Some(Command::Unreported(m, reply)) => {
                     let r = sql::unreported(c, &m).await;
                     note(r.as_ref().map(|_| ()));
                     drop(reply.send(r.map_err(read)));
                 }
-                (Command::Deferred(reply), _) => {
+                Some(Command::Deferred(reply)) => {
                     let r = sql::deferred(c).await;
                     note(r.as_ref().map(|_| ()));
                     drop(reply.send(r.map_err(read)));
                 }
-                (Command::Open { window, reply }, _) => {
+                Some(Command::Open { window, reply }) => {
                     let r = sql::open_starts(c, &conn.st, window).await;
                     note(r.as_ref().map(|_| ()));
                     drop(reply.send(r.map_err(read)));
                 }
-                (Command::Starts(states, reply), _) => {
+                Some(Command::Starts(states, reply)) => {
                     let r = sql::starts(c, &states).await;
                     note(r.as_ref().map(|_| ()));
                     drop(reply.send(r.map_err(read)));
                 }
-                (Command::PollLease(repository, reply), _) => {
+                Some(Command::PollLease(repository, reply)) => {
                     let r = poll_lease(c, &self.me, &self.live, &repository).await;
                     note(r.as_ref().map(|_| ()));
                     drop(reply.send(r.map_err(read)));
                 }
-                (cmd, _) => cmd.fail(&StoreError::Write("internal: mismatched answer".into())),
+                Some(other) => other.fail(&StoreError::Read("internal: not a read".into())),
+                None => {}
             }
         }
         if let Some(why) = broken {
@@ -376,13 +352,8 @@ impl Backend {
                     if !judge {
                         return Ok(0);
                     }
-                    c.execute(
-                        "UPDATE starts SET state = CASE WHEN attempts > 0 THEN 'failed' ELSE 'pending' END,
-                             owner = NULL, lease_until_ms = NULL, updated_ms = $1
-                         WHERE state = 'running' AND lease_until_ms < switchyard_now()",
-                        &at_now,
-                    )
-                    .await
+                    c.execute(&sql::reopen("lease_until_ms < switchyard_now()"), &at_now)
+                        .await
                 },
                 c.query(
                     "SELECT id FROM replicas WHERE seen_ms >= switchyard_now() - $1 ORDER BY id",
@@ -427,12 +398,7 @@ impl Backend {
         if let Some(conn) = &self.conn {
             let _ = conn
                 .client
-                .execute(
-                    "UPDATE starts SET state = CASE WHEN attempts > 0 THEN 'failed' ELSE 'pending' END,
-                         owner = NULL, lease_until_ms = NULL, updated_ms = $2
-                     WHERE state = 'running' AND owner = $1",
-                    &[&self.me, &now_ms()],
-                )
+                .execute(&sql::reopen("owner = $2"), &[&now_ms(), &self.me])
                 .await;
             let _ = conn
                 .client
@@ -593,14 +559,7 @@ async fn apply(
         tx.commit().await?;
         done
     };
-    let woke = done.iter().any(|d| match d {
-        Done::Intake(o) => started(o),
-        Done::Poll(os) => os.iter().any(started),
-        Done::Plan(Some(ids)) => !ids.is_empty(),
-        Done::Finish(changed) => *changed,
-        Done::Transition(r) => r.is_ok(),
-        _ => false,
-    }) || batch.iter().any(|c| matches!(c, Command::Release(..)));
+    let woke = done.iter().any(Done::woke);
     Ok((done, woke))
 }
 
@@ -670,7 +629,7 @@ where
                 }),
                 Command::Release(ids, _) => Box::pin(async move {
                     sql::release(c, st, ids, now).await?;
-                    Ok(Done::Unit)
+                    Ok(Done::Released)
                 }),
                 Command::Probe(_) => Box::pin(async move {
                     sql::probe(c).await?;
@@ -691,8 +650,4 @@ where
             }
         })
         .collect()
-}
-
-fn started(o: &IntakeOutcome) -> bool {
-    matches!(o, IntakeOutcome::Accepted { starts, .. } if !starts.is_empty())
 }

@@ -17,6 +17,17 @@ const CHAIN: i64 = 256;
 
 const START_COLUMNS: &str = "seq, id, change_id, pipeline, git_ref, state, attempts, next_attempt_ms, last_error, created_ms, updated_ms";
 
+/// Reopens running starts (to `pending`, or `failed` after an attempt) and frees them of their
+/// replica, where `condition` holds; `$1` is the time. Used for a release, a lost claim, a
+/// dead replica's expired leases and a replica that leaves.
+pub(super) fn reopen(condition: &str) -> String {
+    format!(
+        "UPDATE starts SET state = CASE WHEN attempts > 0 THEN 'failed' ELSE 'pending' END,
+             owner = NULL, lease_until_ms = NULL, updated_ms = $1
+         WHERE state = 'running' AND {condition}"
+    )
+}
+
 /// Every statement the backend runs often, prepared at connect.
 pub(super) struct Statements {
     lock: Statement,
@@ -68,13 +79,7 @@ impl Statements {
                      RETURNING s.id, (SELECT c.event FROM changes c WHERE c.id = s.change_id)",
                 )
                 .await?,
-            release: client
-                .prepare(
-                    "UPDATE starts SET state = CASE WHEN attempts > 0 THEN 'failed' ELSE 'pending' END,
-                         owner = NULL, lease_until_ms = NULL, updated_ms = $1
-                     WHERE id = ANY($2::text[]) AND state = 'running'",
-                )
-                .await?,
+            release: client.prepare(&reopen("id = ANY($2::text[])")).await?,
             cursor_set: client
                 .prepare(
                     "INSERT INTO cursors (repository, git_ref, sha, updated_ms) VALUES ($1, $2, $3, $4)
@@ -170,6 +175,21 @@ pub(super) async fn lock(
     Ok(())
 }
 
+/// A change's planned starts as the functions take them: start ids, pipelines, supersede flags.
+fn columns<'a>(
+    change_id: &str,
+    starts: &'a [PlannedStart],
+) -> (Vec<String>, Vec<&'a str>, Vec<bool>) {
+    (
+        starts
+            .iter()
+            .map(|s| start_id(change_id, &s.pipeline))
+            .collect(),
+        starts.iter().map(|s| s.pipeline.as_str()).collect(),
+        starts.iter().map(|s| s.supersede).collect(),
+    )
+}
+
 pub(super) async fn intake(
     c: &impl GenericClient,
     st: &Statements,
@@ -183,13 +203,7 @@ pub(super) async fn intake(
         Some((r, d)) => (Some(r.as_str()), Some(d.as_str())),
         None => (None, None),
     };
-    let ids: Vec<String> = req
-        .starts
-        .iter()
-        .map(|s| start_id(&event.id, &s.pipeline))
-        .collect();
-    let pipelines: Vec<&str> = req.starts.iter().map(|s| s.pipeline.as_str()).collect();
-    let supersede: Vec<bool> = req.starts.iter().map(|s| s.supersede).collect();
+    let (ids, pipelines, supersede) = columns(&event.id, &req.starts);
     let received_ms = event.received_at.as_millisecond();
     let row = c
         .query_one(
@@ -242,12 +256,7 @@ pub(super) async fn plan(
     starts: &[PlannedStart],
     now: i64,
 ) -> Result<Option<Vec<String>>, tokio_postgres::Error> {
-    let ids: Vec<String> = starts
-        .iter()
-        .map(|s| start_id(&event.id, &s.pipeline))
-        .collect();
-    let pipelines: Vec<&str> = starts.iter().map(|s| s.pipeline.as_str()).collect();
-    let supersede: Vec<bool> = starts.iter().map(|s| s.supersede).collect();
+    let (ids, pipelines, supersede) = columns(&event.id, starts);
     let waiting: bool = c
         .query_one(
             &st.plan,
@@ -474,34 +483,24 @@ pub(super) async fn transition(
     to: Transition,
     now: i64,
 ) -> Result<Result<StartRow, StoreError>, tokio_postgres::Error> {
-    let row = match start(c, id).await? {
+    let row = match start(c, id).await?.and_then(|row| to.check(row)) {
         Ok(row) => row,
         Err(e) => return Ok(Err(e)),
-    };
-    let wrong = |row: StartRow| StoreError::WrongState {
-        id: row.id,
-        state: row.state.as_str().into(),
-        action: to.done(),
-    };
-    if !to.from().contains(&row.state) {
-        return Ok(Err(wrong(row)));
-    }
-    let set = match to {
-        Transition::Retry => "state = 'pending', attempts = 0, next_attempt_ms = $1",
-        Transition::Drop => "state = 'dropped'",
     };
     let states: Vec<&str> = to.from().iter().map(|s| s.as_str()).collect();
     let changed = c
         .execute(
             &format!(
-                "UPDATE starts SET {set}, updated_ms = $1 WHERE id = $2 AND state = ANY($3::text[])"
+                "UPDATE starts SET {}, updated_ms = $1 WHERE id = $2 AND state = ANY($3::text[])",
+                to.set_columns()
             ),
             &[&now, &row.id, &states],
         )
         .await?;
     let after = start(c, &row.id).await?;
+    // Nothing changed: another replica moved the start meanwhile; say where it is now.
     Ok(match after {
-        Ok(after) if changed == 0 => Err(wrong(after)),
+        Ok(after) if changed == 0 => Err(to.refused(after)),
         after => after,
     })
 }

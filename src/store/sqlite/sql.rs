@@ -357,21 +357,9 @@ pub(super) fn transition(
     id: &str,
     to: Transition,
 ) -> rusqlite::Result<Result<StartRow, StoreError>> {
-    let row = match start(conn, id)? {
+    let row = match start(conn, id)?.and_then(|row| to.check(row)) {
         Ok(row) => row,
         Err(e) => return Ok(Err(e)),
-    };
-    let wrong = |row: StartRow| StoreError::WrongState {
-        id: row.id,
-        state: row.state.as_str().into(),
-        action: to.done(),
-    };
-    if !to.from().contains(&row.state) {
-        return Ok(Err(wrong(row)));
-    }
-    let set = match to {
-        Transition::Retry => "state = 'pending', attempts = 0, next_attempt_ms = ?1",
-        Transition::Drop => "state = 'dropped'",
     };
     let states: Vec<String> = to
         .from()
@@ -379,13 +367,15 @@ pub(super) fn transition(
         .map(|s| format!("'{}'", s.as_str()))
         .collect();
     let sql = format!(
-        "UPDATE starts SET {set}, updated_ms = ?1 WHERE id = ?2 AND state IN ({})",
+        "UPDATE starts SET {}, updated_ms = ?1 WHERE id = ?2 AND state IN ({})",
+        to.set_columns().replace('$', "?"),
         states.join(", ")
     );
     let changed = conn.execute(&sql, params![now_ms(), row.id])?;
     let after = start(conn, &row.id)?;
+    // Nothing changed: another process moved the start meanwhile; say where it is now.
     Ok(match after {
-        Ok(after) if changed == 0 => Err(wrong(after)),
+        Ok(after) if changed == 0 => Err(to.refused(after)),
         after => after,
     })
 }

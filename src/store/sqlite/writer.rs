@@ -12,8 +12,7 @@ use tokio::sync::Notify;
 
 use super::tips::Tips;
 use super::{open_connection, sql};
-use crate::outcome::IntakeOutcome;
-use crate::store::{Claimed, Command, Role, StartRow, StoreError, now_ms};
+use crate::store::{Command, Done, Role, StoreError, now_ms};
 
 /// Commands committed in one transaction at most.
 const MAX_BATCH: usize = 2048;
@@ -77,16 +76,9 @@ impl Writer {
         let Some(conn) = self.conn.as_mut() else {
             return;
         };
-        let mut woke = false;
-        match apply(
-            conn,
-            &mut self.tips,
-            batch,
-            &mut woke,
-            &mut self.synchronous_full,
-        ) {
+        match apply(conn, &mut self.tips, batch, &mut self.synchronous_full) {
             Ok(done) => {
-                if woke {
+                if done.iter().any(Done::woke) {
                     self.new_work.notify_one();
                 }
                 reply_all(conn, batch, done);
@@ -163,27 +155,12 @@ fn recover_running(conn: &Connection) -> Result<usize, StoreError> {
     .map_err(|e| StoreError::Write(e.to_string()))
 }
 
-/// What a command's part of a batch produced, sent once the batch committed.
-enum Done {
-    Intake(IntakeOutcome),
-    Poll(Vec<IntakeOutcome>),
-    Plan(Option<Vec<String>>),
-    Finish(bool),
-    Claim(Vec<Claimed>),
-    Unit,
-    Prune(usize),
-    /// A transition's result: the start as it is now, or why it could not be moved.
-    Transition(Result<StartRow, StoreError>),
-    Read,
-}
-
 /// Applies a batch's writes in one transaction. On error nothing is committed and every
 /// command of the batch is still there to be told so.
 fn apply(
     conn: &mut Connection,
     tips: &mut Tips,
     batch: &[Command],
-    woke: &mut bool,
     synchronous_full: &mut bool,
 ) -> rusqlite::Result<Vec<Done>> {
     if batch.iter().all(Command::is_read) {
@@ -201,21 +178,16 @@ fn apply(
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     tips.begin(&tx)?;
     let mut done = Vec::with_capacity(batch.len());
-    let started = |o: &IntakeOutcome| matches!(o, IntakeOutcome::Accepted { starts, .. } if !starts.is_empty());
     for cmd in batch {
         done.push(match cmd {
             Command::Intake(req, _) => {
-                let outcome = sql::intake(&tx, tips, &req.0, &req.1, now)?;
-                *woke |= started(&outcome);
-                Done::Intake(outcome)
+                Done::Intake(sql::intake(&tx, tips, &req.0, &req.1, now)?)
             }
             Command::Poll(req, _) => {
                 let (batch, json) = &**req;
                 let mut outcomes = Vec::with_capacity(batch.intakes.len());
                 for (request, json) in batch.intakes.iter().zip(json) {
-                    let outcome = sql::intake(&tx, tips, request, json, now)?;
-                    *woke |= started(&outcome);
-                    outcomes.push(outcome);
+                    outcomes.push(sql::intake(&tx, tips, request, json, now)?);
                 }
                 sql::move_cursors(&tx, &batch.repository, &batch.cursors, now)?;
                 Done::Poll(outcomes)
@@ -230,16 +202,10 @@ fn apply(
                 if waiting == 0 {
                     Done::Plan(None)
                 } else {
-                    let ids = sql::insert_starts(&tx, event, starts, now)?;
-                    *woke |= !ids.is_empty();
-                    Done::Plan(Some(ids))
+                    Done::Plan(Some(sql::insert_starts(&tx, event, starts, now)?))
                 }
             }
-            Command::Finish(id, finish, _) => {
-                let changed = sql::finish_start(&tx, id, finish, now)?;
-                *woke |= changed;
-                Done::Finish(changed)
-            }
+            Command::Finish(id, finish, _) => Done::Finish(sql::finish_start(&tx, id, finish, now)?),
             Command::Claim(wanted, _) => Done::Claim(sql::claim(&tx, wanted, now)?),
             Command::Release(ids, _) => {
                 let mut stmt = tx.prepare_cached(
@@ -249,8 +215,7 @@ fn apply(
                 for id in ids {
                     stmt.execute(params![now, id])?;
                 }
-                *woke = true;
-                Done::Unit
+                Done::Released
             }
             Command::Probe(_) => {
                 tx.execute(
@@ -265,11 +230,7 @@ fn apply(
                 "DELETE FROM deliveries WHERE seen_ms < ?1",
                 params![deliveries_before_ms],
             )?),
-            Command::Transition(id, to, _) => {
-                let result = sql::transition(&tx, id, *to)?;
-                *woke |= result.is_ok();
-                Done::Transition(result)
-            }
+            Command::Transition(id, to, _) => Done::Transition(sql::transition(&tx, id, *to)?),
             Command::Open { .. }
             | Command::Cursors(..)
             | Command::Unreported(..)
@@ -287,35 +248,24 @@ fn reply_all(conn: &Connection, batch: &mut Vec<Command>, done: Vec<Done>) {
     let read = |e: rusqlite::Error| StoreError::Read(e.to_string());
     for (cmd, d) in batch.drain(..).zip(done) {
         // A caller that stopped waiting dropped its receiver: nobody to tell.
-        match (cmd, d) {
-            (Command::Intake(_, reply), Done::Intake(o)) => drop(reply.send(Ok(o))),
-            (Command::Poll(_, reply), Done::Poll(o)) => drop(reply.send(Ok(o))),
-            (Command::Plan(_, reply), Done::Plan(ids)) => drop(reply.send(Ok(ids))),
-            (Command::Cursors(repository, reply), _) => {
+        match cmd.answer(d) {
+            Some(Command::Cursors(repository, reply)) => {
                 drop(reply.send(sql::cursors(conn, &repository).map_err(read)))
             }
-            (Command::Unreported(m, reply), _) => {
+            Some(Command::Unreported(m, reply)) => {
                 drop(reply.send(sql::unreported(conn, &m).map_err(read)))
             }
-            (Command::Deferred(reply), _) => drop(reply.send(sql::deferred(conn).map_err(read))),
-            (Command::Finish(_, _, reply), Done::Finish(changed)) => drop(reply.send(Ok(changed))),
-            (Command::Claim(_, reply), Done::Claim(ids)) => drop(reply.send(Ok(ids))),
-            (Command::Release(_, reply), _) => drop(reply.send(Ok(()))),
-            (Command::Probe(reply), _) => drop(reply.send(Ok(()))),
+            Some(Command::Deferred(reply)) => drop(reply.send(sql::deferred(conn).map_err(read))),
             // One process per file: every repository is this process's to poll.
-            (Command::PollLease(_, reply), _) => drop(reply.send(Ok(true))),
-            (Command::Prune { reply, .. }, Done::Prune(n)) => drop(reply.send(Ok(n))),
-            (Command::Transition(_, _, reply), Done::Transition(result)) => {
-                drop(reply.send(result))
-            }
-            (Command::Open { window, reply }, _) => {
+            Some(Command::PollLease(_, reply)) => drop(reply.send(Ok(true))),
+            Some(Command::Open { window, reply }) => {
                 drop(reply.send(sql::open_starts(conn, window).map_err(read)))
             }
-            (Command::Starts(states, reply), _) => {
+            Some(Command::Starts(states, reply)) => {
                 drop(reply.send(sql::starts(conn, &states).map_err(read)))
             }
-            // `apply` produces one Done per command, of the matching kind.
-            (cmd, _) => cmd.fail(&StoreError::Write("internal: mismatched answer".into())),
+            Some(other) => other.fail(&StoreError::Read("internal: not a read".into())),
+            None => {}
         }
     }
 }
