@@ -513,20 +513,7 @@ fn the_kubernetes_pod_probes_mounts_and_stops_as_its_configuration_says() {
         );
     }
 
-    let security = at(sidecar, &["securityContext"]);
-    for (key, want) in [
-        ("runAsNonRoot", "true"),
-        ("runAsUser", UID),
-        ("readOnlyRootFilesystem", "true"),
-        ("allowPrivilegeEscalation", "false"),
-    ] {
-        assert_eq!(text(security, &[key]), want, "securityContext.{key}");
-    }
-    let dropped: Vec<&str> = items(at(security, &["capabilities", "drop"]))
-        .iter()
-        .filter_map(Node::as_str)
-        .collect();
-    assert_eq!(dropped, ["ALL"]);
+    assert_hardened(sidecar);
 
     // The state volume is mounted at the state_dir; the configuration and the pipelines where
     // the arguments name them, from the ConfigMaps kustomization.yaml generates.
@@ -763,15 +750,7 @@ fn the_kubernetes_replicas_share_the_postgres_store_and_roll_one_at_a_time() {
         );
     }
 
-    let security = at(switchyard, &["securityContext"]);
-    for (key, want) in [
-        ("runAsNonRoot", "true"),
-        ("runAsUser", UID),
-        ("readOnlyRootFilesystem", "true"),
-        ("allowPrivilegeEscalation", "false"),
-    ] {
-        assert_eq!(text(security, &[key]), want, "securityContext.{key}");
-    }
+    assert_hardened(switchyard);
 
     // No state of its own: the state_dir (the mirrors) is an emptyDir, and nothing claims a
     // volume; the configuration and the pipelines where the arguments name them.
@@ -1439,4 +1418,23 @@ fn the_lambda_example_pipelines_pass_check() {
         out.status.success() && stdout.starts_with("ok: ") && !stdout.contains("warning"),
         "deploy/lambda/triggers:\n{stdout}{stderr}"
     );
+}
+
+/// A container runs as the image's non-root user, on a read-only root, without privileges or
+/// capabilities.
+fn assert_hardened(container: &Node) {
+    let security = at(container, &["securityContext"]);
+    for (key, want) in [
+        ("runAsNonRoot", "true"),
+        ("runAsUser", UID),
+        ("readOnlyRootFilesystem", "true"),
+        ("allowPrivilegeEscalation", "false"),
+    ] {
+        assert_eq!(text(security, &[key]), want, "securityContext.{key}");
+    }
+    let dropped: Vec<&str> = items(at(security, &["capabilities", "drop"]))
+        .iter()
+        .filter_map(Node::as_str)
+        .collect();
+    assert_eq!(dropped, ["ALL"]);
 }
