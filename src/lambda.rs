@@ -616,20 +616,23 @@ impl Handler {
                 .await
                 .unwrap_or_else(|_| Err(Failure::retry("the invocation's time ran out")));
             let outcome = match &result {
-                Ok(()) => "succeeded",
+                Ok(_) => "succeeded",
                 Err(f) if f.retry && attempt < self.policy.attempts => "retry",
                 Err(_) => "failed",
             };
             self.metrics
                 .start_attempt(&Name::from(pipeline.name.as_str()), outcome);
             let failure = match result {
-                Ok(()) => {
-                    tracing::info!(pipeline = %pipeline.name, start = %id, attempt, "started");
+                Ok(started) => {
+                    let run = started.run.as_deref().unwrap_or("");
+                    tracing::info!(pipeline = %pipeline.name, start = %id, attempt, run, "started");
                     return Ok(());
                 }
                 Err(f) => f,
             };
-            let delay = self.policy.delay(attempt);
+            let delay = failure
+                .after
+                .unwrap_or_else(|| self.policy.delay(attempt));
             if outcome == "failed" || Instant::now() + delay >= deadline {
                 tracing::error!(pipeline = %pipeline.name, start = %id, attempt, error = %failure.message, "start failed; the invocation reports it for AWS to deliver again");
                 return Err(failure);

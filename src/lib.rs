@@ -26,4 +26,6 @@ pub mod shutdown;
 pub mod signature;
 pub mod sources;
 pub mod store;
+pub mod target;
+pub mod template;
 pub mod yaml;

@@ -17,7 +17,8 @@ fn when(ms: i64) -> String {
         .unwrap_or_else(|_| ms.to_string())
 }
 
-/// The starts in `states` (all when empty) as a table, or as JSON lines.
+/// The starts in `states` (all when empty) as a table, or as JSON lines, each with the run its
+/// runner made when it told one.
 pub async fn list(store: &Store, states: &[StartState], json: bool) -> Result<String, StoreError> {
     let rows = store.starts(states).await?;
     let mut out = String::new();
@@ -27,7 +28,7 @@ pub async fn list(store: &Store, states: &[StartState], json: bool) -> Result<St
                 "start_id": r.id, "pipeline": r.pipeline, "change": r.change_id, "ref": r.git_ref,
                 "state": r.state.as_str(), "attempts": r.attempts,
                 "next_attempt": when(r.next_attempt_ms), "updated": when(r.updated_ms),
-                "last_error": r.last_error,
+                "last_error": r.last_error, "run": r.run,
             });
             let _ = writeln!(out, "{line}");
         }
@@ -64,10 +65,13 @@ pub async fn list(store: &Store, states: &[StartState], json: bool) -> Result<St
             next,
             r.git_ref
         );
-        if let Some(e) = &r.last_error {
+        // Under the row: the run it made, and why attempts failed (a hint on a line of its own).
+        let run = r.run.as_ref().map(|run| format!("run: {run}"));
+        let error = r.last_error.iter().flat_map(|e| e.lines().map(str::to_owned));
+        for line in run.into_iter().chain(error) {
             let _ = writeln!(
                 out,
-                "{:<32}  {:<width$}  {:<10}  {:>8}  {:<24}  {e}",
+                "{:<32}  {:<width$}  {:<10}  {:>8}  {:<24}  {line}",
                 "", "", "", "", ""
             );
         }

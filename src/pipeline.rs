@@ -14,6 +14,7 @@ use crate::event::{ChangeEvent, ChangeKind, check_ref};
 use crate::filter::{self, Filter, Prepared, Sets, Why};
 use crate::repo::RepoId;
 use crate::secret::{self, SecretRef};
+use crate::target;
 use crate::yaml::{self, Node, Pos, Value};
 
 /// One validated pipeline definition.
@@ -59,6 +60,36 @@ pub enum Start {
     EventBridge { bus: String, detail_type: String },
     /// SendMessage to an SQS queue.
     Sqs { queue_url: String },
+    /// StartPipelineExecution of a CodePipeline V2 pipeline on the commit.
+    CodePipeline(target::CodePipeline),
+    /// StartBuild of a CodeBuild project on the commit.
+    CodeBuild(target::CodeBuild),
+    /// A GitHub Actions `workflow_dispatch` or `repository_dispatch`.
+    GithubActions(target::GithubActions),
+    /// A GitLab pipeline trigger.
+    Gitlab(target::Gitlab),
+    /// A Buildkite build.
+    Buildkite(target::Buildkite),
+    /// A Jenkins job's build.
+    Jenkins(target::Jenkins),
+}
+
+impl Start {
+    /// The target's key in `start:`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Start::Exec { .. } => "exec",
+            Start::Http { .. } => "http",
+            Start::EventBridge { .. } => "eventbridge",
+            Start::Sqs { .. } => "sqs",
+            Start::CodePipeline(_) => "codepipeline",
+            Start::CodeBuild(_) => "codebuild",
+            Start::GithubActions(_) => "github_actions",
+            Start::Gitlab(_) => "gitlab",
+            Start::Buildkite(_) => "buildkite",
+            Start::Jenkins(_) => "jenkins",
+        }
+    }
 }
 
 /// A pipeline's verdict for one change.
@@ -86,7 +117,18 @@ const KEYS: &[&str] = &[
     "concurrency",
     "start",
 ];
-const START_KEYS: &[&str] = &["exec", "http", "eventbridge", "sqs"];
+const START_KEYS: &[&str] = &[
+    "exec",
+    "http",
+    "eventbridge",
+    "sqs",
+    "codepipeline",
+    "codebuild",
+    "github_actions",
+    "gitlab",
+    "buildkite",
+    "jenkins",
+];
 
 /// Attempts time out after this long unless `start.timeout` says otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
@@ -434,7 +476,7 @@ fn read_target(map: &MapReader<'_>, node: &Node, d: &mut Diagnostics) -> Option<
             d.error(
                 node.pos,
                 "start names no target",
-                "use one of `exec`, `http`, `eventbridge`, `sqs`",
+                format!("use one of {}", quoted(START_KEYS)),
             );
             return None;
         }
@@ -442,7 +484,7 @@ fn read_target(map: &MapReader<'_>, node: &Node, d: &mut Diagnostics) -> Option<
             d.error(
                 second.0.pos,
                 "start names more than one target",
-                "keep exactly one of `exec`, `http`, `eventbridge`, `sqs`",
+                format!("keep exactly one of {}", quoted(START_KEYS)),
             );
             return None;
         }
@@ -483,8 +525,16 @@ fn read_target(map: &MapReader<'_>, node: &Node, d: &mut Diagnostics) -> Option<
             let url = required_url(&m, "queue_url", "start.sqs", &["http", "https"], d);
             Some(Start::Sqs { queue_url: url? })
         }
-        _ => None,
+        other => target::read(other, value, d),
     }
+}
+
+/// `a`, `b` as the hints list keys.
+fn quoted(keys: &[&str]) -> String {
+    keys.iter()
+        .map(|k| format!("`{k}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn read_exec(value: &Node, d: &mut Diagnostics) -> Option<Start> {

@@ -6,7 +6,9 @@
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use tokio::sync::OnceCell;
 
-use super::Failure;
+use super::{Failure, Started};
+use crate::target::{CodeBuild, CodePipeline};
+use crate::template::Context;
 
 /// The `source` of the events switchyard puts.
 pub const EVENT_SOURCE: &str = "switchyard";
@@ -62,7 +64,7 @@ impl Targets {
         bus: &str,
         detail_type: &str,
         detail: &str,
-    ) -> Result<(), Failure> {
+    ) -> Result<Started, Failure> {
         let entry = PutEventsRequestEntry::builder()
             .event_bus_name(bus)
             .source(EVENT_SOURCE)
@@ -100,7 +102,7 @@ impl Targets {
                 "PutEvents to bus {bus:?} refused the entry: {why}"
             )));
         }
-        Ok(())
+        Ok(Started::unnamed())
     }
 
     /// SendMessage of one start to `queue_url`.
@@ -110,7 +112,7 @@ impl Targets {
         body: &str,
         pipeline: &str,
         start_id: &str,
-    ) -> Result<(), Failure> {
+    ) -> Result<Started, Failure> {
         let mut send = self
             .clients()
             .await
@@ -123,11 +125,37 @@ impl Targets {
                 .message_group_id(pipeline)
                 .message_deduplication_id(start_id);
         }
-        send.send().await.map(|_| ()).map_err(|e| {
+        send.send().await.map(|_| Started::unnamed()).map_err(|e| {
             Failure::retry(format!(
                 "SendMessage to {queue_url}: {}",
                 crate::aws::describe(&e)
             ))
         })
+    }
+}
+
+impl Targets {
+    /// StartPipelineExecution of `target` on the change's commit (being built).
+    pub async fn start_pipeline(
+        &self,
+        target: &CodePipeline,
+        _ctx: &Context<'_>,
+    ) -> Result<Started, Failure> {
+        Err(Failure::dead(format!(
+            "the codepipeline target ({}) is not built yet",
+            target.name
+        )))
+    }
+
+    /// StartBuild of `target` on the change's commit (being built).
+    pub async fn start_build(
+        &self,
+        target: &CodeBuild,
+        _ctx: &Context<'_>,
+    ) -> Result<Started, Failure> {
+        Err(Failure::dead(format!(
+            "the codebuild target ({}) is not built yet",
+            target.project
+        )))
     }
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
-use hyper::Request;
-use hyper::header::{CONTENT_TYPE, HeaderValue, USER_AGENT};
+use hyper::header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER, USER_AGENT};
+use hyper::{Request, StatusCode};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client as LegacyClient;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -35,8 +35,8 @@ pub fn client() -> Client {
         .build(https)
 }
 
-/// POSTs one start. 2xx is success; 408, 429, 5xx and transport errors are retried; any other
-/// status is final.
+/// POSTs one start. 2xx is success; 408, 429, 5xx and transport errors are retried (429 and
+/// 503 after their `Retry-After`); any other status is final.
 pub async fn post(
     client: &Client,
     url: &str,
@@ -48,10 +48,7 @@ pub async fn post(
     let ts = jiff::Timestamp::now().as_second();
     let mut req = Request::post(url)
         .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-        .header(
-            USER_AGENT,
-            concat!("switchyard/", env!("CARGO_PKG_VERSION")),
-        )
+        .header(USER_AGENT, AGENT)
         .header("webhook-id", start_id)
         .header("webhook-timestamp", ts.to_string());
     if let Some(key) = key {
@@ -60,43 +57,123 @@ pub async fn post(
     let req = req
         .body(Full::new(Bytes::from(body)))
         .map_err(|e| Failure::dead(format!("cannot build a request for {url}: {e}")))?;
+    let answer = send(client, req, timeout).await?;
+    if answer.status.is_success() {
+        return Ok(());
+    }
+    let message = answer.describe("POST", url);
+    Err(answer.failure(message))
+}
+
+/// `User-Agent` of every request switchyard makes.
+pub const AGENT: &str = concat!("switchyard/", env!("CARGO_PKG_VERSION"));
+
+/// Bytes of an answer's body kept (enough for a runner's JSON about the run it made).
+const BODY_LIMIT: usize = 64 * 1024;
+
+/// What a server answered.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    /// The body, at most [`BODY_LIMIT`] bytes of it.
+    pub body: Bytes,
+}
+
+impl Answer {
+    /// The first 200 characters of the body, trimmed, for a message.
+    pub fn excerpt(&self) -> String {
+        String::from_utf8_lossy(&self.body)
+            .trim()
+            .chars()
+            .take(200)
+            .collect()
+    }
+
+    /// `METHOD URL: STATUS: excerpt`.
+    pub fn describe(&self, method: &str, url: &str) -> String {
+        let text = self.excerpt();
+        if text.is_empty() {
+            format!("{method} {url}: {}", self.status)
+        } else {
+            format!("{method} {url}: {}: {text}", self.status)
+        }
+    }
+
+    /// How long `Retry-After` asks to wait (seconds or an HTTP date), when it says.
+    pub fn retry_after(&self) -> Option<Duration> {
+        let value = self.headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+        if let Ok(seconds) = value.parse::<u64>() {
+            return Some(Duration::from_secs(seconds));
+        }
+        let at = jiff::fmt::rfc2822::parse(value).ok()?.timestamp();
+        let wait = at.as_millisecond() - jiff::Timestamp::now().as_millisecond();
+        Some(Duration::from_millis(wait.max(0) as u64))
+    }
+
+    /// The failure of a status that is not a success, by the rules every HTTP target shares:
+    /// 429 is throttling (retried after `Retry-After`), 408 and 5xx are retried (503 after its
+    /// `Retry-After` when it has one), anything else is final.
+    pub fn failure(&self, message: String) -> Failure {
+        let code = self.status.as_u16();
+        if code == 429 || (self.status.is_server_error() && self.headers.contains_key(RETRY_AFTER)) {
+            Failure::throttled(message, self.retry_after())
+        } else if code == 408 || self.status.is_server_error() {
+            Failure::retry(message)
+        } else {
+            Failure::dead(message)
+        }
+    }
+}
+
+/// Sends `req` and reads the answer, within `timeout`. A transport error or no answer in time
+/// is a failure to retry.
+pub async fn send(
+    client: &Client,
+    req: Request<Full<Bytes>>,
+    timeout: Duration,
+) -> Result<Answer, Failure> {
+    let what = format!("{} {}", req.method(), shown(req.uri()));
     let exchange = async {
         let resp = client
             .request(req)
             .await
-            .map_err(|e| Failure::retry(format!("POST {url}: {}", chain(&e))))?;
+            .map_err(|e| Failure::retry(format!("{what}: {}", chain(&e))))?;
         let status = resp.status();
-        // Read (a bounded part of) the body so the connection can be reused.
-        let text = match http_body_util::Limited::new(resp.into_body(), 4096)
+        let headers = resp.headers().clone();
+        // Read (a bounded part of) the body, so the connection can be reused.
+        let body = match http_body_util::Limited::new(resp.into_body(), BODY_LIMIT)
             .collect()
             .await
         {
-            Ok(b) => String::from_utf8_lossy(&b.to_bytes())
-                .trim()
-                .chars()
-                .take(200)
-                .collect::<String>(),
-            Err(_) => String::new(),
+            Ok(b) => b.to_bytes(),
+            Err(_) => Bytes::new(),
         };
-        Ok::<_, Failure>((status, text))
+        Ok::<_, Failure>(Answer {
+            status,
+            headers,
+            body,
+        })
     };
-    let (status, text) = tokio::time::timeout(timeout, exchange)
+    tokio::time::timeout(timeout, exchange)
         .await
-        .map_err(|_| Failure::retry(format!("POST {url}: no answer within {timeout:?}")))??;
-    if status.is_success() {
-        return Ok(());
+        .map_err(|_| Failure::retry(format!("{what}: no answer within {timeout:?}")))?
+}
+
+/// A URI as shown in messages: without its query, which may hold values.
+fn shown(uri: &hyper::Uri) -> String {
+    let mut text = String::new();
+    if let Some(scheme) = uri.scheme_str() {
+        text.push_str(scheme);
+        text.push_str("://");
     }
-    let message = if text.is_empty() {
-        format!("POST {url}: {status}")
-    } else {
-        format!("POST {url}: {status}: {text}")
-    };
-    let code = status.as_u16();
-    if code == 408 || code == 429 || status.is_server_error() {
-        Err(Failure::retry(message))
-    } else {
-        Err(Failure::dead(message))
+    if let Some(authority) = uri.authority() {
+        // Never a user or password written in the URL.
+        let host = authority.as_str().rsplit('@').next().unwrap_or_default();
+        text.push_str(host);
     }
+    text.push_str(uri.path());
+    text
 }
 
 fn chain(e: &dyn std::error::Error) -> String {

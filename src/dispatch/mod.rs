@@ -10,6 +10,7 @@
 pub mod aws;
 pub mod exec;
 pub mod http;
+pub mod runners;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -25,6 +26,7 @@ use crate::pipeline::{Mode, Pipeline, Pipelines, Start};
 use crate::shutdown::Shutdown;
 use crate::signature::Key;
 use crate::store::{ClaimRequest, Finish, StartRow, StartState, Store, now_ms};
+use crate::template::Context;
 
 /// How often the dispatcher looks at the store without being woken.
 const SWEEP: Duration = Duration::from_secs(1);
@@ -33,11 +35,18 @@ const WINDOW: u32 = 64;
 /// The longest wait between two tries to record an attempt's outcome in a store that fails.
 const FINISH_RETRY: Duration = Duration::from_secs(1);
 
+/// The longest a runner's `Retry-After` (or rate-limit reset) is waited for; a longer one is cut
+/// to this, so that a wrong clock or a typo on the runner's side cannot park a start for days.
+pub const RETRY_AFTER_MAX: Duration = Duration::from_secs(3600);
+
 /// Why one attempt failed, and whether trying again can help.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Failure {
     pub message: String,
     pub retry: bool,
+    /// When the runner said when to try again (`Retry-After`, a rate limit's reset): how long
+    /// to wait instead of the backoff.
+    pub after: Option<Duration>,
 }
 
 impl Failure {
@@ -46,6 +55,16 @@ impl Failure {
         Failure {
             message: message.into(),
             retry: true,
+            after: None,
+        }
+    }
+
+    /// A failure worth retrying once `after` has passed, when the runner said so (throttling).
+    pub fn throttled(message: impl Into<String>, after: Option<Duration>) -> Failure {
+        Failure {
+            message: message.into(),
+            retry: true,
+            after: after.map(|a| a.min(RETRY_AFTER_MAX)),
         }
     }
 
@@ -54,6 +73,28 @@ impl Failure {
         Failure {
             message: message.into(),
             retry: false,
+            after: None,
+        }
+    }
+}
+
+/// What a successful attempt started.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Started {
+    /// The runner's id or URL of the run, when it tells one.
+    pub run: Option<String>,
+}
+
+impl Started {
+    /// A start whose runner tells no run.
+    pub fn unnamed() -> Started {
+        Started { run: None }
+    }
+
+    /// A start that made run `run`.
+    pub fn run(run: impl Into<String>) -> Started {
+        Started {
+            run: Some(run.into()),
         }
     }
 }
@@ -165,7 +206,7 @@ impl Starter {
         attempt: u32,
         event: &ChangeEvent,
         event_json: &str,
-    ) -> Result<(), Failure> {
+    ) -> Result<Started, Failure> {
         run_target(self, pipeline, start_id, attempt, event, event_json).await
     }
 }
@@ -433,9 +474,9 @@ async fn attempt(shared: &Shared, pipeline: &Pipeline, row: StartRow, event_json
     };
     let failures = row.attempts + 1;
     let finish = match result {
-        Ok(()) => Finish::Succeeded,
+        Ok(started) => Finish::Succeeded { run: started.run },
         Err(f) if f.retry && failures < shared.policy.attempts => {
-            let delay = shared.policy.delay(failures);
+            let delay = f.after.unwrap_or_else(|| shared.policy.delay(failures));
             Finish::Retry {
                 at_ms: now_ms() + delay.as_millis() as i64,
                 error: f.message,
@@ -444,7 +485,7 @@ async fn attempt(shared: &Shared, pipeline: &Pipeline, row: StartRow, event_json
         Err(f) => Finish::Dead { error: f.message },
     };
     let outcome = match &finish {
-        Finish::Succeeded => "succeeded",
+        Finish::Succeeded { .. } => "succeeded",
         Finish::Retry { .. } => "retry",
         Finish::Dead { .. } => "dead",
     };
@@ -452,8 +493,8 @@ async fn attempt(shared: &Shared, pipeline: &Pipeline, row: StartRow, event_json
         .metrics
         .start_attempt(&shared.label(&pipeline.name), outcome);
     match &finish {
-        Finish::Succeeded => {
-            tracing::info!(pipeline = %pipeline.name, start = %row.id, attempt = failures, "started")
+        Finish::Succeeded { run } => {
+            tracing::info!(pipeline = %pipeline.name, start = %row.id, attempt = failures, run = run.as_deref().unwrap_or(""), "started")
         }
         Finish::Retry { error, at_ms } => {
             tracing::warn!(pipeline = %pipeline.name, start = %row.id, attempt = failures, retry_in_ms = at_ms - now_ms(), %error, "start failed; will retry")
@@ -500,7 +541,12 @@ async fn run_target(
     attempt: u32,
     event: &ChangeEvent,
     event_json: &str,
-) -> Result<(), Failure> {
+) -> Result<Started, Failure> {
+    let ctx = Context {
+        event,
+        pipeline: &pipeline.name,
+        start_id,
+    };
     match &pipeline.start {
         Start::Exec { argv } => {
             let env = [
@@ -523,7 +569,8 @@ async fn run_target(
                 )));
             }
             let file = shared.events_dir.join(format!("{start_id}.json"));
-            exec::run(argv, &env, event_json.as_bytes(), &file, pipeline.timeout).await
+            exec::run(argv, &env, event_json.as_bytes(), &file, pipeline.timeout).await?;
+            Ok(Started::unnamed())
         }
         Start::Http { url, secret } => {
             // Read at every attempt: a rotated secret applies without a restart, and a missing
@@ -549,7 +596,8 @@ async fn run_target(
                 key.as_ref(),
                 pipeline.timeout,
             )
-            .await
+            .await?;
+            Ok(Started::unnamed())
         }
         Start::EventBridge { bus, detail_type } => {
             let detail = start_body(pipeline, start_id, event)?;
@@ -562,6 +610,16 @@ async fn run_target(
                 .send_message(queue_url, &body, &pipeline.name, start_id)
                 .await
         }
+        Start::CodePipeline(target) => shared.aws.start_pipeline(target, &ctx).await,
+        Start::CodeBuild(target) => shared.aws.start_build(target, &ctx).await,
+        Start::GithubActions(target) => {
+            runners::github_actions(&shared.http, target, &ctx, pipeline.timeout).await
+        }
+        Start::Gitlab(target) => runners::gitlab(&shared.http, target, &ctx, pipeline.timeout).await,
+        Start::Buildkite(target) => {
+            runners::buildkite(&shared.http, target, &ctx, pipeline.timeout).await
+        }
+        Start::Jenkins(target) => runners::jenkins(&shared.http, target, &ctx, pipeline.timeout).await,
     }
 }
 

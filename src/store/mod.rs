@@ -196,6 +196,8 @@ pub struct StartRow {
     pub attempts: u32,
     pub next_attempt_ms: i64,
     pub last_error: Option<String>,
+    /// The runner's id or URL of the run a successful attempt made, when it told one.
+    pub run: Option<String>,
     pub created_ms: i64,
     pub updated_ms: i64,
 }
@@ -219,7 +221,8 @@ pub struct Claimed {
 /// How an attempt ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Finish {
-    Succeeded,
+    /// Started; `run` is the runner's id or URL of what it started, when it tells one.
+    Succeeded { run: Option<String> },
     /// Failed; retry at this time (Unix ms).
     Retry {
         at_ms: i64,
@@ -229,6 +232,18 @@ pub enum Finish {
     Dead {
         error: String,
     },
+}
+
+impl Finish {
+    /// The columns an outcome sets at `now`: state, next attempt, error and run (the last two
+    /// only when known; a `None` keeps what is stored).
+    pub fn columns(&self, now: i64) -> (&'static str, i64, Option<&str>, Option<&str>) {
+        match self {
+            Finish::Succeeded { run } => ("succeeded", now, None, run.as_deref()),
+            Finish::Retry { at_ms, error } => ("failed", *at_ms, Some(error.as_str()), None),
+            Finish::Dead { error } => ("dead", now, Some(error.as_str()), None),
+        }
+    }
 }
 
 /// One ref's move, as polling saw it.

@@ -129,6 +129,7 @@ pub(crate) struct ModelStart {
     pub(crate) state: StartState,
     pub(crate) attempts: u32,
     pub(crate) last_error: Option<String>,
+    pub(crate) run: Option<String>,
     /// While failed: the retry time `Finish::Retry` asked for (other times are the clock's).
     pub(crate) retry_at: Option<i64>,
 }
@@ -188,6 +189,7 @@ impl Model {
                 state: StartState::Pending,
                 attempts: 0,
                 last_error: None,
+                run: None,
                 retry_at: None,
             });
             ids.push(id);
@@ -208,10 +210,13 @@ impl Model {
         };
         s.attempts += 1;
         match finish {
-            Finish::Succeeded => {
+            Finish::Succeeded { run } => {
                 // The last error is kept (`COALESCE`): it says why earlier attempts failed.
                 s.state = StartState::Succeeded;
                 s.retry_at = None;
+                if run.is_some() {
+                    s.run = run.clone();
+                }
             }
             Finish::Retry { at_ms, error } => {
                 s.state = StartState::Failed;
@@ -338,6 +343,7 @@ fn same_start(row: &StartRow, want: &ModelStart, ctx: &str) -> Result<(), TestCa
         ctx,
         want.id
     );
+    prop_assert_eq!(&row.run, &want.run, "{}: run of {}", ctx, want.id);
     if let Some(at) = want.retry_at {
         prop_assert_eq!(
             row.next_attempt_ms,
@@ -413,7 +419,10 @@ pub(crate) enum Op {
 
 fn finish_strategy() -> impl Strategy<Value = Finish> {
     prop_oneof![
-        Just(Finish::Succeeded),
+        Just(Finish::Succeeded { run: None }),
+        (0u8..4).prop_map(|n| Finish::Succeeded {
+            run: Some(format!("https://ci.example/runs/{n}")),
+        }),
         (0i64..(1 << 42), 0u8..4).prop_map(|(at_ms, n)| Finish::Retry {
             at_ms,
             error: format!("e{n}"),
@@ -831,7 +840,7 @@ pub(crate) fn run_on(backend: Backend, ops: &[Op]) -> Result<(), TestCaseError> 
                 }
             }
             Op::Unknown => {
-                let finished = h.rt.block_on(h.store.finish(UNKNOWN, Finish::Succeeded));
+                let finished = h.rt.block_on(h.store.finish(UNKNOWN, Finish::Succeeded { run: None }));
                 prop_assert!(matches!(finished, Ok(false)), "{}: {:?}", ctx, finished);
                 for got in [
                     h.admin.start(UNKNOWN),

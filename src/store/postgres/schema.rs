@@ -191,6 +191,8 @@ BEGIN
 END
 $$;
 "#,
+    // 2: the run a start made (the runner's id or URL), recorded with its success.
+    "ALTER TABLE starts ADD COLUMN run TEXT;",
 ];
 
 /// Brings the database to the newest schema under the migration lock, refusing one written by

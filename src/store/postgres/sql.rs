@@ -15,7 +15,7 @@ use crate::store::{
 /// How many stored pushes of a ref [`unreported`] follows back at most.
 const CHAIN: i64 = 256;
 
-const START_COLUMNS: &str = "seq, id, change_id, pipeline, git_ref, state, attempts, next_attempt_ms, last_error, created_ms, updated_ms";
+const START_COLUMNS: &str = "seq, id, change_id, pipeline, git_ref, state, attempts, next_attempt_ms, last_error, created_ms, updated_ms, run";
 
 /// Reopens running starts (to `pending`, or `failed` after an attempt) and frees them of their
 /// replica, where `condition` holds; `$1` is the time. Used for a release, a lost claim, a
@@ -59,7 +59,7 @@ impl Statements {
                 .prepare(
                     "UPDATE starts SET state = $1, attempts = attempts + 1, next_attempt_ms = $2,
                          last_error = COALESCE($3, last_error), updated_ms = $4,
-                         owner = NULL, lease_until_ms = NULL
+                         run = COALESCE($6, run), owner = NULL, lease_until_ms = NULL
                      WHERE id = $5 AND state IN ('pending', 'running', 'failed')",
                 )
                 .await?,
@@ -304,13 +304,9 @@ pub(super) async fn finish(
     finish: &Finish,
     now: i64,
 ) -> Result<bool, tokio_postgres::Error> {
-    let (state, next, error) = match finish {
-        Finish::Succeeded => ("succeeded", now, None),
-        Finish::Retry { at_ms, error } => ("failed", *at_ms, Some(error.as_str())),
-        Finish::Dead { error } => ("dead", now, Some(error.as_str())),
-    };
+    let (state, next, error, run) = finish.columns(now);
     let n = c
-        .execute(&st.finish, &[&state, &next, &error, &now, &id])
+        .execute(&st.finish, &[&state, &next, &error, &now, &id, &run])
         .await?;
     Ok(n > 0)
 }
@@ -376,6 +372,7 @@ pub(super) fn row_to_start(row: &Row) -> StartRow {
         last_error: row.get(8),
         created_ms: row.get(9),
         updated_ms: row.get(10),
+        run: row.get(11),
     }
 }
 

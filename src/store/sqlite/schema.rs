@@ -67,6 +67,8 @@ pub const MIGRATIONS: &[&str] = &[
      ALTER TABLE changes ADD COLUMN push_after TEXT;
      CREATE INDEX changes_by_ref ON changes (repository, push_ref, seq, push_after, push_before, id)
      WHERE push_ref IS NOT NULL;",
+    // 4: the run a start made (the runner's id or URL), recorded with its success.
+    "ALTER TABLE starts ADD COLUMN run TEXT;",
 ];
 
 /// Brings the database to the newest schema, refusing one written by a newer switchyard.

@@ -224,22 +224,18 @@ pub(super) fn finish_start(
     finish: &Finish,
     now: i64,
 ) -> rusqlite::Result<bool> {
-    let (state, next, error) = match finish {
-        Finish::Succeeded => ("succeeded", now, None),
-        Finish::Retry { at_ms, error } => ("failed", *at_ms, Some(error.as_str())),
-        Finish::Dead { error } => ("dead", now, Some(error.as_str())),
-    };
+    let (state, next, error, run) = finish.columns(now);
     let n = tx
         .prepare_cached(
             "UPDATE starts SET state = ?1, attempts = attempts + 1, next_attempt_ms = ?2,
-                 last_error = COALESCE(?3, last_error), updated_ms = ?4
+                 last_error = COALESCE(?3, last_error), updated_ms = ?4, run = COALESCE(?6, run)
              WHERE id = ?5 AND state IN ('pending', 'running', 'failed')",
         )?
-        .execute(params![state, next, error, now, id])?;
+        .execute(params![state, next, error, now, id, run])?;
     Ok(n > 0)
 }
 
-pub(super) const START_COLUMNS: &str = "s.seq, s.id, s.change_id, s.pipeline, s.git_ref, s.state, s.attempts, s.next_attempt_ms, s.last_error, s.created_ms, s.updated_ms";
+pub(super) const START_COLUMNS: &str = "s.seq, s.id, s.change_id, s.pipeline, s.git_ref, s.state, s.attempts, s.next_attempt_ms, s.last_error, s.created_ms, s.updated_ms, s.run";
 
 pub(super) fn row_to_start(row: &rusqlite::Row<'_>) -> rusqlite::Result<StartRow> {
     let state: String = row.get(5)?;
@@ -255,6 +251,7 @@ pub(super) fn row_to_start(row: &rusqlite::Row<'_>) -> rusqlite::Result<StartRow
         last_error: row.get(8)?,
         created_ms: row.get(9)?,
         updated_ms: row.get(10)?,
+        run: row.get(11)?,
     })
 }
 

@@ -109,7 +109,7 @@ fn supersede_replaces_open_starts_of_the_same_pipeline_and_ref_only() {
     let superseded = model.starts[0].id.clone();
     assert!(
         !h.rt
-            .block_on(h.store.finish(&superseded, Finish::Succeeded))
+            .block_on(h.store.finish(&superseded, Finish::Succeeded { run: None }))
             .expect("finish")
     );
     assert_eq!(
@@ -303,12 +303,12 @@ fn the_dispatcher_is_woken_only_when_there_is_new_work() {
     assert!(!notified_now(&notify), "duplicates start nothing");
 
     // Finishing a start that does not exist, or is not open, changes nothing.
-    let finished = rt.block_on(store.finish(UNKNOWN, Finish::Succeeded));
+    let finished = rt.block_on(store.finish(UNKNOWN, Finish::Succeeded { run: None }));
     assert!(matches!(finished, Ok(false)), "{finished:?}");
-    let finished = rt.block_on(store.finish(&starts[0], Finish::Succeeded));
+    let finished = rt.block_on(store.finish(&starts[0], Finish::Succeeded { run: None }));
     assert!(matches!(finished, Ok(true)), "{finished:?}");
     while notified_now(&notify) {}
-    let finished = rt.block_on(store.finish(&starts[0], Finish::Succeeded));
+    let finished = rt.block_on(store.finish(&starts[0], Finish::Succeeded { run: None }));
     assert!(matches!(finished, Ok(false)), "{finished:?}");
     assert!(!notified_now(&notify), "nothing changed, no wake-up");
 }
