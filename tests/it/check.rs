@@ -32,6 +32,8 @@ const CASES: &[(&str, &[(&str, &str)])] = &[
     ("store_errors", &[("switchyard.yaml", "store:\n  postgres: \"postgres://yard:hunter2@db.example/yard\"\n  sqlite: x\n")]),
     ("store_not_a_postgres_url", &[("switchyard.yaml", "store: {postgres: \"file:db-url\"}\n"), ("db-url", "mysql://db.example/yard\n")]),
     ("store_without_postgres", &[("switchyard.yaml", "store: {}\n")]),
+    ("runner_templates", &[("triggers/a.yaml", "pipeline: a\nrepository: https://github.com/acme/api.git\nstart:\n  github_actions:\n    repository: acme/api\n    workflow: deploy.yml\n    token: env:GITHUB_TOKEN\n    inputs: {sha: \"${shaa}\", pr: \"${pull_request.number}\"}\n"), ("triggers/b.yaml", "pipeline: b\nrepository: https://github.com/acme/api.git\nstart:\n  buildkite:\n    organization: acme\n    pipeline: api\n    token: env:BUILDKITE_API_TOKEN\n    message: \"deploy ${sha\"\n    env: {\"BAD NAME\": x}\n"), ("triggers/c.yaml", "pipeline: c\nrepository: https://github.com/acme/api.git\nstart:\n  codepipeline: {name: deploy, source_action: Source, variables: {\"bad/name\": \"${sha}\"}}\n")]),
+    ("runner_credentials", &[("triggers/a.yaml", "pipeline: a\nrepository: https://github.com/acme/api.git\nstart:\n  gitlab: {url: \"https://gitlab.com\", project: acme/api}\n"), ("triggers/b.yaml", "pipeline: b\nrepository: https://github.com/acme/api.git\nstart:\n  jenkins: {url: \"https://ci.example.com\", job: folder/api, user: bot, token: hunter2hunter2}\n"), ("triggers/c.yaml", "pipeline: c\nrepository: https://github.com/acme/api.git\nstart:\n  github_actions: {repository: acme/api, workflow: deploy.yml, event_type: deploy, token: env:GITHUB_TOKEN}\n"), ("triggers/d.yaml", "pipeline: d\nrepository: https://github.com/acme/api.git\nstart:\n  codebuild: {project: api, environment: {CODEBUILD_X: y}, sourceVersion: x}\n")]),
     ("github_unknown_event_and_type", &[("triggers/a.yaml", "on:\n  pushh:\n  workflow_dispatch:\n  pull_request:\n    types: [synchronise]\n")]),
 ];
 
@@ -93,6 +95,14 @@ fn every_case_reports_its_mistake() {
         ("store_not_a_postgres_url", "store.postgres: file:"),
         ("store_not_a_postgres_url", "does not hold a PostgreSQL URL"),
         ("store_without_postgres", "store needs `postgres`"),
+        ("runner_templates", "unknown template name `${shaa}`\nhint: did you mean `${sha}`?"),
+        ("runner_templates", "`${` is not closed"),
+        ("runner_templates", "start.codepipeline.variables name \"bad/name\" is not valid"),
+        ("runner_credentials", "start.gitlab needs `token`, the credential it starts with\nhint: add `token: env:GITLAB_TRIGGER_TOKEN`"),
+        ("runner_credentials", "start.jenkins.token: a secret written in clear"),
+        ("runner_credentials", "mixes a workflow_dispatch"),
+        ("runner_credentials", "CodeBuild keeps names starting with CODEBUILD_"),
+        ("runner_credentials", "did you mean `source_version`?"),
     ];
     for (name, needle) in expect {
         let files = CASES
@@ -120,6 +130,19 @@ fn the_shipped_examples_pass() {
     assert_eq!(report.errors(), 0, "{}", report.render());
     assert_eq!(report.warnings(), 0, "{}", report.render());
     assert!(report.pipelines.list.len() >= 2);
+    // Each example project of examples/ checks clean too.
+    for example in ["gitlab-to-codepipeline"] {
+        let dir = root.join("examples").join(example);
+        let report =
+            switchyard::check::run(Some(&dir.join("switchyard.yaml")), &dir.join("triggers"));
+        assert_eq!(
+            report.errors() + report.warnings(),
+            0,
+            "{example}: {}",
+            report.render()
+        );
+        assert_eq!(report.pipelines.list.len(), 1, "{example}");
+    }
 }
 
 #[test]
