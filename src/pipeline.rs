@@ -13,7 +13,7 @@ use crate::diag::{Diagnostic, Diagnostics, MapReader, Severity, scalar};
 use crate::event::{ChangeEvent, ChangeKind, check_ref};
 use crate::filter::{self, Filter, Prepared, Sets, Why};
 use crate::repo::RepoId;
-use crate::secret::{self, SecretRef};
+use crate::secret;
 use crate::target;
 use crate::yaml::{self, Node, Pos, Value};
 
@@ -46,51 +46,7 @@ pub enum Mode {
     Parallel,
 }
 
-/// How a pipeline is started.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Start {
-    /// Run a program: argv as given, never through a shell.
-    Exec { argv: Vec<String> },
-    /// POST the start to a runner's HTTP API, signed when a secret is set.
-    Http {
-        url: String,
-        secret: Option<SecretRef>,
-    },
-    /// PutEvents on an EventBridge bus.
-    EventBridge { bus: String, detail_type: String },
-    /// SendMessage to an SQS queue.
-    Sqs { queue_url: String },
-    /// StartPipelineExecution of a CodePipeline V2 pipeline on the commit.
-    CodePipeline(target::CodePipeline),
-    /// StartBuild of a CodeBuild project on the commit.
-    CodeBuild(target::CodeBuild),
-    /// A GitHub Actions `workflow_dispatch` or `repository_dispatch`.
-    GithubActions(target::GithubActions),
-    /// A GitLab pipeline trigger.
-    Gitlab(target::Gitlab),
-    /// A Buildkite build.
-    Buildkite(target::Buildkite),
-    /// A Jenkins job's build.
-    Jenkins(target::Jenkins),
-}
-
-impl Start {
-    /// The target's key in `start:`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Start::Exec { .. } => "exec",
-            Start::Http { .. } => "http",
-            Start::EventBridge { .. } => "eventbridge",
-            Start::Sqs { .. } => "sqs",
-            Start::CodePipeline(_) => "codepipeline",
-            Start::CodeBuild(_) => "codebuild",
-            Start::GithubActions(_) => "github_actions",
-            Start::Gitlab(_) => "gitlab",
-            Start::Buildkite(_) => "buildkite",
-            Start::Jenkins(_) => "jenkins",
-        }
-    }
-}
+pub use crate::target::Start;
 
 /// A pipeline's verdict for one change.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]

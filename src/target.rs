@@ -1,6 +1,7 @@
-//! The runner targets of `start:` (`codepipeline`, `codebuild`, `github_actions`, `gitlab`,
-//! `buildkite`, `jenkins`): their validated definitions and how they are read from a pipeline
-//! file, with a position and a hint for every mistake.
+//! The targets of `start:`: every kind a pipeline can be started by ([`Start`]), and the runner
+//! targets (`codepipeline`, `codebuild`, `github_actions`, `gitlab`, `buildkite`, `jenkins`):
+//! their validated definitions and how they are read from a pipeline file, with a position and a
+//! hint for every mistake (`exec`, `http`, `eventbridge` and `sqs` are read by `pipeline`).
 //!
 //! Pure, like the rest of the definitions: values that vary per start are [`Template`]s, parsed
 //! here so that `check` reports an unknown `${name}`; credentials are [`SecretRef`]s, resolved by
@@ -10,6 +11,52 @@ use crate::diag::{Diagnostics, MapReader, scalar};
 use crate::secret::{self, SecretRef};
 use crate::template::{Template, Var};
 use crate::yaml::{Node, Value};
+
+/// How a pipeline is started.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// Run a program: argv as given, never through a shell.
+    Exec { argv: Vec<String> },
+    /// POST the start to a runner's HTTP API, signed when a secret is set.
+    Http {
+        url: String,
+        secret: Option<SecretRef>,
+    },
+    /// PutEvents on an EventBridge bus.
+    EventBridge { bus: String, detail_type: String },
+    /// SendMessage to an SQS queue.
+    Sqs { queue_url: String },
+    /// StartPipelineExecution of a CodePipeline V2 pipeline on the commit.
+    CodePipeline(CodePipeline),
+    /// StartBuild of a CodeBuild project on the commit.
+    CodeBuild(CodeBuild),
+    /// A GitHub Actions `workflow_dispatch` or `repository_dispatch`.
+    GithubActions(GithubActions),
+    /// A GitLab pipeline trigger.
+    Gitlab(Gitlab),
+    /// A Buildkite build.
+    Buildkite(Buildkite),
+    /// A Jenkins job's build.
+    Jenkins(Jenkins),
+}
+
+impl Start {
+    /// The target's key in `start:`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Start::Exec { .. } => "exec",
+            Start::Http { .. } => "http",
+            Start::EventBridge { .. } => "eventbridge",
+            Start::Sqs { .. } => "sqs",
+            Start::CodePipeline(_) => "codepipeline",
+            Start::CodeBuild(_) => "codebuild",
+            Start::GithubActions(_) => "github_actions",
+            Start::Gitlab(_) => "gitlab",
+            Start::Buildkite(_) => "buildkite",
+            Start::Jenkins(_) => "jenkins",
+        }
+    }
+}
 
 /// `codepipeline`: StartPipelineExecution of a V2 pipeline on the change's commit.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -344,8 +391,7 @@ fn nonempty(text: &str) -> bool {
 }
 
 /// Reads the target under `key` (one of [`KEYS`]). `what` is `start.KEY`.
-pub fn read(key: &str, value: &Node, d: &mut Diagnostics) -> Option<crate::pipeline::Start> {
-    use crate::pipeline::Start;
+pub fn read(key: &str, value: &Node, d: &mut Diagnostics) -> Option<Start> {
     let what = format!("start.{key}");
     let what = what.as_str();
     let m = MapReader::new(value, what, d)?;
@@ -476,11 +522,7 @@ pub fn read(key: &str, value: &Node, d: &mut Diagnostics) -> Option<crate::pipel
     (d.error_count() == before).then_some(start)
 }
 
-fn read_github(
-    m: &MapReader<'_>,
-    what: &str,
-    d: &mut Diagnostics,
-) -> Option<crate::pipeline::Start> {
+fn read_github(m: &MapReader<'_>, what: &str, d: &mut Diagnostics) -> Option<Start> {
     let keys = [
         "repository",
         "workflow",
@@ -571,7 +613,7 @@ fn read_github(
             })
         }
     };
-    Some(crate::pipeline::Start::GithubActions(GithubActions {
+    Some(Start::GithubActions(GithubActions {
         api_url: api_url?.trim_end_matches('/').to_owned(),
         repository: repository?,
         token: token?,

@@ -261,7 +261,7 @@ mod tests {
                 "changed_paths": ["a"], "changed_paths_complete": true,
                 "pull_request": null,
                 "source": {"kind": "webhook", "provider": "github"},
-                "occurred_at": null, "received_at": 0
+                "occurred_at": null, "received_at": "2026-11-26T10:00:00.120Z"
             }),
             _ => serde_json::json!({
                 "schema": "switchyard.change/v1",
@@ -276,7 +276,7 @@ mod tests {
                     "base_ref": "refs/heads/main", "base_sha": null,
                     "head_sha": "3333333333333333333333333333333333333333"},
                 "source": {"kind": "webhook", "provider": "github"},
-                "occurred_at": null, "received_at": 0
+                "occurred_at": null, "received_at": "2026-11-26T10:00:00.120Z"
             }),
         };
         let source = crate::event::Source {
