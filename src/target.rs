@@ -386,6 +386,17 @@ fn path_of_slugs(text: &str) -> bool {
     !text.starts_with('/') && !text.ends_with('/') && text.split('/').all(slug)
 }
 
+/// A Jenkins job's full name: folders and the job separated by `/`; a name may hold spaces (each
+/// part is percent-encoded in the URL).
+fn job_path(text: &str) -> bool {
+    text.split('/').all(|part| {
+        !part.trim().is_empty()
+            && part != "."
+            && part != ".."
+            && !part.chars().any(char::is_control)
+    })
+}
+
 fn nonempty(text: &str) -> bool {
     !text.trim().is_empty() && !text.chars().any(char::is_control)
 }
@@ -505,7 +516,7 @@ pub fn read(key: &str, value: &Node, d: &mut Diagnostics) -> Option<Start> {
         "jenkins" => {
             m.deny_unknown(&["url", "job", "user", "token", "parameters"], what, d);
             let url = required(&m, "url", what, url, "https://jenkins.example.com", d);
-            let job = required(&m, "job", what, path_of_slugs, "folder/api", d);
+            let job = required(&m, "job", what, job_path, "folder/api", d);
             let user = required(&m, "user", what, nonempty, "ci-bot", d);
             let token = token(&m, "token", what, "env:JENKINS_API_TOKEN", d);
             let parameters = templates(&m, "parameters", what, ANY_NAME, d);
@@ -619,4 +630,76 @@ fn read_github(m: &MapReader<'_>, what: &str, d: &mut Diagnostics) -> Option<Sta
         token: token?,
         dispatch: dispatch?,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_text(text: &str) -> (Option<Start>, Vec<String>) {
+        let node = crate::yaml::parse(text).expect("yaml");
+        let Value::Map(entries) = &node.value else {
+            panic!("a mapping");
+        };
+        let (key, value) = &entries[0];
+        let mut d = Diagnostics::new("t.yaml");
+        let start = read(key.as_str().expect("a key"), value, &mut d);
+        let messages = d.items.iter().map(|x| x.message.clone()).collect();
+        (start, messages)
+    }
+
+    #[test]
+    fn defaults_fill_what_a_runner_needs() {
+        let (start, errors) =
+            read_text("buildkite: {organization: acme, pipeline: api, token: env:T}\n");
+        assert!(errors.is_empty(), "{errors:?}");
+        let Some(Start::Buildkite(b)) = start else {
+            panic!("{start:?}");
+        };
+        assert_eq!(b.api_url, "https://api.buildkite.com");
+        assert_eq!(b.commit.to_string(), "${sha}");
+        assert_eq!(b.branch.to_string(), "${branch}${tag}");
+
+        let (start, errors) =
+            read_text("github_actions: {repository: acme/api, workflow: ci.yml, token: env:T}\n");
+        assert!(errors.is_empty(), "{errors:?}");
+        let Some(Start::GithubActions(g)) = start else {
+            panic!("{start:?}");
+        };
+        assert_eq!(g.api_url, "https://api.github.com");
+        let GithubDispatch::Workflow { git_ref, .. } = g.dispatch else {
+            panic!("a workflow dispatch");
+        };
+        assert_eq!(git_ref.to_string(), "${ref}");
+
+        let (start, errors) = read_text(
+            "jenkins: {url: \"https://ci.example.com/\", job: \"Team A/api build\", user: bot, token: file:/run/t}\n",
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        let Some(Start::Jenkins(j)) = start else {
+            panic!("{start:?}");
+        };
+        assert_eq!(j.url, "https://ci.example.com");
+        assert_eq!(j.job, "Team A/api build");
+    }
+
+    #[test]
+    fn runner_limits_are_checked() {
+        let many: Vec<String> = (0..11).map(|i| format!("k{i}: v")).collect();
+        let text = format!(
+            "github_actions: {{repository: acme/api, event_type: deploy, token: env:T, client_payload: {{{}}}}}\n",
+            many.join(", ")
+        );
+        let (start, errors) = read_text(&text);
+        assert!(start.is_none());
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("11 entries, more than the 10")),
+            "{errors:?}"
+        );
+        let (start, errors) = read_text("gitlab: {url: \"ftp://x\", project: /a, token: env:T}\n");
+        assert!(start.is_none());
+        assert_eq!(errors.len(), 2, "{errors:?}");
+    }
 }
