@@ -73,18 +73,13 @@ const KEYS: &[&str] = &[
     "concurrency",
     "start",
 ];
-const START_KEYS: &[&str] = &[
-    "exec",
-    "http",
-    "eventbridge",
-    "sqs",
-    "codepipeline",
-    "codebuild",
-    "github_actions",
-    "gitlab",
-    "buildkite",
-    "jenkins",
-];
+/// The targets `pipeline` reads itself; the runner targets are `target::KEYS`.
+const START_KEYS: &[&str] = &["exec", "http", "eventbridge", "sqs"];
+
+/// Every key of `start:` that names a target.
+fn start_keys() -> Vec<&'static str> {
+    START_KEYS.iter().chain(target::KEYS).copied().collect()
+}
 
 /// Attempts time out after this long unless `start.timeout` says otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
@@ -401,7 +396,7 @@ fn read_definition(
 
 fn read_start(node: &Node, d: &mut Diagnostics) -> Option<(Start, Duration)> {
     let map = MapReader::new(node, "start", d)?;
-    let mut known = START_KEYS.to_vec();
+    let mut known = start_keys();
     known.push("timeout");
     map.deny_unknown(&known, "start", d);
     let timeout = match map.get("timeout") {
@@ -425,14 +420,15 @@ fn read_start(node: &Node, d: &mut Diagnostics) -> Option<(Start, Duration)> {
 }
 
 fn read_target(map: &MapReader<'_>, node: &Node, d: &mut Diagnostics) -> Option<Start> {
-    let targets: Vec<(&Node, &Node)> = START_KEYS.iter().filter_map(|k| map.entry(k)).collect();
+    let keys = start_keys();
+    let targets: Vec<(&Node, &Node)> = keys.iter().filter_map(|k| map.entry(k)).collect();
     let (key, value) = match targets.as_slice() {
         [one] => *one,
         [] => {
             d.error(
                 node.pos,
                 "start names no target",
-                format!("use one of {}", quoted(START_KEYS)),
+                format!("use one of {}", quoted(&keys)),
             );
             return None;
         }
@@ -440,7 +436,7 @@ fn read_target(map: &MapReader<'_>, node: &Node, d: &mut Diagnostics) -> Option<
             d.error(
                 second.0.pos,
                 "start names more than one target",
-                format!("keep exactly one of {}", quoted(START_KEYS)),
+                format!("keep exactly one of {}", quoted(&keys)),
             );
             return None;
         }
