@@ -630,9 +630,7 @@ impl Handler {
                 }
                 Err(f) => f,
             };
-            let delay = failure
-                .after
-                .unwrap_or_else(|| self.policy.delay(attempt));
+            let delay = failure.after.unwrap_or_else(|| self.policy.delay(attempt));
             if outcome == "failed" || Instant::now() + delay >= deadline {
                 tracing::error!(pipeline = %pipeline.name, start = %id, attempt, error = %failure.message, "start failed; the invocation reports it for AWS to deliver again");
                 return Err(failure);

@@ -67,7 +67,10 @@ pub async fn list(store: &Store, states: &[StartState], json: bool) -> Result<St
         );
         // Under the row: the run it made, and why attempts failed (a hint on a line of its own).
         let run = r.run.as_ref().map(|run| format!("run: {run}"));
-        let error = r.last_error.iter().flat_map(|e| e.lines().map(str::to_owned));
+        let error = r
+            .last_error
+            .iter()
+            .flat_map(|e| e.lines().map(str::to_owned));
         for line in run.into_iter().chain(error) {
             let _ = writeln!(
                 out,

@@ -174,7 +174,10 @@ fn read_templates(
     let Value::Map(entries) = &node.value else {
         d.error(
             node.pos,
-            format!("{what} must be a mapping of names to values, found {}", node.kind_name()),
+            format!(
+                "{what} must be a mapping of names to values, found {}",
+                node.kind_name()
+            ),
             format!("write {what} as `NAME: value` lines"),
         );
         return None;
@@ -183,14 +186,22 @@ fn read_templates(
     if entries.len() > rule.max_entries {
         d.error(
             node.pos,
-            format!("{what} has {} entries, more than the {} the runner accepts", entries.len(), rule.max_entries),
+            format!(
+                "{what} has {} entries, more than the {} the runner accepts",
+                entries.len(),
+                rule.max_entries
+            ),
             "the runner would refuse the start: pass fewer values",
         );
     }
     let mut out = Vec::with_capacity(entries.len());
     for (key, value) in entries {
         let Some(name) = key.as_str().filter(|_| !key.is_null()) else {
-            d.error(key.pos, format!("{what} has a name that is not text"), "names are text");
+            d.error(
+                key.pos,
+                format!("{what} has a name that is not text"),
+                "names are text",
+            );
             continue;
         };
         if name.is_empty() || name.len() > rule.max_len || !name.chars().all(rule.allowed) {
@@ -303,7 +314,10 @@ fn aws_name(text: &str) -> bool {
 
 fn codebuild_project(text: &str) -> bool {
     (2..=255).contains(&text.len())
-        && text.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && text
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
         && text
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
@@ -462,7 +476,11 @@ pub fn read(key: &str, value: &Node, d: &mut Diagnostics) -> Option<crate::pipel
     (d.error_count() == before).then_some(start)
 }
 
-fn read_github(m: &MapReader<'_>, what: &str, d: &mut Diagnostics) -> Option<crate::pipeline::Start> {
+fn read_github(
+    m: &MapReader<'_>,
+    what: &str,
+    d: &mut Diagnostics,
+) -> Option<crate::pipeline::Start> {
     let keys = [
         "repository",
         "workflow",
@@ -477,7 +495,14 @@ fn read_github(m: &MapReader<'_>, what: &str, d: &mut Diagnostics) -> Option<cra
     let repository = required(m, "repository", what, owner_name, "acme/api", d);
     let token = token(m, "token", what, "env:GITHUB_TOKEN", d);
     let api_url = match m.get("api_url") {
-        Some(_) => required(m, "api_url", what, url, "https://github.example.com/api/v3", d),
+        Some(_) => required(
+            m,
+            "api_url",
+            what,
+            url,
+            "https://github.example.com/api/v3",
+            d,
+        ),
         None => Some("https://api.github.com".to_owned()),
     };
     let workflow_keys = ["workflow", "ref", "inputs"];

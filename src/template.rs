@@ -304,24 +304,35 @@ mod tests {
             "main@2222222222222222222222222222222222222222 api/s1"
         );
         assert_eq!(render("${tag}|${pull_request.number}", &push), "|");
-        assert_eq!(render("${repository} ${ref}", &push), "github.com/acme/api refs/heads/main");
+        assert_eq!(
+            render("${repository} ${ref}", &push),
+            "github.com/acme/api refs/heads/main"
+        );
         assert_eq!(render("${change_id}", &push), push.id);
         assert_eq!(render("${before}", &push), push.before);
         let pr = event("pull_request");
         assert_eq!(render("pr/${pull_request.number}", &pr), "pr/42");
-        assert_eq!(render("${sha}", &pr), "3333333333333333333333333333333333333333");
+        assert_eq!(
+            render("${sha}", &pr),
+            "3333333333333333333333333333333333333333"
+        );
         assert_eq!(render("${before}", &pr), "");
     }
 
     #[test]
     fn values_are_data_and_dollars_stay_text() {
         let push = event("push");
-        assert_eq!(render("cost $5, $${sha} and $", &push), "cost $5, ${sha} and $");
+        assert_eq!(
+            render("cost $5, $${sha} and $", &push),
+            "cost $5, ${sha} and $"
+        );
         assert_eq!(render("", &push), "");
         assert!(Template::parse("plain").expect("plain").is_constant());
         assert!(!Template::parse("${sha}").expect("sha").is_constant());
         assert_eq!(
-            Template::parse("a $${b} ${ sha }").expect("parse").to_string(),
+            Template::parse("a $${b} ${ sha }")
+                .expect("parse")
+                .to_string(),
             "a $${b} ${sha}"
         );
     }

@@ -116,7 +116,8 @@ impl Answer {
     /// `Retry-After` when it has one), anything else is final.
     pub fn failure(&self, message: String) -> Failure {
         let code = self.status.as_u16();
-        if code == 429 || (self.status.is_server_error() && self.headers.contains_key(RETRY_AFTER)) {
+        if code == 429 || (self.status.is_server_error() && self.headers.contains_key(RETRY_AFTER))
+        {
             Failure::throttled(message, self.retry_after())
         } else if code == 408 || self.status.is_server_error() {
             Failure::retry(message)

@@ -615,11 +615,15 @@ async fn run_target(
         Start::GithubActions(target) => {
             runners::github_actions(&shared.http, target, &ctx, pipeline.timeout).await
         }
-        Start::Gitlab(target) => runners::gitlab(&shared.http, target, &ctx, pipeline.timeout).await,
+        Start::Gitlab(target) => {
+            runners::gitlab(&shared.http, target, &ctx, pipeline.timeout).await
+        }
         Start::Buildkite(target) => {
             runners::buildkite(&shared.http, target, &ctx, pipeline.timeout).await
         }
-        Start::Jenkins(target) => runners::jenkins(&shared.http, target, &ctx, pipeline.timeout).await,
+        Start::Jenkins(target) => {
+            runners::jenkins(&shared.http, target, &ctx, pipeline.timeout).await
+        }
     }
 }
 

@@ -297,8 +297,7 @@ pub async fn gitlab(
             target.project, target.url
         ),
     };
-    let req = request(&url, "application/x-www-form-urlencoded")
-        .header(ACCEPT, "application/json");
+    let req = request(&url, "application/x-www-form-urlencoded").header(ACCEPT, "application/json");
     let answer = exchange(client, req, form(&pairs), &url, &token, &hints, timeout).await?;
     Ok(Started {
         run: field(&answer, &["web_url", "id"]),
@@ -366,7 +365,8 @@ pub async fn jenkins(
     } else {
         "/buildWithParameters"
     });
-    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{}:{token}", target.user));
+    let basic =
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{token}", target.user));
     let hints = Hints {
         runner: "Jenkins",
         permission: format!(
@@ -410,7 +410,10 @@ mod tests {
 
     #[test]
     fn a_credential_in_a_message_is_masked() {
-        let f = mask(Failure::dead("echo: glptt-0123456789 refused"), "glptt-0123456789");
+        let f = mask(
+            Failure::dead("echo: glptt-0123456789 refused"),
+            "glptt-0123456789",
+        );
         assert_eq!(f.message, "echo: [credential] refused");
     }
 }

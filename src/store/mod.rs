@@ -224,14 +224,9 @@ pub enum Finish {
     /// Started; `run` is the runner's id or URL of what it started, when it tells one.
     Succeeded { run: Option<String> },
     /// Failed; retry at this time (Unix ms).
-    Retry {
-        at_ms: i64,
-        error: String,
-    },
+    Retry { at_ms: i64, error: String },
     /// Failed for good.
-    Dead {
-        error: String,
-    },
+    Dead { error: String },
 }
 
 impl Finish {

@@ -840,7 +840,8 @@ pub(crate) fn run_on(backend: Backend, ops: &[Op]) -> Result<(), TestCaseError> 
                 }
             }
             Op::Unknown => {
-                let finished = h.rt.block_on(h.store.finish(UNKNOWN, Finish::Succeeded { run: None }));
+                let finished =
+                    h.rt.block_on(h.store.finish(UNKNOWN, Finish::Succeeded { run: None }));
                 prop_assert!(matches!(finished, Ok(false)), "{}: {:?}", ctx, finished);
                 for got in [
                     h.admin.start(UNKNOWN),

@@ -230,7 +230,11 @@ fn a_pipeline_s_limit_holds_across_replicas() {
         assert!(a.claim_within(want(&ids, 3)).await.expect("a").is_empty());
         // One finishes: one more may start, the earliest still waiting.
         let done = ca.first().or(cb.first()).expect("one claimed").id.clone();
-        assert!(a.finish(&done, Finish::Succeeded { run: None }).await.expect("finish"));
+        assert!(
+            a.finish(&done, Finish::Succeeded { run: None })
+                .await
+                .expect("finish")
+        );
         let next = b.claim_within(want(&ids, 3)).await.expect("b");
         assert_eq!(next.len(), 1);
         assert_eq!(next[0].id, ids[3]);
