@@ -60,6 +60,8 @@ struct Case {
     api: Api,
     resource: String,
     token: &'static str,
+    /// Whether its start passes values made of templates (inputs, variables, parameters…).
+    values: bool,
 }
 
 impl Case {
@@ -76,6 +78,7 @@ impl Case {
             api,
             resource: resource.to_owned(),
             token,
+            values: true,
         }
     }
 
@@ -87,37 +90,62 @@ impl Case {
         }
     }
 
+    /// The same passing no values (for Jenkins: `/build` instead of `buildWithParameters`).
+    fn without_values(self) -> Case {
+        Case {
+            values: false,
+            ..self
+        }
+    }
+
     /// Its pipeline file, the start's values made of templates.
     fn pipeline(&self, url: &str) -> String {
-        let token = format!("\"env:{}\"", self.token);
-        let (first, rest) = self
-            .resource
-            .split_once('/')
-            .unwrap_or(("", &self.resource));
-        let target = match self.api {
+        let resource = self.resource.as_str();
+        let (first, rest) = resource.split_once('/').unwrap_or(("", resource));
+        // (the target's key, its fields, its values)
+        let (key, fields, values) = match self.api {
             Api::GithubWorkflow => {
-                let (repository, workflow) = self.resource.rsplit_once('/').expect("o/r/workflow");
-                format!(
-                    "github_actions: {{api_url: \"{url}\", repository: {repository}, workflow: {workflow}, ref: \"${{ref}}\", inputs: {{sha: \"${{sha}}\", branch: \"${{branch}}\", start: \"${{start_id}}\"}}, token: {token}}}"
+                let (repository, workflow) = resource.rsplit_once('/').expect("o/r/workflow");
+                (
+                    "github_actions",
+                    format!(
+                        "api_url: \"{url}\", repository: {repository}, workflow: {workflow}, ref: \"${{ref}}\""
+                    ),
+                    r#"inputs: {sha: "${sha}", branch: "${branch}", start: "${start_id}"}"#,
                 )
             }
-            Api::GithubRepository => format!(
-                "github_actions: {{api_url: \"{url}\", repository: {}, event_type: \"deploy-${{branch}}\", client_payload: {{sha: \"${{sha}}\", ref: \"${{ref}}\"}}, token: {token}}}",
-                self.resource
+            Api::GithubRepository => (
+                "github_actions",
+                format!(
+                    "api_url: \"{url}\", repository: {resource}, event_type: \"deploy-${{branch}}\""
+                ),
+                r#"client_payload: {sha: "${sha}", ref: "${ref}"}"#,
             ),
-            Api::Gitlab => format!(
-                "gitlab: {{url: \"{url}\", project: {}, token: {token}, variables: {{SHA: \"${{sha}}\", PIPELINE: \"${{pipeline}}\"}}}}",
-                self.resource
+            Api::Gitlab => (
+                "gitlab",
+                format!("url: \"{url}\", project: {resource}"),
+                r#"variables: {SHA: "${sha}", PIPELINE: "${pipeline}"}"#,
             ),
-            Api::Buildkite => format!(
-                "buildkite: {{api_url: \"{url}\", organization: {first}, pipeline: {rest}, token: {token}, env: {{SHA: \"${{sha}}\"}}, meta_data: {{change: \"${{change_id}}\"}}}}"
+            Api::Buildkite => (
+                "buildkite",
+                format!("api_url: \"{url}\", organization: {first}, pipeline: {rest}"),
+                r#"env: {SHA: "${sha}"}, meta_data: {change: "${change_id}"}"#,
             ),
-            Api::Jenkins => format!(
-                "jenkins: {{url: \"{url}\", job: {}, user: {JENKINS_USER}, token: {token}, parameters: {{SHA: \"${{sha}}\", REF: \"${{ref}}\"}}}}",
-                self.resource
+            Api::Jenkins => (
+                "jenkins",
+                format!("url: \"{url}\", job: {resource}, user: {JENKINS_USER}"),
+                r#"parameters: {SHA: "${sha}", REF: "${ref}"}"#,
             ),
         };
-        format!("repository: {REPOSITORY}\non: push\nstart:\n  {target}\n")
+        let token = format!("token: \"env:{}\"", self.token);
+        let values = if self.values {
+            format!(", {values}")
+        } else {
+            String::new()
+        };
+        format!(
+            "repository: {REPOSITORY}\non: push\nstart:\n  {key}: {{{fields}, {token}{values}}}\n"
+        )
     }
 }
 
@@ -226,6 +254,7 @@ async fn each_runner_gets_its_documented_request_and_the_run_is_listed() {
         Case::new("gitlab", Api::Gitlab, "acme/api"),
         Case::new("buildkite", Api::Buildkite, "acme/api"),
         Case::new("jenkins", Api::Jenkins, "folder/api"),
+        Case::new("jenkins-plain", Api::Jenkins, "plain").without_values(),
     ];
     for case in &cases {
         apis.add(case.api, &case.resource);
@@ -352,6 +381,14 @@ async fn each_runner_gets_its_documented_request_and_the_run_is_listed() {
     assert_eq!(call.reply.status, 201);
     let location = call.reply.header_value("location").expect("Location");
     assert_eq!(text(&outbox["jenkins"]["run"]), location);
+    // Without parameters: `/build`, with nothing in the body.
+    let call = only_call(&apis, Api::Jenkins, "plain");
+    assert_eq!(call.path, "/job/plain/build");
+    assert_eq!(call.header("authorization"), format!("Basic {basic}"));
+    assert!(call.body.is_empty(), "{call:?}");
+    assert_eq!(call.reply.status, 201);
+    let location = call.reply.header_value("location").expect("Location");
+    assert_eq!(text(&outbox["jenkins-plain"]["run"]), location);
 
     // The table shows each run under its start.
     let table = lab.outbox("text");
