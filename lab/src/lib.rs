@@ -9,6 +9,8 @@
 //! - [`postgres`]: a real PostgreSQL server ([`Postgres`]) and fresh databases on it.
 //! - [`serve`]: `switchyard serve` as a child process ([`Serve`]).
 //! - [`runner`]: the HTTP runner pipeline starts reach, recording each arrival.
+//! - [`runner_apis`]: the APIs of GitHub Actions, GitLab, Buildkite and Jenkins that runner
+//!   targets call, checking requests as documented and answering with runs ([`RunnerApis`]).
 //! - [`announce`]: how a push is announced: a signed GitHub delivery, a CodeCommit event; and
 //!   Standard Webhooks signing.
 //! - [`http`]: one HTTP/1.1 request on a fresh connection.
@@ -30,6 +32,7 @@ pub mod postgres;
 pub mod process;
 pub mod procfs;
 pub mod runner;
+pub mod runner_apis;
 pub mod serve;
 pub mod skip;
 pub mod stats;
@@ -41,7 +44,8 @@ pub use metrics::Metrics;
 pub use moto::Moto;
 pub use postgres::Postgres;
 pub use process::{Captured, Killed, free_port};
-pub use runner::{Arrival, Runner};
+pub use runner::{Arrival, Recorder, Runner};
+pub use runner_apis::{Api, Call, Reply, RunnerApis};
 pub use serve::{Serve, ServeCommand};
 pub use skip::{Missing, or_skip};
 pub use stats::{Summary, percentile};

@@ -41,13 +41,73 @@ pub struct Arrival {
     pub received_at_ms: Option<f64>,
 }
 
+/// What a loopback server received, in order, and a wake-up for whoever waits for more: the
+/// runner's arrivals, the runner APIs' calls.
+#[derive(Debug)]
+pub struct Recorder<T> {
+    items: Mutex<Vec<T>>,
+    added: tokio::sync::Notify,
+}
+
+impl<T> Default for Recorder<T> {
+    fn default() -> Recorder<T> {
+        Recorder {
+            items: Mutex::new(Vec::new()),
+            added: tokio::sync::Notify::new(),
+        }
+    }
+}
+
+impl<T: Clone> Recorder<T> {
+    /// Records `item` and wakes the waiters.
+    pub fn push(&self, item: T) {
+        if let Ok(mut items) = self.items.lock() {
+            items.push(item);
+        }
+        self.added.notify_waiters();
+    }
+
+    /// Everything so far, left in place.
+    pub fn all(&self) -> Vec<T> {
+        self.items.lock().map(|a| a.clone()).unwrap_or_default()
+    }
+
+    /// Takes everything so far.
+    pub fn drain(&self) -> Vec<T> {
+        self.items
+            .lock()
+            .map(|mut a| std::mem::take(&mut *a))
+            .unwrap_or_default()
+    }
+
+    /// Waits, woken at each record, until `found` finds something among the records so far
+    /// (not drained): what it found; `None` after `within`.
+    pub async fn wait_for<R>(
+        &self,
+        within: Duration,
+        mut found: impl FnMut(&[T]) -> Option<R>,
+    ) -> Option<R> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let added = self.added.notified();
+            tokio::pin!(added);
+            added.as_mut().enable();
+            if let Some(v) = self.items.lock().ok().and_then(|a| found(&a)) {
+                return Some(v);
+            }
+            if tokio::time::timeout_at(deadline, added).await.is_err() {
+                return self.items.lock().ok().and_then(|a| found(&a));
+            }
+        }
+    }
+}
+
 /// The runner: every arrival, in order, until drained.
 #[derive(Debug, Default)]
 pub struct Runner {
-    arrivals: Mutex<Vec<Arrival>>,
+    arrivals: Recorder<Arrival>,
     /// The statuses to answer with, the next last; 200 when none is left.
     script: Mutex<Vec<u16>>,
-    arrived: tokio::sync::Notify,
     /// While true, answers wait (the request is recorded at once).
     held: tokio::sync::watch::Sender<bool>,
     /// How long each request is held before it is answered.
@@ -140,10 +200,7 @@ impl Runner {
             body,
             json,
         };
-        if let Ok(mut arrivals) = self.arrivals.lock() {
-            arrivals.push(arrival);
-        }
-        self.arrived.notify_waiters();
+        self.arrivals.push(arrival);
         if !self.hold_for.is_zero() {
             tokio::time::sleep(self.hold_for).await;
         }
@@ -179,10 +236,7 @@ impl Runner {
 
     /// Takes every arrival so far.
     pub fn drain(&self) -> Vec<Arrival> {
-        self.arrivals
-            .lock()
-            .map(|mut a| std::mem::take(&mut *a))
-            .unwrap_or_default()
+        self.arrivals.drain()
     }
 
     /// Requests it holds now.
@@ -197,7 +251,7 @@ impl Runner {
 
     /// Every arrival so far, left in place.
     pub fn arrivals(&self) -> Vec<Arrival> {
-        self.arrivals.lock().map(|a| a.clone()).unwrap_or_default()
+        self.arrivals.all()
     }
 
     /// Waits, woken at each arrival, until `found` finds something among the arrivals so far
@@ -205,19 +259,8 @@ impl Runner {
     pub async fn wait_for<T>(
         &self,
         within: Duration,
-        mut found: impl FnMut(&[Arrival]) -> Option<T>,
+        found: impl FnMut(&[Arrival]) -> Option<T>,
     ) -> Option<T> {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let arrived = self.arrived.notified();
-            tokio::pin!(arrived);
-            arrived.as_mut().enable();
-            if let Some(v) = self.arrivals.lock().ok().and_then(|a| found(&a)) {
-                return Some(v);
-            }
-            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
-                return self.arrivals.lock().ok().and_then(|a| found(&a));
-            }
-        }
+        self.arrivals.wait_for(within, found).await
     }
 }

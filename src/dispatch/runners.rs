@@ -119,7 +119,7 @@ async fn exchange(
     req: hyper::http::request::Builder,
     body: String,
     url: &str,
-    secret: &str,
+    secrets: &[&str],
     hints: &Hints,
     timeout: Duration,
 ) -> Result<Answer, Failure> {
@@ -128,11 +128,11 @@ async fn exchange(
         .map_err(|e| Failure::dead(format!("cannot build a request for {url}: {e}")))?;
     let answer = send(client, req, timeout)
         .await
-        .map_err(|f| mask(f, secret))?;
+        .map_err(|f| mask(f, secrets))?;
     if answer.status.is_success() {
         return Ok(answer);
     }
-    Err(mask(judge(&answer, url, hints), secret))
+    Err(mask(judge(&answer, url, hints), secrets))
 }
 
 /// The failure of an answer that is not a success.
@@ -173,10 +173,13 @@ fn judge(answer: &Answer, url: &str, hints: &Hints) -> Failure {
     }
 }
 
-/// The failure with every appearance of the credential masked.
-fn mask(mut f: Failure, secret: &str) -> Failure {
-    if secret.len() >= 4 && f.message.contains(secret) {
-        f.message = f.message.replace(secret, "[credential]");
+/// The failure with every appearance of the credential masked, in each form it was sent in
+/// (a token, and Jenkins' Basic `user:token` encoded).
+fn mask(mut f: Failure, secrets: &[&str]) -> Failure {
+    for secret in secrets {
+        if secret.len() >= 4 && f.message.contains(secret) {
+            f.message = f.message.replace(secret, "[credential]");
+        }
     }
     f
 }
@@ -257,7 +260,16 @@ pub async fn github_actions(
         .header(ACCEPT, "application/vnd.github+json")
         .header("x-github-api-version", "2022-11-28")
         .header(AUTHORIZATION, format!("Bearer {token}"));
-    let answer = exchange(client, req, body.to_string(), &url, &token, &hints, timeout).await?;
+    let answer = exchange(
+        client,
+        req,
+        body.to_string(),
+        &url,
+        &[&token],
+        &hints,
+        timeout,
+    )
+    .await?;
     // 200 with `workflow_run_id`, `run_url` and `html_url`; 204 from a server that does not
     // know `return_run_details` yet, and from every repository_dispatch.
     Ok(Started {
@@ -298,7 +310,7 @@ pub async fn gitlab(
         ),
     };
     let req = request(&url, "application/x-www-form-urlencoded").header(ACCEPT, "application/json");
-    let answer = exchange(client, req, form(&pairs), &url, &token, &hints, timeout).await?;
+    let answer = exchange(client, req, form(&pairs), &url, &[&token], &hints, timeout).await?;
     Ok(Started {
         run: field(&answer, &["web_url", "id"]),
     })
@@ -338,7 +350,16 @@ pub async fn buildkite(
     let req = request(&url, "application/json")
         .header(ACCEPT, "application/json")
         .header(AUTHORIZATION, format!("Bearer {token}"));
-    let answer = exchange(client, req, body.to_string(), &url, &token, &hints, timeout).await?;
+    let answer = exchange(
+        client,
+        req,
+        body.to_string(),
+        &url,
+        &[&token],
+        &hints,
+        timeout,
+    )
+    .await?;
     Ok(Started {
         run: field(&answer, &["web_url", "url", "id"]),
     })
@@ -381,7 +402,9 @@ pub async fn jenkins(
     let req = request(&url, "application/x-www-form-urlencoded")
         .header(AUTHORIZATION, format!("Basic {basic}"));
     let body = form(&render_all(&target.parameters, ctx));
-    let answer = exchange(client, req, body, &url, &basic, &hints, timeout).await?;
+    // Jenkins may quote either: the header as sent, or the user and token it decoded.
+    let secrets = [basic.as_str(), token.as_str()];
+    let answer = exchange(client, req, body, &url, &secrets, &hints, timeout).await?;
     let location = answer
         .headers
         .get(LOCATION)
@@ -409,11 +432,23 @@ mod tests {
     }
 
     #[test]
-    fn a_credential_in_a_message_is_masked() {
-        let f = mask(
-            Failure::dead("echo: glptt-0123456789 refused"),
-            "glptt-0123456789",
-        );
-        assert_eq!(f.message, "echo: [credential] refused");
+    fn a_credential_in_a_message_is_masked_in_every_form_it_was_sent_in() {
+        // (message, secrets, masked)
+        let cases: [(&str, &[&str], &str); 3] = [
+            (
+                "echo: glptt-0123456789 refused",
+                &["glptt-0123456789"],
+                "echo: [credential] refused",
+            ),
+            (
+                "Basic Y2ktYm90OjExYWJjZGVm or ci-bot:11abcdef",
+                &["Y2ktYm90OjExYWJjZGVm", "11abcdef"],
+                "Basic [credential] or ci-bot:[credential]",
+            ),
+            ("too short to mask: abc", &["abc"], "too short to mask: abc"),
+        ];
+        for (message, secrets, masked) in cases {
+            assert_eq!(mask(Failure::dead(message), secrets).message, masked);
+        }
     }
 }

@@ -12,6 +12,7 @@ mod poll;
 mod poll_git;
 mod providers;
 mod replicas;
+mod runner_apis;
 mod serve;
 mod support;
 mod tidy;

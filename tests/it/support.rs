@@ -21,6 +21,15 @@ impl Project {
         Project { dir }
     }
 
+    /// A project for `serve`: [`SECRET`] in `secret` and a `switchyard.yaml` of
+    /// [`served_config`] with `extra`.
+    pub fn served(extra: &str) -> Project {
+        let p = Project::new();
+        p.file("secret", SECRET);
+        p.file("switchyard.yaml", &served_config(p.root(), extra));
+        p
+    }
+
     /// The project's root.
     pub fn root(&self) -> &Path {
         self.dir.path()
@@ -105,6 +114,17 @@ pub struct TestServer {
     server: Option<switchyard::serve::Server>,
 }
 
+/// The `switchyard.yaml` of a project served in a test: `extra` (YAML lines) plus a `standard`
+/// receiver named `hooks` whose secret ([`SECRET`]) is in `ROOT/secret`. `extra` may add
+/// receivers (it follows the receivers list) and refer to the root as `$DIR`.
+pub fn served_config(root: &Path, extra: &str) -> String {
+    format!(
+        "listen: 127.0.0.1:0\nstate_dir: state\nreceivers:\n  - name: hooks\n    provider: standard\n    secrets: [file:{}]\n{extra}",
+        root.join("secret").display()
+    )
+    .replace("$DIR", &root.display().to_string())
+}
+
 /// A project folder for a server: `triggers/` with the given files, a secret file, and a
 /// configuration made of `extra` (YAML lines) plus a `standard` receiver named `hooks`.
 pub fn server_project(
@@ -126,12 +146,7 @@ pub fn server_project(
         .expect("write trigger");
     }
     std::fs::write(root.join("secret"), SECRET).expect("secret");
-    let text = format!(
-        "listen: 127.0.0.1:0\nstate_dir: state\nreceivers:\n  - name: hooks\n    provider: standard\n    secrets: [file:{}]\n{extra}",
-        root.join("secret").display()
-    );
-    // `extra` may add receivers (it follows the receivers list) and refer to `$DIR`.
-    let text = text.replace("$DIR", &root.display().to_string());
+    let text = served_config(root, extra);
     let mut d = switchyard::diag::Diagnostics::new("switchyard.yaml");
     let config = switchyard::config::Config::parse(&text, root, &mut d).expect("config");
     assert!(d.items.is_empty(), "{:?}", d.items);
