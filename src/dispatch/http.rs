@@ -187,3 +187,64 @@ fn chain(e: &dyn std::error::Error) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16, headers: &[(&'static str, &str)]) -> Answer {
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            map.insert(*name, HeaderValue::from_str(value).expect("a header value"));
+        }
+        Answer {
+            status: StatusCode::from_u16(status).expect("a status"),
+            headers: map,
+            body: Bytes::new(),
+        }
+    }
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_as_a_date() {
+        assert_eq!(
+            answer(429, &[("retry-after", "7")]).retry_after(),
+            Some(Duration::from_secs(7))
+        );
+        let soon = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(30);
+        let date = jiff::fmt::rfc2822::DateTimePrinter::new()
+            .timestamp_to_rfc9110_string(&soon)
+            .expect("a date");
+        let wait = answer(503, &[("retry-after", &date)])
+            .retry_after()
+            .expect("a wait");
+        assert!(
+            wait > Duration::from_secs(25) && wait <= Duration::from_secs(30),
+            "{wait:?}"
+        );
+        let past = "Wed, 21 Oct 2015 07:28:00 GMT";
+        assert_eq!(
+            answer(503, &[("retry-after", past)]).retry_after(),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(answer(429, &[("retry-after", "soon")]).retry_after(), None);
+        assert_eq!(answer(429, &[]).retry_after(), None);
+    }
+
+    #[test]
+    fn statuses_are_judged_alike_for_every_http_target() {
+        let judge = |a: Answer| a.failure("m".to_owned());
+        let throttled = judge(answer(429, &[("retry-after", "2")]));
+        assert!(throttled.retry);
+        assert_eq!(throttled.after, Some(Duration::from_secs(2)));
+        // A day is cut to the longest wait.
+        let long = judge(answer(429, &[("retry-after", "86400")]));
+        assert_eq!(long.after, Some(crate::dispatch::RETRY_AFTER_MAX));
+        let unavailable = judge(answer(503, &[("retry-after", "3")]));
+        assert_eq!(unavailable.after, Some(Duration::from_secs(3)));
+        let server = judge(answer(500, &[]));
+        assert!(server.retry && server.after.is_none());
+        assert!(judge(answer(408, &[])).retry);
+        assert!(!judge(answer(400, &[])).retry);
+        assert!(!judge(answer(422, &[])).retry);
+    }
+}
