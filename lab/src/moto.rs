@@ -1,6 +1,8 @@
 //! A real moto server (PyPI's `moto[server]`) on a free loopback port, or one already running;
-//! the lab's SDK clients, queues (with a dead-letter queue) and the rules that fill them, and
-//! the DynamoDB table of the Lambda function's claims.
+//! the lab's SDK clients, queues (with a dead-letter queue) and the rules that fill them, the
+//! DynamoDB table of the Lambda function's claims, CodePipeline pipelines and CodeBuild
+//! projects to start, and moto's request recorder (what the AWS targets sent, bodies included:
+//! moto keeps neither `sourceRevisions` nor the idempotency tokens).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -47,6 +49,10 @@ pub fn moto_server() -> Option<PathBuf> {
 pub struct Moto {
     pub endpoint: String,
     _server: Option<Killed>,
+    /// The folder of this server's recording (`MOTO_RECORDER_FILEPATH`): its own, so that
+    /// servers started side by side (tests in one process) never share one, and nothing is
+    /// written into the working directory.
+    _recording: Option<tempfile::TempDir>,
 }
 
 impl Moto {
@@ -63,12 +69,17 @@ impl Moto {
 
     fn start_with(env: &[(&str, &str)]) -> anyhow::Result<Moto> {
         let server = moto_server().ok_or_else(|| Missing::new("moto_server", INSTALL))?;
+        let recording = tempfile::tempdir().context("a folder for moto's recording")?;
         for _ in 0..5 {
             let port = free_port()?;
             let mut child = Killed::spawn(
                 Command::new(&server)
                     .args(["-H", "127.0.0.1", "-p", &port.to_string()])
                     .envs(env.iter().copied())
+                    .env(
+                        "MOTO_RECORDER_FILEPATH",
+                        recording.path().join("recording.jsonl"),
+                    )
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
                     .stderr(Stdio::null()),
@@ -78,6 +89,7 @@ impl Moto {
                 return Ok(Moto {
                     endpoint: format!("http://127.0.0.1:{port}"),
                     _server: Some(child),
+                    _recording: Some(recording),
                 });
             }
         }
@@ -92,6 +104,7 @@ impl Moto {
         Moto {
             endpoint: endpoint.trim_end_matches('/').to_owned(),
             _server: None,
+            _recording: None,
         }
     }
 
@@ -119,6 +132,279 @@ impl Moto {
 
     pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
         aws_sdk_dynamodb::Client::new(&self.sdk())
+    }
+
+    pub fn codepipeline(&self) -> aws_sdk_codepipeline::Client {
+        aws_sdk_codepipeline::Client::new(&self.sdk())
+    }
+
+    pub fn codebuild(&self) -> aws_sdk_codebuild::Client {
+        aws_sdk_codebuild::Client::new(&self.sdk())
+    }
+
+    /// One request to moto's own API or to a service through its query protocol (no SDK for
+    /// it here): (status, body).
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(String, String)],
+        body: Vec<u8>,
+    ) -> anyhow::Result<(u16, String)> {
+        let addr = self
+            .endpoint
+            .trim_start_matches("http://")
+            .parse()
+            .with_context(|| format!("moto's endpoint {} is not host:port", self.endpoint))?;
+        crate::http::try_request(addr, method, path, headers, body).await
+    }
+
+    /// One call of an AWS JSON 1.1 API without the SDK (for answers the SDK cannot read:
+    /// moto's ListPipelineExecutions gives its times as text where the SDK wants numbers):
+    /// `service` is the signing name (`codepipeline`), `target` the `X-Amz-Target`.
+    pub async fn json_call(
+        &self,
+        service: &str,
+        target: &str,
+        body: &Value,
+    ) -> anyhow::Result<Value> {
+        let headers = [
+            (
+                "content-type".to_owned(),
+                "application/x-amz-json-1.1".to_owned(),
+            ),
+            ("x-amz-target".to_owned(), target.to_owned()),
+            ("authorization".to_owned(), scope(service)),
+        ];
+        let (status, text) = self
+            .call("POST", "/", &headers, body.to_string().into_bytes())
+            .await?;
+        if status != 200 {
+            bail!("moto: {target}: HTTP {status}: {text}");
+        }
+        serde_json::from_str(&text).with_context(|| format!("moto: {target}: {text}"))
+    }
+
+    /// The execution ids of pipeline `name`, newest first.
+    pub async fn pipeline_executions(&self, name: &str) -> anyhow::Result<Vec<String>> {
+        let out = self
+            .json_call(
+                "codepipeline",
+                "CodePipeline_20150709.ListPipelineExecutions",
+                &serde_json::json!({"pipelineName": name}),
+            )
+            .await?;
+        Ok(out["pipelineExecutionSummaries"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["pipelineExecutionId"].as_str().map(str::to_owned))
+            .collect())
+    }
+
+    /// Creates IAM role `name` that `service` (`codepipeline.amazonaws.com`) may assume, as
+    /// moto's CreatePipeline checks; its ARN. Through IAM's query API (no SDK for IAM here).
+    pub async fn service_role(&self, name: &str, service: &str) -> anyhow::Result<String> {
+        let trust = serde_json::json!({"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}]});
+        let form: String = [
+            ("Action", "CreateRole"),
+            ("Version", "2010-05-08"),
+            ("RoleName", name),
+            ("AssumeRolePolicyDocument", &trust.to_string()),
+        ]
+        .iter()
+        .map(|(k, v)| format!("{k}={}", form_encode(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+        let headers = [
+            (
+                "content-type".to_owned(),
+                "application/x-www-form-urlencoded".to_owned(),
+            ),
+            ("authorization".to_owned(), scope("iam")),
+        ];
+        let (status, body) = self.call("POST", "/", &headers, form.into_bytes()).await?;
+        if status != 200 {
+            bail!("moto: CreateRole {name}: HTTP {status}: {body}");
+        }
+        Ok(format!("arn:aws:iam::{}:role/{name}", crate::ACCOUNT))
+    }
+
+    /// Creates V2 pipeline `name`: stage `Source` with a CodeCommit action `source_action` (of
+    /// repository `MyDemoRepo`, branch `main`), then stage `Build` with a CodeBuild action; the
+    /// pipeline-level `variables` declared with a default.
+    pub async fn pipeline(
+        &self,
+        name: &str,
+        source_action: &str,
+        variables: &[&str],
+    ) -> anyhow::Result<()> {
+        use aws_sdk_codepipeline::types::{
+            ActionCategory, ActionDeclaration, ActionOwner, ActionTypeId, ArtifactStore,
+            ArtifactStoreType, InputArtifact, OutputArtifact, PipelineDeclaration, PipelineType,
+            PipelineVariableDeclaration, StageDeclaration,
+        };
+        let role = self
+            .service_role(&format!("{name}-role"), "codepipeline.amazonaws.com")
+            .await?;
+        let action = |category: ActionCategory, provider: &str| {
+            ActionTypeId::builder()
+                .category(category)
+                .owner(ActionOwner::Aws)
+                .provider(provider)
+                .version("1")
+                .build()
+        };
+        let source = ActionDeclaration::builder()
+            .name(source_action)
+            .action_type_id(action(ActionCategory::Source, "CodeCommit")?)
+            .configuration("RepositoryName", "MyDemoRepo")
+            .configuration("BranchName", "main")
+            .output_artifacts(OutputArtifact::builder().name("code").build()?)
+            .build()?;
+        let build = ActionDeclaration::builder()
+            .name("Build")
+            .action_type_id(action(ActionCategory::Build, "CodeBuild")?)
+            .configuration("ProjectName", format!("{name}-build"))
+            .input_artifacts(InputArtifact::builder().name("code").build()?)
+            .build()?;
+        let mut declaration = PipelineDeclaration::builder()
+            .name(name)
+            .role_arn(role)
+            .pipeline_type(PipelineType::V2)
+            .artifact_store(
+                ArtifactStore::builder()
+                    .r#type(ArtifactStoreType::S3)
+                    .location(format!("{name}-artifacts"))
+                    .build()?,
+            )
+            .stages(
+                StageDeclaration::builder()
+                    .name("Source")
+                    .actions(source)
+                    .build()?,
+            )
+            .stages(
+                StageDeclaration::builder()
+                    .name("Build")
+                    .actions(build)
+                    .build()?,
+            );
+        for variable in variables {
+            declaration = declaration.variables(
+                PipelineVariableDeclaration::builder()
+                    .name(*variable)
+                    .default_value("unset")
+                    .build()?,
+            );
+        }
+        self.codepipeline()
+            .create_pipeline()
+            .pipeline(declaration.build()?)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("moto: create pipeline {name}: {}", describe(&e)))?;
+        Ok(())
+    }
+
+    /// Creates CodeBuild project `name` on the CodeCommit repository `MyDemoRepo`.
+    pub async fn build_project(&self, name: &str) -> anyhow::Result<()> {
+        use aws_sdk_codebuild::types::{
+            ArtifactsType, ComputeType, EnvironmentType, ProjectArtifacts, ProjectEnvironment,
+            ProjectSource, SourceType,
+        };
+        self.codebuild()
+            .create_project()
+            .name(name)
+            .source(
+                ProjectSource::builder()
+                    .r#type(SourceType::Codecommit)
+                    .location(format!(
+                        "https://git-codecommit.{REGION}.amazonaws.com/v1/repos/MyDemoRepo"
+                    ))
+                    .build()?,
+            )
+            .artifacts(
+                ProjectArtifacts::builder()
+                    .r#type(ArtifactsType::NoArtifacts)
+                    .build()?,
+            )
+            .environment(
+                ProjectEnvironment::builder()
+                    .r#type(EnvironmentType::LinuxContainer)
+                    .image("aws/codebuild/standard:7.0")
+                    .compute_type(ComputeType::BuildGeneral1Small)
+                    .build()?,
+            )
+            .service_role(format!(
+                "arn:aws:iam::{}:role/{name}-build-role",
+                crate::ACCOUNT
+            ))
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("moto: create project {name}: {}", describe(&e)))?;
+        Ok(())
+    }
+
+    /// Starts moto's request recorder: from now on every request is written to this server's
+    /// recording (until the server ends; nothing here stops or resets it).
+    pub async fn record(&self) -> anyhow::Result<()> {
+        let (status, body) = self
+            .call(
+                "POST",
+                "/moto-api/recorder/start-recording",
+                &[],
+                Vec::new(),
+            )
+            .await?;
+        if status != 200 {
+            bail!("moto: start recording: HTTP {status}: {body}");
+        }
+        Ok(())
+    }
+
+    /// The JSON bodies of the recorded requests of `operation` (the `X-Amz-Target` after its
+    /// dot: `StartPipelineExecution`, `StartBuild`), oldest first. The recording holds every
+    /// test's requests to this server: filter by your own pipeline or project.
+    pub async fn recorded(&self, operation: &str) -> anyhow::Result<Vec<Value>> {
+        use base64::Engine as _;
+        let (status, text) = self
+            .call(
+                "GET",
+                "/moto-api/recorder/download-recording",
+                &[],
+                Vec::new(),
+            )
+            .await?;
+        if status != 200 {
+            bail!("moto: download recording: HTTP {status}: {text}");
+        }
+        let mut bodies = Vec::new();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let entry: Value = serde_json::from_str(line).context("a recorded request")?;
+            let target = entry["headers"]
+                .as_object()
+                .and_then(|h| {
+                    h.iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case("x-amz-target"))
+                })
+                .and_then(|(_, v)| v.as_str())
+                .unwrap_or_default();
+            if target.rsplit('.').next() != Some(operation) {
+                continue;
+            }
+            let body = entry["body"].as_str().unwrap_or_default();
+            let bytes = if entry["body_encoded"].as_bool() == Some(true) {
+                base64::engine::general_purpose::STANDARD
+                    .decode(body)
+                    .context("a recorded body in base64")?
+            } else {
+                body.as_bytes().to_vec()
+            };
+            bodies.push(serde_json::from_slice(&bytes).context("a recorded JSON body")?);
+        }
+        Ok(bodies)
     }
 
     /// Creates table `name` as `deploy/template.yaml` makes the claims table: the string
@@ -333,6 +619,26 @@ impl Moto {
         };
         get(&A::ApproximateNumberOfMessages) + get(&A::ApproximateNumberOfMessagesNotVisible)
     }
+}
+
+/// An `Authorization` header that scopes a request to `service` for moto, which routes by it
+/// (the signature is not checked by a moto that does not check credentials).
+fn scope(service: &str) -> String {
+    format!(
+        "AWS4-HMAC-SHA256 Credential=testing/20260101/{REGION}/{service}/aws4_request, SignedHeaders=host, Signature=0"
+    )
+}
+
+/// `text` encoded for an `application/x-www-form-urlencoded` body.
+fn form_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// One event for [`put_events`]: source, detail type, the resource it is about, detail (JSON).

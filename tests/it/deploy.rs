@@ -1402,6 +1402,60 @@ fn the_claims_table_is_what_the_function_claims_in_and_all_it_may_touch() {
 }
 
 #[test]
+fn the_function_may_start_only_the_pipelines_and_projects_it_is_given() {
+    let template = yaml::parse(&read(TEMPLATE)).expect(TEMPLATE);
+    let (_, function) = only(&template, "AWS::Serverless::Function");
+    let policies = items(at(function, &["Properties", "Policies"]));
+    for (action, parameter) in [
+        ("codepipeline:StartPipelineExecution", "StartPipelineArns"),
+        ("codebuild:StartBuild", "StartBuildProjectArns"),
+    ] {
+        // A list of ARNs, empty by default.
+        let declared = at(&template, &["Parameters", parameter]);
+        assert_eq!(text(declared, &["Type"]), "CommaDelimitedList");
+        assert_eq!(text(declared, &["Default"]), "");
+
+        // One policy grants the action: on exactly the ARNs given, and only when some are.
+        let granting: Vec<&Node> = policies
+            .iter()
+            .filter(|p| {
+                branches(p)
+                    .iter()
+                    .filter(|b| !is_no_value(b))
+                    .flat_map(|b| items(at(b, &["Statement"])))
+                    .any(|s| scalars(at(s, &["Action"])).contains(&action))
+            })
+            .collect();
+        assert_eq!(granting.len(), 1, "{action}: {granting:?}");
+        let choice = items(at(granting[0], &["Fn::If"]));
+        assert!(
+            is_no_value(&choice[2]),
+            "{action}: nothing without {parameter}"
+        );
+        let condition = choice[0].as_str().expect("a condition name");
+        assert_eq!(
+            json_of(at(&template, &["Conditions", condition])),
+            serde_json::json!({"Fn::Not": [{"Fn::Equals": [{"Fn::Join": ["", {"Ref": parameter}]}, ""]}]}),
+            "{condition}: true when {parameter} names something"
+        );
+        let statements = items(at(&choice[1], &["Statement"]));
+        assert_eq!(statements.len(), 1, "{statements:?}");
+        assert_eq!(text(&statements[0], &["Effect"]), "Allow");
+        assert_eq!(scalars(at(&statements[0], &["Action"])), [action]);
+        assert_eq!(text(&statements[0], &["Resource", "Ref"]), parameter);
+    }
+    // No statement of the function grants anything on a wildcard.
+    for statement in policy_statements(function) {
+        let resource = json_of(at(statement, &["Resource"])).to_string();
+        let actions = scalars(at(statement, &["Action"]));
+        assert!(
+            !resource.contains('*') && actions.iter().all(|a| !a.contains('*')),
+            "{statement:?}"
+        );
+    }
+}
+
+#[test]
 fn the_lambda_example_pipelines_pass_check() {
     // As build.sh checks them: no switchyard.yaml, the receivers come from the variables.
     let dir = tempfile::tempdir().expect("temp dir");

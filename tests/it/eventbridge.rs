@@ -210,11 +210,13 @@ async fn the_sqs_target_on_a_fifo_queue_groups_by_pipeline_and_dedupes_by_start_
         .await
         .expect("create FIFO queue");
     let targets = switchyard::dispatch::aws::Targets::from_config(&moto.sdk());
+    let mut runs = Vec::new();
     for _ in 0..2 {
-        targets
+        let started = targets
             .send_message(&fifo, "{\"start\":1}", "api-build", "start-1")
             .await
             .expect("send");
+        runs.push(started.run);
     }
     targets
         .send_message(&fifo, "{\"start\":2}", "api-build", "start-2")
@@ -234,6 +236,11 @@ async fn the_sqs_target_on_a_fifo_queue_groups_by_pipeline_and_dedupes_by_start_
         bodies,
         ["{\"start\":1}", "{\"start\":2}"],
         "the repeat was dropped"
+    );
+    assert_eq!(
+        runs[0].as_deref(),
+        messages[0].message_id(),
+        "the run is the message id"
     );
     let attrs = messages[0].attributes().expect("attributes");
     use aws_sdk_sqs::types::MessageSystemAttributeName as A;

@@ -1,5 +1,6 @@
 //! Integration tests: the `switchyard` binary and library against real files in temp dirs.
 
+mod aws_targets;
 mod bench;
 mod check;
 mod crash;
