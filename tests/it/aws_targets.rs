@@ -224,3 +224,112 @@ async fn a_pipeline_that_does_not_exist_is_dead_lettered_at_once_with_a_hint() {
     );
     assert!(served.stop().await);
 }
+
+/// A GitLab push of `refs/heads/main` from `before` to `after` changing `paths`, as GitLab sends
+/// it for the example's repository (the shape of `tests/fixtures/gitlab/push-event.json`).
+fn gitlab_push(before: &str, after: &str, paths: &[&str]) -> String {
+    let mut push: Value = serde_json::from_str(include_str!("../fixtures/gitlab/push-event.json"))
+        .expect("the fixture");
+    push["ref"] = json!("refs/heads/main");
+    push["before"] = json!(before);
+    push["after"] = json!(after);
+    push["checkout_sha"] = json!(after);
+    push["project"]["git_http_url"] = json!("https://gitlab.com/acme/platform.git");
+    push["project"]["git_ssh_url"] = json!("git@gitlab.com:acme/platform.git");
+    push["project"]["web_url"] = json!("https://gitlab.com/acme/platform");
+    push["project"]["path_with_namespace"] = json!("acme/platform");
+    push["project"]["default_branch"] = json!("main");
+    push["repository"]["git_http_url"] = json!("https://gitlab.com/acme/platform.git");
+    push["repository"]["homepage"] = json!("https://gitlab.com/acme/platform");
+    push["repository"]["url"] = json!("git@gitlab.com:acme/platform.git");
+    push["total_commits_count"] = json!(1);
+    push["commits"] = json!([{
+        "id": after, "message": "change", "title": "change",
+        "timestamp": "2026-12-03T10:00:00+00:00",
+        "url": format!("https://gitlab.com/acme/platform/-/commit/{after}"),
+        "author": {"name": "A", "email": "a@example.com"},
+        "added": [], "modified": paths, "removed": [],
+    }]);
+    push.to_string()
+}
+
+/// The example of the README, `examples/gitlab-to-codepipeline`, as shipped: a GitLab push that
+/// its filter takes starts the CodePipeline pipeline once, on the pushed commit; one that its
+/// filter excludes (documentation only) starts nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gitlab_example_starts_its_pipeline_on_the_exact_commit() {
+    let Some(moto) = or_skip(Moto::start()) else {
+        return;
+    };
+    moto.record().await.expect("recording");
+    moto.pipeline("platform-deploy", "Source", &["GIT_REF", "CHANGE_ID"])
+        .await
+        .expect("pipeline");
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join("gitlab-to-codepipeline");
+    let p = Project::new();
+    for file in ["switchyard.yaml", "triggers/platform-deploy.yaml"] {
+        let text = std::fs::read_to_string(example.join(file)).expect("the example");
+        p.file(file, &text);
+    }
+    let secret = "example-gitlab-webhook-secret";
+    let mut env = env(&moto);
+    env.push(("GITLAB_WEBHOOK_SECRET", secret.to_owned()));
+    let served = serve(p.root(), &env).await;
+    let post = |delivery: &'static str, body: String| {
+        let headers: Vec<(String, String)> = [
+            ("X-Gitlab-Event", "Push Hook"),
+            ("X-Gitlab-Event-UUID", delivery),
+            ("X-Gitlab-Token", secret),
+            ("Content-Type", "application/json"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let addr = served.addr();
+        async move {
+            switchyard_lab::try_request(addr, "POST", "/hooks/gitlab", &headers, body.into())
+                .await
+                .expect("serve answers")
+        }
+    };
+    // Documentation only: excluded by the filter, nothing starts.
+    let (status, answer) = post(
+        "d-docs",
+        gitlab_push(&sha(1), &sha(2), &["services/api/README.md"]),
+    )
+    .await;
+    assert_eq!(status, 202, "{answer}");
+    // A service's code: started.
+    let (status, answer) = post(
+        "d-code",
+        gitlab_push(&sha(2), &sha(3), &["services/api/src/lib.rs"]),
+    )
+    .await;
+    assert_eq!(status, 202, "{answer}");
+    let start = the_start(&p, "succeeded").await;
+
+    let sent = recorded(&moto, "StartPipelineExecution", "name", "platform-deploy").await;
+    assert_eq!(
+        sent.len(),
+        1,
+        "one start, for the code change only: {sent:?}"
+    );
+    assert_eq!(
+        sent[0]["sourceRevisions"],
+        json!([{"actionName": "Source", "revisionType": "COMMIT_ID", "revisionValue": sha(3)}])
+    );
+    assert_eq!(sent[0]["clientRequestToken"], start["start_id"]);
+    assert_eq!(
+        sent[0]["variables"][0],
+        json!({"name": "GIT_REF", "value": "refs/heads/main"})
+    );
+    let ids = moto
+        .pipeline_executions("platform-deploy")
+        .await
+        .expect("executions");
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert_eq!(start["run"], ids[0]);
+    assert!(served.stop().await, "serve stops cleanly");
+}
