@@ -217,7 +217,7 @@ fn generate_specs(rng: &mut Rng) -> Vec<Spec> {
             let role = ROLES[i / SERVICES];
             let name = format!("svc-{s}-{role}");
             let total = 2 + rng.below(7);
-            let filter = if (i + i / SERVICES) % 2 == 0 {
+            let filter = if (i + i / SERVICES).is_multiple_of(2) {
                 let branches = match rng.below(10) {
                     0..=3 => IncExc {
                         includes: vec!["main".into()],

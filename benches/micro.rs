@@ -232,7 +232,7 @@ fn normalization(c: &mut Criterion) {
 /// ones in the CodePipeline dialect, odd ones in the GitHub Actions dialect.
 fn definition(i: usize) -> (String, String) {
     let name = format!("svc-{i}-build");
-    let filter = if i % 2 == 0 {
+    let filter = if i.is_multiple_of(2) {
         format!(
             "triggers:\n  - gitConfiguration:\n      sourceActionName: Source\n      push:\n        \
              - branches: {{includes: [\"main\", \"release/**\"]}}\n          \

@@ -10,8 +10,15 @@
 //! more bound column of the UPDATE that records the outcome anyway (`store::Finish::columns`):
 //! it is not a separate cost, and not measured here.
 //!
-//! `cargo bench --bench targets`: 3,000 pairs per target. Without `--bench` (as under
-//! `cargo test --benches`) 30 pairs, which checks that every target starts and returns its run.
+//! The fake and the starts run on one thread: no wake-up crosses threads, so what differs between
+//! a start and the bare exchange is the work each does, not the scheduler's luck
+//! (`TARGETS_BENCH_THREADS=N` runs them on N worker threads instead: then cross-thread wake-ups,
+//! tens of µs each way on a loaded 2-core machine, dominate both sides and their difference).
+//!
+//! `cargo bench --bench targets`: 3,000 pairs per target (`TARGETS_BENCH_PAIRS=N` for another
+//! number, `TARGETS_BENCH_ONLY=codepipeline,codebuild` for some targets, e.g. under `perf`).
+//! Without `--bench` (as under `cargo test --benches`) 30 pairs, which checks that every target
+//! starts and returns its run.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -174,18 +181,33 @@ fn pipelines(base: &str, dir: &std::path::Path) -> Pipelines {
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
-    let pairs = if full { 3000 } else { 30 };
+    // `TARGETS_BENCH_PAIRS=N` and `TARGETS_BENCH_ONLY=a,b` (for profiling one target).
+    let pairs = std::env::var("TARGETS_BENCH_PAIRS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(if full { 3000 } else { 30 });
+    let only = std::env::var("TARGETS_BENCH_ONLY").unwrap_or_default();
     let dir = tempfile::tempdir().expect("a temp dir");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let threads: usize = std::env::var("TARGETS_BENCH_THREADS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let runtime = if threads == 0 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(threads);
+        b
+    }
+    .enable_all()
+    .build()
+    .expect("runtime");
     runtime.block_on(async {
         let addr = switchyard_lab::http::serve(answer).await.expect("the fake");
         let base = format!("http://{addr}");
         let definitions = pipelines(&base, dir.path());
-        let targets = aws::Targets::from_config(&Moto::at(&base).sdk());
+        let sdk = Moto::at(&base).sdk();
+        let targets = aws::Targets::from_config(&sdk);
         let starter = Arc::new(Starter::new(targets, PathBuf::from(dir.path())));
         let client = http::client();
         let (event, event_json) = event();
@@ -194,6 +216,9 @@ fn main() {
             "target", "start p50", "bare p50", "overhead p50", "overhead p90"
         );
         for (name, _) in TARGETS {
+            if !only.is_empty() && !only.split(',').any(|o| o == *name) {
+                continue;
+            }
             let pipeline = definitions.get(name).expect("the pipeline");
             let mut start_us = Vec::with_capacity(pairs);
             let mut bare_us = Vec::with_capacity(pairs);

@@ -143,7 +143,7 @@ pub fn to_hex(bytes: &[u8]) -> String {
 /// Decodes lowercase or uppercase hex; `None` on any other character or an odd length.
 pub fn from_hex(text: &str) -> Option<Vec<u8>> {
     let bytes = text.as_bytes();
-    if bytes.len() % 2 != 0 {
+    if !bytes.len().is_multiple_of(2) {
         return None;
     }
     let digit = |b: u8| (b as char).to_digit(16).map(|d| d as u8);

@@ -93,7 +93,7 @@ fn thousands(n: i64) -> String {
         out.push('-');
     }
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -107,9 +107,9 @@ fn count(n: usize) -> String {
 
 /// A polling interval: `500ms`, `1s`, `2.5s`, `5m`.
 fn interval(ms: u64) -> String {
-    if ms >= 60_000 && ms % 60_000 == 0 {
+    if ms >= 60_000 && ms.is_multiple_of(60_000) {
         format!("{}m", ms / 60_000)
-    } else if ms >= 1_000 && ms % 1_000 == 0 {
+    } else if ms >= 1_000 && ms.is_multiple_of(1_000) {
         format!("{}s", ms / 1_000)
     } else if ms >= 1_000 {
         format!("{:.1}s", ms as f64 / 1e3)
