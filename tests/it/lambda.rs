@@ -746,3 +746,59 @@ fn the_binary_needs_only_what_provided_al2023_has() {
         newest.1
     );
 }
+
+/// The Lambda shape's main use: a CodeCommit push (an EventBridge event handed to the function)
+/// starts a CodePipeline V2 pipeline on the pushed commit, with the start id as the request
+/// token, before the invocation is answered (moto's recorder shows what was sent).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_starts_a_codepipeline_pipeline_on_its_commit() {
+    let Some(moto) = or_skip(Moto::start()) else {
+        return;
+    };
+    moto.record().await.expect("recording");
+    moto.pipeline("release", "Source", &["REF"])
+        .await
+        .expect("pipeline");
+    let package = Project::new();
+    package.file(
+        "triggers/release.yaml",
+        &format!(
+            "repository: {CODECOMMIT}\non: push\nstart:\n  codepipeline: {{name: release, source_action: Source, variables: {{REF: \"${{ref}}\"}}}}\n"
+        ),
+    );
+    let mut env: Vec<(&str, String)> = moto.env();
+    env.push(("AWS_ENDPOINT_URL", moto.endpoint.clone()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (runtime, api) = Runtime::start().await;
+    let function = Function::start(package.root(), api, &env);
+
+    let outcome = runtime.invoke(reference_updated("e-50", "main", 50)).await;
+    assert_eq!(outcome.kind, "response", "{outcome:?}\n{}", function.err());
+    assert_eq!(outcome.body["status"], "accepted", "{outcome:?}");
+    let start_id = outcome.body["changes"][0]["starts"][0].clone();
+    let sent: Vec<Value> = moto
+        .recorded("StartPipelineExecution")
+        .await
+        .expect("the recording")
+        .into_iter()
+        .filter(|b| b["name"] == "release")
+        .collect();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(
+        sent[0]["sourceRevisions"],
+        json!([{"actionName": "Source", "revisionType": "COMMIT_ID", "revisionValue": crate::support::sha(51)}])
+    );
+    assert_eq!(sent[0]["clientRequestToken"], start_id);
+    assert_eq!(
+        sent[0]["variables"],
+        json!([{"name": "REF", "value": "refs/heads/main"}])
+    );
+    let executions = moto
+        .pipeline_executions("release")
+        .await
+        .expect("executions");
+    assert_eq!(executions.len(), 1, "{executions:?}");
+    function
+        .logged("the run", |err| err.contains(executions[0].as_str()))
+        .await;
+}
