@@ -29,3 +29,19 @@ pub mod store;
 pub mod target;
 pub mod template;
 pub mod yaml;
+
+/// For tests of crash safety: `SWITCHYARD_CRASH_AT=NAME` aborts the process at the point
+/// called `NAME`, as a crash there would. Only with the `crash-points` feature, which test and
+/// bench builds turn on; without it (the shipped binary) a crash point is nothing. Points:
+/// `poll-store` (a poll's changes made, before they and its cursor moves are stored) and
+/// `start-attempted` (a target answered, before the outcome is recorded).
+#[cfg(feature = "crash-points")]
+pub(crate) fn crash_point(name: &str) {
+    if std::env::var("SWITCHYARD_CRASH_AT").is_ok_and(|at| at == name) {
+        tracing::error!(point = name, "SWITCHYARD_CRASH_AT: aborting");
+        std::process::abort();
+    }
+}
+
+#[cfg(not(feature = "crash-points"))]
+pub(crate) fn crash_point(_name: &str) {}

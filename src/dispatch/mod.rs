@@ -474,7 +474,7 @@ async fn attempt(shared: &Shared, pipeline: &Pipeline, row: StartRow, event_json
     };
     // A crash here: the target started something, the store does not know it. The start runs
     // again after the restart, with the same start id (the targets' idempotency token).
-    crash_point("start-attempted");
+    crate::crash_point("start-attempted");
     let failures = row.attempts + 1;
     let finish = match result {
         Ok(started) => Finish::Succeeded { run: started.run },
@@ -530,20 +530,6 @@ async fn attempt(shared: &Shared, pipeline: &Pipeline, row: StartRow, event_json
             .await;
     }
 }
-
-/// For tests of crash safety: `SWITCHYARD_CRASH_AT=NAME` aborts the process at the point
-/// called `NAME`, as a crash there would. Only with the `crash-points` feature, which test and
-/// bench builds turn on; without it (the shipped binary) a crash point is nothing.
-#[cfg(feature = "crash-points")]
-fn crash_point(name: &str) {
-    if std::env::var("SWITCHYARD_CRASH_AT").is_ok_and(|at| at == name) {
-        tracing::error!(point = name, "SWITCHYARD_CRASH_AT: aborting");
-        std::process::abort();
-    }
-}
-
-#[cfg(not(feature = "crash-points"))]
-fn crash_point(_name: &str) {}
 
 /// What the `http`, `eventbridge` and `sqs` targets send: `{"pipeline", "start_id", "event"}`.
 fn start_body(pipeline: &Pipeline, start_id: &str, event: &ChangeEvent) -> Result<String, Failure> {
