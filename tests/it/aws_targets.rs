@@ -171,7 +171,20 @@ async fn a_push_starts_one_build_of_its_commit_with_the_environment_rendered() {
     let p = project(
         "  codebuild:\n    project: web-build\n    environment:\n      BRANCH: \"${branch}\"\n      START: \"${start_id}\"\n",
     );
-    let served = serve(p.root(), &env(&moto)).await;
+    // This time the endpoint and region come from the `eventbridge:` section, as the
+    // `eventbridge` and `sqs` targets take them (no AWS_ENDPOINT_URL: without the section the
+    // SDK would try AWS itself, which this machine cannot reach).
+    let (queue, _, _) = moto.queue("web-build-in", 30, 5).await;
+    let config = std::fs::read_to_string(p.root().join("switchyard.yaml")).expect("config");
+    p.file(
+        "switchyard.yaml",
+        &format!(
+            "{config}eventbridge:\n  queue_url: {queue}\n  region: {}\n  endpoint_url: {}\n",
+            switchyard_lab::REGION,
+            moto.endpoint
+        ),
+    );
+    let served = serve(p.root(), &moto.env()).await;
     push(&served, "d-1", &sha(4)).await;
     let start = the_start(&p, "succeeded").await;
     let start_id = start["start_id"].as_str().expect("start id");
