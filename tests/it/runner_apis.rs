@@ -615,3 +615,40 @@ async fn throttling_waits_as_the_runner_asks_and_server_errors_are_retried() {
     }
     lab.assert_no_credential_shown();
 }
+
+/// A GitHub Enterprise Server that does not know `return_run_details` yet answers the workflow
+/// dispatch 204: the start succeeds with no run to record. A GitLab project named by its numeric
+/// id is started like one named by its path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_github_tells_no_run_and_a_gitlab_project_may_be_an_id() {
+    let apis = RunnerApis::start().await.expect("runner APIs");
+    let older = Case::new("older-github", Api::GithubWorkflow, "acme/older/deploy.yml");
+    apis.script(Api::GithubWorkflow, &older.resource, [Reply::status(204)]);
+    let by_id = Case::new("gitlab-by-id", Api::Gitlab, "4242");
+    let cases = [older, by_id];
+    for case in &cases {
+        apis.add(case.api, &case.resource);
+    }
+    let lab = Lab::start(&apis, &cases, "100ms").await;
+    let outbox = lab.push(&sha(11), cases.len()).await;
+
+    let older = &outbox["older-github"];
+    assert_eq!(older["state"], "succeeded", "{older}");
+    assert_eq!(older["attempts"], 1, "{older}");
+    assert!(
+        older["run"].is_null(),
+        "no run told, none recorded: {older}"
+    );
+
+    let by_id = &outbox["gitlab-by-id"];
+    assert_eq!(by_id["state"], "succeeded", "{by_id}");
+    let call = only_call(&apis, Api::Gitlab, "4242");
+    assert_eq!(call.path, "/api/v4/projects/4242/trigger/pipeline");
+    assert!(
+        by_id["run"]
+            .as_str()
+            .is_some_and(|run| run.contains("/pipelines/")),
+        "{by_id}"
+    );
+    lab.assert_no_credential_shown();
+}
