@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use crate::activity::Activity;
 use crate::event::{ChangeEvent, ChangeKind, SourceKind, is_zero};
 use crate::metrics::Metrics;
-use crate::outcome::{DuplicateOf, IntakeOutcome};
+use crate::outcome::{Decision, DuplicateOf, IntakeOutcome};
 use crate::pipeline::{Mode, Pipelines};
 use crate::repo::RepoId;
 use crate::store::{IntakeRequest, PlannedStart, PollBatch, Store, StoreError};
@@ -94,21 +94,29 @@ impl Intake {
             && completion.repositories.contains(&event.repository)
     }
 
-    fn planned(&self, event: &ChangeEvent) -> Vec<PlannedStart> {
-        self.pipelines
-            .matching(event)
-            .into_iter()
-            .map(|p| PlannedStart {
+    /// The starts `event` makes and the decisions that say why (the decision log).
+    fn planned(&self, event: &ChangeEvent) -> (Vec<PlannedStart>, Vec<Decision>) {
+        let decided = self.pipelines.decisions(event);
+        let starts = decided
+            .iter()
+            .filter(|(_, d)| d.start)
+            .map(|(p, _)| PlannedStart {
                 pipeline: p.name.clone(),
                 supersede: p.mode == Mode::Superseded,
             })
-            .collect()
+            .collect();
+        (starts, decided.into_iter().map(|(_, d)| d).collect())
     }
 
-    fn request(&self, event: ChangeEvent, delivery: Option<(String, String)>) -> IntakeRequest {
+    fn request(
+        &self,
+        event: ChangeEvent,
+        delivery: Option<(String, String)>,
+        traceparent: Option<String>,
+    ) -> IntakeRequest {
         let defer = self.defers(&event);
-        let starts = if defer {
-            Vec::new()
+        let (starts, decisions) = if defer {
+            (Vec::new(), Vec::new())
         } else {
             self.planned(&event)
         };
@@ -117,6 +125,8 @@ impl Intake {
             delivery,
             starts,
             defer,
+            decisions,
+            traceparent,
         }
     }
 
@@ -127,7 +137,18 @@ impl Intake {
         event: ChangeEvent,
         delivery: Option<(String, String)>,
     ) -> Result<IntakeOutcome, StoreError> {
-        let request = self.request(event, delivery);
+        self.submit_traced(event, delivery, None).await
+    }
+
+    /// [`Intake::submit`] with the W3C `traceparent` the notice came with, which goes with the
+    /// change to its starts.
+    pub async fn submit_traced(
+        &self,
+        event: ChangeEvent,
+        delivery: Option<(String, String)>,
+        traceparent: Option<String>,
+    ) -> Result<IntakeOutcome, StoreError> {
+        let request = self.request(event, delivery, traceparent);
         let deferred = request.defer.then(|| request.event.clone());
         let source = request.event.source.kind.as_str();
         let (repository, kind) = (
@@ -153,8 +174,10 @@ impl Intake {
         events: Vec<ChangeEvent>,
         cursors: Vec<(String, Option<String>)>,
     ) -> Result<Vec<IntakeOutcome>, StoreError> {
-        let intakes: Vec<IntakeRequest> =
-            events.into_iter().map(|e| self.request(e, None)).collect();
+        let intakes: Vec<IntakeRequest> = events
+            .into_iter()
+            .map(|e| self.request(e, None, None))
+            .collect();
         let began = Instant::now();
         let result = self
             .store
@@ -179,8 +202,8 @@ impl Intake {
     /// Decides and stores the starts of a deferred change, now that its paths are known (or
     /// known to be unknown). Returns the start ids, or `None` when it was planned already.
     pub async fn plan(&self, event: ChangeEvent) -> Result<Option<Vec<String>>, StoreError> {
-        let starts = self.planned(&event);
-        self.store.plan(event, starts).await
+        let (starts, decisions) = self.planned(&event);
+        self.store.plan(event, starts, decisions).await
     }
 
     async fn send_to_completion(&self, event: ChangeEvent) {

@@ -48,13 +48,7 @@ pub enum Mode {
 
 pub use crate::target::Start;
 
-/// A pipeline's verdict for one change.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct Decision {
-    pub pipeline: String,
-    pub start: bool,
-    pub reason: String,
-}
+pub use crate::outcome::Decision;
 
 /// Every pipeline of a `triggers/` directory, with their shared pattern sets.
 #[derive(Debug, Default)]
@@ -188,6 +182,28 @@ impl Pipelines {
         self.list
             .iter()
             .filter(|p| decide(p, &prep, &mut why))
+            .collect()
+    }
+
+    /// The decision log of `event`: every pipeline that watches its repository, decided and
+    /// narrated, in name order. The others cannot start it and are only told apart by the
+    /// repository; they are not recorded (a change is decided by every pipeline, narrated by
+    /// few).
+    pub fn decisions(&self, event: &ChangeEvent) -> Vec<(&Pipeline, Decision)> {
+        let prep = Prepared::new(&self.sets, event);
+        self.list
+            .iter()
+            .filter(|p| p.repository == event.repository)
+            .map(|p| {
+                let mut why = Why::recording();
+                let start = decide(p, &prep, &mut why);
+                let decision = Decision {
+                    pipeline: p.name.clone(),
+                    start,
+                    reason: why.text(),
+                };
+                (p, decision)
+            })
             .collect()
     }
 

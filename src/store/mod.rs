@@ -37,6 +37,13 @@
 //! - A claim never lets a pipeline run more starts at once than the limit it is given, counted
 //!   over every process that shares the store.
 //! - A polled repository is leased to one process at a time ([`Store::poll_lease`]).
+//! - A change's decisions (each watching pipeline's verdict and reason) are stored in the
+//!   transaction that stores the change, or, for a deferred change, the one that plans it.
+//! - A replay adds a start only where the change has no start of that pipeline that is
+//!   waiting, running or succeeded; its id is derived from the change, the pipeline and the
+//!   replay's number, so a replay asked twice is a duplicate.
+//! - Pruning removes a change older than the retention only with all its starts finished:
+//!   nothing waiting is ever forgotten.
 
 mod postgres;
 mod sqlite;
@@ -51,7 +58,7 @@ use std::sync::mpsc;
 use tokio::sync::{Notify, oneshot};
 
 use crate::event::ChangeEvent;
-use crate::outcome::IntakeOutcome;
+use crate::outcome::{Decision, IntakeOutcome};
 
 pub use postgres::{Admin as PostgresAdmin, MIGRATIONS as POSTGRES_MIGRATIONS, postgres_url};
 pub use sqlite::{Admin, DB_FILE, MIGRATIONS};
@@ -89,6 +96,13 @@ pub enum StoreError {
     Closed,
     #[error("no start with id {0:?}")]
     NoSuchStart(String),
+    #[error("no change with id {0:?}")]
+    NoSuchChange(String),
+    #[error("{prefix:?} names {} changes: {}", candidates.len(), candidates.join(", "))]
+    AmbiguousChange {
+        prefix: String,
+        candidates: Vec<String>,
+    },
     #[error("start {id:?} is {state}, which cannot be {action}")]
     WrongState {
         id: String,
@@ -108,6 +122,10 @@ pub struct IntakeRequest {
     /// The changed paths are still being completed: store the change now, without starts;
     /// [`Store::plan`] adds them later.
     pub defer: bool,
+    /// The decision of every pipeline that watches the repository (empty when deferred).
+    pub decisions: Vec<Decision>,
+    /// The W3C `traceparent` the change arrived with, or was given at intake.
+    pub traceparent: Option<String>,
 }
 
 /// What one poll of a repository found, stored in one transaction.
@@ -200,6 +218,71 @@ pub struct StartRow {
     pub run: Option<String>,
     pub created_ms: i64,
     pub updated_ms: i64,
+    /// 0 for the start planned at intake, N for the Nth replay.
+    pub replay: u32,
+}
+
+/// Which changes [`Store::changes`] lists, newest first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChangeQuery {
+    /// Only changes of this repository (its id).
+    pub repository: Option<String>,
+    /// Only changes this pipeline decided on or started.
+    pub pipeline: Option<String>,
+    /// Only changes received at or after this time (Unix ms).
+    pub since_ms: Option<i64>,
+    pub limit: u32,
+}
+
+/// One source's first sighting of a change.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Sighting {
+    pub source: String,
+    pub provider: Option<String>,
+    pub delivery_id: Option<String>,
+    /// When that source's notice was received (Unix ms).
+    pub at_ms: i64,
+}
+
+/// A stored change and what became of it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChangeRecord {
+    pub seq: i64,
+    pub id: String,
+    pub repository: String,
+    /// The change event, JSON.
+    pub event: String,
+    pub received_ms: i64,
+    /// Each source's first sighting, the first source first.
+    pub sightings: Vec<Sighting>,
+    /// Each watching pipeline's decision; `None` while deferred, or for a change stored before
+    /// the decision log existed.
+    pub decisions: Option<Vec<Decision>>,
+    /// Its paths are still being completed: no decisions, no starts yet.
+    pub deferred: bool,
+    pub traceparent: Option<String>,
+    /// Its starts, oldest first.
+    pub starts: Vec<StartRow>,
+}
+
+/// A replay: the change, its ref, and the pipelines today's definitions start for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplayRequest {
+    pub change_id: String,
+    pub git_ref: String,
+    pub pipelines: Vec<String>,
+}
+
+/// What a replay did for one pipeline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Replayed {
+    pub pipeline: String,
+    /// The new start, or the one that makes this replay a duplicate.
+    pub start_id: String,
+    /// The replay's number for a new start; `None` for a duplicate.
+    pub replay: Option<u32>,
+    /// The state of the start (`pending` for a new one).
+    pub state: StartState,
 }
 
 /// A start the dispatcher wants to begin, and the most starts of its pipeline that may run at
@@ -216,6 +299,8 @@ pub struct ClaimRequest {
 pub struct Claimed {
     pub id: String,
     pub event: String,
+    /// The `traceparent` its change arrived with.
+    pub traceparent: Option<String>,
 }
 
 /// How an attempt ended.
@@ -294,6 +379,38 @@ impl Transition {
     }
 }
 
+/// What replaying `pipeline` does, given its starts of the change (id, state, replay; newest
+/// replay first): a duplicate of a start that is waiting, running or succeeded, else a new
+/// start numbered after the last, made by `insert`.
+pub(crate) fn replayed<E>(
+    change_id: &str,
+    pipeline: &str,
+    rows: &[(String, String, u32)],
+    insert: impl FnOnce(&str, u32) -> Result<(), E>,
+) -> Result<Replayed, E> {
+    let live = rows.iter().find_map(|(id, state, _)| {
+        let state = StartState::parse(state)?;
+        (state.is_unfinished() || state == StartState::Succeeded).then(|| (id.clone(), state))
+    });
+    if let Some((start_id, state)) = live {
+        return Ok(Replayed {
+            pipeline: pipeline.to_owned(),
+            start_id,
+            replay: None,
+            state,
+        });
+    }
+    let n = rows.iter().map(|(_, _, n)| *n).max().unwrap_or(0) + 1;
+    let id = crate::outcome::replay_start_id(change_id, pipeline, n);
+    insert(&id, n)?;
+    Ok(Replayed {
+        pipeline: pipeline.to_owned(),
+        start_id: id,
+        replay: Some(n),
+        state: StartState::Pending,
+    })
+}
+
 /// The current time in Unix milliseconds.
 pub fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
@@ -314,11 +431,8 @@ pub(crate) enum Command {
     Probe(Reply<()>),
     /// A poll's changes (with their events as JSON) and its cursor moves.
     Poll(Box<(PollBatch, Vec<String>)>, Reply<Vec<IntakeOutcome>>),
-    /// The completed event (and its JSON) of a deferred change, and its starts.
-    Plan(
-        Box<(ChangeEvent, String, Vec<PlannedStart>)>,
-        Reply<Option<Vec<String>>>,
-    ),
+    /// The completed event (and its JSON) of a deferred change, its starts and decisions.
+    Plan(Box<PlanRequest>, Reply<Option<Vec<String>>>),
     Cursors(String, Reply<BTreeMap<String, String>>),
     /// Which part of a ref's move polling found is not reported yet.
     Unreported(Box<RefMove>, Reply<Option<String>>),
@@ -335,6 +449,25 @@ pub(crate) enum Command {
     Starts(Vec<StartState>, Reply<Vec<StartRow>>),
     /// `outbox retry` / `outbox drop` of a start named by its id or a unique prefix.
     Transition(String, Transition, Reply<StartRow>),
+    /// Changes, newest first.
+    Changes(ChangeQuery, Reply<Vec<ChangeRecord>>),
+    /// One change by its id or a unique prefix.
+    Change(String, Reply<ChangeRecord>),
+    Replay(Box<ReplayRequest>, Reply<Vec<Replayed>>),
+    /// Forgets changes received before this time whose starts are all finished.
+    PruneChanges {
+        before_ms: i64,
+        reply: Reply<usize>,
+    },
+}
+
+/// A deferred change's completed event, its JSON, its starts and its decisions.
+#[derive(Debug)]
+pub(crate) struct PlanRequest {
+    pub event: ChangeEvent,
+    pub json: String,
+    pub starts: Vec<PlannedStart>,
+    pub decisions: Vec<Decision>,
 }
 
 impl Command {
@@ -359,6 +492,10 @@ impl Command {
             Command::Prune { reply, .. } => send(reply, err),
             Command::Starts(_, reply) => send(reply, err),
             Command::Transition(_, _, reply) => send(reply, err),
+            Command::Changes(_, reply) => send(reply, err),
+            Command::Change(_, reply) => send(reply, err),
+            Command::Replay(_, reply) => send(reply, err),
+            Command::PruneChanges { reply, .. } => send(reply, err),
         }
     }
 
@@ -374,6 +511,8 @@ impl Command {
                 | Command::Deferred(..)
                 | Command::Starts(..)
                 | Command::PollLease(..)
+                | Command::Changes(..)
+                | Command::Change(..)
         )
     }
 
@@ -397,6 +536,7 @@ pub(crate) enum Done {
     Prune(usize),
     /// A transition's result: the start as it is now, or why it could not be moved.
     Transition(Result<StartRow, StoreError>),
+    Replay(Vec<Replayed>),
     /// A read: answered after the commit, by the backend.
     Read,
 }
@@ -412,6 +552,7 @@ impl Done {
             Done::Finish(changed) => *changed,
             Done::Released => true,
             Done::Transition(r) => r.is_ok(),
+            Done::Replay(r) => r.iter().any(|r| r.replay.is_some()),
             _ => false,
         }
     }
@@ -432,6 +573,8 @@ impl Command {
             (Command::Probe(reply), Done::Unit) => drop(reply.send(Ok(()))),
             (Command::Prune { reply, .. }, Done::Prune(n)) => drop(reply.send(Ok(n))),
             (Command::Transition(_, _, reply), Done::Transition(r)) => drop(reply.send(r)),
+            (Command::Replay(_, reply), Done::Replay(r)) => drop(reply.send(Ok(r))),
+            (Command::PruneChanges { reply, .. }, Done::Prune(n)) => drop(reply.send(Ok(n))),
             (cmd, Done::Read) if cmd.is_read() => return Some(cmd),
             // A backend produces one Done per command, of the matching kind.
             (cmd, _) => cmd.fail(&StoreError::Write("internal: mismatched answer".into())),
@@ -486,6 +629,10 @@ impl std::fmt::Debug for Command {
             Command::Prune { .. } => "Prune",
             Command::Starts(..) => "Starts",
             Command::Transition(..) => "Transition",
+            Command::Changes(..) => "Changes",
+            Command::Change(..) => "Change",
+            Command::Replay(..) => "Replay",
+            Command::PruneChanges { .. } => "PruneChanges",
         })
     }
 }
@@ -627,9 +774,16 @@ impl Store {
         &self,
         event: ChangeEvent,
         starts: Vec<PlannedStart>,
+        decisions: Vec<Decision>,
     ) -> Result<Option<Vec<String>>, StoreError> {
         let json = serde_json::to_string(&event).map_err(|e| StoreError::Write(e.to_string()))?;
-        self.call(|reply| Command::Plan(Box::new((event, json, starts)), reply))
+        let request = PlanRequest {
+            event,
+            json,
+            starts,
+            decisions,
+        };
+        self.call(|reply| Command::Plan(Box::new(request), reply))
             .await
     }
 
@@ -675,5 +829,30 @@ impl Store {
     pub async fn transition(&self, id: &str, to: Transition) -> Result<StartRow, StoreError> {
         let id = id.to_owned();
         self.call(|reply| Command::Transition(id, to, reply)).await
+    }
+
+    /// Stored changes, newest first, with their sightings, decisions and starts.
+    pub async fn changes(&self, query: ChangeQuery) -> Result<Vec<ChangeRecord>, StoreError> {
+        self.call(|reply| Command::Changes(query, reply)).await
+    }
+
+    /// The change named by `id` or by a unique prefix of at least 4 characters.
+    pub async fn change(&self, id: &str) -> Result<ChangeRecord, StoreError> {
+        let id = id.to_owned();
+        self.call(|reply| Command::Change(id, reply)).await
+    }
+
+    /// Adds a start of each pipeline for the change, unless it has one of that pipeline that
+    /// is waiting, running or succeeded (a duplicate), in one transaction.
+    pub async fn replay(&self, request: ReplayRequest) -> Result<Vec<Replayed>, StoreError> {
+        self.call(|reply| Command::Replay(Box::new(request), reply))
+            .await
+    }
+
+    /// Forgets the changes received before `before_ms` whose starts are all finished, with
+    /// their decisions, sightings and starts; returns how many changes.
+    pub async fn prune_changes(&self, before_ms: i64) -> Result<usize, StoreError> {
+        self.call(|reply| Command::PruneChanges { before_ms, reply })
+            .await
     }
 }

@@ -14,10 +14,10 @@ use tokio::runtime::Runtime;
 use tokio::sync::Notify;
 
 use crate::event::{ChangeEvent, Source, SourceKind, ZERO_SHA};
-use crate::outcome::{DuplicateOf, IntakeOutcome, start_id};
+use crate::outcome::{Decision, DuplicateOf, IntakeOutcome, replay_start_id, start_id};
 use crate::store::{
-    Admin, Finish, IntakeRequest, Location, PlannedStart, PostgresAdmin, Role, StartRow,
-    StartState, Store, StoreError,
+    Admin, Finish, IntakeRequest, Location, PlannedStart, PostgresAdmin, ReplayRequest, Replayed,
+    Role, StartRow, StartState, Store, StoreError,
 };
 
 pub(crate) const REPOS: [&str; 2] = ["https://github.com/acme/api", "https://github.com/acme/web"];
@@ -112,7 +112,30 @@ pub(crate) fn request(
             })
             .collect(),
         defer: false,
+        decisions: decisions_of(pipelines.iter().copied()),
+        traceparent: None,
     }
+}
+
+/// The decision log of a change that starts `started`: every pipeline of [`PIPELINES`]
+/// decided, the others with a reason of their own.
+pub(crate) fn decisions_of<'a>(started: impl IntoIterator<Item = &'a str>) -> Vec<Decision> {
+    let started: Vec<&str> = started.into_iter().collect();
+    PIPELINES
+        .iter()
+        .map(|p| {
+            let start = started.contains(p);
+            Decision {
+                pipeline: (*p).to_owned(),
+                start,
+                reason: if start {
+                    format!("push[0].branches.includes[0] \"<{p}>\" matched")
+                } else {
+                    format!("excluded by on.push.paths-ignore[0] \"docs/**\" (for {p})")
+                },
+            }
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -132,6 +155,7 @@ pub(crate) struct ModelStart {
     pub(crate) run: Option<String>,
     /// While failed: the retry time `Finish::Retry` asked for (other times are the clock's).
     pub(crate) retry_at: Option<i64>,
+    pub(crate) replay: u32,
 }
 
 /// The store as it should be: starts in intake order, changes as first accepted, the first
@@ -142,6 +166,7 @@ pub(crate) struct Model {
     pub(crate) changes: BTreeMap<String, ChangeEvent>,
     pub(crate) sightings: BTreeMap<String, Vec<(String, i64)>>,
     pub(crate) deliveries: BTreeSet<(String, String)>,
+    pub(crate) decisions: BTreeMap<String, Vec<Decision>>,
 }
 
 impl Model {
@@ -168,6 +193,8 @@ impl Model {
             };
         }
         self.changes.insert(change_id.clone(), event.clone());
+        self.decisions
+            .insert(change_id.clone(), req.decisions.clone());
         let mut ids = Vec::new();
         for planned in &req.starts {
             let id = start_id(&change_id, &planned.pipeline);
@@ -191,6 +218,7 @@ impl Model {
                 last_error: None,
                 run: None,
                 retry_at: None,
+                replay: 0,
             });
             ids.push(id);
         }
@@ -301,6 +329,71 @@ impl Model {
         }
     }
 
+    /// A replay of `pipeline` for a stored change: a duplicate of its newest start that is
+    /// waiting, running or succeeded, else a new start numbered after the last.
+    pub(crate) fn replay(&mut self, change_id: &str, pipeline: &str) -> Replayed {
+        let mut mine: Vec<&ModelStart> = self
+            .starts
+            .iter()
+            .filter(|s| s.change_id == change_id && s.pipeline == pipeline)
+            .collect();
+        mine.sort_by_key(|s| std::cmp::Reverse(s.replay));
+        if let Some(live) = mine
+            .iter()
+            .find(|s| s.state.is_unfinished() || s.state == StartState::Succeeded)
+        {
+            return Replayed {
+                pipeline: pipeline.to_owned(),
+                start_id: live.id.clone(),
+                replay: None,
+                state: live.state,
+            };
+        }
+        let n = mine.first().map_or(0, |s| s.replay) + 1;
+        let id = replay_start_id(change_id, pipeline, n);
+        let git_ref = self.changes[change_id].git_ref.clone();
+        self.starts.push(ModelStart {
+            id: id.clone(),
+            change_id: change_id.to_owned(),
+            pipeline: pipeline.to_owned(),
+            git_ref,
+            state: StartState::Pending,
+            attempts: 0,
+            last_error: None,
+            run: None,
+            retry_at: None,
+            replay: n,
+        });
+        Replayed {
+            pipeline: pipeline.to_owned(),
+            start_id: id,
+            replay: Some(n),
+            state: StartState::Pending,
+        }
+    }
+
+    /// Pruning every change whose starts are all finished; how many.
+    pub(crate) fn prune_changes(&mut self) -> usize {
+        let doomed: Vec<String> = self
+            .changes
+            .keys()
+            .filter(|id| {
+                !self
+                    .starts
+                    .iter()
+                    .any(|s| &s.change_id == *id && s.state.is_unfinished())
+            })
+            .cloned()
+            .collect();
+        for id in &doomed {
+            self.changes.remove(id);
+            self.sightings.remove(id);
+            self.decisions.remove(id);
+        }
+        self.starts.retain(|s| !doomed.contains(&s.change_id));
+        doomed.len()
+    }
+
     pub(crate) fn counts(&self) -> Vec<(StartState, i64)> {
         let mut counts: BTreeMap<StartState, i64> = BTreeMap::new();
         for s in &self.starts {
@@ -344,6 +437,7 @@ fn same_start(row: &StartRow, want: &ModelStart, ctx: &str) -> Result<(), TestCa
         want.id
     );
     prop_assert_eq!(&row.run, &want.run, "{}: run of {}", ctx, want.id);
+    prop_assert_eq!(row.replay, want.replay, "{}: replay of {}", ctx, want.id);
     if let Some(at) = want.retry_at {
         prop_assert_eq!(
             row.next_attempt_ms,
@@ -413,6 +507,15 @@ pub(crate) enum Op {
     Prune {
         all: bool,
     },
+    /// Replay event `event` of the pool for these pipelines.
+    Replay {
+        event: usize,
+        pipelines: Vec<usize>,
+    },
+    /// Forget every change whose starts are all finished (`all`), or none.
+    PruneChanges {
+        all: bool,
+    },
     /// Finish, retry, drop and look up an id no start has.
     Unknown,
 }
@@ -455,6 +558,9 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         2 => (0usize..64).prop_map(|k| Op::Drop { k }),
         2 => (1u32..=4).prop_map(|window| Op::Open { window }),
         1 => any::<bool>().prop_map(|all| Op::Prune { all }),
+        2 => (0..EVENTS, proptest::sample::subsequence(vec![0usize, 1, 2], 1..=3))
+            .prop_map(|(event, pipelines)| Op::Replay { event, pipelines }),
+        1 => any::<bool>().prop_map(|all| Op::PruneChanges { all }),
         1 => Just(Op::Unknown),
     ]
 }
@@ -652,6 +758,62 @@ impl Harness {
         Ok(())
     }
 
+    /// What `changes show` reads of one change agrees with the model: its sightings, its
+    /// decisions and its starts; an unknown change is `NoSuchChange`.
+    fn check_change(
+        &self,
+        model: &Model,
+        id: &str,
+        sightings: &[(String, i64)],
+        ctx: &str,
+    ) -> Result<(), TestCaseError> {
+        let got = self.rt.block_on(self.store.change(id));
+        let Some(event) = model.changes.get(id) else {
+            prop_assert!(
+                matches!(&got, Err(StoreError::NoSuchChange(x)) if x == id),
+                "{}: unknown change {}: {:?}",
+                ctx,
+                id,
+                got
+            );
+            return Ok(());
+        };
+        let record = got.map_err(|e| TestCaseError::fail(format!("{ctx}: change {id}: {e}")))?;
+        same_event(&record.event, Some(event), ctx)?;
+        let got_sightings: Vec<(String, i64)> = record
+            .sightings
+            .iter()
+            .map(|s| (s.source.clone(), s.at_ms))
+            .collect();
+        prop_assert_eq!(
+            got_sightings,
+            sightings,
+            "{}: sightings shown of {}",
+            ctx,
+            id
+        );
+        prop_assert_eq!(
+            record.decisions.as_ref(),
+            model.decisions.get(id),
+            "{}: decisions of {}",
+            ctx,
+            id
+        );
+        let want: Vec<&ModelStart> = model.starts.iter().filter(|s| s.change_id == id).collect();
+        prop_assert_eq!(record.starts.len(), want.len(), "{}: starts of {}", ctx, id);
+        for (row, want) in record.starts.iter().zip(want) {
+            same_start(row, want, ctx)?;
+        }
+        // A prefix finds it too (the pool's ids differ in their first 8 characters).
+        let by_prefix = self
+            .rt
+            .block_on(self.store.change(&id[..8]))
+            .map(|r| r.id)
+            .ok();
+        prop_assert_eq!(by_prefix.as_deref(), Some(id), "{}: by prefix", ctx);
+        Ok(())
+    }
+
     /// Everything the store holds agrees with the model.
     fn check_all(&self, model: &Model, ctx: &str) -> Result<(), TestCaseError> {
         let fail = |what: &str, e: StoreError| TestCaseError::fail(format!("{ctx}: {what}: {e}"));
@@ -703,7 +865,8 @@ impl Harness {
             }
             let sightings = self.admin.sightings(id).map_err(|e| fail("sightings", e))?;
             let want = model.sightings.get(id).cloned().unwrap_or_default();
-            prop_assert_eq!(sightings, want, "{}: sightings of {}", ctx, id);
+            prop_assert_eq!(&sightings, &want, "{}: sightings of {}", ctx, id);
+            self.check_change(model, id, &want, ctx)?;
         }
 
         self.check_open(model, 64, ctx)
@@ -745,6 +908,8 @@ pub(crate) fn run_on(backend: Backend, ops: &[Op]) -> Result<(), TestCaseError> 
                         })
                         .collect(),
                     defer: false,
+                    decisions: decisions_of(starts.iter().map(|&(p, _)| PIPELINES[p])),
+                    traceparent: None,
                 };
                 let want = model.intake(&req);
                 let got = h.rt.block_on(h.store.intake(req));
@@ -837,6 +1002,39 @@ pub(crate) fn run_on(backend: Backend, ops: &[Op]) -> Result<(), TestCaseError> 
                 match got {
                     Ok(got) => prop_assert_eq!(got, want, "{}", ctx),
                     Err(e) => prop_assert!(false, "{}: prune failed: {}", ctx, e),
+                }
+            }
+            Op::Replay { event, pipelines } => {
+                let change_id = pool_event(*event, KINDS[0], BASE_MS).id;
+                let pipelines: Vec<String> =
+                    pipelines.iter().map(|&p| PIPELINES[p].to_owned()).collect();
+                let Some(git_ref) = model.changes.get(&change_id).map(|e| e.git_ref.clone()) else {
+                    continue;
+                };
+                let want: Vec<Replayed> = pipelines
+                    .iter()
+                    .map(|p| model.replay(&change_id, p))
+                    .collect();
+                let got = h.rt.block_on(h.store.replay(ReplayRequest {
+                    change_id,
+                    git_ref,
+                    pipelines,
+                }));
+                match got {
+                    Ok(got) => prop_assert_eq!(got, want, "{}", ctx),
+                    Err(e) => prop_assert!(false, "{}: replay failed: {}", ctx, e),
+                }
+            }
+            Op::PruneChanges { all } => {
+                let (before, want) = if *all {
+                    (i64::MAX, model.prune_changes())
+                } else {
+                    (0, 0)
+                };
+                let got = h.rt.block_on(h.store.prune_changes(before));
+                match got {
+                    Ok(got) => prop_assert_eq!(got, want, "{}", ctx),
+                    Err(e) => prop_assert!(false, "{}: prune of changes failed: {}", ctx, e),
                 }
             }
             Op::Unknown => {

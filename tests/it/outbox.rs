@@ -57,6 +57,8 @@ async fn list_retry_and_drop_at(p: &Project, location: Location) {
                 delivery: None,
                 starts,
                 defer: false,
+                decisions: Vec::new(),
+                traceparent: None,
             })
             .await
             .expect("intake")

@@ -296,6 +296,16 @@ impl Backend {
                     note(r.as_ref().map(|_| ()));
                     drop(reply.send(r.map_err(read)));
                 }
+                Some(Command::Changes(query, reply)) => {
+                    let r = sql::changes(c, &query).await;
+                    note(r.as_ref().map(|_| ()));
+                    drop(reply.send(r.map_err(read)));
+                }
+                Some(Command::Change(id, reply)) => {
+                    let r = sql::find_change(c, &id).await;
+                    note(r.as_ref().map(|_| ()));
+                    drop(reply.send(r.map_err(read).and_then(|r| r)));
+                }
                 Some(Command::PollLease(repository, reply)) => {
                     let r = poll_lease(c, &self.me, &self.live, &repository).await;
                     note(r.as_ref().map(|_| ()));
@@ -508,9 +518,10 @@ async fn apply(
                 keys.push(sql::cursor_key(&req.0.repository));
             }
             Command::Plan(req, _) => {
-                keys.push(sql::change_key(&req.0.id));
-                sql::supersede_keys(&req.2, &req.0.git_ref, &mut keys);
+                keys.push(sql::change_key(&req.event.id));
+                sql::supersede_keys(&req.starts, &req.event.git_ref, &mut keys);
             }
+            Command::Replay(req, _) => keys.push(sql::change_key(&req.change_id)),
             Command::Claim(wanted, _) => keys.extend(
                 wanted
                     .iter()
@@ -611,12 +622,17 @@ where
                     sql::move_cursors(c, st, &batch.repository, &batch.cursors, now).await?;
                     Ok(Done::Poll(outcomes))
                 }),
-                Command::Plan(req, _) => Box::pin(async move {
-                    let (event, json, starts) = &**req;
-                    Ok(Done::Plan(
-                        sql::plan(c, st, event, json, starts, now).await?,
-                    ))
-                }),
+                Command::Plan(req, _) => {
+                    Box::pin(async move { Ok(Done::Plan(sql::plan(c, st, req, now).await?)) })
+                }
+                Command::Replay(req, _) => {
+                    Box::pin(async move { Ok(Done::Replay(sql::replay(c, req, now).await?)) })
+                }
+                Command::PruneChanges { before_ms, .. } => {
+                    Box::pin(
+                        async move { Ok(Done::Prune(sql::prune_changes(c, *before_ms).await?)) },
+                    )
+                }
                 Command::Finish(id, finish, _) => {
                     Box::pin(
                         async move { Ok(Done::Finish(sql::finish(c, st, id, finish, now).await?)) },

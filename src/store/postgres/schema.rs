@@ -193,6 +193,80 @@ $$;
 "#,
     // 2: the run a start made (the runner's id or URL), recorded with its success.
     "ALTER TABLE starts ADD COLUMN run TEXT;",
+    // 3: the decision log (each watching pipeline's verdict and reason, JSON, in the change's
+    // row), the traceparent a change came with, the age index pruning walks, and replays: a
+    // (change, pipeline) may have one start per replay. The intake and plan functions gain
+    // overloads with the new columns (the intake's is migration 1's with two more columns);
+    // the old ones stay for replicas not yet upgraded.
+    r#"
+ALTER TABLE changes ADD COLUMN decisions TEXT, ADD COLUMN traceparent TEXT;
+CREATE INDEX changes_received ON changes (received_ms);
+ALTER TABLE starts ADD COLUMN replay INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE starts DROP CONSTRAINT starts_change_id_pipeline_key;
+ALTER TABLE starts ADD CONSTRAINT starts_change_id_pipeline_replay_key UNIQUE (change_id, pipeline, replay);
+
+CREATE FUNCTION switchyard_intake(
+  p_receiver TEXT, p_delivery TEXT, p_id TEXT, p_repository TEXT, p_event TEXT,
+  p_received_ms BIGINT, p_source TEXT, p_provider TEXT, p_delivery_id TEXT, p_defer BOOLEAN,
+  p_push_ref TEXT, p_push_before TEXT, p_push_after TEXT, p_git_ref TEXT,
+  p_ids TEXT[], p_pipelines TEXT[], p_supersede BOOLEAN[], p_now BIGINT,
+  p_decisions TEXT, p_traceparent TEXT,
+  OUT outcome TEXT, OUT change_id TEXT)
+LANGUAGE plpgsql AS $$
+DECLARE
+  existing TEXT;
+  existing_after TEXT;
+BEGIN
+  change_id := p_id;
+  IF p_receiver IS NOT NULL THEN
+    INSERT INTO deliveries (receiver, delivery_id, seen_ms) VALUES (p_receiver, p_delivery, p_now)
+    ON CONFLICT DO NOTHING;
+    IF NOT FOUND THEN
+      outcome := 'delivery';
+      RETURN;
+    END IF;
+  END IF;
+  IF p_push_ref IS NOT NULL THEN
+    SELECT c.id, c.push_after INTO existing, existing_after FROM changes c
+    WHERE c.repository = p_repository AND c.push_ref = p_push_ref
+    ORDER BY c.seq DESC LIMIT 1;
+    IF FOUND AND existing_after = p_push_after AND existing <> p_id THEN
+      PERFORM switchyard_sighting(existing, p_source, p_provider, p_delivery_id, p_received_ms);
+      outcome := 'change';
+      change_id := existing;
+      RETURN;
+    END IF;
+  END IF;
+  INSERT INTO changes (id, repository, event, received_ms, source, provider, delivery_id,
+                       pending_paths, push_ref, push_before, push_after, decisions, traceparent)
+  VALUES (p_id, p_repository, p_event, p_received_ms, p_source, p_provider, p_delivery_id,
+          p_defer, p_push_ref, p_push_before, p_push_after, p_decisions, p_traceparent)
+  ON CONFLICT (id) DO NOTHING;
+  IF NOT FOUND THEN
+    PERFORM switchyard_sighting(p_id, p_source, p_provider, p_delivery_id, p_received_ms);
+    outcome := 'change';
+    RETURN;
+  END IF;
+  IF NOT p_defer THEN
+    PERFORM switchyard_starts(p_id, p_git_ref, p_ids, p_pipelines, p_supersede, p_now);
+  END IF;
+  outcome := 'accepted';
+END
+$$;
+
+CREATE FUNCTION switchyard_plan(p_id TEXT, p_event TEXT, p_ref TEXT, p_ids TEXT[],
+                                p_pipelines TEXT[], p_supersede BOOLEAN[], p_now BIGINT,
+                                p_decisions TEXT)
+RETURNS BOOLEAN LANGUAGE plpgsql AS $$
+BEGIN
+  IF switchyard_plan(p_id, p_event, p_ref, p_ids, p_pipelines, p_supersede, p_now) THEN
+    UPDATE changes SET decisions = p_decisions WHERE id = p_id;
+    RETURN true;
+  END IF;
+  RETURN false;
+END
+$$;
+"#,
 ];
 
 /// Brings the database to the newest schema under the migration lock, refusing one written by

@@ -6,16 +6,17 @@ use std::collections::BTreeMap;
 use tokio_postgres::{Client, GenericClient, Row, Statement};
 
 use crate::event::ChangeKind;
-use crate::outcome::{DuplicateOf, IntakeOutcome, start_id};
+use crate::outcome::{Decision, DuplicateOf, IntakeOutcome, start_id};
 use crate::store::{
-    ClaimRequest, Claimed, Finish, IntakeRequest, PlannedStart, RefMove, StartRow, StartState,
-    StoreError, Transition,
+    ChangeQuery, ChangeRecord, ClaimRequest, Claimed, Finish, IntakeRequest, PlanRequest,
+    PlannedStart, RefMove, ReplayRequest, Replayed, Sighting, StartRow, StartState, StoreError,
+    Transition, replayed,
 };
 
 /// How many stored pushes of a ref [`unreported`] follows back at most.
 const CHAIN: i64 = 256;
 
-const START_COLUMNS: &str = "seq, id, change_id, pipeline, git_ref, state, attempts, next_attempt_ms, last_error, created_ms, updated_ms, run";
+const START_COLUMNS: &str = "seq, id, change_id, pipeline, git_ref, state, attempts, next_attempt_ms, last_error, created_ms, updated_ms, run, replay";
 
 /// Reopens running starts (to `pending`, or `failed` after an attempt) and frees them of their
 /// replica, where `condition` holds; `$1` is the time. Used for a release, a lost claim, a
@@ -49,11 +50,11 @@ impl Statements {
                 .await?,
             intake: client
                 .prepare(
-                    "SELECT outcome, change_id FROM switchyard_intake($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+                    "SELECT outcome, change_id FROM switchyard_intake($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
                 )
                 .await?,
             plan: client
-                .prepare("SELECT switchyard_plan($1, $2, $3, $4, $5, $6, $7)")
+                .prepare("SELECT switchyard_plan($1, $2, $3, $4, $5, $6, $7, $8)")
                 .await?,
             finish: client
                 .prepare(
@@ -75,8 +76,8 @@ impl Statements {
                      )
                      UPDATE starts s SET state = 'running', owner = $4,
                          lease_until_ms = switchyard_now() + $5::int8, updated_ms = $6
-                     FROM picked WHERE s.id = picked.id
-                     RETURNING s.id, (SELECT c.event FROM changes c WHERE c.id = s.change_id)",
+                     FROM picked, changes c WHERE s.id = picked.id AND c.id = s.change_id
+                     RETURNING s.id, c.event, c.traceparent",
                 )
                 .await?,
             release: client.prepare(&reopen("id = ANY($2::text[])")).await?,
@@ -227,6 +228,8 @@ pub(super) async fn intake(
                 &pipelines,
                 &supersede,
                 &now,
+                &decisions_json(req.defer, &req.decisions),
+                &req.traceparent,
             ],
         )
         .await?;
@@ -248,15 +251,19 @@ pub(super) async fn intake(
     })
 }
 
+/// The decision log's column: `None` for a deferred change (decided when planned).
+fn decisions_json(defer: bool, decisions: &[Decision]) -> Option<String> {
+    (!defer).then(|| serde_json::to_string(decisions).unwrap_or_else(|_| "[]".to_owned()))
+}
+
 pub(super) async fn plan(
     c: &impl GenericClient,
     st: &Statements,
-    event: &crate::event::ChangeEvent,
-    json: &str,
-    starts: &[PlannedStart],
+    req: &PlanRequest,
     now: i64,
 ) -> Result<Option<Vec<String>>, tokio_postgres::Error> {
-    let (ids, pipelines, supersede) = columns(&event.id, starts);
+    let (event, json) = (&req.event, &req.json);
+    let (ids, pipelines, supersede) = columns(&event.id, &req.starts);
     let waiting: bool = c
         .query_one(
             &st.plan,
@@ -268,6 +275,7 @@ pub(super) async fn plan(
                 &pipelines,
                 &supersede,
                 &now,
+                &decisions_json(false, &req.decisions),
             ],
         )
         .await?
@@ -340,6 +348,7 @@ pub(super) async fn claim(
         claimed.extend(rows.into_iter().map(|r| Claimed {
             id: r.get(0),
             event: r.get(1),
+            traceparent: r.get(2),
         }));
     }
     // In the order asked for, as the SQLite backend answers.
@@ -373,6 +382,7 @@ pub(super) fn row_to_start(row: &Row) -> StartRow {
         created_ms: row.get(9),
         updated_ms: row.get(10),
         run: row.get(11),
+        replay: row.get::<_, i32>(12).max(0) as u32,
     }
 }
 
@@ -519,6 +529,199 @@ pub(super) async fn prune(
 ) -> Result<usize, tokio_postgres::Error> {
     let n = c
         .execute("DELETE FROM deliveries WHERE seen_ms < $1", &[&before_ms])
+        .await?;
+    Ok(n as usize)
+}
+
+const CHANGE_COLUMNS: &str = "c.seq, c.id, c.repository, c.event, c.received_ms, c.source, c.provider, c.delivery_id, c.decisions, c.pending_paths, c.traceparent";
+
+/// A change row, before its other sightings and its starts are read.
+fn row_to_change(row: &Row) -> ChangeRecord {
+    let decisions: Option<&str> = row.get(8);
+    ChangeRecord {
+        seq: row.get(0),
+        id: row.get(1),
+        repository: row.get(2),
+        event: row.get(3),
+        received_ms: row.get(4),
+        sightings: vec![Sighting {
+            source: row.get(5),
+            provider: row.get(6),
+            delivery_id: row.get(7),
+            at_ms: row.get(4),
+        }],
+        decisions: decisions.and_then(|d| serde_json::from_str(d).ok()),
+        deferred: row.get(9),
+        traceparent: row.get(10),
+        starts: Vec::new(),
+    }
+}
+
+/// Adds the changes' later sightings and their starts (two statements for all of them).
+async fn complete_changes(
+    c: &Client,
+    changes: &mut [ChangeRecord],
+) -> Result<(), tokio_postgres::Error> {
+    let ids: Vec<String> = changes.iter().map(|c| c.id.clone()).collect();
+    let starts_sql = format!(
+        "SELECT {START_COLUMNS} FROM starts WHERE change_id = ANY($1::text[]) ORDER BY seq"
+    );
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&ids];
+    let (sightings, starts) = futures_util::join!(
+        c.query(
+            "SELECT change_id, source, provider, delivery_id, first_seen_ms FROM sightings
+             WHERE change_id = ANY($1::text[]) ORDER BY first_seen_ms, seq",
+            &params,
+        ),
+        c.query(&starts_sql, &params),
+    );
+    for row in sightings? {
+        let id: &str = row.get(0);
+        if let Some(change) = changes.iter_mut().find(|c| c.id == id) {
+            change.sightings.push(Sighting {
+                source: row.get(1),
+                provider: row.get(2),
+                delivery_id: row.get(3),
+                at_ms: row.get(4),
+            });
+        }
+    }
+    for row in starts? {
+        let start = row_to_start(&row);
+        if let Some(change) = changes.iter_mut().find(|c| c.id == start.change_id) {
+            change.starts.push(start);
+        }
+    }
+    Ok(())
+}
+
+pub(super) async fn changes(
+    c: &Client,
+    q: &ChangeQuery,
+) -> Result<Vec<ChangeRecord>, tokio_postgres::Error> {
+    let rows = c
+        .query(
+            &format!(
+                "SELECT {CHANGE_COLUMNS} FROM changes c
+                 WHERE ($1::text IS NULL OR c.repository = $1)
+                   AND ($2::int8 IS NULL OR c.received_ms >= $2)
+                   AND ($3::text IS NULL
+                        OR EXISTS (SELECT 1 FROM starts s WHERE s.change_id = c.id AND s.pipeline = $3)
+                        OR c.decisions::jsonb @> jsonb_build_array(jsonb_build_object('pipeline', $3::text)))
+                 ORDER BY c.seq DESC LIMIT $4"
+            ),
+            &[&q.repository, &q.since_ms, &q.pipeline, &i64::from(q.limit)],
+        )
+        .await?;
+    let mut out: Vec<ChangeRecord> = rows.iter().map(row_to_change).collect();
+    complete_changes(c, &mut out).await?;
+    Ok(out)
+}
+
+/// The most candidates an ambiguous prefix names.
+const CANDIDATES: i64 = 10;
+
+/// One change by id or by a unique prefix of at least 4 characters.
+pub(super) async fn find_change(
+    c: &Client,
+    id: &str,
+) -> Result<Result<ChangeRecord, StoreError>, tokio_postgres::Error> {
+    if id.len() < 4 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Ok(Err(StoreError::NoSuchChange(id.to_owned())));
+    }
+    let rows = c
+        .query(
+            &format!(
+                "SELECT {CHANGE_COLUMNS} FROM changes c WHERE c.id = $1 OR c.id LIKE $2
+                 ORDER BY c.id = $1 DESC, c.seq DESC LIMIT $3"
+            ),
+            &[&id, &format!("{id}%"), &(CANDIDATES + 1)],
+        )
+        .await?;
+    let mut found: Vec<ChangeRecord> = rows.iter().map(row_to_change).collect();
+    if found.len() > 1 && found[0].id != id {
+        return Ok(Err(StoreError::AmbiguousChange {
+            prefix: id.to_owned(),
+            candidates: found
+                .into_iter()
+                .take(CANDIDATES as usize)
+                .map(|c| c.id)
+                .collect(),
+        }));
+    }
+    found.truncate(1);
+    if found.is_empty() {
+        return Ok(Err(StoreError::NoSuchChange(id.to_owned())));
+    }
+    complete_changes(c, &mut found).await?;
+    Ok(found
+        .pop()
+        .ok_or_else(|| StoreError::NoSuchChange(id.to_owned())))
+}
+
+/// Adds a start per pipeline unless the change has one of it that is waiting, running or
+/// succeeded (the caller holds the change's lock).
+pub(super) async fn replay(
+    c: &impl GenericClient,
+    req: &ReplayRequest,
+    now: i64,
+) -> Result<Vec<Replayed>, tokio_postgres::Error> {
+    let mut out = Vec::with_capacity(req.pipelines.len());
+    for pipeline in &req.pipelines {
+        let rows: Vec<(String, String, u32)> = c
+            .query(
+                "SELECT id, state, replay FROM starts WHERE change_id = $1 AND pipeline = $2
+                 ORDER BY replay DESC",
+                &[&req.change_id, pipeline],
+            )
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get::<_, i32>(2).max(0) as u32))
+            .collect();
+        let mut new = None;
+        let done = replayed(&req.change_id, pipeline, &rows, |id, n| {
+            new = Some((id.to_owned(), n));
+            Ok::<(), tokio_postgres::Error>(())
+        })?;
+        if let Some((id, n)) = new {
+            c.execute(
+                "INSERT INTO starts (id, change_id, pipeline, git_ref, state, attempts, next_attempt_ms, created_ms, updated_ms, replay)
+                 VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5, $5, $6)",
+                &[&id, &req.change_id, pipeline, &req.git_ref, &now, &(n as i32)],
+            )
+            .await?;
+        }
+        out.push(done);
+    }
+    Ok(out)
+}
+
+/// Forgets changes received before `before_ms` whose starts are all finished (and that are
+/// not waiting for their paths), with their sightings and starts; how many changes.
+pub(super) async fn prune_changes(
+    c: &impl GenericClient,
+    before_ms: i64,
+) -> Result<usize, tokio_postgres::Error> {
+    let rows = c
+        .query(
+            "WITH doomed AS (
+                SELECT c.id FROM changes c
+                WHERE c.received_ms < $1 AND NOT c.pending_paths
+                  AND NOT EXISTS (SELECT 1 FROM starts s WHERE s.change_id = c.id
+                                  AND s.state IN ('pending', 'running', 'failed'))
+                FOR UPDATE SKIP LOCKED
+             ), gone_starts AS (
+                DELETE FROM starts WHERE change_id IN (SELECT id FROM doomed)
+             ), gone_sightings AS (
+                DELETE FROM sightings WHERE change_id IN (SELECT id FROM doomed)
+             )
+             SELECT id FROM doomed",
+            &[&before_ms],
+        )
+        .await?;
+    let ids: Vec<&str> = rows.iter().map(|r| r.get(0)).collect();
+    let n = c
+        .execute("DELETE FROM changes WHERE id = ANY($1::text[])", &[&ids])
         .await?;
     Ok(n as usize)
 }

@@ -69,6 +69,36 @@ pub const MIGRATIONS: &[&str] = &[
      WHERE push_ref IS NOT NULL;",
     // 4: the run a start made (the runner's id or URL), recorded with its success.
     "ALTER TABLE starts ADD COLUMN run TEXT;",
+    // 5: the decision log (each watching pipeline's verdict and reason, JSON, in the change's
+    // own row: no more rows per intake), the traceparent a change came with, the age index
+    // pruning walks, and replays: a (change, pipeline) may have several starts, one per
+    // replay, so its uniqueness moves to (change, pipeline, replay). SQLite cannot drop a
+    // table's constraint: the table is rebuilt, its rows and ids kept.
+    "ALTER TABLE changes ADD COLUMN decisions TEXT;
+     ALTER TABLE changes ADD COLUMN traceparent TEXT;
+     CREATE INDEX changes_received ON changes (received_ms);
+     CREATE TABLE starts_v5 (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        change_id TEXT NOT NULL REFERENCES changes (id),
+        pipeline TEXT NOT NULL,
+        git_ref TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('pending', 'running', 'failed', 'succeeded', 'dead', 'superseded', 'dropped')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_ms INTEGER NOT NULL,
+        last_error TEXT,
+        created_ms INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL,
+        run TEXT,
+        replay INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (change_id, pipeline, replay)
+     );
+     INSERT INTO starts_v5 (seq, id, change_id, pipeline, git_ref, state, attempts, next_attempt_ms, last_error, created_ms, updated_ms, run)
+     SELECT seq, id, change_id, pipeline, git_ref, state, attempts, next_attempt_ms, last_error, created_ms, updated_ms, run FROM starts;
+     DROP TABLE starts;
+     ALTER TABLE starts_v5 RENAME TO starts;
+     CREATE INDEX starts_open ON starts (pipeline, seq) WHERE state IN ('pending', 'running', 'failed');
+     CREATE INDEX starts_ref ON starts (pipeline, git_ref) WHERE state IN ('pending', 'failed');",
 ];
 
 /// Brings the database to the newest schema, refusing one written by a newer switchyard.

@@ -6,10 +6,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::tips::Tips;
 use crate::event::{ChangeEvent, ChangeKind};
-use crate::outcome::{DuplicateOf, IntakeOutcome, start_id};
+use crate::outcome::{Decision, DuplicateOf, IntakeOutcome, start_id};
 use crate::store::{
-    ClaimRequest, Claimed, Finish, IntakeRequest, PlannedStart, RefMove, StartRow, StartState,
-    StoreError, Transition, now_ms,
+    ChangeQuery, ChangeRecord, ClaimRequest, Claimed, Finish, IntakeRequest, PlannedStart, RefMove,
+    ReplayRequest, Replayed, Sighting, StartRow, StartState, StoreError, Transition, now_ms,
 };
 
 /// How many stored pushes of a ref [`unreported`] follows back at most.
@@ -58,8 +58,8 @@ pub(super) fn intake(
     // other sources' first sightings go to `sightings`.
     let new = tx
         .prepare_cached(
-            "INSERT OR IGNORE INTO changes (id, repository, event, received_ms, source, provider, delivery_id, pending_paths, push_ref, push_before, push_after)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            "INSERT OR IGNORE INTO changes (id, repository, event, received_ms, source, provider, delivery_id, pending_paths, push_ref, push_before, push_after, decisions, traceparent)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         )?
         .execute(params![
             change_id,
@@ -73,6 +73,8 @@ pub(super) fn intake(
             push.map(|_| &event.git_ref),
             push.map(|_| &event.before),
             push.map(|_| &event.after),
+            decisions_json(req.defer, &req.decisions),
+            req.traceparent,
         ])?;
     if new == 0 {
         record_sighting(tx, &change_id, source, event, received_ms)?;
@@ -95,6 +97,11 @@ pub(super) fn intake(
         insert_starts(tx, event, &req.starts, now)?
     };
     Ok(IntakeOutcome::Accepted { change_id, starts })
+}
+
+/// The decision log's column: `None` for a deferred change (decided when planned).
+pub(super) fn decisions_json(defer: bool, decisions: &[Decision]) -> Option<String> {
+    (!defer).then(|| serde_json::to_string(decisions).unwrap_or_else(|_| "[]".to_owned()))
 }
 
 /// Records that `source` saw change `change_id` too (its first sighting by that source).
@@ -235,7 +242,7 @@ pub(super) fn finish_start(
     Ok(n > 0)
 }
 
-pub(super) const START_COLUMNS: &str = "s.seq, s.id, s.change_id, s.pipeline, s.git_ref, s.state, s.attempts, s.next_attempt_ms, s.last_error, s.created_ms, s.updated_ms, s.run";
+pub(super) const START_COLUMNS: &str = "s.seq, s.id, s.change_id, s.pipeline, s.git_ref, s.state, s.attempts, s.next_attempt_ms, s.last_error, s.created_ms, s.updated_ms, s.run, s.replay";
 
 pub(super) fn row_to_start(row: &rusqlite::Row<'_>) -> rusqlite::Result<StartRow> {
     let state: String = row.get(5)?;
@@ -252,6 +259,7 @@ pub(super) fn row_to_start(row: &rusqlite::Row<'_>) -> rusqlite::Result<StartRow
         created_ms: row.get(9)?,
         updated_ms: row.get(10)?,
         run: row.get(11)?,
+        replay: row.get(12)?,
     })
 }
 
@@ -298,14 +306,16 @@ pub(super) fn claim(
          WHERE id = ?2 AND state IN ('pending', 'failed')",
     )?;
     let mut event = tx.prepare_cached(
-        "SELECT c.event FROM starts s JOIN changes c ON c.id = s.change_id WHERE s.id = ?1",
+        "SELECT c.event, c.traceparent FROM starts s JOIN changes c ON c.id = s.change_id WHERE s.id = ?1",
     )?;
     for ClaimRequest { id, .. } in wanted {
         if mark.execute(params![now, id])? > 0 {
-            let event = event.query_row(params![id], |r| r.get(0))?;
+            let (event, traceparent) =
+                event.query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))?;
             claimed.push(Claimed {
                 id: id.clone(),
                 event,
+                traceparent,
             });
         }
     }
@@ -414,4 +424,170 @@ pub(super) fn counts(conn: &Connection) -> rusqlite::Result<Vec<(StartState, i64
         }
     }
     Ok(out)
+}
+
+const CHANGE_COLUMNS: &str = "c.seq, c.id, c.repository, c.event, c.received_ms, c.source, c.provider, c.delivery_id, c.decisions, c.pending_paths, c.traceparent";
+
+/// A change row, before its other sightings and its starts are read.
+fn row_to_change(row: &rusqlite::Row<'_>) -> rusqlite::Result<ChangeRecord> {
+    let decisions: Option<String> = row.get(8)?;
+    Ok(ChangeRecord {
+        seq: row.get(0)?,
+        id: row.get(1)?,
+        repository: row.get(2)?,
+        event: row.get(3)?,
+        received_ms: row.get(4)?,
+        sightings: vec![Sighting {
+            source: row.get(5)?,
+            provider: row.get(6)?,
+            delivery_id: row.get(7)?,
+            at_ms: row.get(4)?,
+        }],
+        decisions: decisions.and_then(|d| serde_json::from_str(&d).ok()),
+        deferred: row.get(9)?,
+        traceparent: row.get(10)?,
+        starts: Vec::new(),
+    })
+}
+
+/// Adds a change's later sightings and its starts.
+fn complete_change(conn: &Connection, change: &mut ChangeRecord) -> rusqlite::Result<()> {
+    let mut sightings = conn.prepare_cached(
+        "SELECT source, provider, delivery_id, first_seen_ms FROM sightings
+         WHERE change_id = ?1 ORDER BY first_seen_ms, seq",
+    )?;
+    for row in sightings.query_map(params![change.id], |r| {
+        Ok(Sighting {
+            source: r.get(0)?,
+            provider: r.get(1)?,
+            delivery_id: r.get(2)?,
+            at_ms: r.get(3)?,
+        })
+    })? {
+        change.sightings.push(row?);
+    }
+    let mut starts = conn.prepare_cached(&format!(
+        "SELECT {START_COLUMNS} FROM starts s WHERE s.change_id = ?1 ORDER BY s.seq"
+    ))?;
+    for row in starts.query_map(params![change.id], row_to_start)? {
+        change.starts.push(row?);
+    }
+    Ok(())
+}
+
+/// Changes, newest first.
+pub(super) fn changes(conn: &Connection, q: &ChangeQuery) -> rusqlite::Result<Vec<ChangeRecord>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {CHANGE_COLUMNS} FROM changes c
+         WHERE (?1 IS NULL OR c.repository = ?1)
+           AND (?2 IS NULL OR c.received_ms >= ?2)
+           AND (?3 IS NULL
+                OR EXISTS (SELECT 1 FROM starts s WHERE s.change_id = c.id AND s.pipeline = ?3)
+                OR EXISTS (SELECT 1 FROM json_each(c.decisions)
+                           WHERE json_extract(value, '$.pipeline') = ?3))
+         ORDER BY c.seq DESC LIMIT ?4"
+    ))?;
+    let mut out: Vec<ChangeRecord> = stmt
+        .query_map(
+            params![q.repository, q.since_ms, q.pipeline, q.limit],
+            row_to_change,
+        )?
+        .collect::<Result<_, _>>()?;
+    for change in &mut out {
+        complete_change(conn, change)?;
+    }
+    Ok(out)
+}
+
+/// The most candidates an ambiguous prefix names.
+const CANDIDATES: usize = 10;
+
+/// One change by id or by a unique prefix of at least 4 characters.
+pub(super) fn find_change(
+    conn: &Connection,
+    id: &str,
+) -> rusqlite::Result<Result<ChangeRecord, StoreError>> {
+    if id.len() < 4 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Ok(Err(StoreError::NoSuchChange(id.to_owned())));
+    }
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {CHANGE_COLUMNS} FROM changes c WHERE c.id = ?1 OR c.id LIKE ?2
+         ORDER BY c.id = ?1 DESC, c.seq DESC LIMIT ?3"
+    ))?;
+    let mut rows: Vec<ChangeRecord> = stmt
+        .query_map(
+            params![id, format!("{id}%"), CANDIDATES as i64 + 1],
+            row_to_change,
+        )?
+        .collect::<Result<_, _>>()?;
+    if rows.len() > 1 && rows[0].id != id {
+        return Ok(Err(StoreError::AmbiguousChange {
+            prefix: id.to_owned(),
+            candidates: rows.into_iter().take(CANDIDATES).map(|c| c.id).collect(),
+        }));
+    }
+    let Some(mut change) = rows.drain(..).next() else {
+        return Ok(Err(StoreError::NoSuchChange(id.to_owned())));
+    };
+    complete_change(conn, &mut change)?;
+    Ok(Ok(change))
+}
+
+/// Adds a start per pipeline unless the change has one of it that is waiting, running or
+/// succeeded.
+pub(super) fn replay(
+    tx: &rusqlite::Transaction<'_>,
+    req: &ReplayRequest,
+    now: i64,
+) -> rusqlite::Result<Vec<Replayed>> {
+    let mut existing = tx.prepare_cached(
+        "SELECT id, state, replay FROM starts WHERE change_id = ?1 AND pipeline = ?2
+         ORDER BY replay DESC",
+    )?;
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO starts (id, change_id, pipeline, git_ref, state, attempts, next_attempt_ms, created_ms, updated_ms, replay)
+         VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?5, ?5, ?6)",
+    )?;
+    let mut out = Vec::with_capacity(req.pipelines.len());
+    for pipeline in &req.pipelines {
+        let rows: Vec<(String, String, u32)> = existing
+            .query_map(params![req.change_id, pipeline], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?
+            .collect::<Result<_, _>>()?;
+        out.push(crate::store::replayed(
+            &req.change_id,
+            pipeline,
+            &rows,
+            |id, n| {
+                insert.execute(params![id, req.change_id, pipeline, req.git_ref, now, n])?;
+                Ok::<(), rusqlite::Error>(())
+            },
+        )?);
+    }
+    Ok(out)
+}
+
+/// Forgets changes received before `before_ms` whose starts are all finished (and that are
+/// not waiting for their paths), with their sightings and starts; how many changes.
+pub(super) fn prune_changes(
+    tx: &rusqlite::Transaction<'_>,
+    before_ms: i64,
+) -> rusqlite::Result<usize> {
+    const DOOMED: &str = "SELECT c.id FROM changes c
+         WHERE c.received_ms < ?1 AND c.pending_paths = 0
+           AND NOT EXISTS (SELECT 1 FROM starts s WHERE s.change_id = c.id
+                           AND s.state IN ('pending', 'running', 'failed'))";
+    tx.execute(
+        &format!("DELETE FROM starts WHERE change_id IN ({DOOMED})"),
+        params![before_ms],
+    )?;
+    tx.execute(
+        &format!("DELETE FROM sightings WHERE change_id IN ({DOOMED})"),
+        params![before_ms],
+    )?;
+    tx.execute(
+        &format!("DELETE FROM changes WHERE id IN ({DOOMED})"),
+        params![before_ms],
+    )
 }

@@ -71,6 +71,8 @@ fn supersede_replaces_open_starts_of_the_same_pipeline_and_ref_only() {
                         })
                         .collect(),
                     defer: false,
+                    decisions: Vec::new(),
+                    traceparent: None,
                 };
                 let want = model.intake(&req);
                 assert_eq!(h.rt.block_on(h.store.intake(req)).expect("intake"), want);
@@ -546,12 +548,13 @@ fn a_deferred_change_waits_without_starts_until_it_is_planned_once() {
         supersede: false,
     }];
     let ids = rt
-        .block_on(store.plan(completed.clone(), planned.clone()))
+        .block_on(store.plan(completed.clone(), planned.clone(), Vec::new()))
         .expect("plan");
     assert_eq!(ids, Some(vec![start_id(&event.id, "a")]));
     assert!(notified_now(&notify));
     assert_eq!(
-        rt.block_on(store.plan(completed, planned)).expect("plan"),
+        rt.block_on(store.plan(completed, planned, Vec::new()))
+            .expect("plan"),
         None,
         "planned once"
     );

@@ -193,16 +193,20 @@ fn apply(
                 Done::Poll(outcomes)
             }
             Command::Plan(req, _) => {
-                let (event, json, starts) = &**req;
                 let waiting = tx
                     .prepare_cached(
-                        "UPDATE changes SET event = ?1, pending_paths = 0 WHERE id = ?2 AND pending_paths = 1",
+                        "UPDATE changes SET event = ?1, pending_paths = 0, decisions = ?3
+                         WHERE id = ?2 AND pending_paths = 1",
                     )?
-                    .execute(params![json, event.id])?;
+                    .execute(params![
+                        req.json,
+                        req.event.id,
+                        sql::decisions_json(false, &req.decisions)
+                    ])?;
                 if waiting == 0 {
                     Done::Plan(None)
                 } else {
-                    Done::Plan(Some(sql::insert_starts(&tx, event, starts, now)?))
+                    Done::Plan(Some(sql::insert_starts(&tx, &req.event, &req.starts, now)?))
                 }
             }
             Command::Finish(id, finish, _) => Done::Finish(sql::finish_start(&tx, id, finish, now)?),
@@ -231,12 +235,23 @@ fn apply(
                 params![deliveries_before_ms],
             )?),
             Command::Transition(id, to, _) => Done::Transition(sql::transition(&tx, id, *to)?),
+            Command::Replay(req, _) => Done::Replay(sql::replay(&tx, req, now)?),
+            Command::PruneChanges { before_ms, .. } => {
+                let n = sql::prune_changes(&tx, *before_ms)?;
+                if n > 0 {
+                    // A pruned change may have been a ref's newest push.
+                    tips.forget();
+                }
+                Done::Prune(n)
+            }
             Command::Open { .. }
             | Command::Cursors(..)
             | Command::Unreported(..)
             | Command::Deferred(..)
             | Command::Starts(..)
-            | Command::PollLease(..) => Done::Read,
+            | Command::PollLease(..)
+            | Command::Changes(..)
+            | Command::Change(..) => Done::Read,
         });
     }
     tx.commit()?;
@@ -263,6 +278,12 @@ fn reply_all(conn: &Connection, batch: &mut Vec<Command>, done: Vec<Done>) {
             }
             Some(Command::Starts(states, reply)) => {
                 drop(reply.send(sql::starts(conn, &states).map_err(read)))
+            }
+            Some(Command::Changes(query, reply)) => {
+                drop(reply.send(sql::changes(conn, &query).map_err(read)))
+            }
+            Some(Command::Change(id, reply)) => {
+                drop(reply.send(sql::find_change(conn, &id).map_err(read).and_then(|r| r)))
             }
             Some(other) => other.fail(&StoreError::Read("internal: not a read".into())),
             None => {}
