@@ -5,6 +5,7 @@
 
 pub mod activity;
 pub mod aws;
+pub mod changes;
 pub mod check;
 pub mod config;
 pub mod diag;

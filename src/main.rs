@@ -99,6 +99,53 @@ enum Command {
         #[command(subcommand)]
         action: Option<OutboxAction>,
     },
+    /// Every change received: why each pipeline started or not, what the starts did; replay.
+    Changes {
+        #[command(subcommand)]
+        action: ChangesAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ChangesAction {
+    /// The newest changes: repository, ref, sha, first source, sightings, starts.
+    List {
+        /// Only changes of this repository (any spelling of its URL).
+        #[arg(long, value_name = "R")]
+        repository: Option<String>,
+        /// Only changes this pipeline decided on or started.
+        #[arg(long, value_name = "P")]
+        pipeline: Option<String>,
+        /// Only changes received within this long (90s, 15m, 2h, 7d).
+        #[arg(long, value_name = "DURATION")]
+        since: Option<String>,
+        /// At most this many changes.
+        #[arg(long, value_name = "N", default_value_t = switchyard::changes::DEFAULT_LIMIT)]
+        limit: u32,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// One change: its event, every sighting, each pipeline's decision and reason, its starts.
+    Show {
+        /// The change id (a unique prefix of 4 characters or more is enough).
+        id: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Decide a change again with today's definitions and start what they start now, as new
+    /// starts (a replay asked twice is a duplicate).
+    Replay {
+        /// The change id (a unique prefix of 4 characters or more is enough).
+        id: String,
+        /// Only this pipeline.
+        #[arg(long, value_name = "P")]
+        pipeline: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -412,6 +459,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{text}");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Changes { action } => changes(&cli.config, &cli.triggers, action),
         Command::Check => {
             let report = switchyard::check::run(cli.config.as_deref(), &cli.triggers);
             print!("{}", report.render());
@@ -430,20 +478,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let change = ChangeEvent::from_json(&bytes, source)
                 .with_context(|| format!("{} is not a valid change event", event.display()))?;
-            let (pipelines, diags) = Pipelines::load_dir(&cli.triggers);
-            let errors: Vec<_> = diags
-                .iter()
-                .filter(|d| d.severity == switchyard::diag::Severity::Error)
-                .collect();
-            if !errors.is_empty() {
-                for d in &errors {
-                    eprintln!("{d}");
-                }
-                bail!(
-                    "{} has errors: run `switchyard check` and fix them first",
-                    cli.triggers.display()
-                );
-            }
+            let pipelines = load_pipelines(&cli.triggers)?;
             let explanation = switchyard::explain::explain(&pipelines, &change);
             match format {
                 Format::Text => print!("{}", explanation.render_text(&change)),
@@ -452,4 +487,100 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `switchyard changes …`.
+fn changes(
+    config: &Option<PathBuf>,
+    triggers: &std::path::Path,
+    action: ChangesAction,
+) -> anyhow::Result<ExitCode> {
+    let location = store_location(config.as_deref())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let text = runtime.block_on(async {
+        let store = Store::open_checked_at(&location, Role::Tool, Default::default()).await?;
+        anyhow::Ok(match action {
+            ChangesAction::List {
+                repository,
+                pipeline,
+                since,
+                limit,
+                format,
+            } => {
+                if limit == 0 || limit > switchyard::changes::MAX_LIMIT {
+                    bail!(
+                        "--limit {limit} is out of range\nhint: ask for 1 to {} changes",
+                        switchyard::changes::MAX_LIMIT
+                    );
+                }
+                let repository = match repository {
+                    Some(r) => Some(
+                        switchyard::repo::RepoId::parse(
+                            &r,
+                            std::env::current_dir().ok().as_deref(),
+                        )
+                        .map_err(|e| anyhow::anyhow!("--repository {r:?}: {e}"))?
+                        .as_str()
+                        .to_owned(),
+                    ),
+                    None => None,
+                };
+                let since_ms = match since {
+                    Some(s) => Some(
+                        switchyard::store::now_ms()
+                            - switchyard::changes::parse_since(&s).map_err(anyhow::Error::msg)?,
+                    ),
+                    None => None,
+                };
+                let query = switchyard::store::ChangeQuery {
+                    repository,
+                    pipeline,
+                    since_ms,
+                    limit,
+                };
+                switchyard::changes::list(&store, query, matches!(format, Format::Json)).await?
+            }
+            ChangesAction::Show { id, format } => {
+                switchyard::changes::show(&store, &id, matches!(format, Format::Json)).await?
+            }
+            ChangesAction::Replay {
+                id,
+                pipeline,
+                format,
+            } => {
+                let pipelines = load_pipelines(triggers)?;
+                let report =
+                    switchyard::changes::replay(&store, &pipelines, &id, pipeline.as_deref())
+                        .await?;
+                match format {
+                    Format::Text => report.render_text(),
+                    Format::Json => format!("{:#}\n", serde_json::json!(report)),
+                }
+            }
+        })
+    })?;
+    print!("{text}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The definitions of `triggers`, refusing them when any has an error.
+fn load_pipelines(triggers: &std::path::Path) -> anyhow::Result<Pipelines> {
+    let (pipelines, diags) = Pipelines::load_dir(triggers);
+    let errors: Vec<_> = diags
+        .iter()
+        .filter(|d| d.severity == switchyard::diag::Severity::Error)
+        .collect();
+    if !errors.is_empty() {
+        for d in &errors {
+            eprintln!("{d}");
+        }
+        bail!(
+            "{} has errors: run `switchyard check` and fix them first",
+            triggers.display()
+        );
+    }
+    Ok(pipelines)
 }
