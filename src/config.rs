@@ -33,6 +33,11 @@ pub struct Config {
     pub generated_secret: Option<PathBuf>,
     /// Where changes and starts are stored.
     pub store: StoreConfig,
+    /// How long changes are kept, with their decisions and finished starts.
+    pub retention: Duration,
+    /// The token that lets the status page retry, drop and replay (`operator_token: env:NAME`);
+    /// without it the page is read-only.
+    pub operator_token: Option<SecretRef>,
 }
 
 impl Config {
@@ -260,6 +265,8 @@ impl Default for Config {
             replay_window: Duration::from_secs(7 * 24 * 3600),
             generated_secret: None,
             store: StoreConfig::Sqlite,
+            retention: DEFAULT_RETENTION,
+            operator_token: None,
         }
     }
 }
@@ -276,7 +283,12 @@ const KEYS: &[&str] = &[
     "shutdown_grace",
     "replay_window",
     "store",
+    "retention",
+    "operator_token",
 ];
+
+/// Changes are kept this long unless `retention` says otherwise.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 
 impl Config {
     /// Loads the configuration. With `explicit` unset, a missing `./switchyard.yaml` means the
@@ -435,6 +447,19 @@ impl Config {
         }
         duration_key(&map, "shutdown_grace", &mut config.shutdown_grace, d);
         duration_key(&map, "replay_window", &mut config.replay_window, d);
+        duration_key(&map, "retention", &mut config.retention, d);
+        if let Some(n) = map.get("retention")
+            && config.retention < Duration::from_secs(3600)
+        {
+            d.error(
+                n.pos,
+                "retention must be at least 1h",
+                "changes are kept so that an operator can ask why they started; 30d is the default",
+            );
+        }
+        if let Some(n) = map.get("operator_token") {
+            config.operator_token = secret::read_ref(n, "operator_token", d);
+        }
         Some(config)
     }
 }

@@ -158,10 +158,15 @@ pub async fn start(config: Config, pipelines: Pipelines) -> anyhow::Result<Serve
 
     let grace = config.shutdown_grace;
     let max_connections = config.limits.max_connections;
-    let replay_window = config.replay_window;
+    let (replay_window, retention) = (config.replay_window, config.retention);
     let done = tokio::spawn(async move {
         let dispatch = tokio::spawn(dispatcher.run(shutdown.clone(), grace));
-        let housekeeping = tokio::spawn(housekeeping(store, replay_window, shutdown.clone()));
+        let housekeeping = tokio::spawn(housekeeping(
+            store,
+            replay_window,
+            retention,
+            shutdown.clone(),
+        ));
         let polling = tokio::spawn(Arc::clone(&poller).run(shutdown.clone()));
         let consuming =
             eventbridge.map(|(consumer, n)| tokio::spawn(consumer.run(n, shutdown.clone())));
@@ -221,15 +226,30 @@ fn ensure_secret(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Forgets delivery ids older than the replay window, hourly.
-async fn housekeeping(store: Store, window: Duration, mut shutdown: Shutdown) {
+/// Hourly, and once at the start: forgets delivery ids older than the replay window, and
+/// changes older than the retention whose starts are all finished (with their decisions,
+/// sightings and starts).
+async fn housekeeping(store: Store, window: Duration, retention: Duration, mut shutdown: Shutdown) {
+    let mut first = true;
     loop {
+        let wait = if first {
+            Duration::ZERO
+        } else {
+            Duration::from_secs(3600)
+        };
+        first = false;
         tokio::select! {
             _ = shutdown.wait() => return,
-            _ = tokio::time::sleep(Duration::from_secs(3600)) => {
+            _ = tokio::time::sleep(wait) => {
                 let before = now_ms() - window.as_millis() as i64;
                 if let Err(e) = store.prune_deliveries(before).await {
                     tracing::warn!(error = %e, "cannot prune old delivery ids");
+                }
+                let before = now_ms() - retention.as_millis() as i64;
+                match store.prune_changes(before).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(changes = n, "pruned changes older than the retention"),
+                    Err(e) => tracing::warn!(error = %e, "cannot prune old changes"),
                 }
             }
         }
