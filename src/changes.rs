@@ -251,7 +251,7 @@ pub fn summary(record: &ChangeRecord) -> Option<String> {
             let skipped: Vec<String> = d
                 .iter()
                 .filter(|d| !d.start)
-                .map(|d| format!("{} {}", d.pipeline, d.reason))
+                .map(|d| format!("{}: {}", d.pipeline, d.reason))
                 .collect();
             if skipped.is_empty() {
                 "nothing started, though a pipeline matched: it was planned and then removed"
@@ -665,7 +665,7 @@ mod tests {
         assert_eq!(
             summary(&r).as_deref(),
             Some(
-                "nothing started: docs-check excluded by on.push.paths-ignore[0] \"docs/**\" (every changed path matched)"
+                "nothing started: docs-check: excluded by on.push.paths-ignore[0] \"docs/**\" (every changed path matched)"
             )
         );
         let none_watch = record(Vec::new(), Some(Vec::new()));

@@ -2,6 +2,7 @@
 
 mod aws_targets;
 mod bench;
+mod changes;
 mod check;
 mod crash;
 mod deploy;
