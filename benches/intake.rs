@@ -54,7 +54,9 @@
 //! `switchyard` binary to measure, as a saved build of an earlier revision, beside this one in
 //! the same conditions), `INTAKE_BENCH_REFS` (the ingest changes push to this many branches of
 //! the repository, default 1: every change pushes `main`, so that each replica's intake
-//! queues on the ref's lock; more tell that lock's share).
+//! queues on the ref's lock; more tell that lock's share), `INTAKE_BENCH_DECIDED=1` (the ingest
+//! pipeline watches the posted repository and its branch filter excludes every change: each
+//! is decided with its reason for the decision log, and nothing starts).
 //!
 //! Without `--bench` (as under `cargo test --benches`) it runs a smoke version instead: 1 s of
 //! each ingest after 0.25 s of warm-up, 100 starts, the same checks (something acknowledged, at
@@ -119,6 +121,10 @@ struct Settings {
     start_connections: usize,
     /// The refs the ingest changes push to (`INTAKE_BENCH_REFS`).
     refs: u64,
+    /// The ingest pipeline watches the posted repository and excludes every change by its
+    /// branch filter (`INTAKE_BENCH_DECIDED=1`): each change is decided and its reason
+    /// recorded in the decision log, and nothing starts.
+    decided: bool,
     /// The scenarios to run (`INTAKE_BENCH_SCENARIOS`); `None`: all.
     only: Option<Vec<String>>,
 }
@@ -143,6 +149,7 @@ impl Settings {
             start_rate: num("INTAKE_BENCH_START_RATE", 500.0),
             start_connections: 4,
             refs: num("INTAKE_BENCH_REFS", 1.0) as u64,
+            decided: std::env::var("INTAKE_BENCH_DECIDED").is_ok_and(|v| v == "1"),
             only: std::env::var("INTAKE_BENCH_SCENARIOS")
                 .ok()
                 .filter(|v| !v.trim().is_empty())
@@ -974,11 +981,17 @@ struct Ingest {
 /// PostgreSQL database `pg`.
 async fn ingest(settings: &Settings, ticks: f64, replicas: usize, pg: Option<&PgTarget>) -> Ingest {
     let secret = new_secret();
-    let pipeline = "repository: https://github.com/acme/other.git\n\
-                    on: push\n\
-                    mode: parallel\n\
-                    concurrency: 64\n\
-                    start:\n  http: {url: \"http://127.0.0.1:9/start\"}\n";
+    let watched = if settings.decided {
+        format!("{WATCHED}\non:\n  push:\n    branches: ['release/**']")
+    } else {
+        "https://github.com/acme/other.git\non: push".to_owned()
+    };
+    let pipeline = &format!(
+        "repository: {watched}\n\
+         mode: parallel\n\
+         concurrency: 64\n\
+         start:\n  http: {{url: \"http://127.0.0.1:9/start\"}}\n"
+    );
     let mut servers = Vec::with_capacity(replicas);
     for _ in 0..replicas.max(1) {
         let dir = tempfile::Builder::new()
@@ -1717,8 +1730,14 @@ fn main() {
             format!("{n} replica(s) on one PostgreSQL (fsync on), connections round-robin")
         };
         line(format!(
-            "{name}: {what}; no pipeline matches; {} s warm-up, {} s measured",
-            settings.warmup, settings.seconds
+            "{name}: {what}; {}; {} s warm-up, {} s measured",
+            if settings.decided {
+                "one pipeline decides each change (excluded, its reason recorded)"
+            } else {
+                "no pipeline matches"
+            },
+            settings.warmup,
+            settings.seconds
         ));
         match (ing, skipped) {
             (Some(ing), _) => ingest_text(&mut line, ing, target_of(name), full),

@@ -950,6 +950,31 @@ mod poll_tests {
     }
 
     #[test]
+    fn retention_and_the_operator_token_are_read_and_checked() {
+        let mut d = Diagnostics::new("switchyard.yaml");
+        let config = Config::parse(
+            "retention: 7d\noperator_token: env:OPS\n",
+            Path::new("/srv"),
+            &mut d,
+        )
+        .unwrap_or_default();
+        assert!(d.items.is_empty(), "{:?}", d.items);
+        assert_eq!(config.retention, Duration::from_secs(7 * 24 * 3600));
+        assert_eq!(config.operator_token, Some(SecretRef::Env("OPS".into())));
+        assert_eq!(Config::builtin().retention, DEFAULT_RETENTION);
+        assert_eq!(Config::builtin().operator_token, None);
+        assert_eq!(
+            errors("retention: 10m\n"),
+            ["retention must be at least 1h"]
+        );
+        let clear = errors("operator_token: hunter2hunter2hunter2\n");
+        assert!(
+            clear.iter().any(|e| e.starts_with("operator_token:")),
+            "{clear:?}"
+        );
+    }
+
+    #[test]
     fn a_polled_mirror_takes_the_identity_of_its_repository() {
         let text = "poll:\n  - url: git://127.0.0.1:9418/api.git\n    repository: codecommit::us-east-1://api\n";
         let mut d = Diagnostics::new("switchyard.yaml");

@@ -203,7 +203,11 @@ async fn a_change_that_started_nothing_says_why_and_bad_requests_name_their_inpu
     let (_, other) = s
         .post_change(
             "d-2",
-            &crate::support::change_in("https://github.com/acme/web.git", "refs/heads/main", &sha(3)),
+            &crate::support::change_in(
+                "https://github.com/acme/web.git",
+                "refs/heads/main",
+                &sha(3),
+            ),
         )
         .await;
     let other_id = other["change"].as_str().expect("change id");
@@ -232,7 +236,10 @@ async fn a_change_that_started_nothing_says_why_and_bad_requests_name_their_inpu
             vec!["changes", "list", "--since", "soon"],
             "hint: write a duration such as 90s",
         ),
-        (vec!["changes", "list", "--limit", "0"], "hint: ask for 1 to"),
+        (
+            vec!["changes", "list", "--limit", "0"],
+            "hint: ask for 1 to",
+        ),
     ] {
         let r = run(&root, &args);
         assert_eq!(r.code, Some(1), "{args:?}: {}", r.stdout);
