@@ -83,7 +83,8 @@ pub struct ChangeView {
     pub kind: String,
     pub received_at: String,
     pub traceparent: Option<String>,
-    /// The change event as stored.
+    /// The change event as stored (`change` in JSON, as PRODUCT.md names it).
+    #[serde(rename = "change")]
     pub event: serde_json::Value,
     pub sightings: Vec<SightingView>,
     /// Each watching pipeline's decision at intake; `null` while the paths are completed, or

@@ -84,6 +84,8 @@ async fn decisions_are_shown_and_a_replay_starts_the_missed_pipeline_once() {
     // Show, by a prefix: both decisions, with the reasons `explain` gives.
     let shown = json(&root, &["changes", "show", &change_id[..8]]);
     assert_eq!(shown["id"], change_id.as_str());
+    assert_eq!(shown["change"]["id"], change_id.as_str());
+    assert_eq!(shown["change"]["after"], sha(1).as_str());
     let decisions = shown["decisions"].as_array().expect("decisions");
     assert_eq!(decisions.len(), 2, "{shown:#}");
     assert_eq!(decisions[0]["pipeline"], "deploy");
