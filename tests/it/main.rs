@@ -15,5 +15,6 @@ mod providers;
 mod replicas;
 mod runner_apis;
 mod serve;
+mod status;
 mod support;
 mod tidy;
