@@ -26,6 +26,7 @@ pub mod serve;
 pub mod shutdown;
 pub mod signature;
 pub mod sources;
+pub mod status;
 pub mod store;
 pub mod target;
 pub mod template;

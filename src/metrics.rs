@@ -295,6 +295,14 @@ impl Metrics {
         self.missed.get_or_create(&SourceLabel { source }).inc();
     }
 
+    /// How many changes push source `source` missed so far (`switchyard_missed_total`), for
+    /// the status page.
+    pub fn missed_total(&self, source: &'static str) -> u64 {
+        self.missed
+            .get(&SourceLabel { source })
+            .map_or(0, |c| c.get())
+    }
+
     /// One request polling made to a git server (`ls-remote`, `fetch`).
     pub fn poll_request(&self, kind: &'static str, ok: bool) {
         let outcome = ok_or_error(ok);
@@ -401,6 +409,22 @@ mod tests {
         assert!(
             !text.contains(".."),
             "a help text ends in one period:\n{text}"
+        );
+    }
+
+    #[test]
+    fn missed_total_reads_what_the_counter_exposes() {
+        let m = Metrics::default();
+        assert_eq!(m.missed_total("webhook"), 0);
+        m.missed("webhook");
+        m.missed("webhook");
+        m.missed("eventbridge");
+        assert_eq!(m.missed_total("webhook"), 2);
+        assert_eq!(m.missed_total("eventbridge"), 1);
+        let text = m.render();
+        assert_eq!(
+            series(&text, "switchyard_missed_total{source=\"webhook\"} "),
+            Some(2.0)
         );
     }
 }

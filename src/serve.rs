@@ -2,7 +2,8 @@
 //! SIGINT or SIGTERM; then new requests stop, requests in progress finish, running starts get
 //! a grace period, and whatever is unfinished resumes at the next start.
 //!
-//! HTTP: `POST /hooks/NAME` (webhook receivers), `GET /healthz`, `GET /readyz`, `GET /metrics`.
+//! HTTP: `POST /hooks/NAME` (webhook receivers), `GET /healthz`, `GET /readyz`, `GET /metrics`,
+//! and the status page with its JSON (`/`, `/changes/ID`, `/api/changes`: [`crate::status`]).
 //! Slow clients cannot hold the server: headers and bodies have read timeouts, bodies a size
 //! limit, and connections a bound.
 
@@ -32,6 +33,7 @@ use crate::pipeline::{Pipelines, Start};
 use crate::shutdown::{self, Shutdown};
 use crate::sources::poll::Poller;
 use crate::sources::webhook::{self, Answer, BodyError, Hooks, Receivers, Route};
+use crate::status::{self, StatusPage};
 use crate::store::{Location, Role, Store, now_ms};
 
 /// What the HTTP handlers share.
@@ -41,6 +43,7 @@ struct App {
     hooks: Hooks,
     metrics: Arc<Metrics>,
     store: Store,
+    status: StatusPage,
     read_timeout: Duration,
 }
 
@@ -147,11 +150,23 @@ pub async fn start(config: Config, pipelines: Pipelines) -> anyhow::Result<Serve
         )),
         None => None,
     };
+    let status = StatusPage::new(
+        store.clone(),
+        Arc::clone(&pipelines),
+        Arc::clone(&metrics),
+        poller.health(),
+        config.operator_token.clone(),
+    )
+    .map_err(|e| anyhow::anyhow!("cannot make the status page's session key: {e}"))?;
+    if let Some(Err(e)) = status.check_operator() {
+        tracing::warn!(error = %e, "operator_token cannot be read: the status page stays read-only until it can");
+    }
     let app = Arc::new(App {
         intake,
         hooks: Hooks::new(receivers, config.limits.max_body_bytes),
         metrics,
         store: store.clone(),
+        status,
         read_timeout: config.limits.read_timeout,
     });
     tracing::info!(%addr, pipelines = pipelines.list.len(), polled = config.poll.len(), state_dir = %config.state_dir.display(), store = %location.describe(), "serving");
@@ -331,6 +346,9 @@ fn json(answer: &Answer) -> Response<Full<Bytes>> {
 
 async fn route(app: &App, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
+    if status::handles(parts.uri.path()) {
+        return status_page(app, &parts, body).await;
+    }
     match webhook::route(parts.method.as_str(), parts.uri.path(), true) {
         Route::Health => respond(200, "text/plain", "ok\n"),
         Route::Ready => readyz(app).await,
@@ -338,6 +356,42 @@ async fn route(app: &App, req: Request<Incoming>) -> Response<Full<Bytes>> {
         Route::Hook(name) => hook(app, name, &parts, body).await,
         Route::Refused(answer) => json(&answer),
     }
+}
+
+/// The status page: the form's body read (small, within the read timeout), the page's answer
+/// written out.
+async fn status_page(app: &App, parts: &Parts, body: Incoming) -> Response<Full<Bytes>> {
+    let form = if parts.method == hyper::Method::POST {
+        let limited = Limited::new(body, status::MAX_FORM_BYTES).collect();
+        match tokio::time::timeout(app.read_timeout, limited).await {
+            Ok(Ok(b)) => b.to_bytes(),
+            Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
+                return respond(413, "text/plain", "the form is too large\n");
+            }
+            _ => return respond(400, "text/plain", "the form could not be read\n"),
+        }
+    } else {
+        Bytes::new()
+    };
+    let header = |name| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let request = status::Request {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query(),
+        cookie: header(hyper::header::COOKIE),
+        origin: header(hyper::header::ORIGIN),
+        host: header(hyper::header::HOST),
+        body: &form,
+    };
+    let answer = app.status.handle(&request).await;
+    let mut resp = respond(answer.status, answer.content_type, answer.body);
+    for (name, value) in answer.headers {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            resp.headers_mut()
+                .append(hyper::header::HeaderName::from_static(name), value);
+        }
+    }
+    resp
 }
 
 async fn readyz(app: &App) -> Response<Full<Bytes>> {

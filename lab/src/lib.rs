@@ -13,6 +13,8 @@
 //!   targets call, checking requests as documented and answering with runs ([`RunnerApis`]).
 //! - [`announce`]: how a push is announced: a signed GitHub delivery, a CodeCommit event; and
 //!   Standard Webhooks signing.
+//! - [`browser`]: a real headless Chromium driven over the DevTools protocol ([`Browser`]):
+//!   pages loaded, read, submitted, with JavaScript off, screenshots, every error they report.
 //! - [`http`]: one HTTP/1.1 request on a fresh connection.
 //! - [`metrics`]: the one reader of `/metrics` (Prometheus text and OpenMetrics).
 //! - [`stats`]: the one percentile (nearest rank) and summary every figure uses.
@@ -24,6 +26,7 @@
 
 pub mod announce;
 pub mod bench;
+pub mod browser;
 pub mod git;
 pub mod http;
 pub mod metrics;
@@ -38,6 +41,7 @@ pub mod skip;
 pub mod stats;
 
 pub use announce::{codecommit_detail, github_push, standard_webhook_headers};
+pub use browser::Browser;
 pub use git::{GitDaemon, GitHost, GitHttp, Push, Pusher, Sshd, Work, bare, git};
 pub use http::{request, try_request};
 pub use metrics::Metrics;

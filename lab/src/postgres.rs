@@ -24,7 +24,7 @@ use std::sync::{Mutex, OnceLock};
 
 use anyhow::{Context as _, bail};
 
-use crate::process::{free_port, output};
+use crate::process::{effective_uid, free_port, output};
 use crate::skip::Missing;
 
 /// How to get PostgreSQL's server binaries, for the error that says they are missing.
@@ -152,26 +152,6 @@ impl RunAs {
                 program.into(),
             ],
         }
-    }
-}
-
-/// The effective user id of this process, from `/proc/self/status` (or `id -u`): the crate
-/// forbids the unsafe code `geteuid` needs.
-fn effective_uid() -> anyhow::Result<u32> {
-    let from_proc = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|ids| ids.split_whitespace().nth(1))
-                .and_then(|euid| euid.parse().ok())
-        });
-    match from_proc {
-        Some(uid) => Ok(uid),
-        None => output(Command::new("id").arg("-u"))?
-            .parse()
-            .context("`id -u` printed no number"),
     }
 }
 

@@ -1,5 +1,5 @@
 //! Child processes of the lab: free ports, waiting for a port, a process group killed on drop,
-//! and output captured line by line that a waiter is woken by.
+//! output captured line by line that a waiter is woken by, and whether this process is root.
 
 use std::io::{BufRead as _, Read, Write as _};
 use std::os::unix::process::CommandExt as _;
@@ -137,6 +137,26 @@ impl Captured {
             }
             state = self.changed.wait_timeout(state, left).ok()?.0;
         }
+    }
+}
+
+/// The effective user id of this process, from `/proc/self/status` (or `id -u`): the crate
+/// forbids the unsafe code `geteuid` needs.
+pub fn effective_uid() -> anyhow::Result<u32> {
+    let from_proc = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|ids| ids.split_whitespace().nth(1))
+                .and_then(|euid| euid.parse().ok())
+        });
+    match from_proc {
+        Some(uid) => Ok(uid),
+        None => output(Command::new("id").arg("-u"))?
+            .parse()
+            .context("`id -u` printed no number"),
     }
 }
 

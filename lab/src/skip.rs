@@ -1,5 +1,5 @@
 //! The skip policy: what a test does when an outside service (moto_server, sshd, git daemon,
-//! git http-backend, PostgreSQL) is not installed here.
+//! git http-backend, PostgreSQL, Chromium) is not installed here.
 //!
 //! Under `SWITCHYARD_TEST_STRICT=1` (what `.ci/test` sets, after installing them all) a missing
 //! service fails the test. Otherwise the test prints `skipped: …` with what is missing and how

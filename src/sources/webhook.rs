@@ -239,7 +239,7 @@ pub fn route<'a>(method: &str, path: &'a str, with_metrics: bool) -> Route<'a> {
         },
         _ if with_metrics => Route::Refused(Answer::rejected(
             404,
-            "no such endpoint: POST /hooks/NAME, GET /healthz, /readyz, /metrics",
+            "no such endpoint: POST /hooks/NAME, GET /healthz, /readyz, /metrics, / (the status page), /api/changes",
         )),
         _ => Route::Refused(Answer::rejected(
             404,

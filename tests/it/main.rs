@@ -16,5 +16,6 @@ mod providers;
 mod replicas;
 mod runner_apis;
 mod serve;
+mod status;
 mod support;
 mod tidy;

@@ -11,6 +11,7 @@
 
 mod complete;
 pub mod git;
+pub mod health;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -115,6 +116,7 @@ pub struct Poller {
     repos: Vec<Arc<Polled>>,
     intake: Intake,
     settings: Polling,
+    health: Arc<health::PollHealth>,
 }
 
 impl Poller {
@@ -122,7 +124,7 @@ impl Poller {
     /// timeouts (process-wide) to `settings.timeout`.
     pub fn new(repos: &[PollRepo], settings: &Polling, state_dir: &Path, intake: Intake) -> Poller {
         git::set_timeouts(settings.timeout, settings.timeout);
-        let repos = repos
+        let repos: Vec<Arc<Polled>> = repos
             .iter()
             .map(|spec| {
                 Arc::new(Polled {
@@ -139,11 +141,22 @@ impl Poller {
                 })
             })
             .collect();
+        let health = health::PollHealth::new(
+            repos
+                .iter()
+                .map(|r| (r.spec.repository.to_string(), r.spec.interval)),
+        );
         Poller {
             repos,
             intake,
             settings: settings.clone(),
+            health: Arc::new(health),
         }
+    }
+
+    /// Each repository's last poll and its outcome, as the status page shows them.
+    pub fn health(&self) -> Arc<health::PollHealth> {
+        Arc::clone(&self.health)
     }
 
     /// The repositories polled, in configuration order.
@@ -185,6 +198,24 @@ impl Poller {
         let result = self.poll_repo(repo).await;
         let metrics = self.intake.metrics();
         metrics.poll_seconds(began.elapsed().as_secs_f64());
+        let now = crate::store::now_ms();
+        match &result {
+            Ok(report) => self.health.record(
+                index,
+                now,
+                health::Polled::Ok {
+                    elsewhere: report.elsewhere,
+                },
+            ),
+            Err(e) => self.health.record(
+                index,
+                now,
+                health::Polled::Failed {
+                    error: &e.to_string(),
+                    hint: e.hint(),
+                },
+            ),
+        }
         result
     }
 

@@ -1,0 +1,870 @@
+//! The status page of `serve`, and the JSON behind it: why each change started what it did.
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /` | recent changes (filtered like `changes list`), dead letters, polled repositories, missed changes |
+//! | `GET /changes/ID` | one change (a unique prefix works): its event, sightings, decisions, starts |
+//! | `POST /changes/ID/replay` | `changes replay` (every watching pipeline, or `pipeline`) |
+//! | `POST /starts/ID/retry`, `POST /starts/ID/drop` | `outbox retry` / `outbox drop` |
+//! | `POST /login`, `POST /logout` | the operator's session ([`auth`]) |
+//! | `GET /api/changes`, `GET /api/changes/ID` | the JSON of `changes list` and `changes show` |
+//!
+//! Server-rendered HTML without scripts, so it works with JavaScript off. The actions exist only
+//! with `operator_token` configured, and need the operator's session and the CSRF token of the
+//! form (see [`auth`]); after one the browser is sent back (303) to the change's page.
+//!
+//! The module knows no HTTP library: `serve` hands it a [`Request`] and writes out the
+//! [`Response`].
+
+pub mod auth;
+pub mod html;
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use sha2::{Digest as _, Sha256};
+
+use crate::changes::{self, ChangeLine, ChangeView, ReplayError};
+use crate::diag::did_you_mean;
+use crate::metrics::Metrics;
+use crate::pipeline::Pipelines;
+use crate::repo::RepoId;
+use crate::secret::SecretRef;
+use crate::sources::poll::health::PollHealth;
+use crate::store::{ChangeQuery, StartState, Store, StoreError, Transition, now_ms};
+
+use auth::Operator;
+use html::{ErrorPage, Viewer};
+
+/// The most a form's body may hold.
+pub const MAX_FORM_BYTES: usize = 8 * 1024;
+/// How many changes the overview shows unless `limit` says otherwise.
+pub const PAGE_LIMIT: u32 = 50;
+/// How many dead letters the overview lists (the newest).
+const DEAD_SHOWN: usize = 100;
+/// The push sources whose missed changes the overview counts.
+const PUSH_SOURCES: [&str; 2] = ["webhook", "eventbridge"];
+/// The parameters of the change list, in the order the form shows them.
+const LIST_PARAMETERS: [&str; 4] = ["repository", "pipeline", "since", "limit"];
+
+const HTML: &str = "text/html; charset=utf-8";
+const JSON: &str = "application/json";
+
+/// What the page needs of one HTTP request.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Request<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    /// The `Cookie` header.
+    pub cookie: Option<&'a str>,
+    /// The `Origin` header (a browser sends it with every form it posts).
+    pub origin: Option<&'a str>,
+    /// The `Host` header.
+    pub host: Option<&'a str>,
+    /// The body of a POST (`application/x-www-form-urlencoded`).
+    pub body: &'a [u8],
+}
+
+/// The answer: status, content type, more headers (lowercase names), body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: String,
+}
+
+/// Whether `path` is the status page's (everything else is `serve`'s own).
+pub fn handles(path: &str) -> bool {
+    path == "/"
+        || path == "/login"
+        || path == "/logout"
+        || path == "/api/changes"
+        || path.starts_with("/api/changes/")
+        || path.starts_with("/changes/")
+        || path.starts_with("/starts/")
+}
+
+/// Which page or action a path names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Route<'a> {
+    Overview,
+    Change(&'a str),
+    Replay(&'a str),
+    Start(&'a str, Transition),
+    Login,
+    Logout,
+    ApiList,
+    ApiChange(&'a str),
+    NotFound { api: bool },
+}
+
+impl Route<'_> {
+    fn of(path: &str) -> Route<'_> {
+        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        match segments.as_slice() {
+            [""] => Route::Overview,
+            ["login"] => Route::Login,
+            ["logout"] => Route::Logout,
+            ["changes", id] if !id.is_empty() => Route::Change(id),
+            ["changes", id, "replay"] if !id.is_empty() => Route::Replay(id),
+            ["starts", id, "retry"] if !id.is_empty() => Route::Start(id, Transition::Retry),
+            ["starts", id, "drop"] if !id.is_empty() => Route::Start(id, Transition::Drop),
+            ["api", "changes"] => Route::ApiList,
+            ["api", "changes", id] if !id.is_empty() => Route::ApiChange(id),
+            ["api", ..] => Route::NotFound { api: true },
+            _ => Route::NotFound { api: false },
+        }
+    }
+
+    /// The method the route answers.
+    fn method(self) -> &'static str {
+        match self {
+            Route::Replay(_) | Route::Start(..) | Route::Login | Route::Logout => "POST",
+            _ => "GET",
+        }
+    }
+
+    fn is_api(self) -> bool {
+        matches!(
+            self,
+            Route::ApiList | Route::ApiChange(_) | Route::NotFound { api: true }
+        )
+    }
+}
+
+/// Something a request cannot have: status, a title, what is wrong, and how to fix it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Problem {
+    status: u16,
+    title: &'static str,
+    message: String,
+    hint: Option<String>,
+    candidates: Vec<String>,
+}
+
+impl Problem {
+    fn new(status: u16, title: &'static str, message: impl Into<String>) -> Problem {
+        Problem {
+            status,
+            title,
+            message: message.into(),
+            ..Problem::default()
+        }
+    }
+
+    fn hint(mut self, hint: impl Into<String>) -> Problem {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+impl From<StoreError> for Problem {
+    fn from(e: StoreError) -> Problem {
+        let message = e.to_string();
+        match e {
+            StoreError::NoSuchChange(_) => Problem::new(404, "no such change", message).hint(
+                "the overview lists the stored changes; changes older than the retention are pruned",
+            ),
+            StoreError::AmbiguousChange { candidates, .. } => Problem {
+                candidates,
+                ..Problem::new(400, "ambiguous change id", message)
+                    .hint("give more characters of the id")
+            },
+            StoreError::NoSuchStart(_) => Problem::new(404, "no such start", message)
+                .hint("the change's page lists its starts"),
+            StoreError::WrongState { .. } => Problem::new(409, "not possible now", message)
+                .hint("retry a dead or failed start; drop a waiting, failed or dead one"),
+            _ => Problem::new(503, "store unavailable", message)
+                .hint("try again shortly; GET /readyz says whether the store is usable"),
+        }
+    }
+}
+
+/// The status page: what it reads (the store, the definitions, the metrics, the poller's
+/// record) and who may act.
+pub struct StatusPage {
+    store: Store,
+    pipelines: Arc<Pipelines>,
+    metrics: Arc<Metrics>,
+    polls: Arc<PollHealth>,
+    operator: Option<Operator>,
+    /// The Content-Security-Policy of every page: no scripts, the one stylesheet by its hash.
+    csp: String,
+}
+
+impl std::fmt::Debug for StatusPage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StatusPage")
+            .field("operator", &self.operator)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The parameters of a query string or form, decoded.
+fn pairs(text: &[u8]) -> Vec<(Cow<'_, str>, Cow<'_, str>)> {
+    form_urlencoded::parse(text).collect()
+}
+
+/// The value of `name` among `pairs` (the last, when repeated).
+fn field<'a>(pairs: &'a [(Cow<'_, str>, Cow<'_, str>)], name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_ref())
+}
+
+/// A path of this server to return to after logging in; `/` for anything else (another
+/// site, a scheme-relative `//host`, odd characters).
+fn local_path(next: Option<&str>) -> String {
+    match next {
+        Some(p)
+            if p.starts_with('/')
+                && !p.starts_with("//")
+                && p.len() <= 512
+                && p.bytes().all(|b| b.is_ascii_graphic() && b != b'\\') =>
+        {
+            p.to_owned()
+        }
+        _ => "/".to_owned(),
+    }
+}
+
+/// Whether a change id (or prefix) from a form is safe to put in a path.
+fn plain_id(id: &str) -> Option<&str> {
+    (!id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric()))
+        .then_some(id)
+}
+
+/// Whether a POST came from this site: no `Origin` (not a browser), or one naming `Host`.
+fn same_origin(req: &Request<'_>) -> bool {
+    let Some(origin) = req.origin else {
+        return true;
+    };
+    req.host.is_some_and(|host| {
+        origin.strip_prefix("http://") == Some(host)
+            || origin.strip_prefix("https://") == Some(host)
+    })
+}
+
+/// The change list's parameters as asked, each with its value (empty when absent).
+type Asked = [(&'static str, String); 4];
+
+/// The change list's filter from a query string: the store's query and the values as asked
+/// (for the form). Empty values count as absent; an unknown parameter or a bad value is a 400
+/// naming it.
+fn list_query(query: Option<&str>, default_limit: u32) -> Result<(ChangeQuery, Asked), Problem> {
+    let pairs = pairs(query.unwrap_or("").as_bytes());
+    for (k, _) in &pairs {
+        if !LIST_PARAMETERS.contains(&k.as_ref()) {
+            let hint = match did_you_mean(k, &LIST_PARAMETERS) {
+                Some(near) => format!(
+                    "did you mean {near:?}? The parameters are repository, pipeline, since and limit"
+                ),
+                None => {
+                    "the parameters are repository, pipeline, since (e.g. 2h) and limit".to_owned()
+                }
+            };
+            return Err(
+                Problem::new(400, "bad query", format!("unknown parameter {k:?}")).hint(hint),
+            );
+        }
+    }
+    let get = |name: &str| field(&pairs, name).map(str::trim).filter(|v| !v.is_empty());
+    let asked = LIST_PARAMETERS.map(|name| (name, get(name).unwrap_or("").to_owned()));
+    let limit_hint = format!("ask for 1 to {} changes", changes::MAX_LIMIT);
+    let limit = match get("limit") {
+        None => default_limit,
+        Some(text) => match text.parse::<u32>() {
+            Ok(n) if (1..=changes::MAX_LIMIT).contains(&n) => n,
+            Ok(_) => {
+                return Err(Problem::new(
+                    400,
+                    "bad query",
+                    format!("limit={text:?} is out of range"),
+                )
+                .hint(limit_hint));
+            }
+            Err(_) => {
+                return Err(Problem::new(
+                    400,
+                    "bad query",
+                    format!("limit={text:?} is not a number"),
+                )
+                .hint(limit_hint));
+            }
+        },
+    };
+    let repository = match get("repository") {
+        None => None,
+        Some(text) => Some(
+            RepoId::parse_id(text)
+                .map_err(|e| {
+                    Problem::new(400, "bad query", format!("repository={text:?}: {e}")).hint(
+                        "name the repository by its id (github.com/acme/api) or its clone URL",
+                    )
+                })?
+                .as_str()
+                .to_owned(),
+        ),
+    };
+    let since_ms = match get("since") {
+        None => None,
+        Some(text) => {
+            let ms = changes::parse_since(text).map_err(|e| {
+                let (message, hint) = e.split_once("\nhint: ").unwrap_or((&e, ""));
+                let message = message.replacen("--since ", "since=", 1);
+                Problem::new(400, "bad query", message).hint(hint)
+            })?;
+            Some(now_ms().saturating_sub(ms))
+        }
+    };
+    let query = ChangeQuery {
+        repository,
+        pipeline: get("pipeline").map(str::to_owned),
+        since_ms,
+        limit,
+    };
+    Ok((query, asked))
+}
+
+/// The line the change page shows after an action, from the fixed words the redirect carries.
+fn notice(query: Option<&str>) -> Option<String> {
+    let pairs = pairs(query.unwrap_or("").as_bytes());
+    let number = |name: &str| field(&pairs, name).and_then(|v| v.parse::<u32>().ok());
+    match field(&pairs, "done") {
+        Some("retried") => {
+            return Some(
+                "Start retried: it is pending again, with a fresh set of attempts.".into(),
+            );
+        }
+        Some("dropped") => return Some("Start dropped: it will not be started.".into()),
+        _ => {}
+    }
+    let (new, duplicates) = (number("replayed")?, number("duplicates").unwrap_or(0));
+    Some(match (new, duplicates) {
+        (0, 0) => "Replayed: no pipeline starts this change today; nothing new started.".into(),
+        (n, 0) => format!("Replayed: {n} new start{}.", if n == 1 { "" } else { "s" }),
+        (n, d) => format!(
+            "Replayed: {n} new start{}; {d} pipeline{} had a start waiting, running or succeeded already (a duplicate).",
+            if n == 1 { "" } else { "s" },
+            if d == 1 { "" } else { "s" }
+        ),
+    })
+}
+
+impl StatusPage {
+    /// The page of a server; with `operator_token`, its actions (a random session key is
+    /// made for this process).
+    pub fn new(
+        store: Store,
+        pipelines: Arc<Pipelines>,
+        metrics: Arc<Metrics>,
+        polls: Arc<PollHealth>,
+        operator_token: Option<SecretRef>,
+    ) -> std::io::Result<StatusPage> {
+        let operator = operator_token.map(Operator::new).transpose()?;
+        let style = base64::engine::general_purpose::STANDARD
+            .encode(Sha256::digest(html::STYLE.as_bytes()));
+        let csp = format!(
+            "default-src 'none'; style-src 'sha256-{style}'; img-src data:; form-action 'self'; \
+             frame-ancestors 'none'; base-uri 'none'"
+        );
+        Ok(StatusPage {
+            store,
+            pipelines,
+            metrics,
+            polls,
+            operator,
+            csp,
+        })
+    }
+
+    /// Whether actions are configured and the token can be read now; the reason when not.
+    pub fn check_operator(&self) -> Option<Result<(), String>> {
+        let op = self.operator.as_ref()?;
+        Some(op.available().map_err(|e| e.to_string()))
+    }
+
+    /// Answers one request.
+    pub async fn handle(&self, req: &Request<'_>) -> Response {
+        let route = Route::of(req.path);
+        let viewer = self.viewer(req);
+        let known = !matches!(route, Route::NotFound { .. });
+        if known && !req.method.eq_ignore_ascii_case(route.method()) {
+            let mut answer = self.problem(
+                route,
+                &viewer,
+                Problem::new(
+                    405,
+                    "method not allowed",
+                    format!("{} {} is not served", req.method, req.path),
+                )
+                .hint(format!("use {}", route.method())),
+            );
+            answer.headers.push(("allow", route.method().to_owned()));
+            return answer;
+        }
+        let answered = match route {
+            Route::Overview => self.overview(req, &viewer).await,
+            Route::Change(id) => self.change(id, req.query, &viewer).await,
+            Route::ApiList => self.api_list(req.query).await,
+            Route::ApiChange(id) => self.api_change(id).await,
+            Route::Login => self.login(req),
+            Route::Logout => Ok(self.logout(req)),
+            Route::Replay(_) | Route::Start(..) => self.act(route, req).await,
+            Route::NotFound { .. } => Err(Problem::new(
+                404,
+                "not found",
+                format!("nothing at {}", req.path),
+            )
+            .hint("the status page is at /, a change at /changes/ID, the JSON at /api/changes")),
+        };
+        answered.unwrap_or_else(|p| self.problem(route, &viewer, p))
+    }
+
+    fn viewer(&self, req: &Request<'_>) -> Viewer {
+        let Some(op) = &self.operator else {
+            return Viewer::ReadOnly;
+        };
+        if op.available().is_err() {
+            return Viewer::Unavailable(op.reference());
+        }
+        match op.session(req.cookie, now_ms() / 1000) {
+            Some(s) => Viewer::Operator {
+                csrf: s.csrf().to_owned(),
+            },
+            None => Viewer::Anonymous,
+        }
+    }
+
+    fn html(&self, status: u16, body: String) -> Response {
+        Response {
+            status,
+            content_type: HTML,
+            headers: vec![
+                ("content-security-policy", self.csp.clone()),
+                ("x-content-type-options", "nosniff".into()),
+                ("x-frame-options", "DENY".into()),
+                ("referrer-policy", "same-origin".into()),
+                ("cache-control", "no-store".into()),
+            ],
+            body,
+        }
+    }
+
+    fn json(status: u16, value: &serde_json::Value) -> Response {
+        Response {
+            status,
+            content_type: JSON,
+            headers: vec![
+                ("x-content-type-options", "nosniff".into()),
+                ("cache-control", "no-store".into()),
+            ],
+            body: format!("{value}\n"),
+        }
+    }
+
+    fn see_other(location: String, cookie: Option<String>) -> Response {
+        let mut headers = vec![("location", location), ("cache-control", "no-store".into())];
+        if let Some(c) = cookie {
+            headers.push(("set-cookie", c));
+        }
+        Response {
+            status: 303,
+            content_type: "text/plain; charset=utf-8",
+            headers,
+            body: String::new(),
+        }
+    }
+
+    /// A problem as the route's kind of answer: JSON for the API, an HTML page otherwise.
+    fn problem(&self, route: Route<'_>, viewer: &Viewer, p: Problem) -> Response {
+        if route.is_api() {
+            let mut body = serde_json::json!({"error": p.message});
+            if let Some(h) = &p.hint {
+                body["hint"] = h.as_str().into();
+            }
+            if !p.candidates.is_empty() {
+                body["candidates"] = p.candidates.clone().into();
+            }
+            return StatusPage::json(p.status, &body);
+        }
+        let page = ErrorPage {
+            status: p.status,
+            title: p.title.to_owned(),
+            message: p.message,
+            hint: p.hint,
+            candidates: p.candidates,
+            ..ErrorPage::default()
+        };
+        self.html(p.status, html::error(&page, viewer))
+    }
+
+    /// A change id from a path: at least 4 characters, else a 400.
+    fn change_id(id: &str) -> Result<&str, Problem> {
+        if id.len() < 4 {
+            return Err(Problem::new(
+                400,
+                "change id too short",
+                format!("{id:?} is too short to name a change"),
+            )
+            .hint("give at least 4 characters of the id"));
+        }
+        Ok(id)
+    }
+
+    async fn overview(&self, req: &Request<'_>, viewer: &Viewer) -> Result<Response, Problem> {
+        let (query, filter) = list_query(req.query, PAGE_LIMIT)?;
+        let (records, dead) = tokio::join!(
+            self.store.changes(query),
+            self.store.starts(&[StartState::Dead])
+        );
+        let lines: Vec<ChangeLine> = records?.iter().map(ChangeLine::of).collect();
+        let mut dead = dead?;
+        let dead_total = dead.len();
+        dead.reverse();
+        dead.truncate(DEAD_SHOWN);
+        let polls = self.polls.snapshot();
+        let missed = PUSH_SOURCES.map(|s| (s, self.metrics.missed_total(s)));
+        let page = html::Overview {
+            viewer,
+            now_ms: now_ms(),
+            filter,
+            changes: &lines,
+            dead: &dead,
+            dead_total,
+            polls: &polls,
+            missed: &missed,
+        };
+        Ok(self.html(200, html::overview(&page)))
+    }
+
+    async fn change(
+        &self,
+        id: &str,
+        query: Option<&str>,
+        viewer: &Viewer,
+    ) -> Result<Response, Problem> {
+        let view = ChangeView::of(&self.store.change(StatusPage::change_id(id)?).await?);
+        let watching: Vec<String> = self
+            .pipelines
+            .list
+            .iter()
+            .filter(|p| p.repository.as_str() == view.repository)
+            .map(|p| p.name.clone())
+            .collect();
+        let page = html::ChangePage {
+            viewer,
+            view: &view,
+            watching: &watching,
+            notice: notice(query),
+        };
+        Ok(self.html(200, html::change(&page)))
+    }
+
+    async fn api_list(&self, query: Option<&str>) -> Result<Response, Problem> {
+        let (query, _) = list_query(query, changes::DEFAULT_LIMIT)?;
+        let lines: Vec<ChangeLine> = self
+            .store
+            .changes(query)
+            .await?
+            .iter()
+            .map(ChangeLine::of)
+            .collect();
+        Ok(StatusPage::json(
+            200,
+            &serde_json::json!({ "changes": lines }),
+        ))
+    }
+
+    async fn api_change(&self, id: &str) -> Result<Response, Problem> {
+        let view = ChangeView::of(&self.store.change(StatusPage::change_id(id)?).await?);
+        Ok(StatusPage::json(200, &serde_json::json!(view)))
+    }
+
+    /// The operator, when actions are configured; a 403 when they are not.
+    fn operator(&self) -> Result<&Operator, Problem> {
+        self.operator.as_ref().ok_or_else(|| {
+            Problem::new(
+                403,
+                "actions are off",
+                "this server has no operator_token: its status page is read-only",
+            )
+            .hint("set operator_token: env:NAME in switchyard.yaml and restart serve")
+        })
+    }
+
+    fn check_origin(req: &Request<'_>) -> Result<(), Problem> {
+        if same_origin(req) {
+            return Ok(());
+        }
+        Err(
+            Problem::new(403, "forbidden", "the form was posted from another site")
+                .hint("use the forms of this server's own pages"),
+        )
+    }
+
+    fn login(&self, req: &Request<'_>) -> Result<Response, Problem> {
+        let op = self.operator()?;
+        StatusPage::check_origin(req)?;
+        let form = pairs(req.body);
+        let next = local_path(field(&form, "next"));
+        let offered = field(&form, "token").unwrap_or("");
+        match op.login(offered, now_ms() / 1000) {
+            Ok(Some(session)) => {
+                tracing::info!("status page: operator logged in");
+                Ok(StatusPage::see_other(next, Some(session.set_cookie())))
+            }
+            Ok(None) => {
+                tracing::warn!("status page: a login with a wrong operator token");
+                let page = ErrorPage {
+                    status: 401,
+                    title: "wrong operator token".into(),
+                    message: "that is not the operator token".into(),
+                    hint: Some(format!(
+                        "use the value of {} in the server's environment",
+                        op.reference()
+                    )),
+                    login_next: Some(next.clone()),
+                    back: Some(next),
+                    ..ErrorPage::default()
+                };
+                Ok(self.html(401, html::error(&page, &Viewer::Anonymous)))
+            }
+            Err(e) => Err(Problem::new(
+                503,
+                "actions unavailable",
+                format!("the operator token cannot be read: {e}"),
+            )
+            .hint("set it where operator_token points, then log in again")),
+        }
+    }
+
+    fn logout(&self, req: &Request<'_>) -> Response {
+        if !same_origin(req) {
+            return StatusPage::see_other("/".into(), None);
+        }
+        StatusPage::see_other("/".into(), Some(auth::clear_cookie()))
+    }
+
+    /// A retry, drop or replay: only for a logged-in operator whose form carries the
+    /// session's CSRF token; then back to the change's page.
+    async fn act(&self, route: Route<'_>, req: &Request<'_>) -> Result<Response, Problem> {
+        let op = self.operator()?;
+        StatusPage::check_origin(req)?;
+        let form = pairs(req.body);
+        let back = match route {
+            Route::Replay(id) => plain_id(id),
+            _ => field(&form, "change").and_then(plain_id),
+        }
+        .map_or_else(|| "/".to_owned(), |id| format!("/changes/{id}"));
+        let Some(session) = op.session(req.cookie, now_ms() / 1000) else {
+            let page = ErrorPage {
+                status: 401,
+                title: "log in first".into(),
+                message: "retry, drop and replay need the operator's session".into(),
+                hint: Some("log in with the operator token, then use the button again".into()),
+                login_next: Some(back.clone()),
+                back: Some(back),
+                ..ErrorPage::default()
+            };
+            return Ok(self.html(401, html::error(&page, &Viewer::Anonymous)));
+        };
+        if !session.csrf_matches(field(&form, "csrf").unwrap_or("")) {
+            return Err(Problem::new(
+                403,
+                "stale form",
+                "the form does not carry this session's CSRF token",
+            )
+            .hint("reload the page and use the button again"));
+        }
+        match route {
+            Route::Start(id, to) => {
+                let row = self.store.transition(id, to).await?;
+                tracing::info!(start_id = %row.id, change_id = %row.change_id, action = to.done(), "status page: start {} by the operator", to.done());
+                let location = format!("/changes/{}?done={}", row.change_id, to.done());
+                Ok(StatusPage::see_other(location, None))
+            }
+            Route::Replay(id) => {
+                let id = StatusPage::change_id(id)?;
+                let pipeline = field(&form, "pipeline").filter(|p| !p.is_empty());
+                let report = changes::replay(&self.store, &self.pipelines, id, pipeline)
+                    .await
+                    .map_err(replay_problem)?;
+                let new = report.replayed.iter().filter(|r| !r.duplicate).count();
+                let duplicates = report.replayed.len() - new;
+                tracing::info!(change_id = %report.change, new, duplicates, "status page: change replayed by the operator");
+                let location = format!(
+                    "/changes/{}?replayed={new}&duplicates={duplicates}",
+                    report.change
+                );
+                Ok(StatusPage::see_other(location, None))
+            }
+            _ => Err(Problem::new(404, "not found", "no such action")),
+        }
+    }
+}
+
+fn replay_problem(e: ReplayError) -> Problem {
+    let text = e.to_string();
+    let (message, hint) = match text.split_once("\nhint: ") {
+        Some((m, h)) => (m.to_owned(), Some(h.to_owned())),
+        None => (text.clone(), None),
+    };
+    let status = match e {
+        ReplayError::Store(e) => return Problem::from(e),
+        ReplayError::NoSuchPipeline { .. } | ReplayError::OtherRepository { .. } => 400,
+        ReplayError::Deferred(_) => 409,
+        ReplayError::BadEvent(..) => 500,
+    };
+    Problem {
+        hint,
+        ..Problem::new(status, "cannot replay", message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_name_their_routes() {
+        let cases = [
+            ("/", Route::Overview),
+            ("/login", Route::Login),
+            ("/changes/abcd", Route::Change("abcd")),
+            ("/changes/abcd/replay", Route::Replay("abcd")),
+            (
+                "/starts/ef01/retry",
+                Route::Start("ef01", Transition::Retry),
+            ),
+            ("/starts/ef01/drop", Route::Start("ef01", Transition::Drop)),
+            ("/api/changes", Route::ApiList),
+            ("/api/changes/abcd", Route::ApiChange("abcd")),
+            ("/api/other", Route::NotFound { api: true }),
+            ("/changes/", Route::NotFound { api: false }),
+            ("/starts/ef01/launch", Route::NotFound { api: false }),
+        ];
+        for (path, route) in cases {
+            assert_eq!(Route::of(path), route, "{path}");
+        }
+        assert!(handles("/") && handles("/api/changes/x") && handles("/starts/x/retry"));
+        assert!(!handles("/hooks/github") && !handles("/metrics") && !handles("/healthz"));
+    }
+
+    #[test]
+    fn list_queries_take_the_commands_options_and_name_a_bad_one() {
+        let (q, asked) = list_query(
+            Some("repository=https://github.com/acme/api.git&pipeline=deploy&limit=5"),
+            20,
+        )
+        .expect("good");
+        assert_eq!(q.repository.as_deref(), Some("github.com/acme/api"));
+        assert_eq!(q.pipeline.as_deref(), Some("deploy"));
+        assert_eq!(q.limit, 5);
+        assert_eq!(asked[1], ("pipeline", "deploy".to_owned()));
+        let (q, _) = list_query(Some("repository=&pipeline=&since=&limit="), 20).expect("empty");
+        assert_eq!(
+            q,
+            ChangeQuery {
+                limit: 20,
+                ..ChangeQuery::default()
+            }
+        );
+        let (q, _) = list_query(Some("since=2h"), 20).expect("since");
+        assert!(q.since_ms.is_some_and(|ms| ms <= now_ms() - 7_200_000));
+        let bad = [
+            (
+                "limt=5",
+                "unknown parameter \"limt\"",
+                "did you mean \"limit\"?",
+            ),
+            (
+                "limit=lots",
+                "limit=\"lots\" is not a number",
+                "ask for 1 to 10000",
+            ),
+            (
+                "limit=0",
+                "limit=\"0\" is out of range",
+                "ask for 1 to 10000",
+            ),
+            (
+                "since=soon",
+                "since=\"soon\" is not a duration",
+                "write a duration",
+            ),
+            (
+                "repository=nohost",
+                "repository=\"nohost\"",
+                "name the repository",
+            ),
+        ];
+        for (query, message, hint) in bad {
+            let p = list_query(Some(query), 20).expect_err(query);
+            assert_eq!(p.status, 400, "{query}");
+            assert!(p.message.contains(message), "{query}: {}", p.message);
+            assert!(
+                p.hint.as_deref().unwrap_or("").contains(hint),
+                "{query}: {:?}",
+                p.hint
+            );
+        }
+    }
+
+    #[test]
+    fn only_local_paths_are_returned_to() {
+        let cases = [
+            (Some("/changes/abcd"), "/changes/abcd"),
+            (Some("/?limit=5"), "/?limit=5"),
+            (Some("//evil.example/"), "/"),
+            (Some("https://evil.example/"), "/"),
+            (Some("/\\evil.example"), "/"),
+            (Some("/a b"), "/"),
+            (None, "/"),
+        ];
+        for (next, want) in cases {
+            assert_eq!(local_path(next), want, "{next:?}");
+        }
+    }
+
+    #[test]
+    fn a_post_from_another_origin_is_refused() {
+        let req = |origin, host| Request {
+            method: "POST",
+            origin,
+            host,
+            ..Request::default()
+        };
+        assert!(same_origin(&req(None, Some("127.0.0.1:8080"))));
+        assert!(same_origin(&req(
+            Some("http://127.0.0.1:8080"),
+            Some("127.0.0.1:8080")
+        )));
+        assert!(!same_origin(&req(
+            Some("http://evil.example"),
+            Some("127.0.0.1:8080")
+        )));
+        assert!(!same_origin(&req(Some("null"), Some("127.0.0.1:8080"))));
+        assert!(!same_origin(&req(Some("http://127.0.0.1:8080"), None)));
+    }
+
+    #[test]
+    fn notices_come_only_from_fixed_words() {
+        assert_eq!(
+            notice(Some("done=retried")).as_deref(),
+            Some("Start retried: it is pending again, with a fresh set of attempts.")
+        );
+        assert_eq!(
+            notice(Some("replayed=1&duplicates=0")).as_deref(),
+            Some("Replayed: 1 new start.")
+        );
+        assert!(notice(Some("replayed=0&duplicates=2")).is_some_and(|n| n.contains("2 pipelines")));
+        assert_eq!(notice(Some("done=<script>")), None);
+        assert_eq!(notice(None), None);
+    }
+}
