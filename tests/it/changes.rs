@@ -97,6 +97,14 @@ async fn decisions_are_shown_and_a_replay_starts_the_missed_pipeline_once() {
         reason, "no changed path matched on.push.paths (1 changed path)",
         "{shown:#}"
     );
+    // The same words `explain` prints for the stored event.
+    std::fs::write(root.join("event.json"), shown["change"].to_string()).expect("event file");
+    let explained = json(&root, &["explain", "--event", "event.json"]);
+    assert_eq!(
+        &explained["pipelines"],
+        &shown["decisions"],
+        "the decision log says what explain says"
+    );
     assert_eq!(shown["sightings"][0]["source"], "webhook");
     assert_eq!(shown["sightings"][0]["delivery_id"], "d-1");
     assert_eq!(shown["starts"][0]["attempts"], 1);
