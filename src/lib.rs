@@ -28,6 +28,7 @@ pub mod sources;
 pub mod store;
 pub mod target;
 pub mod template;
+pub mod trace;
 pub mod yaml;
 
 /// For tests of crash safety: `SWITCHYARD_CRASH_AT=NAME` aborts the process at the point
