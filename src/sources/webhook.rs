@@ -7,6 +7,9 @@
 //! the reason, never the secret or the body. A correctly signed delivery that is no change (a
 //! ping, a comment, a star) is answered 2xx with the reason, never 4xx: providers disable hooks
 //! that keep failing.
+//!
+//! A delivery's W3C `traceparent` header, when it holds a valid one, goes with its changes to
+//! their starts (an invalid one is ignored, as the spec says: never a refusal).
 
 use std::collections::HashMap;
 
@@ -20,6 +23,7 @@ use crate::metrics::{Metrics, Name};
 use crate::outcome::{DuplicateOf, IntakeOutcome};
 use crate::signature::{self, Key, VerifyError};
 use crate::sources::providers::{self, Normalized};
+use crate::trace::TraceParent;
 
 /// A configured receiver with its secrets resolved.
 pub struct Receiver {
@@ -110,6 +114,17 @@ impl Answer {
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The delivery's `traceparent`: one header holding a valid value, else none (several headers
+/// are as good as none, as the spec says).
+pub fn traceparent(headers: &HeaderMap) -> Option<TraceParent> {
+    let mut values = headers.get_all("traceparent").iter();
+    let value = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    TraceParent::parse(value.to_str().ok()?)
 }
 
 /// Why a delivery's signature was refused: the metric's reason and the message.
@@ -378,12 +393,14 @@ fn refuse(
 /// Where a verified delivery's changes go: the intake (`serve`), or the Lambda handler, which
 /// starts the pipelines before it answers.
 pub trait Sink {
-    /// Takes one change. An error is the reason it was not taken, a whole sentence, answered
-    /// with a 503 so that the sender retries.
+    /// Takes one change, with the delivery's `traceparent` when it had one. An error is the
+    /// reason it was not taken, a whole sentence, answered with a 503 so that the sender
+    /// retries.
     fn submit(
         &self,
         event: ChangeEvent,
         delivery: Option<(String, String)>,
+        traceparent: Option<TraceParent>,
     ) -> impl Future<Output = Result<IntakeOutcome, String>> + Send;
 }
 
@@ -392,8 +409,9 @@ impl Sink for Intake {
         &self,
         event: ChangeEvent,
         delivery: Option<(String, String)>,
+        traceparent: Option<TraceParent>,
     ) -> Result<IntakeOutcome, String> {
-        Intake::submit(self, event, delivery)
+        Intake::submit_traced(self, event, delivery, traceparent)
             .await
             .map_err(|e| format!("the change could not be stored: {e}"))
     }
@@ -407,6 +425,8 @@ pub async fn handle(
     sink: &impl Sink,
     metrics: &Metrics,
 ) -> Answer {
+    let traceparent = traceparent(headers);
+
     let name = receiver.name.as_str();
     let outcome = |o: &'static str| metrics.delivery(&receiver.label, o);
     let reject = |status: u16, reason: &'static str, message: String| {
@@ -444,6 +464,7 @@ pub async fn handle(
         Ok(Normalized::Changes(events)) => events,
     };
     let delivery_id = providers::delivery_id(receiver.provider, headers);
+
     let several = events.len() > 1;
     let mut changes = Vec::with_capacity(events.len());
     let mut accepted = false;
@@ -458,7 +479,7 @@ pub async fn handle(
             };
             (name.to_owned(), key)
         });
-        match sink.submit(event, delivery).await {
+        match sink.submit(event, delivery, traceparent).await {
             Ok(IntakeOutcome::Accepted { change_id, starts }) => {
                 accepted = true;
                 tracing::info!(receiver = name, change = %change_id, starts = starts.len(), "change accepted");

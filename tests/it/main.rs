@@ -17,3 +17,4 @@ mod runner_apis;
 mod serve;
 mod support;
 mod tidy;
+mod traces;

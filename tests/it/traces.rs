@@ -1,0 +1,144 @@
+//! Traces end to end, against the real `serve` (a child process) and the lab's runner: a
+//! delivery's `traceparent` reaches the runner's request and `exec`'s `TRACEPARENT` in the same
+//! trace, and a delivery without one (or with a malformed one) still gives its starts a valid
+//! one.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+use switchyard::signature::hmac_sha256_hex;
+use switchyard::trace::TraceParent;
+use switchyard_lab::{Arrival, Runner, Serve};
+
+use crate::support::{Project, eventually, request};
+
+const GITHUB_SECRET: &str = "It's a Secret to Everybody";
+
+/// The delivery's trace: `traceparent` as a caller (GitHub behind a tracing proxy) sends it.
+const SENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+
+fn fixture() -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/github/push_with-new-branch.payload.json");
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A project with a `github` receiver and two pipelines on the fixture's repository: `http`
+/// to the runner at `runner`, and `exec` writing its `TRACEPARENT` to `ROOT/traceparent`.
+fn project(runner: std::net::SocketAddr) -> Project {
+    let p = Project::served(
+        "  - name: github\n    provider: github\n    secrets: [\"file:$DIR/github.secret\"]\n",
+    );
+    p.file("github.secret", GITHUB_SECRET);
+    let repository = "https://github.com/Codertocat/Hello-World.git";
+    p.file(
+        "triggers/http.yaml",
+        &format!("repository: {repository}\non: push\nstart:\n  http: {{url: \"http://{runner}/start\"}}\n"),
+    );
+    let out = p.root().join("traceparent");
+    p.file(
+        "triggers/exec.yaml",
+        &format!(
+            "repository: {repository}\non: push\nstart:\n  exec: [\"/bin/sh\", \"-c\", \"printf '%s' \\\"$TRACEPARENT\\\" > {}\"]\n",
+            out.display()
+        ),
+    );
+    p
+}
+
+/// A signed GitHub push delivery of the fixture under delivery id `delivery`, with
+/// `traceparent` when given: (status, answer).
+async fn deliver(serve: &Serve, delivery: &str, traceparent: Option<&str>) -> (u16, Value) {
+    let body = fixture();
+    let mut headers: Vec<(String, String)> = vec![
+        ("Content-Type".into(), "application/json".into()),
+        ("X-GitHub-Event".into(), "push".into()),
+        ("X-GitHub-Delivery".into(), delivery.into()),
+        ("X-GitHub-Hook-ID".into(), "42".into()),
+        (
+            "X-Hub-Signature-256".into(),
+            format!(
+                "sha256={}",
+                hmac_sha256_hex(GITHUB_SECRET.as_bytes(), &body)
+            ),
+        ),
+    ];
+    if let Some(t) = traceparent {
+        headers.push(("traceparent".into(), t.into()));
+    }
+    let (status, text) = request(serve.addr(), "POST", "/hooks/github", &headers, body).await;
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// The `traceparent` of the runner's first request, parsed (it must be a valid one).
+async fn runner_traceparent(runner: &Runner) -> TraceParent {
+    let arrival: Arrival = runner
+        .wait_for(Duration::from_secs(20), |a| a.first().cloned())
+        .await
+        .expect("the start reaches the runner");
+    let header = arrival
+        .headers
+        .get("traceparent")
+        .unwrap_or_else(|| panic!("no traceparent among {:?}", arrival.headers));
+    TraceParent::parse(header).unwrap_or_else(|| panic!("an invalid traceparent: {header:?}"))
+}
+
+/// What `exec` found in `TRACEPARENT`, parsed.
+async fn exec_traceparent(root: &Path) -> TraceParent {
+    let text = eventually(20, "exec writes its TRACEPARENT", || {
+        std::fs::read_to_string(root.join("traceparent"))
+            .ok()
+            .filter(|t| !t.is_empty())
+    })
+    .await;
+    TraceParent::parse(&text).unwrap_or_else(|| panic!("an invalid TRACEPARENT: {text:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_traceparent_reaches_the_runner_and_exec_in_its_trace() {
+    let (runner, addr) = Runner::start().await.expect("runner");
+    let p = project(addr);
+    let serve = crate::support::serve(p.root(), &[]).await;
+    let (status, answer) = deliver(&serve, "d-1", Some(SENT)).await;
+    assert_eq!(status, 202, "{answer}");
+
+    let sent = TraceParent::parse(SENT).expect("valid");
+    let http = runner_traceparent(&runner).await;
+    assert_eq!(http.trace_id_hex(), TRACE_ID, "the delivery's trace");
+    assert_ne!(http.parent_id(), sent.parent_id(), "a span id of its own");
+    let exec = exec_traceparent(p.root()).await;
+    assert_eq!(exec.trace_id_hex(), TRACE_ID);
+    assert_ne!(exec.parent_id(), sent.parent_id());
+
+    assert!(serve.stop().await, "serve stops cleanly");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_without_a_valid_traceparent_still_gives_its_starts_one() {
+    for sent in [
+        None,
+        Some("00-not-a-traceparent-01"),
+        Some(&SENT.to_uppercase()[..]),
+    ] {
+        let (runner, addr) = Runner::start().await.expect("runner");
+        let p = project(addr);
+        let serve = crate::support::serve(p.root(), &[]).await;
+        let (status, answer) = deliver(&serve, "d-1", sent).await;
+        assert_eq!(status, 202, "{sent:?} is never a refusal: {answer}");
+        let http = runner_traceparent(&runner).await;
+        let exec = exec_traceparent(p.root()).await;
+        assert_ne!(http.trace_id_hex(), TRACE_ID, "{sent:?}: a new trace");
+        assert_eq!(
+            exec.trace_id(),
+            http.trace_id(),
+            "{sent:?}: one trace for the change's starts"
+        );
+        assert_ne!(exec.parent_id(), http.parent_id());
+        assert!(serve.stop().await);
+    }
+}
