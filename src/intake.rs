@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::mpsc;
+use tracing::Instrument as _;
 
 use crate::activity::Activity;
 use crate::event::{ChangeEvent, ChangeKind, SourceKind, is_zero};
@@ -152,6 +153,18 @@ impl Intake {
         delivery: Option<(String, String)>,
         traceparent: Option<TraceParent>,
     ) -> Result<IntakeOutcome, StoreError> {
+        let span = tracing::info_span!("store", change_id = %event.id);
+        self.store_one(event, delivery, traceparent)
+            .instrument(span)
+            .await
+    }
+
+    async fn store_one(
+        &self,
+        event: ChangeEvent,
+        delivery: Option<(String, String)>,
+        traceparent: Option<TraceParent>,
+    ) -> Result<IntakeOutcome, StoreError> {
         let request = self.request(event, delivery, traceparent);
         let deferred = request.defer.then(|| request.event.clone());
         let source = request.event.source.kind.as_str();
@@ -173,6 +186,18 @@ impl Intake {
 
     /// Stores what one poll found and moves its cursors in the same transaction.
     pub async fn submit_poll(
+        &self,
+        repository: &RepoId,
+        events: Vec<ChangeEvent>,
+        cursors: Vec<(String, Option<String>)>,
+    ) -> Result<Vec<IntakeOutcome>, StoreError> {
+        let span = tracing::info_span!("store", repository = %repository, changes = events.len());
+        self.store_poll(repository, events, cursors)
+            .instrument(span)
+            .await
+    }
+
+    async fn store_poll(
         &self,
         repository: &RepoId,
         events: Vec<ChangeEvent>,

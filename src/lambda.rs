@@ -45,6 +45,7 @@ use hyper::header::{CONTENT_TYPE, HeaderValue};
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
+use tracing::Instrument as _;
 
 use crate::aws::claims::{self, Claim, Claims};
 use crate::config::{Config, Provider, Receiver};
@@ -409,7 +410,7 @@ impl Handler {
             match self.start_change(&change, deadline, None).await {
                 Ok(outcome) => answers.push(outcome_json(&outcome)),
                 Err(e) => {
-                    tracing::warn!(event = %event_id, change = %change.id, "{e}");
+                    tracing::warn!(event = %event_id, change_id = %change.id, "{e}");
                     return Err(e);
                 }
             }
@@ -495,9 +496,16 @@ impl Handler {
         let mut repeated = 0;
         for pipeline in &matching {
             let id = start_id(&change.id, &pipeline.name);
+            let span = tracing::info_span!(
+                "dispatch",
+                change_id = %change.id,
+                start_id = %id,
+                pipeline = %pipeline.name,
+            );
 
             match self
                 .start_once(pipeline, &id, change, &event_json, &traceparent, deadline)
+                .instrument(span)
                 .await
             {
                 Ok(Started::Now) => started.push(id),

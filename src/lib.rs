@@ -27,6 +27,7 @@ pub mod signature;
 pub mod sources;
 pub mod store;
 pub mod target;
+pub mod telemetry;
 pub mod template;
 pub mod trace;
 pub mod yaml;

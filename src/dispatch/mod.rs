@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
+use tracing::Instrument as _;
 
 use crate::event::ChangeEvent;
 use crate::metrics::{Metrics, Name};
@@ -199,7 +200,8 @@ impl Starter {
     }
 
     /// Attempts `start_id`, the `attempt`-th attempt (from 1), of `pipeline` for `event`
-    /// (`event_json` is its JSON text) in the trace of `traceparent` (the change's).
+    /// (`event_json` is its JSON text) in the trace of `traceparent` (the change's), within a
+    /// span `attempt`.
     pub async fn start(
         &self,
         pipeline: &Pipeline,
@@ -209,6 +211,7 @@ impl Starter {
         event_json: &str,
         traceparent: &TraceParent,
     ) -> Result<Started, Failure> {
+        let span = tracing::info_span!("attempt", attempt);
         run_target(
             self,
             pipeline,
@@ -218,6 +221,7 @@ impl Starter {
             event_json,
             traceparent,
         )
+        .instrument(span)
         .await
     }
 }
@@ -371,8 +375,8 @@ impl Dispatcher {
         next_due
     }
 
-    /// Begins an attempt of `row` in the change's trace (a change stored before traces were
-    /// kept gets a new one).
+    /// Begins an attempt of `row` in a span `dispatch` of the change's trace (a change stored
+    /// before traces were kept gets a new one).
     fn spawn(&mut self, p: usize, row: StartRow, event: String, traceparent: Option<String>) {
         let name = self.pipelines.list[p].name.clone();
         self.in_flight.insert(row.id.clone(), name.clone());
@@ -384,12 +388,22 @@ impl Dispatcher {
             .as_deref()
             .and_then(TraceParent::parse)
             .unwrap_or_else(TraceParent::root);
-        self.tasks.spawn(async move {
-            let pipeline = &pipelines.list[p];
-            let id = row.id.clone();
-            attempt(&shared, pipeline, row, event, &traceparent).await;
-            (id, pipeline.name.clone())
-        });
+        let span = tracing::info_span!(
+            "dispatch",
+            change_id = %row.change_id,
+            start_id = %row.id,
+            pipeline = %row.pipeline,
+        );
+
+        self.tasks.spawn(
+            async move {
+                let pipeline = &pipelines.list[p];
+                let id = row.id.clone();
+                attempt(&shared, pipeline, row, event, &traceparent).await;
+                (id, pipeline.name.clone())
+            }
+            .instrument(span),
+        );
     }
 
     /// True when every pipeline runs as many starts as its concurrency allows.

@@ -15,6 +15,7 @@ use std::collections::HashMap;
 
 use hyper::HeaderMap;
 use serde_json::json;
+use tracing::Instrument as _;
 
 use crate::config::{self, Provider};
 use crate::event::{ChangeEvent, Source, SourceKind};
@@ -417,7 +418,7 @@ impl Sink for Intake {
     }
 }
 
-/// Handles one delivery to `receiver`.
+/// Handles one delivery to `receiver`, in a span `receive` of the delivery's trace.
 pub async fn handle(
     receiver: &Receiver,
     headers: &HeaderMap,
@@ -426,14 +427,34 @@ pub async fn handle(
     metrics: &Metrics,
 ) -> Answer {
     let traceparent = traceparent(headers);
+    let span = tracing::info_span!(
+        "receive",
+        receiver = %receiver.name,
+        delivery_id = tracing::field::Empty,
+    );
 
+    receive(receiver, headers, body, sink, metrics, traceparent)
+        .instrument(span)
+        .await
+}
+
+async fn receive(
+    receiver: &Receiver,
+    headers: &HeaderMap,
+    body: &[u8],
+    sink: &impl Sink,
+    metrics: &Metrics,
+    traceparent: Option<TraceParent>,
+) -> Answer {
     let name = receiver.name.as_str();
     let outcome = |o: &'static str| metrics.delivery(&receiver.label, o);
     let reject = |status: u16, reason: &'static str, message: String| {
         refuse(metrics, receiver, status, reason, message)
     };
     let now = jiff::Timestamp::now();
-    if let Err(refusal) = verify(receiver, headers, body, now.as_second()) {
+    let verified =
+        tracing::info_span!("verify").in_scope(|| verify(receiver, headers, body, now.as_second()));
+    if let Err(refusal) = verified {
         return reject(401, refusal.reason, refusal.message);
     }
     let events = match normalize(receiver, headers, body, now) {
@@ -464,7 +485,9 @@ pub async fn handle(
         Ok(Normalized::Changes(events)) => events,
     };
     let delivery_id = providers::delivery_id(receiver.provider, headers);
-
+    if let Some(id) = &delivery_id {
+        tracing::Span::current().record("delivery_id", id.as_str());
+    }
     let several = events.len() > 1;
     let mut changes = Vec::with_capacity(events.len());
     let mut accepted = false;
@@ -482,7 +505,7 @@ pub async fn handle(
         match sink.submit(event, delivery, traceparent).await {
             Ok(IntakeOutcome::Accepted { change_id, starts }) => {
                 accepted = true;
-                tracing::info!(receiver = name, change = %change_id, starts = starts.len(), "change accepted");
+                tracing::info!(receiver = name, change_id = %change_id, starts = starts.len(), "change accepted");
                 changes.push(json!({"change": change_id, "status": "accepted", "starts": starts}));
             }
             Ok(IntakeOutcome::Duplicate { change_id, why }) => {
@@ -490,7 +513,7 @@ pub async fn handle(
                     DuplicateOf::Delivery => "delivery",
                     DuplicateOf::Change => "change",
                 };
-                tracing::info!(receiver = name, change = %change_id, of, "duplicate: nothing new to start");
+                tracing::info!(receiver = name, change_id = %change_id, of, "duplicate: nothing new to start");
                 changes
                     .push(json!({"change": change_id, "status": "duplicate", "duplicate_of": of}));
             }

@@ -1,9 +1,10 @@
-//! Traces end to end, against the real `serve` (a child process) and the lab's runner: a
-//! delivery's `traceparent` reaches the runner's request and `exec`'s `TRACEPARENT` in the same
-//! trace, and a delivery without one (or with a malformed one) still gives its starts a valid
-//! one.
+//! Traces and logs end to end, against the real `serve` (a child process) and the lab's runner:
+//! a delivery's `traceparent` reaches the runner's request and `exec`'s `TRACEPARENT` in the
+//! same trace, a delivery without one (or with a malformed one) still gives its starts a valid
+//! one, and `--log-format json` prints one JSON object a line with the change's ids.
 
 use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -100,12 +101,13 @@ async fn exec_traceparent(root: &Path) -> TraceParent {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_delivery_traceparent_reaches_the_runner_and_exec_in_its_trace() {
+async fn a_delivery_traceparent_reaches_the_runner_and_exec_in_its_trace_with_json_logs() {
     let (runner, addr) = Runner::start().await.expect("runner");
     let p = project(addr);
-    let serve = crate::support::serve(p.root(), &[]).await;
+    let serve = crate::support::serve(p.root(), &[("SWITCHYARD_LOG_FORMAT", "json".into())]).await;
     let (status, answer) = deliver(&serve, "d-1", Some(SENT)).await;
     assert_eq!(status, 202, "{answer}");
+    let change_id = answer["change"].as_str().expect("a change id").to_owned();
 
     let sent = TraceParent::parse(SENT).expect("valid");
     let http = runner_traceparent(&runner).await;
@@ -115,6 +117,38 @@ async fn a_delivery_traceparent_reaches_the_runner_and_exec_in_its_trace() {
     assert_eq!(exec.trace_id_hex(), TRACE_ID);
     assert_ne!(exec.parent_id(), sent.parent_id());
 
+    // Every line of standard error is one JSON object; the change's own lines carry its ids.
+    let err = eventually(10, "both starts logged", || {
+        let err = serve.err();
+        (err.matches("\"message\":\"started\"").count() >= 2).then_some(err)
+    })
+    .await;
+    let lines: Vec<Value> = err
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let accepted = lines
+        .iter()
+        .find(|l| l["message"] == "change accepted")
+        .unwrap_or_else(|| panic!("no \"change accepted\" line:\n{err}"));
+    assert_eq!(accepted["change_id"], change_id.as_str(), "{accepted}");
+    assert_eq!(accepted["delivery_id"], "42:d-1", "{accepted}");
+    assert_eq!(accepted["receiver"], "github", "{accepted}");
+    assert_eq!(accepted["level"], "INFO", "{accepted}");
+    let started: Vec<&Value> = lines.iter().filter(|l| l["message"] == "started").collect();
+    assert_eq!(started.len(), 2, "{err}");
+    for line in started {
+        assert_eq!(line["change_id"], change_id.as_str(), "{line}");
+        assert!(
+            line["start_id"].as_str().is_some_and(|s| s.len() == 32),
+            "{line}"
+        );
+        assert_eq!(line["spans"], serde_json::json!(["dispatch"]), "{line}");
+    }
+    assert!(
+        !err.contains(GITHUB_SECRET) && !err.contains("sha256="),
+        "a secret reached the log:\n{err}"
+    );
     assert!(serve.stop().await, "serve stops cleanly");
 }
 
@@ -141,4 +175,41 @@ async fn a_delivery_without_a_valid_traceparent_still_gives_its_starts_one() {
         assert_ne!(exec.parent_id(), http.parent_id());
         assert!(serve.stop().await);
     }
+}
+
+#[test]
+fn an_unknown_log_format_is_an_error_naming_it_and_the_choices() {
+    let p = Project::new();
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(args)
+            .current_dir(p.root())
+            .env_remove("SWITCHYARD_LOG_FORMAT")
+            .envs(env.iter().copied())
+            .output()
+            .expect("run switchyard");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&["--log-format", "xml", "check"], &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("--log-format: unknown log format \"xml\"")
+            && err.contains("choose text (the default) or json"),
+        "{err}"
+    );
+    let (code, err) = run(&["check"], &[("SWITCHYARD_LOG_FORMAT", "yaml")]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("SWITCHYARD_LOG_FORMAT: unknown log format \"yaml\""),
+        "{err}"
+    );
+    // The flag is global and wins over the variable.
+    let (code, err) = run(
+        &["check", "--log-format", "json"],
+        &[("SWITCHYARD_LOG_FORMAT", "yaml")],
+    );
+    assert_eq!(code, Some(0), "{err}");
 }
