@@ -131,7 +131,7 @@ impl Intake {
             starts,
             defer,
             decisions,
-            traceparent: Some(traceparent.unwrap_or_else(TraceParent::root).to_string()),
+            traceparent: Some(crate::telemetry::for_change(traceparent).to_string()),
         }
     }
 

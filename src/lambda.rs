@@ -489,7 +489,7 @@ impl Handler {
     ) -> Result<IntakeOutcome, String> {
         let event_json = serde_json::to_string(change)
             .map_err(|e| format!("change {}: cannot be written as JSON: {e}", change.id))?;
-        let traceparent = traceparent.unwrap_or_else(TraceParent::root);
+        let traceparent = crate::telemetry::for_change(traceparent);
         let matching = self.pipelines.matching(change);
         let mut started = Vec::new();
         let mut failed = Vec::new();
@@ -502,7 +502,7 @@ impl Handler {
                 start_id = %id,
                 pipeline = %pipeline.name,
             );
-
+            crate::telemetry::set_parent(&span, &traceparent);
             match self
                 .start_once(pipeline, &id, change, &event_json, &traceparent, deadline)
                 .instrument(span)

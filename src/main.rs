@@ -162,11 +162,12 @@ fn main() -> ExitCode {
     } else {
         Cli::parse()
     };
-
+    // Spans are exported (when OTEL_EXPORTER_OTLP_ENDPOINT is set) by `serve` only.
+    let export = matches!(cli.command, Command::Serve);
     let variable = std::env::var(switchyard::telemetry::FORMAT_VARIABLE).ok();
     let telemetry =
         switchyard::telemetry::LogFormat::choose(cli.log_format.as_deref(), variable.as_deref())
-            .and_then(switchyard::telemetry::init);
+            .and_then(|format| switchyard::telemetry::init(format, export));
     let telemetry = match telemetry {
         Ok(telemetry) => telemetry,
         Err(e) => {

@@ -168,6 +168,15 @@ pub async fn send(
         .map_err(|_| Failure::retry(format!("{what}: no answer within {timeout:?}")))?
 }
 
+/// [`send`] of a request whose body is in memory (the OTLP exporter's).
+pub async fn send_bytes(
+    client: &Client,
+    req: Request<Bytes>,
+    timeout: Duration,
+) -> Result<Answer, Failure> {
+    send(client, req.map(Full::new), timeout).await
+}
+
 /// A URI as shown in messages: without its query, which may hold values.
 fn shown(uri: &hyper::Uri) -> String {
     let mut text = String::new();

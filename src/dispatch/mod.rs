@@ -394,7 +394,7 @@ impl Dispatcher {
             start_id = %row.id,
             pipeline = %row.pipeline,
         );
-
+        crate::telemetry::set_parent(&span, &traceparent);
         self.tasks.spawn(
             async move {
                 let pipeline = &pipelines.list[p];
@@ -586,7 +586,7 @@ async fn run_target(
     traceparent: &TraceParent,
 ) -> Result<Started, Failure> {
     // A new span id for each attempt, in the change's trace.
-    let traceparent = traceparent.child();
+    let traceparent = crate::telemetry::outgoing(traceparent);
     let ctx = Context {
         event,
         pipeline: &pipeline.name,

@@ -432,7 +432,9 @@ pub async fn handle(
         receiver = %receiver.name,
         delivery_id = tracing::field::Empty,
     );
-
+    if let Some(parent) = &traceparent {
+        crate::telemetry::set_parent(&span, parent);
+    }
     receive(receiver, headers, body, sink, metrics, traceparent)
         .instrument(span)
         .await

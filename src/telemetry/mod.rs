@@ -1,23 +1,39 @@
-//! Logs: the `tracing` subscriber every command logs through (`text` lines, or `json` objects
-//! one a line with the ids of the spans they happen in).
+//! Logs and traces: the `tracing` subscriber every command logs through (`text` lines, or
+//! `json` objects one a line with the ids of the spans they happen in), the OTLP export of
+//! `serve`'s spans when `OTEL_EXPORTER_OTLP_ENDPOINT` says where to, and the spans' side of
+//! a change's `traceparent` (a span's parent set from it; the `traceparent` of an outgoing
+//! request made from the current span).
 //!
 //! The spans a change goes through: `receive` (a webhook delivery, with `receiver` and
 //! `delivery_id`) → `verify` → `store` (`change_id`) → `dispatch` (`change_id`, `start_id`,
 //! `pipeline`) → `attempt` (`attempt`). Their fields are ids, never a payload or a header value.
+//!
+//! Without an OTLP endpoint nothing here touches OpenTelemetry on the intake's path: the
+//! helpers return at once, and `traceparent`s are made by [`crate::trace`] alone.
 
 mod json;
+mod otlp;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use opentelemetry::trace::{
+    SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState,
+};
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
+
+use crate::trace::TraceParent;
 
 /// The variable that chooses the log format when `--log-format` is not given.
 pub const FORMAT_VARIABLE: &str = "SWITCHYARD_LOG_FORMAT";
 
 /// The variable of the log filter (`info` unless set: `debug`, `switchyard=debug,warn`, …).
 pub const FILTER_VARIABLE: &str = "SWITCHYARD_LOG";
+
+/// Whether spans are exported (and so carry OpenTelemetry contexts).
+static EXPORTING: AtomicBool = AtomicBool::new(false);
 
 /// Whether log lines are JSON (for [`say`]).
 static JSON_LINES: AtomicBool = AtomicBool::new(false);
@@ -51,20 +67,44 @@ impl LogFormat {
     }
 }
 
-/// What [`init`] set up; [`Telemetry::shutdown`] ends it.
+/// What [`init`] set up; [`Telemetry::shutdown`] flushes the spans not exported yet.
 #[derive(Debug)]
-pub struct Telemetry {}
+pub struct Telemetry {
+    provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+}
 
 impl Telemetry {
-    /// Ends what needs ending once the work is done (nothing, for logs alone).
-    pub fn shutdown(self) {}
+    /// Exports what is left (within the exporter's timeout) and stops exporting. Call it once
+    /// the work is done, outside an async runtime.
+    pub fn shutdown(self) {
+        if let Some(provider) = self.provider {
+            EXPORTING.store(false, Ordering::Relaxed);
+            if let Err(e) = provider.shutdown() {
+                tracing::warn!(error = %e, "the last spans could not be exported");
+            }
+        }
+    }
 }
 
 /// Installs the global subscriber: logs to standard error in `format`, filtered by
-/// [`FILTER_VARIABLE`].
-pub fn init(format: LogFormat) -> Result<Telemetry, String> {
+/// [`FILTER_VARIABLE`]; with `export` and an OTLP endpoint in the environment
+/// (`OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`), spans are exported
+/// too, in batches.
+pub fn init(format: LogFormat, export: bool) -> Result<Telemetry, String> {
     let filter = tracing_subscriber::EnvFilter::try_from_env(FILTER_VARIABLE)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let provider = if export && otlp::configured() {
+        Some(otlp::provider()?)
+    } else {
+        None
+    };
+    let spans = provider.as_ref().map(|provider| {
+        use opentelemetry::trace::TracerProvider as _;
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("switchyard"))
+            .with_tracked_inactivity(false)
+            .with_threads(false)
+    });
     let lines = match format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
@@ -78,12 +118,20 @@ pub fn init(format: LogFormat) -> Result<Telemetry, String> {
             .boxed(),
     };
     tracing_subscriber::registry()
+        .with(spans)
         .with(lines)
         .with(filter)
         .try_init()
         .map_err(|e| format!("cannot set up logging: {e}"))?;
     JSON_LINES.store(format == LogFormat::Json, Ordering::Relaxed);
-    Ok(Telemetry {})
+    if provider.is_some() {
+        EXPORTING.store(true, Ordering::Relaxed);
+        tracing::info!(
+            service = %otlp::service_name(),
+            "exporting spans over OTLP/HTTP"
+        );
+    }
+    Ok(Telemetry { provider })
 }
 
 /// Prints a line a person waits for (`serve`'s address): as it is with text logs, as a log
@@ -94,6 +142,60 @@ pub fn say(line: &str) {
     } else {
         eprintln!("{line}");
     }
+}
+
+/// Makes `parent` the parent of `span`, which must not have been entered yet, so that the
+/// exported span belongs to that trace. Nothing when spans are not exported.
+pub fn set_parent(span: &tracing::Span, parent: &TraceParent) {
+    if !EXPORTING.load(Ordering::Relaxed) || span.is_disabled() {
+        return;
+    }
+    let context = SpanContext::new(
+        TraceId::from_bytes(parent.trace_id()),
+        SpanId::from_bytes(parent.parent_id()),
+        TraceFlags::new(parent.flags()),
+        true,
+        TraceState::default(),
+    );
+    let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(context));
+}
+
+/// The `traceparent` of `span` as exported (its trace, its own span id); `None` when spans
+/// are not exported.
+pub fn traceparent_of(span: &tracing::Span) -> Option<TraceParent> {
+    if !EXPORTING.load(Ordering::Relaxed) || span.is_disabled() {
+        return None;
+    }
+    let context = span.context();
+    let otel = context.span();
+    let ids = otel.span_context();
+    if !ids.is_valid() {
+        return None;
+    }
+    TraceParent::from_parts(
+        ids.trace_id().to_bytes(),
+        ids.span_id().to_bytes(),
+        ids.trace_flags().to_u8(),
+    )
+}
+
+/// The `traceparent` a change is stored with, which its starts are made children of. When
+/// spans are exported, the current span's (`store`, in the trace the delivery came with or in
+/// a new one), so that the starts' spans follow it; else the one the delivery came with; else
+/// a new trace.
+pub fn for_change(received: Option<TraceParent>) -> TraceParent {
+    traceparent_of(&tracing::Span::current())
+        .or(received)
+        .unwrap_or_else(TraceParent::root)
+}
+
+/// The `traceparent` of a request made now on behalf of `change`'s trace: the current span as
+/// the parent when spans are exported (so the runner's spans nest under the attempt), else a
+/// child with a new parent id.
+pub fn outgoing(change: &TraceParent) -> TraceParent {
+    traceparent_of(&tracing::Span::current())
+        .filter(|t| t.trace_id() == change.trace_id())
+        .unwrap_or_else(|| change.child())
 }
 
 #[cfg(test)]
@@ -132,5 +234,16 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn without_export_a_change_keeps_its_traceparent_or_gets_a_new_one() {
+        let received = TraceParent::root();
+        assert_eq!(for_change(Some(received)), received);
+        let made = for_change(None);
+        assert_ne!(made.trace_id(), received.trace_id());
+        let out = outgoing(&received);
+        assert_eq!(out.trace_id(), received.trace_id());
+        assert_ne!(out.parent_id(), received.parent_id());
     }
 }

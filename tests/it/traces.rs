@@ -1,7 +1,9 @@
-//! Traces and logs end to end, against the real `serve` (a child process) and the lab's runner:
-//! a delivery's `traceparent` reaches the runner's request and `exec`'s `TRACEPARENT` in the
-//! same trace, a delivery without one (or with a malformed one) still gives its starts a valid
-//! one, and `--log-format json` prints one JSON object a line with the change's ids.
+//! Traces and logs end to end, against the real `serve` (a child process), the lab's runner and
+//! the lab's OTLP collector stub: a delivery's `traceparent` reaches the runner's request and
+//! `exec`'s `TRACEPARENT` in the same trace, a delivery without one (or with a malformed one)
+//! still gives its starts a valid one, spans go to an OTLP endpoint in the delivery's trace and
+//! are flushed at a graceful stop, and `--log-format json` prints one JSON object a line with
+//! the change's ids.
 
 use std::path::Path;
 use std::process::Command;
@@ -10,7 +12,7 @@ use std::time::Duration;
 use serde_json::Value;
 use switchyard::signature::hmac_sha256_hex;
 use switchyard::trace::TraceParent;
-use switchyard_lab::{Arrival, Runner, Serve};
+use switchyard_lab::{Arrival, Collector, Runner, Serve};
 
 use crate::support::{Project, eventually, request};
 
@@ -175,6 +177,94 @@ async fn a_delivery_without_a_valid_traceparent_still_gives_its_starts_one() {
         assert_ne!(exec.parent_id(), http.parent_id());
         assert!(serve.stop().await);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_go_to_the_otlp_endpoint_in_the_delivery_trace_and_are_flushed_at_stop() {
+    let (collector, otlp) = Collector::start().await.expect("collector");
+    let (runner, addr) = Runner::start().await.expect("runner");
+    let p = project(addr);
+    let serve = crate::support::serve(
+        p.root(),
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp}")),
+            // Nothing is exported before the stop: the flush at the stop must do it.
+            ("OTEL_BSP_SCHEDULE_DELAY", "600000".into()),
+        ],
+    )
+    .await;
+    let (status, answer) = deliver(&serve, "d-1", Some(SENT)).await;
+    assert_eq!(status, 202, "{answer}");
+    let change_id = answer["change"].as_str().expect("a change id").to_owned();
+    let http = runner_traceparent(&runner).await;
+    exec_traceparent(p.root()).await;
+    eventually(10, "both starts recorded", || {
+        (serve.err().matches("started").count() >= 2).then_some(())
+    })
+    .await;
+    assert!(collector.exports().is_empty(), "exported before the stop");
+    assert!(serve.stop().await, "serve stops cleanly");
+
+    let exports = collector.exports();
+    assert!(!exports.is_empty(), "nothing was exported at the stop");
+    let trace_bytes: Vec<u8> = (0..16)
+        .map(|i| u8::from_str_radix(&TRACE_ID[2 * i..2 * i + 2], 16).expect("hex"))
+        .collect();
+    assert!(
+        exports
+            .iter()
+            .any(|e| e.body.windows(16).any(|w| w == trace_bytes.as_slice())),
+        "no export holds the delivery's trace id"
+    );
+    assert!(
+        exports
+            .iter()
+            .all(|e| e.content_type == "application/x-protobuf"),
+        "OTLP/HTTP protobuf"
+    );
+    let spans = collector.spans();
+    let named = |name: &str| -> Vec<_> { spans.iter().filter(|s| s.name == name).collect() };
+    for name in ["receive", "verify", "store", "dispatch", "attempt"] {
+        let found = named(name);
+        assert!(!found.is_empty(), "no span {name}: {spans:#?}");
+        for span in found {
+            assert_eq!(span.trace_id, TRACE_ID, "{span:?}");
+            assert_eq!(span.service, "switchyard", "{span:?}");
+        }
+    }
+    let receive = named("receive")[0];
+    assert_eq!(
+        receive.parent_span_id, "00f067aa0ba902b7",
+        "the sender's span"
+    );
+    assert_eq!(receive.attribute("delivery_id"), Some("42:d-1"));
+    assert_eq!(
+        named("store")[0].attribute("change_id"),
+        Some(change_id.as_str())
+    );
+    // The runner's request is a child of the attempt that sent it.
+    let attempt_ids: Vec<&str> = named("attempt")
+        .iter()
+        .map(|s| s.span_id.as_str())
+        .collect();
+    let sent_from = hex(&http.parent_id());
+    assert!(
+        attempt_ids.contains(&sent_from.as_str()),
+        "the runner's parent {sent_from} is none of the attempts {attempt_ids:?}"
+    );
+    // The starts follow the store of the change: receive → store → dispatch → attempt.
+    let store = named("store")[0];
+    assert_eq!(store.parent_span_id, receive.span_id);
+    assert_eq!(named("verify")[0].parent_span_id, receive.span_id);
+    for dispatch in named("dispatch") {
+        assert_eq!(dispatch.parent_span_id, store.span_id, "{dispatch:?}");
+        assert_eq!(dispatch.attribute("change_id"), Some(change_id.as_str()));
+        assert!(dispatch.attribute("start_id").is_some(), "{dispatch:?}");
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[test]
