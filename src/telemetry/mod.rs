@@ -134,11 +134,17 @@ pub fn init(format: LogFormat, export: bool) -> Result<Telemetry, String> {
     Ok(Telemetry { provider })
 }
 
-/// Prints a line a person waits for (`serve`'s address): as it is with text logs, as a log
-/// object with JSON logs, so that standard error stays one object a line.
+/// Prints a line a person waits for (`serve`'s address) whatever the log filter: as it is with
+/// text logs, as an object like the log's with JSON logs, so that standard error stays one
+/// object a line.
 pub fn say(line: &str) {
     if JSON_LINES.load(Ordering::Relaxed) {
-        tracing::info!("{line}");
+        let object = serde_json::json!({
+            "timestamp": jiff::Timestamp::now().to_string(),
+            "level": "INFO",
+            "message": line,
+        });
+        eprintln!("{object}");
     } else {
         eprintln!("{line}");
     }
