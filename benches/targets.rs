@@ -211,6 +211,7 @@ fn main() {
         let starter = Arc::new(Starter::new(targets, PathBuf::from(dir.path())));
         let client = http::client();
         let (event, event_json) = event();
+        let traceparent = switchyard::trace::TraceParent::root();
         println!(
             "{:<16} {:>12} {:>12} {:>14} {:>12}",
             "target", "start p50", "bare p50", "overhead p50", "overhead p90"
@@ -232,6 +233,7 @@ fn main() {
                         1,
                         &event,
                         &event_json,
+                        &traceparent,
                     )
                     .await;
                 if let Err(f) = &started {
@@ -248,6 +250,7 @@ fn main() {
                         1,
                         &event,
                         &event_json,
+                        &traceparent,
                     )
                     .await
                     .unwrap_or_else(|f| panic!("{name}: {}", f.message));

@@ -4,12 +4,16 @@
 //! A change whose changed paths are incomplete, of a repository switchyard mirrors, is stored
 //! at once without starts and handed to the completer; its starts are decided once the paths
 //! are known (or the time bound for them passed), by [`Intake::plan`].
+//!
+//! Every change is stored with a W3C `traceparent`: the one its delivery came with, else one
+//! made here, so that its starts always carry one.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::mpsc;
+use tracing::Instrument as _;
 
 use crate::activity::Activity;
 use crate::event::{ChangeEvent, ChangeKind, SourceKind, is_zero};
@@ -18,6 +22,7 @@ use crate::outcome::{Decision, DuplicateOf, IntakeOutcome};
 use crate::pipeline::{Mode, Pipelines};
 use crate::repo::RepoId;
 use crate::store::{IntakeRequest, PlannedStart, PollBatch, Store, StoreError};
+use crate::trace::TraceParent;
 
 /// Shared by every source.
 #[derive(Clone, Debug)]
@@ -112,7 +117,7 @@ impl Intake {
         &self,
         event: ChangeEvent,
         delivery: Option<(String, String)>,
-        traceparent: Option<String>,
+        traceparent: Option<TraceParent>,
     ) -> IntakeRequest {
         let defer = self.defers(&event);
         let (starts, decisions) = if defer {
@@ -126,7 +131,7 @@ impl Intake {
             starts,
             defer,
             decisions,
-            traceparent,
+            traceparent: Some(crate::telemetry::for_change(traceparent).to_string()),
         }
     }
 
@@ -141,12 +146,24 @@ impl Intake {
     }
 
     /// [`Intake::submit`] with the W3C `traceparent` the notice came with, which goes with the
-    /// change to its starts.
+    /// change to its starts (without one, the change gets a new trace).
     pub async fn submit_traced(
         &self,
         event: ChangeEvent,
         delivery: Option<(String, String)>,
-        traceparent: Option<String>,
+        traceparent: Option<TraceParent>,
+    ) -> Result<IntakeOutcome, StoreError> {
+        let span = tracing::info_span!("store", change_id = %event.id);
+        self.store_one(event, delivery, traceparent)
+            .instrument(span)
+            .await
+    }
+
+    async fn store_one(
+        &self,
+        event: ChangeEvent,
+        delivery: Option<(String, String)>,
+        traceparent: Option<TraceParent>,
     ) -> Result<IntakeOutcome, StoreError> {
         let request = self.request(event, delivery, traceparent);
         let deferred = request.defer.then(|| request.event.clone());
@@ -169,6 +186,18 @@ impl Intake {
 
     /// Stores what one poll found and moves its cursors in the same transaction.
     pub async fn submit_poll(
+        &self,
+        repository: &RepoId,
+        events: Vec<ChangeEvent>,
+        cursors: Vec<(String, Option<String>)>,
+    ) -> Result<Vec<IntakeOutcome>, StoreError> {
+        let span = tracing::info_span!("store", repository = %repository, changes = events.len());
+        self.store_poll(repository, events, cursors)
+            .instrument(span)
+            .await
+    }
+
+    async fn store_poll(
         &self,
         repository: &RepoId,
         events: Vec<ChangeEvent>,

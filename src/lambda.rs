@@ -45,6 +45,7 @@ use hyper::header::{CONTENT_TYPE, HeaderValue};
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
+use tracing::Instrument as _;
 
 use crate::aws::claims::{self, Claim, Claims};
 use crate::config::{Config, Provider, Receiver};
@@ -56,6 +57,7 @@ use crate::pipeline::{Pipeline, Pipelines};
 use crate::secret::SecretRef;
 use crate::sources::eventbridge::envelope::{self, Envelope};
 use crate::sources::webhook::{self, Answer, BodyError, Hooks, Receivers, Route, Sink};
+use crate::trace::TraceParent;
 
 /// The environment variables the Lambda runtime client needs; AWS sets them.
 const RUNTIME_VARIABLES: [&str; 4] = [
@@ -405,10 +407,10 @@ impl Handler {
         };
         let mut answers = Vec::with_capacity(changes.len());
         for change in changes {
-            match self.start_change(&change, deadline).await {
+            match self.start_change(&change, deadline, None).await {
                 Ok(outcome) => answers.push(outcome_json(&outcome)),
                 Err(e) => {
-                    tracing::warn!(event = %event_id, change = %change.id, "{e}");
+                    tracing::warn!(event = %event_id, change_id = %change.id, "{e}");
                     return Err(e);
                 }
             }
@@ -477,22 +479,33 @@ impl Handler {
         )
     }
 
-    /// Starts every pipeline `change` matches that this instance has not started yet.
+    /// Starts every pipeline `change` matches that this instance has not started yet, in the
+    /// trace of `traceparent` (the function URL request's), else a new one.
     async fn start_change(
         &self,
         change: &ChangeEvent,
         deadline: Instant,
+        traceparent: Option<TraceParent>,
     ) -> Result<IntakeOutcome, String> {
         let event_json = serde_json::to_string(change)
             .map_err(|e| format!("change {}: cannot be written as JSON: {e}", change.id))?;
+        let traceparent = crate::telemetry::for_change(traceparent);
         let matching = self.pipelines.matching(change);
         let mut started = Vec::new();
         let mut failed = Vec::new();
         let mut repeated = 0;
         for pipeline in &matching {
             let id = start_id(&change.id, &pipeline.name);
+            let span = tracing::info_span!(
+                "dispatch",
+                change_id = %change.id,
+                start_id = %id,
+                pipeline = %pipeline.name,
+            );
+            crate::telemetry::set_parent(&span, &traceparent);
             match self
-                .start_once(pipeline, &id, change, &event_json, deadline)
+                .start_once(pipeline, &id, change, &event_json, &traceparent, deadline)
+                .instrument(span)
                 .await
             {
                 Ok(Started::Now) => started.push(id),
@@ -530,13 +543,14 @@ impl Handler {
         id: &str,
         change: &ChangeEvent,
         event_json: &str,
+        traceparent: &TraceParent,
         deadline: Instant,
     ) -> Result<Started, String> {
         if self.remembered(id) {
             return Ok(Started::Before);
         }
         let Some(claims) = &self.claims else {
-            self.attempt(pipeline, id, change, event_json, deadline)
+            self.attempt(pipeline, id, change, event_json, traceparent, deadline)
                 .await
                 .map_err(|f| f.message)?;
             self.remember(id.to_owned());
@@ -564,7 +578,14 @@ impl Handler {
             }
         };
         let result = self
-            .attempt(pipeline, id, change, event_json, until.min(deadline))
+            .attempt(
+                pipeline,
+                id,
+                change,
+                event_json,
+                traceparent,
+                until.min(deadline),
+            )
             .await;
         match result {
             Ok(()) => {
@@ -604,6 +625,7 @@ impl Handler {
         id: &str,
         change: &ChangeEvent,
         event_json: &str,
+        traceparent: &TraceParent,
         deadline: Instant,
     ) -> Result<(), Failure> {
         let mut attempt = 0;
@@ -611,7 +633,7 @@ impl Handler {
             attempt += 1;
             let start = self
                 .starter
-                .start(pipeline, id, attempt, change, event_json);
+                .start(pipeline, id, attempt, change, event_json, traceparent);
             let result = tokio::time::timeout_at(deadline.into(), start)
                 .await
                 .unwrap_or_else(|_| Err(Failure::retry("the invocation's time ran out")));
@@ -666,8 +688,11 @@ impl Sink for Starting<'_> {
         &self,
         event: ChangeEvent,
         _delivery: Option<(String, String)>,
+        traceparent: Option<TraceParent>,
     ) -> Result<IntakeOutcome, String> {
-        self.handler.start_change(&event, self.deadline).await
+        self.handler
+            .start_change(&event, self.deadline, traceparent)
+            .await
     }
 }
 

@@ -29,7 +29,9 @@ pub mod sources;
 pub mod status;
 pub mod store;
 pub mod target;
+pub mod telemetry;
 pub mod template;
+pub mod trace;
 pub mod yaml;
 
 /// For tests of crash safety: `SWITCHYARD_CRASH_AT=NAME` aborts the process at the point

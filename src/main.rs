@@ -24,6 +24,10 @@ struct Cli {
     /// The directory of pipeline definitions.
     #[arg(long, global = true, value_name = "DIR", default_value = "triggers")]
     triggers: PathBuf,
+    /// Log lines on standard error: text or json (one object a line); default
+    /// $SWITCHYARD_LOG_FORMAT, else text.
+    #[arg(long, global = true, value_name = "FORMAT")]
+    log_format: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -205,15 +209,20 @@ fn main() -> ExitCode {
     } else {
         Cli::parse()
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHYARD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .init();
-    match run(cli) {
+    // Spans are exported (when OTEL_EXPORTER_OTLP_ENDPOINT is set) by `serve` only.
+    let export = matches!(cli.command, Command::Serve);
+    let variable = std::env::var(switchyard::telemetry::FORMAT_VARIABLE).ok();
+    let telemetry =
+        switchyard::telemetry::LogFormat::choose(cli.log_format.as_deref(), variable.as_deref())
+            .and_then(|format| switchyard::telemetry::init(format, export));
+    let telemetry = match telemetry {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let code = match run(cli) {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err}");
@@ -222,7 +231,9 @@ fn main() -> ExitCode {
             }
             ExitCode::from(1)
         }
-    }
+    };
+    telemetry.shutdown();
+    code
 }
 
 /// Reads a file, or standard input for `-`.

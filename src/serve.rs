@@ -459,7 +459,7 @@ pub async fn signal() {
 pub async fn run(config_path: Option<&Path>, triggers: &Path) -> anyhow::Result<()> {
     let (config, pipelines) = load(config_path, triggers)?;
     let server = start(config, pipelines).await?;
-    eprintln!("switchyard listening on http://{}", server.addr);
+    crate::telemetry::say(&format!("switchyard listening on http://{}", server.addr));
     signal().await;
     server.stop().await;
     Ok(())

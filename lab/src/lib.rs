@@ -17,6 +17,7 @@
 //!   pages loaded, read, submitted, with JavaScript off, screenshots, every error they report.
 //! - [`http`]: one HTTP/1.1 request on a fresh connection.
 //! - [`metrics`]: the one reader of `/metrics` (Prometheus text and OpenMetrics).
+//! - [`otlp`]: an OTLP/HTTP collector stub recording the spans exported to it ([`Collector`]).
 //! - [`stats`]: the one percentile (nearest rank) and summary every figure uses.
 //! - [`procfs`]: CPU time of a process and of the machine, from `/proc`.
 //! - [`process`]: free ports, children killed on drop, captured output.
@@ -31,6 +32,7 @@ pub mod git;
 pub mod http;
 pub mod metrics;
 pub mod moto;
+pub mod otlp;
 pub mod postgres;
 pub mod process;
 pub mod procfs;
@@ -46,6 +48,7 @@ pub use git::{GitDaemon, GitHost, GitHttp, Push, Pusher, Sshd, Work, bare, git};
 pub use http::{request, try_request};
 pub use metrics::Metrics;
 pub use moto::Moto;
+pub use otlp::{Collector, ExportedSpan};
 pub use postgres::Postgres;
 pub use process::{Captured, Killed, free_port};
 pub use runner::{Arrival, Recorder, Runner};

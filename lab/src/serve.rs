@@ -92,8 +92,14 @@ impl ServeCommand {
             self.log.as_deref(),
         );
         let addr = stderr.wait_for(START_WITHIN, |text| {
-            text.lines()
-                .find_map(|l| l.split(LISTENING).nth(1)?.trim().parse::<SocketAddr>().ok())
+            text.lines().find_map(|l| {
+                // The address ends where the line (or, with JSON logs, the string) does.
+                let rest = l.split(LISTENING).nth(1)?;
+                let end = rest
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || ".:[]".contains(c)))
+                    .unwrap_or(rest.len());
+                rest[..end].parse::<SocketAddr>().ok()
+            })
         });
         let Some(addr) = addr else {
             let status = child.child().try_wait().ok().flatten();

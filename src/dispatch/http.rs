@@ -1,6 +1,7 @@
 //! The `http` target: POST `{"pipeline", "start_id", "event"}` to a runner, signed with
 //! Standard Webhooks headers when a secret is set. The start id is the `webhook-id` on every
-//! attempt, so a runner can drop a repeat.
+//! attempt, so a runner can drop a repeat; `traceparent` ties the request to the change's
+//! trace.
 
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use hyper_util::rt::TokioExecutor;
 
 use super::Failure;
 use crate::signature::{Key, sign};
+use crate::trace::TraceParent;
 
 /// An HTTP(S) client shared by every start.
 pub type Client = LegacyClient<HttpsConnector<HttpConnector>, Full<Bytes>>;
@@ -43,12 +45,14 @@ pub async fn post(
     body: Vec<u8>,
     start_id: &str,
     key: Option<&Key>,
+    traceparent: &TraceParent,
     timeout: Duration,
 ) -> Result<(), Failure> {
     let ts = jiff::Timestamp::now().as_second();
     let mut req = Request::post(url)
         .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
         .header(USER_AGENT, AGENT)
+        .header(TRACEPARENT, traceparent.to_string())
         .header("webhook-id", start_id)
         .header("webhook-timestamp", ts.to_string());
     if let Some(key) = key {
@@ -64,6 +68,9 @@ pub async fn post(
     let message = answer.describe("POST", url);
     Err(answer.failure(message))
 }
+
+/// The W3C Trace Context header every start request carries.
+pub const TRACEPARENT: &str = "traceparent";
 
 /// `User-Agent` of every request switchyard makes.
 pub const AGENT: &str = concat!("switchyard/", env!("CARGO_PKG_VERSION"));
@@ -159,6 +166,15 @@ pub async fn send(
     tokio::time::timeout(timeout, exchange)
         .await
         .map_err(|_| Failure::retry(format!("{what}: no answer within {timeout:?}")))?
+}
+
+/// [`send`] of a request whose body is in memory (the OTLP exporter's).
+pub async fn send_bytes(
+    client: &Client,
+    req: Request<Bytes>,
+    timeout: Duration,
+) -> Result<Answer, Failure> {
+    send(client, req.map(Full::new), timeout).await
 }
 
 /// A URI as shown in messages: without its query, which may hold values.

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
+use tracing::Instrument as _;
 
 use crate::event::ChangeEvent;
 use crate::metrics::{Metrics, Name};
@@ -27,6 +28,7 @@ use crate::shutdown::Shutdown;
 use crate::signature::Key;
 use crate::store::{ClaimRequest, Finish, StartRow, StartState, Store, now_ms};
 use crate::template::Context;
+use crate::trace::TraceParent;
 
 /// How often the dispatcher looks at the store without being woken.
 const SWEEP: Duration = Duration::from_secs(1);
@@ -198,7 +200,8 @@ impl Starter {
     }
 
     /// Attempts `start_id`, the `attempt`-th attempt (from 1), of `pipeline` for `event`
-    /// (`event_json` is its JSON text).
+    /// (`event_json` is its JSON text) in the trace of `traceparent` (the change's), within a
+    /// span `attempt`.
     pub async fn start(
         &self,
         pipeline: &Pipeline,
@@ -206,8 +209,20 @@ impl Starter {
         attempt: u32,
         event: &ChangeEvent,
         event_json: &str,
+        traceparent: &TraceParent,
     ) -> Result<Started, Failure> {
-        run_target(self, pipeline, start_id, attempt, event, event_json).await
+        let span = tracing::info_span!("attempt", attempt);
+        run_target(
+            self,
+            pipeline,
+            start_id,
+            attempt,
+            event,
+            event_json,
+            traceparent,
+        )
+        .instrument(span)
+        .await
     }
 }
 
@@ -348,29 +363,47 @@ impl Dispatcher {
                 return next_due;
             }
         };
-        let mut events: HashMap<String, String> =
-            claimed.into_iter().map(|c| (c.id, c.event)).collect();
+        let mut events: HashMap<String, (String, Option<String>)> = claimed
+            .into_iter()
+            .map(|c| (c.id, (c.event, c.traceparent)))
+            .collect();
         for (p, row) in chosen {
-            if let Some(event) = events.remove(&row.id) {
-                self.spawn(p, row, event);
+            if let Some((event, traceparent)) = events.remove(&row.id) {
+                self.spawn(p, row, event, traceparent);
             }
         }
         next_due
     }
 
-    fn spawn(&mut self, p: usize, row: StartRow, event: String) {
+    /// Begins an attempt of `row` in a span `dispatch` of the change's trace (a change stored
+    /// before traces were kept gets a new one).
+    fn spawn(&mut self, p: usize, row: StartRow, event: String, traceparent: Option<String>) {
         let name = self.pipelines.list[p].name.clone();
         self.in_flight.insert(row.id.clone(), name.clone());
         *self.running.entry(name).or_default() += 1;
         self.shared.metrics.in_flight(1);
         let shared = Arc::clone(&self.shared);
         let pipelines = Arc::clone(&self.pipelines);
-        self.tasks.spawn(async move {
-            let pipeline = &pipelines.list[p];
-            let id = row.id.clone();
-            attempt(&shared, pipeline, row, event).await;
-            (id, pipeline.name.clone())
-        });
+        let traceparent = traceparent
+            .as_deref()
+            .and_then(TraceParent::parse)
+            .unwrap_or_else(TraceParent::root);
+        let span = tracing::info_span!(
+            "dispatch",
+            change_id = %row.change_id,
+            start_id = %row.id,
+            pipeline = %row.pipeline,
+        );
+        crate::telemetry::set_parent(&span, &traceparent);
+        self.tasks.spawn(
+            async move {
+                let pipeline = &pipelines.list[p];
+                let id = row.id.clone();
+                attempt(&shared, pipeline, row, event, &traceparent).await;
+                (id, pipeline.name.clone())
+            }
+            .instrument(span),
+        );
     }
 
     /// True when every pipeline runs as many starts as its concurrency allows.
@@ -453,7 +486,13 @@ impl Dispatcher {
 }
 
 /// One attempt of one start, and its record in the store.
-async fn attempt(shared: &Shared, pipeline: &Pipeline, row: StartRow, event_json: String) {
+async fn attempt(
+    shared: &Shared,
+    pipeline: &Pipeline,
+    row: StartRow,
+    event_json: String,
+    traceparent: &TraceParent,
+) {
     let event: Option<ChangeEvent> = serde_json::from_str(&event_json).ok();
     if row.attempts == 0
         && let Some(e) = &event
@@ -468,7 +507,7 @@ async fn attempt(shared: &Shared, pipeline: &Pipeline, row: StartRow, event_json
         Some(event) => {
             let attempt = row.attempts + 1;
             (shared.starter)
-                .start(pipeline, &row.id, attempt, event, &event_json)
+                .start(pipeline, &row.id, attempt, event, &event_json, traceparent)
                 .await
         }
     };
@@ -544,7 +583,10 @@ async fn run_target(
     attempt: u32,
     event: &ChangeEvent,
     event_json: &str,
+    traceparent: &TraceParent,
 ) -> Result<Started, Failure> {
+    // A new span id for each attempt, in the change's trace.
+    let traceparent = crate::telemetry::outgoing(traceparent);
     let ctx = Context {
         event,
         pipeline: &pipeline.name,
@@ -562,6 +604,7 @@ async fn run_target(
                 ("SWITCHYARD_BEFORE", event.before.clone()),
                 ("SWITCHYARD_SOURCE", event.source.kind.to_string()),
                 ("SWITCHYARD_ATTEMPT", attempt.to_string()),
+                ("TRACEPARENT", traceparent.to_string()),
             ];
             if !shared.events_dir.is_dir()
                 && let Err(e) = tokio::fs::create_dir_all(&shared.events_dir).await
@@ -597,6 +640,7 @@ async fn run_target(
                 body,
                 start_id,
                 key.as_ref(),
+                &traceparent,
                 pipeline.timeout,
             )
             .await?;
@@ -616,16 +660,17 @@ async fn run_target(
         Start::CodePipeline(target) => shared.aws.start_pipeline(target, &ctx).await,
         Start::CodeBuild(target) => shared.aws.start_build(target, &ctx).await,
         Start::GithubActions(target) => {
-            runners::github_actions(&shared.http, target, &ctx, pipeline.timeout).await
+            runners::github_actions(&shared.http, target, &ctx, &traceparent, pipeline.timeout)
+                .await
         }
         Start::Gitlab(target) => {
-            runners::gitlab(&shared.http, target, &ctx, pipeline.timeout).await
+            runners::gitlab(&shared.http, target, &ctx, &traceparent, pipeline.timeout).await
         }
         Start::Buildkite(target) => {
-            runners::buildkite(&shared.http, target, &ctx, pipeline.timeout).await
+            runners::buildkite(&shared.http, target, &ctx, &traceparent, pipeline.timeout).await
         }
         Start::Jenkins(target) => {
-            runners::jenkins(&shared.http, target, &ctx, pipeline.timeout).await
+            runners::jenkins(&shared.http, target, &ctx, &traceparent, pipeline.timeout).await
         }
     }
 }

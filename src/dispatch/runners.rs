@@ -1,8 +1,8 @@
 //! The runner targets reached over HTTP: `github_actions` (workflow_dispatch with the run's
 //! details, repository_dispatch), `gitlab` (the pipeline trigger API), `buildkite` (create a
 //! build) and `jenkins` (`buildWithParameters`). Each builds its runner's documented request from
-//! the target's templates, sends it with the shared client and reads the run it made from the
-//! answer.
+//! the target's templates, sends it with the shared client (with the change's `traceparent`)
+//! and reads the run it made from the answer.
 //!
 //! The answers are judged alike: 2xx is success; 429, and a 403 that says a rate limit ran out,
 //! is throttling, retried after `Retry-After` (or the limit's reset); 408 and 5xx are retried;
@@ -18,11 +18,12 @@ use http_body_util::Full;
 use hyper::Request;
 use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue, LOCATION, USER_AGENT};
 
-use super::http::{AGENT, Answer, Client, send};
+use super::http::{AGENT, Answer, Client, TRACEPARENT, send};
 use super::{Failure, Started};
 use crate::secret::SecretRef;
 use crate::target::{Buildkite, GithubActions, GithubDispatch, Gitlab, Jenkins};
 use crate::template::{Context, Template};
+use crate::trace::TraceParent;
 
 /// What a runner needs from a failed answer to explain it.
 struct Hints {
@@ -107,10 +108,15 @@ pub fn segment(text: &str) -> String {
 }
 
 /// A request with the headers every runner call carries.
-fn request(url: &str, content_type: &'static str) -> hyper::http::request::Builder {
+fn request(
+    url: &str,
+    content_type: &'static str,
+    traceparent: &TraceParent,
+) -> hyper::http::request::Builder {
     Request::post(url)
         .header(USER_AGENT, AGENT)
         .header(CONTENT_TYPE, HeaderValue::from_static(content_type))
+        .header(TRACEPARENT, traceparent.to_string())
 }
 
 /// Sends `req` and judges the answer: the answer when it is a success, else the failure.
@@ -200,6 +206,7 @@ pub async fn github_actions(
     client: &Client,
     target: &GithubActions,
     ctx: &Context<'_>,
+    traceparent: &TraceParent,
     timeout: Duration,
 ) -> Result<Started, Failure> {
     let token = credential(&target.token, "start.github_actions.token")?;
@@ -256,7 +263,7 @@ pub async fn github_actions(
             (url, body, hints)
         }
     };
-    let req = request(&url, "application/json")
+    let req = request(&url, "application/json", traceparent)
         .header(ACCEPT, "application/vnd.github+json")
         .header("x-github-api-version", "2022-11-28")
         .header(AUTHORIZATION, format!("Bearer {token}"));
@@ -283,6 +290,7 @@ pub async fn gitlab(
     client: &Client,
     target: &Gitlab,
     ctx: &Context<'_>,
+    traceparent: &TraceParent,
     timeout: Duration,
 ) -> Result<Started, Failure> {
     let token = credential(&target.token, "start.gitlab.token")?;
@@ -309,7 +317,8 @@ pub async fn gitlab(
             target.project, target.url
         ),
     };
-    let req = request(&url, "application/x-www-form-urlencoded").header(ACCEPT, "application/json");
+    let req = request(&url, "application/x-www-form-urlencoded", traceparent)
+        .header(ACCEPT, "application/json");
     let answer = exchange(client, req, form(&pairs), &url, &[&token], &hints, timeout).await?;
     Ok(Started {
         run: field(&answer, &["web_url", "id"]),
@@ -322,6 +331,7 @@ pub async fn buildkite(
     client: &Client,
     target: &Buildkite,
     ctx: &Context<'_>,
+    traceparent: &TraceParent,
     timeout: Duration,
 ) -> Result<Started, Failure> {
     let token = credential(&target.token, "start.buildkite.token")?;
@@ -347,7 +357,7 @@ pub async fn buildkite(
             target.organization, target.pipeline
         ),
     };
-    let req = request(&url, "application/json")
+    let req = request(&url, "application/json", traceparent)
         .header(ACCEPT, "application/json")
         .header(AUTHORIZATION, format!("Bearer {token}"));
     let answer = exchange(
@@ -373,6 +383,7 @@ pub async fn jenkins(
     client: &Client,
     target: &Jenkins,
     ctx: &Context<'_>,
+    traceparent: &TraceParent,
     timeout: Duration,
 ) -> Result<Started, Failure> {
     let token = credential(&target.token, "start.jenkins.token")?;
@@ -399,7 +410,7 @@ pub async fn jenkins(
             target.job, target.url
         ),
     };
-    let req = request(&url, "application/x-www-form-urlencoded")
+    let req = request(&url, "application/x-www-form-urlencoded", traceparent)
         .header(AUTHORIZATION, format!("Basic {basic}"));
     let body = form(&render_all(&target.parameters, ctx));
     // Jenkins may quote either: the header as sent, or the user and token it decoded.

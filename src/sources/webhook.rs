@@ -7,11 +7,15 @@
 //! the reason, never the secret or the body. A correctly signed delivery that is no change (a
 //! ping, a comment, a star) is answered 2xx with the reason, never 4xx: providers disable hooks
 //! that keep failing.
+//!
+//! A delivery's W3C `traceparent` header, when it holds a valid one, goes with its changes to
+//! their starts (an invalid one is ignored, as the spec says: never a refusal).
 
 use std::collections::HashMap;
 
 use hyper::HeaderMap;
 use serde_json::json;
+use tracing::Instrument as _;
 
 use crate::config::{self, Provider};
 use crate::event::{ChangeEvent, Source, SourceKind};
@@ -20,6 +24,7 @@ use crate::metrics::{Metrics, Name};
 use crate::outcome::{DuplicateOf, IntakeOutcome};
 use crate::signature::{self, Key, VerifyError};
 use crate::sources::providers::{self, Normalized};
+use crate::trace::TraceParent;
 
 /// A configured receiver with its secrets resolved.
 pub struct Receiver {
@@ -110,6 +115,17 @@ impl Answer {
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The delivery's `traceparent`: one header holding a valid value, else none (several headers
+/// are as good as none, as the spec says).
+pub fn traceparent(headers: &HeaderMap) -> Option<TraceParent> {
+    let mut values = headers.get_all("traceparent").iter();
+    let value = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    TraceParent::parse(value.to_str().ok()?)
 }
 
 /// Why a delivery's signature was refused: the metric's reason and the message.
@@ -378,12 +394,14 @@ fn refuse(
 /// Where a verified delivery's changes go: the intake (`serve`), or the Lambda handler, which
 /// starts the pipelines before it answers.
 pub trait Sink {
-    /// Takes one change. An error is the reason it was not taken, a whole sentence, answered
-    /// with a 503 so that the sender retries.
+    /// Takes one change, with the delivery's `traceparent` when it had one. An error is the
+    /// reason it was not taken, a whole sentence, answered with a 503 so that the sender
+    /// retries.
     fn submit(
         &self,
         event: ChangeEvent,
         delivery: Option<(String, String)>,
+        traceparent: Option<TraceParent>,
     ) -> impl Future<Output = Result<IntakeOutcome, String>> + Send;
 }
 
@@ -392,14 +410,15 @@ impl Sink for Intake {
         &self,
         event: ChangeEvent,
         delivery: Option<(String, String)>,
+        traceparent: Option<TraceParent>,
     ) -> Result<IntakeOutcome, String> {
-        Intake::submit(self, event, delivery)
+        Intake::submit_traced(self, event, delivery, traceparent)
             .await
             .map_err(|e| format!("the change could not be stored: {e}"))
     }
 }
 
-/// Handles one delivery to `receiver`.
+/// Handles one delivery to `receiver`, in a span `receive` of the delivery's trace.
 pub async fn handle(
     receiver: &Receiver,
     headers: &HeaderMap,
@@ -407,13 +426,37 @@ pub async fn handle(
     sink: &impl Sink,
     metrics: &Metrics,
 ) -> Answer {
+    let traceparent = traceparent(headers);
+    let span = tracing::info_span!(
+        "receive",
+        receiver = %receiver.name,
+        delivery_id = tracing::field::Empty,
+    );
+    if let Some(parent) = &traceparent {
+        crate::telemetry::set_parent(&span, parent);
+    }
+    receive(receiver, headers, body, sink, metrics, traceparent)
+        .instrument(span)
+        .await
+}
+
+async fn receive(
+    receiver: &Receiver,
+    headers: &HeaderMap,
+    body: &[u8],
+    sink: &impl Sink,
+    metrics: &Metrics,
+    traceparent: Option<TraceParent>,
+) -> Answer {
     let name = receiver.name.as_str();
     let outcome = |o: &'static str| metrics.delivery(&receiver.label, o);
     let reject = |status: u16, reason: &'static str, message: String| {
         refuse(metrics, receiver, status, reason, message)
     };
     let now = jiff::Timestamp::now();
-    if let Err(refusal) = verify(receiver, headers, body, now.as_second()) {
+    let verified =
+        tracing::info_span!("verify").in_scope(|| verify(receiver, headers, body, now.as_second()));
+    if let Err(refusal) = verified {
         return reject(401, refusal.reason, refusal.message);
     }
     let events = match normalize(receiver, headers, body, now) {
@@ -444,6 +487,9 @@ pub async fn handle(
         Ok(Normalized::Changes(events)) => events,
     };
     let delivery_id = providers::delivery_id(receiver.provider, headers);
+    if let Some(id) = &delivery_id {
+        tracing::Span::current().record("delivery_id", id.as_str());
+    }
     let several = events.len() > 1;
     let mut changes = Vec::with_capacity(events.len());
     let mut accepted = false;
@@ -458,10 +504,10 @@ pub async fn handle(
             };
             (name.to_owned(), key)
         });
-        match sink.submit(event, delivery).await {
+        match sink.submit(event, delivery, traceparent).await {
             Ok(IntakeOutcome::Accepted { change_id, starts }) => {
                 accepted = true;
-                tracing::info!(receiver = name, change = %change_id, starts = starts.len(), "change accepted");
+                tracing::info!(receiver = name, change_id = %change_id, starts = starts.len(), "change accepted");
                 changes.push(json!({"change": change_id, "status": "accepted", "starts": starts}));
             }
             Ok(IntakeOutcome::Duplicate { change_id, why }) => {
@@ -469,7 +515,7 @@ pub async fn handle(
                     DuplicateOf::Delivery => "delivery",
                     DuplicateOf::Change => "change",
                 };
-                tracing::info!(receiver = name, change = %change_id, of, "duplicate: nothing new to start");
+                tracing::info!(receiver = name, change_id = %change_id, of, "duplicate: nothing new to start");
                 changes
                     .push(json!({"change": change_id, "status": "duplicate", "duplicate_of": of}));
             }

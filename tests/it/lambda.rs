@@ -551,6 +551,42 @@ async fn a_function_url_takes_signed_webhooks_with_the_answers_of_serve() {
     assert!(runtime.init_errors.lock().expect("lock").is_empty());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_url_traceparent_reaches_the_starts_it_makes() {
+    let (runtime, api) = Runtime::start().await;
+    let package = Project::new();
+    let log = package.root().join("traceparents.log");
+    package.file(
+        "triggers/hello.yaml",
+        &format!(
+            "repository: https://github.com/Codertocat/Hello-World.git\non: push\nstart:\n  exec: [\"/bin/sh\", \"-c\", \"printf '%s\\\\n' \\\"$TRACEPARENT\\\" >> {}\"]\n",
+            log.display()
+        ),
+    );
+    let function = Function::start(package.root(), api, &[("SWITCHYARD_SECRET_GITHUB", SECRET)]);
+    let body = fixture("github/push_with-new-branch.payload.json");
+    let sent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let mut headers = github_headers(&body, SECRET, "d-1");
+    headers.push(("traceparent".into(), sent.into()));
+    let (status, answer) = http(
+        &runtime
+            .invoke(url_request("POST", "/hooks/github", &headers, &body))
+            .await,
+    );
+    assert_eq!(status, 202, "{answer}\n{}", function.err());
+    let lines = std::fs::read_to_string(&log).unwrap_or_default();
+    let got = lines.trim();
+    assert!(
+        got.starts_with("00-0af7651916cd43dd8448eb211c80319c-") && got.ends_with("-01"),
+        "TRACEPARENT={got:?}"
+    );
+    assert_ne!(got, sent, "a span id of the start's own");
+    assert_eq!(
+        switchyard::trace::TraceParent::parse(got).map(|t| t.to_string()),
+        Some(got.to_owned())
+    );
+}
+
 #[test]
 fn outside_lambda_the_command_says_where_it_runs() {
     let package = Project::new();

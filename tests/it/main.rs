@@ -19,3 +19,4 @@ mod serve;
 mod status;
 mod support;
 mod tidy;
+mod traces;

@@ -47,7 +47,7 @@ impl Poller {
                     let id = event.id.clone();
                     let event = poller.complete(event).await;
                     if let Err(e) = poller.intake().plan(event).await {
-                        tracing::warn!(change = %id, error = %e, "cannot plan the starts of a completed change; retried within a minute");
+                        tracing::warn!(change_id = %id, error = %e, "cannot plan the starts of a completed change; retried within a minute");
                     }
                     if let Ok(mut b) = busy.lock() {
                         b.remove(&id);

@@ -571,7 +571,7 @@ impl Poller {
         };
         self.intake.metrics().completion(outcome_word(outcome));
         if outcome != CompletionOutcome::Completed {
-            tracing::warn!(repository = %event.repository, change = %event.id, ?outcome, detail = detail.as_deref().unwrap_or(""), "changed paths stay unknown; path filters pass");
+            tracing::warn!(repository = %event.repository, change_id = %event.id, ?outcome, detail = detail.as_deref().unwrap_or(""), "changed paths stay unknown; path filters pass");
         }
         event.completion = Some(Completion { outcome, detail });
         event
@@ -727,7 +727,7 @@ impl Poller {
                 continue;
             };
             first = true;
-            tracing::info!(repository = %event.repository, git_ref = %event.git_ref, change = %change_id, "polling found a change first");
+            tracing::info!(repository = %event.repository, git_ref = %event.git_ref, change_id = %change_id, "polling found a change first");
             let activity = Arc::clone(self.intake.activity());
             let metrics = Arc::clone(self.intake.metrics());
             let grace = self.settings.missed_grace;
@@ -738,7 +738,7 @@ impl Poller {
                 tokio::time::sleep(grace).await;
                 for source in expected {
                     if !activity.saw(&change_id, source) {
-                        tracing::warn!(%repository, change = %change_id, %source, "missed: polling found a change this source never announced");
+                        tracing::warn!(%repository, change_id = %change_id, %source, "missed: polling found a change this source never announced");
                         metrics.missed(source.as_str());
                     }
                 }

@@ -181,6 +181,7 @@ impl Sink for Unreachable {
         &self,
         _event: ChangeEvent,
         _delivery: Option<(String, String)>,
+        _traceparent: Option<TraceParent>,
     ) -> Result<IntakeOutcome, String> {
         Err("a refused delivery reached the sink".into())
     }
@@ -223,4 +224,23 @@ async fn the_front_refuses_before_the_receiver_sees_a_delivery() {
             .await;
         assert_eq!(answer.status, status, "{body:?}: {answer:?}");
     }
+}
+
+#[test]
+fn a_delivery_traceparent_is_one_valid_header_or_none() {
+    const VALID: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let headers = |values: &[&str]| {
+        let mut map = HeaderMap::new();
+        for v in values {
+            map.append("traceparent", v.parse().expect("a header value"));
+        }
+        map
+    };
+    assert_eq!(
+        traceparent(&headers(&[VALID])).map(|t| t.to_string()),
+        Some(VALID.to_owned())
+    );
+    assert_eq!(traceparent(&headers(&[])), None);
+    assert_eq!(traceparent(&headers(&["00-zz"])), None);
+    assert_eq!(traceparent(&headers(&[VALID, VALID])), None, "two headers");
 }
