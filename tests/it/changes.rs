@@ -101,8 +101,7 @@ async fn decisions_are_shown_and_a_replay_starts_the_missed_pipeline_once() {
     std::fs::write(root.join("event.json"), shown["change"].to_string()).expect("event file");
     let explained = json(&root, &["explain", "--event", "event.json"]);
     assert_eq!(
-        &explained["pipelines"],
-        &shown["decisions"],
+        &explained["pipelines"], &shown["decisions"],
         "the decision log says what explain says"
     );
     assert_eq!(shown["sightings"][0]["source"], "webhook");
