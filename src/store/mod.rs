@@ -421,16 +421,17 @@ type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 /// One request to the store's backend, with the channel its answer goes back on. A backend
 /// answers every command it takes, with the result or with the reason it failed.
 pub(crate) enum Command {
-    /// The request and its event as JSON (serialised by the caller, off the backend).
-    Intake(Box<(IntakeRequest, String)>, Reply<IntakeOutcome>),
+    /// The request, and its event and decisions as stored (encoded by the caller, off the
+    /// backend's thread).
+    Intake(Box<(IntakeRequest, Encoded)>, Reply<IntakeOutcome>),
     Finish(String, Finish, Reply<bool>),
     Claim(Vec<ClaimRequest>, Reply<Vec<Claimed>>),
     /// Whether this process may poll the repository now (it holds, or took, its lease).
     PollLease(String, Reply<bool>),
     Release(Vec<String>, Reply<()>),
     Probe(Reply<()>),
-    /// A poll's changes (with their events as JSON) and its cursor moves.
-    Poll(Box<(PollBatch, Vec<String>)>, Reply<Vec<IntakeOutcome>>),
+    /// A poll's changes (with their events and decisions as stored) and its cursor moves.
+    Poll(Box<(PollBatch, Vec<Encoded>)>, Reply<Vec<IntakeOutcome>>),
     /// The completed event (and its JSON) of a deferred change, its starts and decisions.
     Plan(Box<PlanRequest>, Reply<Option<Vec<String>>>),
     Cursors(String, Reply<BTreeMap<String, String>>),
@@ -461,13 +462,56 @@ pub(crate) enum Command {
     },
 }
 
-/// A deferred change's completed event, its JSON, its starts and its decisions.
+/// A deferred change's completed event, its JSON, its starts and its decisions (as stored).
 #[derive(Debug)]
 pub(crate) struct PlanRequest {
     pub event: ChangeEvent,
     pub json: String,
     pub starts: Vec<PlannedStart>,
-    pub decisions: Vec<Decision>,
+    pub decisions: String,
+}
+
+/// A change as the backends store it, encoded by the caller so that the backend's one thread
+/// (every intake's bottleneck) does not: the event's JSON, and the decision log's (`None`
+/// while deferred).
+#[derive(Debug)]
+pub(crate) struct Encoded {
+    pub event: String,
+    pub decisions: Option<String>,
+}
+
+impl Encoded {
+    fn of(request: &IntakeRequest) -> Result<Encoded, StoreError> {
+        Ok(Encoded {
+            event: serde_json::to_string(&request.event)
+                .map_err(|e| StoreError::Write(e.to_string()))?,
+            decisions: (!request.defer).then(|| encode_decisions(&request.decisions)),
+        })
+    }
+}
+
+/// The decision log as stored: `[[pipeline, start, reason], …]`, JSON without key names (it
+/// is in every change's row).
+pub(crate) fn encode_decisions(decisions: &[Decision]) -> String {
+    let rows: Vec<(&str, bool, &str)> = decisions
+        .iter()
+        .map(|d| (d.pipeline.as_str(), d.start, d.reason.as_str()))
+        .collect();
+    serde_json::to_string(&rows).unwrap_or_else(|_| "[]".to_owned())
+}
+
+/// The decision log from its stored form; `None` when it does not read.
+pub(crate) fn decode_decisions(text: &str) -> Option<Vec<Decision>> {
+    let rows: Vec<(String, bool, String)> = serde_json::from_str(text).ok()?;
+    Some(
+        rows.into_iter()
+            .map(|(pipeline, start, reason)| Decision {
+                pipeline,
+                start,
+                reason,
+            })
+            .collect(),
+    )
 }
 
 impl Command {
@@ -692,9 +736,8 @@ impl Store {
 
     /// Stores a change and its starts; answers once they are on disk.
     pub async fn intake(&self, request: IntakeRequest) -> Result<IntakeOutcome, StoreError> {
-        let json =
-            serde_json::to_string(&request.event).map_err(|e| StoreError::Write(e.to_string()))?;
-        self.call(|reply| Command::Intake(Box::new((request, json)), reply))
+        let encoded = Encoded::of(&request)?;
+        self.call(|reply| Command::Intake(Box::new((request, encoded)), reply))
             .await
     }
 
@@ -758,13 +801,12 @@ impl Store {
     /// Stores what a poll found and moves its cursors, in one transaction; answers once on
     /// disk, with one outcome per change.
     pub async fn poll(&self, batch: PollBatch) -> Result<Vec<IntakeOutcome>, StoreError> {
-        let json = batch
+        let encoded = batch
             .intakes
             .iter()
-            .map(|r| serde_json::to_string(&r.event))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| StoreError::Write(e.to_string()))?;
-        self.call(|reply| Command::Poll(Box::new((batch, json)), reply))
+            .map(Encoded::of)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.call(|reply| Command::Poll(Box::new((batch, encoded)), reply))
             .await
     }
 
@@ -781,7 +823,7 @@ impl Store {
             event,
             json,
             starts,
-            decisions,
+            decisions: encode_decisions(&decisions),
         };
         self.call(|reply| Command::Plan(Box::new(request), reply))
             .await

@@ -1062,6 +1062,108 @@ pub(crate) fn run_on(backend: Backend, ops: &[Op]) -> Result<(), TestCaseError> 
     h.check_all(&model, "at the end")
 }
 
+/// `changes` on `backend`: newest first, by repository, by pipeline (decided or started), by
+/// age, and a limit.
+fn changes_are_filtered_on(backend: Backend) {
+    use crate::store::ChangeQuery;
+    let Some(h) = Harness::on(backend) else {
+        return;
+    };
+    // Event 0 starts `a`; event 1 only decides on `b`; event 3 (the other repository) nothing.
+    let requests = [
+        IntakeRequest {
+            decisions: vec![Decision {
+                pipeline: "a".into(),
+                start: true,
+                reason: "matched".into(),
+            }],
+            ..request(pool_event(0, KINDS[0], BASE_MS), None, &["a"])
+        },
+        IntakeRequest {
+            decisions: vec![Decision {
+                pipeline: "b".into(),
+                start: false,
+                reason: "excluded".into(),
+            }],
+            ..request(pool_event(1, KINDS[0], BASE_MS + 1), None, &[])
+        },
+        IntakeRequest {
+            decisions: Vec::new(),
+            ..request(pool_event(3, KINDS[0], BASE_MS + 2), None, &[])
+        },
+    ];
+    let ids: Vec<String> = requests.iter().map(|r| r.event.id.clone()).collect();
+    for r in requests {
+        h.rt.block_on(h.store.intake(r)).expect("intake");
+    }
+    // The changes listed, as indices into `ids`.
+    let list = |q: ChangeQuery| -> Vec<usize> {
+        h.rt.block_on(h.store.changes(ChangeQuery { limit: 10, ..q }))
+            .expect("changes")
+            .into_iter()
+            .filter_map(|c| ids.iter().position(|id| *id == c.id))
+            .collect()
+    };
+    let ctx = format!("{backend:?}");
+    assert_eq!(list(ChangeQuery::default()), [2, 1, 0], "{ctx}");
+    let first_repo = pool_event(0, KINDS[0], BASE_MS)
+        .repository
+        .as_str()
+        .to_owned();
+    assert_eq!(
+        list(ChangeQuery {
+            repository: Some(first_repo),
+            ..ChangeQuery::default()
+        }),
+        [1, 0],
+        "{ctx}"
+    );
+    for (pipeline, want) in [("a", vec![0]), ("b", vec![1]), ("c", vec![])] {
+        assert_eq!(
+            list(ChangeQuery {
+                pipeline: Some(pipeline.into()),
+                ..ChangeQuery::default()
+            }),
+            want,
+            "{ctx}: pipeline {pipeline}"
+        );
+    }
+    assert_eq!(
+        list(ChangeQuery {
+            pipeline: Some("excluded".into()),
+            ..ChangeQuery::default()
+        }),
+        Vec::<usize>::new(),
+        "{ctx}: a reason is not a pipeline"
+    );
+    assert_eq!(
+        list(ChangeQuery {
+            since_ms: Some(BASE_MS + 1),
+            ..ChangeQuery::default()
+        }),
+        [2, 1],
+        "{ctx}"
+    );
+    let one =
+        h.rt.block_on(h.store.changes(ChangeQuery {
+            limit: 1,
+            ..ChangeQuery::default()
+        }))
+        .expect("changes");
+    assert_eq!(one.len(), 1, "{ctx}");
+    assert_eq!(one[0].decisions.as_deref(), Some(&[][..]), "{ctx}");
+}
+
+#[test]
+fn sqlite_lists_changes_newest_first_and_filtered() {
+    changes_are_filtered_on(Backend::Sqlite);
+}
+
+#[test]
+fn postgres_lists_changes_newest_first_and_filtered() {
+    changes_are_filtered_on(Backend::Postgres);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: 64,

@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 use tokio_postgres::{Client, GenericClient, Row, Statement};
 
 use crate::event::ChangeKind;
-use crate::outcome::{Decision, DuplicateOf, IntakeOutcome, start_id};
+use crate::outcome::{DuplicateOf, IntakeOutcome, start_id};
 use crate::store::{
-    ChangeQuery, ChangeRecord, ClaimRequest, Claimed, Finish, IntakeRequest, PlanRequest,
+    ChangeQuery, ChangeRecord, ClaimRequest, Claimed, Encoded, Finish, IntakeRequest, PlanRequest,
     PlannedStart, RefMove, ReplayRequest, Replayed, Sighting, StartRow, StartState, StoreError,
-    Transition, replayed,
+    Transition, decode_decisions, replayed,
 };
 
 /// How many stored pushes of a ref [`unreported`] follows back at most.
@@ -195,9 +195,10 @@ pub(super) async fn intake(
     c: &impl GenericClient,
     st: &Statements,
     req: &IntakeRequest,
-    json: &str,
+    encoded: &Encoded,
     now: i64,
 ) -> Result<IntakeOutcome, tokio_postgres::Error> {
+    let json = &encoded.event;
     let event = &req.event;
     let push = event.kind == ChangeKind::Push;
     let (receiver, delivery) = match &req.delivery {
@@ -228,7 +229,7 @@ pub(super) async fn intake(
                 &pipelines,
                 &supersede,
                 &now,
-                &decisions_json(req.defer, &req.decisions),
+                &encoded.decisions,
                 &req.traceparent,
             ],
         )
@@ -251,11 +252,6 @@ pub(super) async fn intake(
     })
 }
 
-/// The decision log's column: `None` for a deferred change (decided when planned).
-fn decisions_json(defer: bool, decisions: &[Decision]) -> Option<String> {
-    (!defer).then(|| serde_json::to_string(decisions).unwrap_or_else(|_| "[]".to_owned()))
-}
-
 pub(super) async fn plan(
     c: &impl GenericClient,
     st: &Statements,
@@ -275,7 +271,7 @@ pub(super) async fn plan(
                 &pipelines,
                 &supersede,
                 &now,
-                &decisions_json(false, &req.decisions),
+                &req.decisions,
             ],
         )
         .await?
@@ -550,7 +546,7 @@ fn row_to_change(row: &Row) -> ChangeRecord {
             delivery_id: row.get(7),
             at_ms: row.get(4),
         }],
-        decisions: decisions.and_then(|d| serde_json::from_str(d).ok()),
+        decisions: decisions.and_then(decode_decisions),
         deferred: row.get(9),
         traceparent: row.get(10),
         starts: Vec::new(),
@@ -607,7 +603,8 @@ pub(super) async fn changes(
                    AND ($2::int8 IS NULL OR c.received_ms >= $2)
                    AND ($3::text IS NULL
                         OR EXISTS (SELECT 1 FROM starts s WHERE s.change_id = c.id AND s.pipeline = $3)
-                        OR c.decisions::jsonb @> jsonb_build_array(jsonb_build_object('pipeline', $3::text)))
+                        OR EXISTS (SELECT 1 FROM jsonb_array_elements(c.decisions::jsonb) d
+                                   WHERE d->>0 = $3::text))
                  ORDER BY c.seq DESC LIMIT $4"
             ),
             &[&q.repository, &q.since_ms, &q.pipeline, &i64::from(q.limit)],

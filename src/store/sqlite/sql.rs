@@ -6,10 +6,11 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::tips::Tips;
 use crate::event::{ChangeEvent, ChangeKind};
-use crate::outcome::{Decision, DuplicateOf, IntakeOutcome, start_id};
+use crate::outcome::{DuplicateOf, IntakeOutcome, start_id};
 use crate::store::{
-    ChangeQuery, ChangeRecord, ClaimRequest, Claimed, Finish, IntakeRequest, PlannedStart, RefMove,
-    ReplayRequest, Replayed, Sighting, StartRow, StartState, StoreError, Transition, now_ms,
+    ChangeQuery, ChangeRecord, ClaimRequest, Claimed, Encoded, Finish, IntakeRequest, PlannedStart,
+    RefMove, ReplayRequest, Replayed, Sighting, StartRow, StartState, StoreError, Transition,
+    decode_decisions, now_ms,
 };
 
 /// How many stored pushes of a ref [`unreported`] follows back at most.
@@ -19,9 +20,10 @@ pub(super) fn intake(
     tx: &rusqlite::Transaction<'_>,
     tips: &mut Tips,
     req: &IntakeRequest,
-    json: &str,
+    encoded: &Encoded,
     now: i64,
 ) -> rusqlite::Result<IntakeOutcome> {
+    let json = &encoded.event;
     let event = &req.event;
     let change_id = event.id.clone();
     if let Some((receiver, delivery)) = &req.delivery {
@@ -73,7 +75,7 @@ pub(super) fn intake(
             push.map(|_| &event.git_ref),
             push.map(|_| &event.before),
             push.map(|_| &event.after),
-            decisions_json(req.defer, &req.decisions),
+            encoded.decisions,
             req.traceparent,
         ])?;
     if new == 0 {
@@ -97,11 +99,6 @@ pub(super) fn intake(
         insert_starts(tx, event, &req.starts, now)?
     };
     Ok(IntakeOutcome::Accepted { change_id, starts })
-}
-
-/// The decision log's column: `None` for a deferred change (decided when planned).
-pub(super) fn decisions_json(defer: bool, decisions: &[Decision]) -> Option<String> {
-    (!defer).then(|| serde_json::to_string(decisions).unwrap_or_else(|_| "[]".to_owned()))
 }
 
 /// Records that `source` saw change `change_id` too (its first sighting by that source).
@@ -443,7 +440,7 @@ fn row_to_change(row: &rusqlite::Row<'_>) -> rusqlite::Result<ChangeRecord> {
             delivery_id: row.get(7)?,
             at_ms: row.get(4)?,
         }],
-        decisions: decisions.and_then(|d| serde_json::from_str(&d).ok()),
+        decisions: decisions.and_then(|d| decode_decisions(&d)),
         deferred: row.get(9)?,
         traceparent: row.get(10)?,
         starts: Vec::new(),
@@ -484,7 +481,7 @@ pub(super) fn changes(conn: &Connection, q: &ChangeQuery) -> rusqlite::Result<Ve
            AND (?3 IS NULL
                 OR EXISTS (SELECT 1 FROM starts s WHERE s.change_id = c.id AND s.pipeline = ?3)
                 OR EXISTS (SELECT 1 FROM json_each(c.decisions)
-                           WHERE json_extract(value, '$.pipeline') = ?3))
+                           WHERE json_extract(value, '$[0]') = ?3))
          ORDER BY c.seq DESC LIMIT ?4"
     ))?;
     let mut out: Vec<ChangeRecord> = stmt

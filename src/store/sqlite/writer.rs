@@ -198,11 +198,7 @@ fn apply(
                         "UPDATE changes SET event = ?1, pending_paths = 0, decisions = ?3
                          WHERE id = ?2 AND pending_paths = 1",
                     )?
-                    .execute(params![
-                        req.json,
-                        req.event.id,
-                        sql::decisions_json(false, &req.decisions)
-                    ])?;
+                    .execute(params![req.json, req.event.id, req.decisions])?;
                 if waiting == 0 {
                     Done::Plan(None)
                 } else {
