@@ -12,6 +12,9 @@
 //!   full ones, which the parser requires).
 //! - `filter/decide_20_pipelines`: `Pipelines::matching` of one push touching 25 paths against
 //!   20 pipelines, half in each filter dialect.
+//! - `filter/decision_log_20_pipelines`: what the intake does instead, `Pipelines::decisions`
+//!   (every pipeline decided and narrated, all 20 watching the repository) and the decision
+//!   log encoded as the store keeps it.
 //!
 //! Setup checks once that every input is valid (a signature that verifies, a delivery that
 //! normalizes to one change, the pipelines expected to start), so that no benchmark measures an
@@ -317,6 +320,15 @@ fn filters(c: &mut Criterion) {
     configure(&mut group);
     group.bench_function("decide_20_pipelines", |b| {
         b.iter(|| black_box(pipelines.matching(black_box(&event))).len())
+    });
+    // What the intake does now: decide every pipeline and narrate those that watch the
+    // repository (here all 20), then encode the decision log as stored.
+    group.bench_function("decision_log_20_pipelines", |b| {
+        b.iter(|| {
+            let decided = pipelines.decisions(black_box(&event));
+            let log: Vec<_> = decided.into_iter().map(|(_, d)| d).collect();
+            black_box(switchyard::store::encode_decisions(&log)).len()
+        })
     });
     group.finish();
 }

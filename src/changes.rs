@@ -213,7 +213,11 @@ impl ChangeView {
             sha,
             kind,
             received_at: when(record.received_ms),
-            traceparent: record.traceparent.clone(),
+            traceparent: Some(
+                record.traceparent.clone().unwrap_or_else(|| {
+                    crate::trace::TraceParent::of_change(&record.id).to_string()
+                }),
+            ),
             event,
             sightings: record
                 .sightings

@@ -5,8 +5,10 @@
 //! at once without starts and handed to the completer; its starts are decided once the paths
 //! are known (or the time bound for them passed), by [`Intake::plan`].
 //!
-//! Every change is stored with a W3C `traceparent`: the one its delivery came with, else one
-//! made here, so that its starts always carry one.
+//! Every change has a W3C `traceparent`: the one its delivery came with (or the current span's,
+//! when spans are exported), stored with it; else the one its id names
+//! ([`TraceParent::of_change`]: the trace id is the change id), which needs no storing, so that
+//! its starts always carry one.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -131,7 +133,7 @@ impl Intake {
             starts,
             defer,
             decisions,
-            traceparent: Some(crate::telemetry::for_change(traceparent).to_string()),
+            traceparent: crate::telemetry::for_change(traceparent).map(|t| t.to_string()),
         }
     }
 

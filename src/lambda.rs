@@ -489,7 +489,8 @@ impl Handler {
     ) -> Result<IntakeOutcome, String> {
         let event_json = serde_json::to_string(change)
             .map_err(|e| format!("change {}: cannot be written as JSON: {e}", change.id))?;
-        let traceparent = crate::telemetry::for_change(traceparent);
+        let traceparent = crate::telemetry::for_change(traceparent)
+            .unwrap_or_else(|| TraceParent::of_change(&change.id));
         let matching = self.pipelines.matching(change);
         let mut started = Vec::new();
         let mut failed = Vec::new();

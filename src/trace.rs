@@ -75,6 +75,39 @@ impl TraceParent {
         }
     }
 
+    /// The trace of a change that arrived without one, derived from its id, so that nothing
+    /// needs storing: the trace id is the change id (128 bits, hex: a change id is one), else a
+    /// hash of it; the parent id a hash of it. Sampled.
+    pub fn of_change(change_id: &str) -> TraceParent {
+        use sha2::{Digest as _, Sha256};
+        let digest = Sha256::digest(change_id.as_bytes());
+        let mut trace_id = [0u8; 16];
+        let hex = change_id.as_bytes();
+        let from_id = hex.len() == 32
+            && trace_id.iter_mut().enumerate().all(|(i, b)| {
+                match (hex_val(hex[2 * i]), hex_val(hex[2 * i + 1])) {
+                    (Some(h), Some(l)) => {
+                        *b = h << 4 | l;
+                        true
+                    }
+                    _ => false,
+                }
+            });
+        if !from_id || trace_id == [0; 16] {
+            trace_id.copy_from_slice(&digest[..16]);
+        }
+        let mut parent_id = [0u8; 8];
+        parent_id.copy_from_slice(&digest[16..24]);
+        if parent_id == [0; 8] {
+            parent_id[7] = 1;
+        }
+        TraceParent {
+            trace_id,
+            parent_id,
+            flags: SAMPLED,
+        }
+    }
+
     /// The `traceparent` of a request made on behalf of this one: the same trace and flags, a
     /// new random parent id.
     pub fn child(&self) -> TraceParent {
@@ -162,9 +195,32 @@ fn nonzero_u64() -> u64 {
     }
 }
 
+/// The value of one lower-case hex digit.
+fn hex_val(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_change_without_a_trace_has_one_named_by_its_id() {
+        let id = "547b1d6942a7afb59aad5a5fba43a1a9";
+        let t = TraceParent::of_change(id);
+        assert_eq!(t.trace_id_hex(), id);
+        assert_eq!(t, TraceParent::of_change(id), "the same every time");
+        assert_eq!(TraceParent::parse(&t.to_string()), Some(t));
+        assert_ne!(t.parent_id(), [0; 8]);
+        let odd = TraceParent::of_change("not-hex");
+        assert_ne!(odd.trace_id(), [0; 16]);
+        let zeros = TraceParent::of_change("00000000000000000000000000000000");
+        assert_ne!(zeros.trace_id(), [0; 16]);
+    }
 
     const VALID: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 

@@ -387,7 +387,7 @@ impl Dispatcher {
         let traceparent = traceparent
             .as_deref()
             .and_then(TraceParent::parse)
-            .unwrap_or_else(TraceParent::root);
+            .unwrap_or_else(|| TraceParent::of_change(&row.change_id));
         let span = tracing::info_span!(
             "dispatch",
             change_id = %row.change_id,

@@ -492,7 +492,7 @@ impl Encoded {
 
 /// The decision log as stored: `[[pipeline, start, reason], …]`, JSON without key names (it
 /// is in every change's row).
-pub(crate) fn encode_decisions(decisions: &[Decision]) -> String {
+pub fn encode_decisions(decisions: &[Decision]) -> String {
     let rows: Vec<(&str, bool, &str)> = decisions
         .iter()
         .map(|d| (d.pipeline.as_str(), d.start, d.reason.as_str()))

@@ -170,6 +170,11 @@ async fn a_delivery_without_a_valid_traceparent_still_gives_its_starts_one() {
         let exec = exec_traceparent(p.root()).await;
         assert_ne!(http.trace_id_hex(), TRACE_ID, "{sent:?}: a new trace");
         assert_eq!(
+            Some(http.trace_id_hex().as_str()),
+            answer["change"].as_str(),
+            "{sent:?}: the trace the change's id names"
+        );
+        assert_eq!(
             exec.trace_id(),
             http.trace_id(),
             "{sent:?}: one trace for the change's starts"
