@@ -1154,6 +1154,46 @@ fn changes_are_filtered_on(backend: Backend) {
     assert_eq!(one[0].decisions.as_deref(), Some(&[][..]), "{ctx}");
 }
 
+/// Pruning goes by marks, not by an index on the age: a change is pruned only once a prune
+/// made at least the retention ago had seen it, however old its own `received_at`.
+fn pruning_waits_for_a_mark_on(backend: Backend) {
+    let Some(h) = Harness::on(backend) else {
+        return;
+    };
+    let old = request(pool_event(0, KINDS[0], BASE_MS), None, &[]);
+    let id = old.event.id.clone();
+    h.rt.block_on(h.store.intake(old)).expect("intake");
+    let now = crate::store::now_ms();
+    // The first prune marks the change now: it cannot count for a retention that began before.
+    let pruned = h.rt.block_on(h.store.prune_changes(now - 60_000));
+    assert_eq!(
+        pruned.expect("prune"),
+        0,
+        "{backend:?}: no mark old enough yet"
+    );
+    assert!(h.rt.block_on(h.store.change(&id)).is_ok(), "{backend:?}");
+    // A retention ending after that mark covers it.
+    let pruned = h.rt.block_on(h.store.prune_changes(now + 60_000));
+    assert_eq!(pruned.expect("prune"), 1, "{backend:?}");
+    assert!(
+        matches!(
+            h.rt.block_on(h.store.change(&id)),
+            Err(StoreError::NoSuchChange(_))
+        ),
+        "{backend:?}"
+    );
+}
+
+#[test]
+fn sqlite_prunes_by_its_marks() {
+    pruning_waits_for_a_mark_on(Backend::Sqlite);
+}
+
+#[test]
+fn postgres_prunes_by_its_marks() {
+    pruning_waits_for_a_mark_on(Backend::Postgres);
+}
+
 #[test]
 fn sqlite_lists_changes_newest_first_and_filtered() {
     changes_are_filtered_on(Backend::Sqlite);

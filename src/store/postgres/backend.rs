@@ -628,11 +628,9 @@ where
                 Command::Replay(req, _) => {
                     Box::pin(async move { Ok(Done::Replay(sql::replay(c, req, now).await?)) })
                 }
-                Command::PruneChanges { before_ms, .. } => {
-                    Box::pin(
-                        async move { Ok(Done::Prune(sql::prune_changes(c, *before_ms).await?)) },
-                    )
-                }
+                Command::PruneChanges { before_ms, .. } => Box::pin(async move {
+                    Ok(Done::Prune(sql::prune_changes(c, *before_ms, now).await?))
+                }),
                 Command::Finish(id, finish, _) => {
                     Box::pin(
                         async move { Ok(Done::Finish(sql::finish(c, st, id, finish, now).await?)) },

@@ -194,13 +194,13 @@ $$;
     // 2: the run a start made (the runner's id or URL), recorded with its success.
     "ALTER TABLE starts ADD COLUMN run TEXT;",
     // 3: the decision log (each watching pipeline's verdict and reason, JSON, in the change's
-    // row), the traceparent a change came with, the age index pruning walks, and replays: a
+    // row), the traceparent a change came with, the marks pruning goes by, and replays: a
     // (change, pipeline) may have one start per replay. The intake and plan functions gain
     // overloads with the new columns (the intake's is migration 1's with two more columns);
     // the old ones stay for replicas not yet upgraded.
     r#"
 ALTER TABLE changes ADD COLUMN decisions TEXT, ADD COLUMN traceparent TEXT;
-CREATE INDEX changes_received ON changes (received_ms);
+CREATE TABLE prune_marks (at_ms BIGINT NOT NULL, seq BIGINT NOT NULL);
 ALTER TABLE starts ADD COLUMN replay INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE starts DROP CONSTRAINT starts_change_id_pipeline_key;
 ALTER TABLE starts ADD CONSTRAINT starts_change_id_pipeline_replay_key UNIQUE (change_id, pipeline, replay);

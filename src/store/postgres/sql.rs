@@ -695,15 +695,37 @@ pub(super) async fn replay(
 
 /// Forgets changes received before `before_ms` whose starts are all finished (and that are
 /// not waiting for their paths), with their sightings and starts; how many changes.
+///
+/// As on SQLite, no index on the age: each prune marks the newest change, and a prune
+/// considers only the changes up to the newest mark made before `before_ms`.
 pub(super) async fn prune_changes(
     c: &impl GenericClient,
     before_ms: i64,
+    now: i64,
 ) -> Result<usize, tokio_postgres::Error> {
+    c.execute(
+        "INSERT INTO prune_marks (at_ms, seq) SELECT $1, COALESCE(max(seq), 0) FROM changes",
+        &[&now],
+    )
+    .await?;
+    let upto: Option<i64> = c
+        .query_one(
+            "SELECT max(seq) FROM prune_marks WHERE at_ms <= $1",
+            &[&before_ms],
+        )
+        .await?
+        .get(0);
+    let Some(upto) = upto else { return Ok(0) };
+    c.execute(
+        "DELETE FROM prune_marks WHERE at_ms <= $1 AND seq < $2",
+        &[&before_ms, &upto],
+    )
+    .await?;
     let rows = c
         .query(
             "WITH doomed AS (
                 SELECT c.id FROM changes c
-                WHERE c.received_ms < $1 AND NOT c.pending_paths
+                WHERE c.seq <= $2 AND c.received_ms < $1 AND NOT c.pending_paths
                   AND NOT EXISTS (SELECT 1 FROM starts s WHERE s.change_id = c.id
                                   AND s.state IN ('pending', 'running', 'failed'))
                 FOR UPDATE SKIP LOCKED
@@ -713,7 +735,7 @@ pub(super) async fn prune_changes(
                 DELETE FROM sightings WHERE change_id IN (SELECT id FROM doomed)
              )
              SELECT id FROM doomed",
-            &[&before_ms],
+            &[&before_ms, &upto],
         )
         .await?;
     let ids: Vec<&str> = rows.iter().map(|r| r.get(0)).collect();

@@ -70,13 +70,14 @@ pub const MIGRATIONS: &[&str] = &[
     // 4: the run a start made (the runner's id or URL), recorded with its success.
     "ALTER TABLE starts ADD COLUMN run TEXT;",
     // 5: the decision log (each watching pipeline's verdict and reason, JSON, in the change's
-    // own row: no more rows per intake), the traceparent a change came with, the age index
-    // pruning walks, and replays: a (change, pipeline) may have several starts, one per
+    // own row: no more rows per intake), the traceparent a change came with, the marks pruning
+    // goes by (the newest change at each prune: no index on the age costs every intake), and
+    // replays: a (change, pipeline) may have several starts, one per
     // replay, so its uniqueness moves to (change, pipeline, replay). SQLite cannot drop a
     // table's constraint: the table is rebuilt, its rows and ids kept.
     "ALTER TABLE changes ADD COLUMN decisions TEXT;
      ALTER TABLE changes ADD COLUMN traceparent TEXT;
-     CREATE INDEX changes_received ON changes (received_ms);
+     CREATE TABLE prune_marks (at_ms INTEGER NOT NULL, seq INTEGER NOT NULL);
      CREATE TABLE starts_v5 (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
         id TEXT NOT NULL UNIQUE,

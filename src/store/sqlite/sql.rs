@@ -567,24 +567,44 @@ pub(super) fn replay(
 
 /// Forgets changes received before `before_ms` whose starts are all finished (and that are
 /// not waiting for their paths), with their sightings and starts; how many changes.
+///
+/// No index on the age (it would cost every intake): each prune marks the newest change
+/// (`prune_marks`: the time and its seq), and a prune considers only the changes up to the
+/// newest mark made before `before_ms` (they arrived before it), walking the primary key.
+/// Changes newer than the marks wait for a later prune: never pruned early.
 pub(super) fn prune_changes(
     tx: &rusqlite::Transaction<'_>,
     before_ms: i64,
+    now: i64,
 ) -> rusqlite::Result<usize> {
+    tx.execute(
+        "INSERT INTO prune_marks (at_ms, seq) SELECT ?1, COALESCE(MAX(seq), 0) FROM changes",
+        params![now],
+    )?;
+    let upto: Option<i64> = tx.query_row(
+        "SELECT MAX(seq) FROM prune_marks WHERE at_ms <= ?1",
+        params![before_ms],
+        |r| r.get(0),
+    )?;
+    let Some(upto) = upto else { return Ok(0) };
+    tx.execute(
+        "DELETE FROM prune_marks WHERE at_ms <= ?1 AND seq < ?2",
+        params![before_ms, upto],
+    )?;
     const DOOMED: &str = "SELECT c.id FROM changes c
-         WHERE c.received_ms < ?1 AND c.pending_paths = 0
+         WHERE c.seq <= ?2 AND c.received_ms < ?1 AND c.pending_paths = 0
            AND NOT EXISTS (SELECT 1 FROM starts s WHERE s.change_id = c.id
                            AND s.state IN ('pending', 'running', 'failed'))";
     tx.execute(
         &format!("DELETE FROM starts WHERE change_id IN ({DOOMED})"),
-        params![before_ms],
+        params![before_ms, upto],
     )?;
     tx.execute(
         &format!("DELETE FROM sightings WHERE change_id IN ({DOOMED})"),
-        params![before_ms],
+        params![before_ms, upto],
     )?;
     tx.execute(
         &format!("DELETE FROM changes WHERE id IN ({DOOMED})"),
-        params![before_ms],
+        params![before_ms, upto],
     )
 }

@@ -233,7 +233,7 @@ fn apply(
             Command::Transition(id, to, _) => Done::Transition(sql::transition(&tx, id, *to)?),
             Command::Replay(req, _) => Done::Replay(sql::replay(&tx, req, now)?),
             Command::PruneChanges { before_ms, .. } => {
-                let n = sql::prune_changes(&tx, *before_ms)?;
+                let n = sql::prune_changes(&tx, *before_ms, now)?;
                 if n > 0 {
                     // A pruned change may have been a ref's newest push.
                     tips.forget();
