@@ -276,7 +276,9 @@ mod tests {
         assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
         assert_eq!(parse_duration("30"), None);
         assert_eq!(parse_duration("s"), None);
-        assert_eq!(parse_duration("3d"), None);
+        assert_eq!(parse_duration("3d"), Some(Duration::from_secs(3 * 86_400)));
+        assert_eq!(parse_duration("3w"), None);
+        assert_eq!(parse_duration("99999999999999999d"), None);
     }
 
     #[test]
