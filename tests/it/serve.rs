@@ -30,7 +30,11 @@ async fn a_signed_change_runs_the_exec_target_with_env_and_stdin() {
     assert_eq!(answer["status"], "accepted");
     let start_id = answer["starts"][0].as_str().expect("a start id").to_owned();
     let root = s.root().to_path_buf();
-    let line = eventually(10, "the exec target", || read(&root.join("log"))).await;
+    // The shell creates the file before it writes the line: wait for the whole line.
+    let line = eventually(10, "the exec target", || {
+        read(&root.join("log")).filter(|l| l.ends_with('\n'))
+    })
+    .await;
     assert_eq!(
         line.trim(),
         format!(
@@ -352,7 +356,10 @@ async fn a_restart_resumes_pending_starts() {
     let (pipelines, _) = switchyard::pipeline::Pipelines::load_dir(&dir.path().join("triggers"));
     let s = TestServer::start_in(dir, config, pipelines).await;
     let root = s.root().to_path_buf();
-    let log = eventually(10, "the resumed start", || read(&root.join("log"))).await;
+    let log = eventually(10, "the resumed start", || {
+        read(&root.join("log")).filter(|l| l.ends_with('\n'))
+    })
+    .await;
     assert_eq!(log.lines().collect::<Vec<_>>(), [sha(9)]);
     eventually(10, "recorded", || {
         (s.starts()[0].state == StartState::Succeeded).then_some(())
