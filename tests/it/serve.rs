@@ -42,23 +42,19 @@ async fn a_signed_change_runs_the_exec_target_with_env_and_stdin() {
             sha(1)
         )
     );
-    let stdin = eventually(10, "stdin", || {
-        read(&root.join(format!("stdin-{start_id}")))
-    })
-    .await;
-    let file = eventually(10, "event file", || {
-        read(&root.join(format!("file-{start_id}")))
-    })
-    .await;
-    let event: serde_json::Value = serde_json::from_str(&stdin).expect("stdin is the event JSON");
-    assert_eq!(event["id"], answer["change"]);
-    assert_eq!(event["source"]["delivery_id"], "d-1");
-    assert_eq!(stdin, file);
+    // Once the attempt succeeded the script has written every file (a file the shell created
+    // may otherwise still be empty).
     let starts = eventually(10, "succeeded", || {
         let rows = s.starts();
         (rows[0].state == StartState::Succeeded).then_some(rows)
     })
     .await;
+    let stdin = read(&root.join(format!("stdin-{start_id}"))).expect("stdin recorded");
+    let file = read(&root.join(format!("file-{start_id}"))).expect("event file recorded");
+    let event: serde_json::Value = serde_json::from_str(&stdin).expect("stdin is the event JSON");
+    assert_eq!(event["id"], answer["change"]);
+    assert_eq!(event["source"]["delivery_id"], "d-1");
+    assert_eq!(stdin, file);
     assert_eq!((starts.len(), starts[0].attempts), (1, 1));
     // The event file is removed after the attempt.
     let path = read(&root.join(format!("path-{start_id}"))).expect("the event file's path");
