@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::diag::did_you_mean;
-use crate::event::{ChangeEvent, format_millis};
+use crate::event::ChangeEvent;
 use crate::outcome::Decision;
 use crate::pipeline::Pipelines;
 use crate::store::{
@@ -24,12 +24,7 @@ pub const DEFAULT_LIMIT: u32 = 20;
 /// The most `--limit` may ask for.
 pub const MAX_LIMIT: u32 = 10_000;
 
-/// A time in Unix ms as RFC 3339 with milliseconds.
-pub fn when(ms: i64) -> String {
-    jiff::Timestamp::from_millisecond(ms)
-        .map(format_millis)
-        .unwrap_or_else(|_| ms.to_string())
-}
+pub use crate::event::format_ms as when;
 
 /// The first characters of an id or a sha, as a table shows them.
 pub fn short(id: &str, n: usize) -> &str {
@@ -601,13 +596,19 @@ impl ReplayReport {
     }
 }
 
-/// A `--since` duration (`90s`, `15m`, `2h`, `7d`) in ms.
-pub fn parse_since(text: &str) -> Result<i64, String> {
-    crate::diag::parse_duration(text.trim())
-        .and_then(|d| i64::try_from(d.as_millis()).ok())
-        .ok_or_else(|| {
-            format!("--since {text:?} is not a duration\nhint: write a duration such as 90s, 15m, 2h or 7d")
-        })
+/// How a refused `since` is told to fix it.
+pub const SINCE_HINT: &str = "write a duration such as 90s, 15m, 2h or 7d";
+
+/// How a refused `limit` is told to fix it.
+pub fn limit_hint() -> String {
+    format!("ask for 1 to {MAX_LIMIT} changes")
+}
+
+/// The start (Unix ms) of a `since` window (`90s`, `15m`, `2h`, `7d`) that ends at `now_ms`;
+/// `None` when `text` is not a duration. The caller names its option in the error.
+pub fn since(text: &str, now_ms: i64) -> Option<i64> {
+    let window = crate::diag::parse_duration(text.trim())?;
+    Some(now_ms.saturating_sub(i64::try_from(window.as_millis()).ok()?))
 }
 
 #[cfg(test)]
@@ -710,11 +711,12 @@ mod tests {
 
     #[test]
     fn since_takes_the_usual_units_and_refuses_the_rest() {
-        assert_eq!(parse_since("90s"), Ok(90_000));
-        assert_eq!(parse_since("2h"), Ok(7_200_000));
-        assert_eq!(parse_since("7d"), Ok(604_800_000));
-        assert!(parse_since("soon").is_err_and(|e| e.contains("hint: write a duration")));
-        assert!(parse_since("3 fortnights").is_err());
-        assert!(parse_since("99999999999999999d").is_err());
+        let now = 1_000_000_000;
+        assert_eq!(since("90s", now), Some(now - 90_000));
+        assert_eq!(since("2h", now), Some(now - 7_200_000));
+        assert_eq!(since(" 7d ", now), Some(now - 604_800_000));
+        assert_eq!(since("soon", now), None);
+        assert_eq!(since("3 fortnights", now), None);
+        assert_eq!(since("99999999999999999d", now), None);
     }
 }

@@ -503,6 +503,13 @@ pub fn format_millis(ts: Timestamp) -> String {
     ts.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
+/// A time in Unix ms as [`format_millis`] writes it; the number itself when out of range.
+pub fn format_ms(ms: i64) -> String {
+    Timestamp::from_millisecond(ms)
+        .map(format_millis)
+        .unwrap_or_else(|_| ms.to_string())
+}
+
 mod millis {
     use jiff::Timestamp;
     use serde::{Deserialize, Deserializer, Serializer};

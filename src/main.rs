@@ -437,15 +437,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&events)?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Outbox { action } => {
-            let location = store_location(cli.config.as_deref())?;
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("cannot start the async runtime")?;
-            let text = runtime.block_on(async {
-                let store =
-                    Store::open_checked_at(&location, Role::Tool, Default::default()).await?;
+        Command::Outbox { action } => on_store(cli.config.as_deref(), async |store| {
+            Ok(
                 match action.unwrap_or(OutboxAction::List {
                     all: false,
                     format: Format::Text,
@@ -456,20 +449,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         } else {
                             switchyard::outbox::DEFAULT_STATES
                         };
-                        switchyard::outbox::list(&store, states, matches!(format, Format::Json))
-                            .await
+                        switchyard::outbox::list(store, states, matches!(format, Format::Json))
+                            .await?
                     }
                     OutboxAction::Retry { start_id } => {
-                        switchyard::outbox::retry(&store, &start_id).await
+                        switchyard::outbox::retry(store, &start_id).await?
                     }
                     OutboxAction::Drop { start_id } => {
-                        switchyard::outbox::drop_start(&store, &start_id).await
+                        switchyard::outbox::drop_start(store, &start_id).await?
                     }
-                }
-            })?;
-            print!("{text}");
-            Ok(ExitCode::SUCCESS)
-        }
+                },
+            )
+        }),
         Command::Changes { action } => changes(&cli.config, &cli.triggers, action),
         Command::Check => {
             let report = switchyard::check::run(cli.config.as_deref(), &cli.triggers);
@@ -506,14 +497,8 @@ fn changes(
     triggers: &std::path::Path,
     action: ChangesAction,
 ) -> anyhow::Result<ExitCode> {
-    let location = store_location(config.as_deref())?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let text = runtime.block_on(async {
-        let store = Store::open_checked_at(&location, Role::Tool, Default::default()).await?;
-        anyhow::Ok(match action {
+    on_store(config.as_deref(), async |store| {
+        Ok(match action {
             ChangesAction::List {
                 repository,
                 pipeline,
@@ -523,8 +508,8 @@ fn changes(
             } => {
                 if limit == 0 || limit > switchyard::changes::MAX_LIMIT {
                     bail!(
-                        "--limit {limit} is out of range\nhint: ask for 1 to {} changes",
-                        switchyard::changes::MAX_LIMIT
+                        "--limit {limit} is out of range\nhint: {}",
+                        switchyard::changes::limit_hint()
                     );
                 }
                 let repository = match repository {
@@ -541,8 +526,14 @@ fn changes(
                 };
                 let since_ms = match since {
                     Some(s) => Some(
-                        switchyard::store::now_ms()
-                            - switchyard::changes::parse_since(&s).map_err(anyhow::Error::msg)?,
+                        switchyard::changes::since(&s, switchyard::store::now_ms()).ok_or_else(
+                            || {
+                                anyhow::anyhow!(
+                                    "--since {s:?} is not a duration\nhint: {}",
+                                    switchyard::changes::SINCE_HINT
+                                )
+                            },
+                        )?,
                     ),
                     None => None,
                 };
@@ -552,10 +543,10 @@ fn changes(
                     since_ms,
                     limit,
                 };
-                switchyard::changes::list(&store, query, matches!(format, Format::Json)).await?
+                switchyard::changes::list(store, query, matches!(format, Format::Json)).await?
             }
             ChangesAction::Show { id, format } => {
-                switchyard::changes::show(&store, &id, matches!(format, Format::Json)).await?
+                switchyard::changes::show(store, &id, matches!(format, Format::Json)).await?
             }
             ChangesAction::Replay {
                 id,
@@ -564,7 +555,7 @@ fn changes(
             } => {
                 let pipelines = load_pipelines(triggers)?;
                 let report =
-                    switchyard::changes::replay(&store, &pipelines, &id, pipeline.as_deref())
+                    switchyard::changes::replay(store, &pipelines, &id, pipeline.as_deref())
                         .await?;
                 match format {
                     Format::Text => report.render_text(),
@@ -572,6 +563,23 @@ fn changes(
                 }
             }
         })
+    })
+}
+
+/// Opens the configuration's store beside a running server (as a tool: it never touches a
+/// running start), on a runtime of its own, and prints what `f` says of it.
+fn on_store(
+    config: Option<&std::path::Path>,
+    f: impl AsyncFnOnce(&Store) -> anyhow::Result<String>,
+) -> anyhow::Result<ExitCode> {
+    let location = store_location(config)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let text = runtime.block_on(async {
+        let store = Store::open_checked_at(&location, Role::Tool, Default::default()).await?;
+        f(&store).await
     })?;
     print!("{text}");
     Ok(ExitCode::SUCCESS)

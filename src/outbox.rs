@@ -4,18 +4,12 @@
 
 use std::fmt::Write as _;
 
-use crate::event::format_millis;
+use crate::event::format_ms as when;
 use crate::store::{StartRow, StartState, Store, StoreError, Transition};
 
 /// What `outbox list` shows by default: everything not yet started successfully nor given up.
 pub const DEFAULT_STATES: &[StartState] =
     &[StartState::Pending, StartState::Failed, StartState::Dead];
-
-fn when(ms: i64) -> String {
-    jiff::Timestamp::from_millisecond(ms)
-        .map(format_millis)
-        .unwrap_or_else(|_| ms.to_string())
-}
 
 /// The starts in `states` (all when empty) as a table, or as JSON lines, each with the run its
 /// runner made when it told one.

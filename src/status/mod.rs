@@ -275,7 +275,7 @@ fn list_query(query: Option<&str>, default_limit: u32) -> Result<(ChangeQuery, A
     }
     let get = |name: &str| field(&pairs, name).map(str::trim).filter(|v| !v.is_empty());
     let asked = LIST_PARAMETERS.map(|name| (name, get(name).unwrap_or("").to_owned()));
-    let limit_hint = format!("ask for 1 to {} changes", changes::MAX_LIMIT);
+    let limit_hint = changes::limit_hint();
     let limit = match get("limit") {
         None => default_limit,
         Some(text) => match text.parse::<u32>() {
@@ -314,12 +314,15 @@ fn list_query(query: Option<&str>, default_limit: u32) -> Result<(ChangeQuery, A
     let since_ms = match get("since") {
         None => None,
         Some(text) => {
-            let ms = changes::parse_since(text).map_err(|e| {
-                let (message, hint) = e.split_once("\nhint: ").unwrap_or((&e, ""));
-                let message = message.replacen("--since ", "since=", 1);
-                Problem::new(400, "bad query", message).hint(hint)
+            let start = changes::since(text, now_ms()).ok_or_else(|| {
+                Problem::new(
+                    400,
+                    "bad query",
+                    format!("since={text:?} is not a duration"),
+                )
+                .hint(changes::SINCE_HINT)
             })?;
-            Some(now_ms().saturating_sub(ms))
+            Some(start)
         }
     };
     let query = ChangeQuery {

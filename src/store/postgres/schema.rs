@@ -254,6 +254,20 @@ BEGIN
 END
 $$;
 
+-- The intake of replicas not yet upgraded: the same function, with no decisions or traceparent
+-- (so that the intake's logic lives in one function from here on).
+CREATE OR REPLACE FUNCTION switchyard_intake(
+  p_receiver TEXT, p_delivery TEXT, p_id TEXT, p_repository TEXT, p_event TEXT,
+  p_received_ms BIGINT, p_source TEXT, p_provider TEXT, p_delivery_id TEXT, p_defer BOOLEAN,
+  p_push_ref TEXT, p_push_before TEXT, p_push_after TEXT, p_git_ref TEXT,
+  p_ids TEXT[], p_pipelines TEXT[], p_supersede BOOLEAN[], p_now BIGINT,
+  OUT outcome TEXT, OUT change_id TEXT)
+LANGUAGE sql AS $$
+  SELECT * FROM switchyard_intake(p_receiver, p_delivery, p_id, p_repository, p_event,
+    p_received_ms, p_source, p_provider, p_delivery_id, p_defer, p_push_ref, p_push_before,
+    p_push_after, p_git_ref, p_ids, p_pipelines, p_supersede, p_now, NULL::TEXT, NULL::TEXT)
+$$;
+
 CREATE FUNCTION switchyard_plan(p_id TEXT, p_event TEXT, p_ref TEXT, p_ids TEXT[],
                                 p_pipelines TEXT[], p_supersede BOOLEAN[], p_now BIGINT,
                                 p_decisions TEXT)

@@ -571,9 +571,14 @@ async fn complete_changes(
         ),
         c.query(&starts_sql, &params),
     );
+    let at: std::collections::HashMap<String, usize> = changes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.id.clone(), i))
+        .collect();
     for row in sightings? {
         let id: &str = row.get(0);
-        if let Some(change) = changes.iter_mut().find(|c| c.id == id) {
+        if let Some(change) = at.get(id).map(|&i| &mut changes[i]) {
             change.sightings.push(Sighting {
                 source: row.get(1),
                 provider: row.get(2),
@@ -584,8 +589,8 @@ async fn complete_changes(
     }
     for row in starts? {
         let start = row_to_start(&row);
-        if let Some(change) = changes.iter_mut().find(|c| c.id == start.change_id) {
-            change.starts.push(start);
+        if let Some(&i) = at.get(&start.change_id) {
+            changes[i].starts.push(start);
         }
     }
     Ok(())

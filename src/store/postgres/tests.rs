@@ -60,6 +60,35 @@ fn a_database_from_a_newer_switchyard_is_refused_and_migrations_run_once() {
     assert!(!text.contains("switchyard@"), "no user in {text}");
 }
 
+/// A replica not yet upgraded calls the intake function without decisions or traceparent: it
+/// still stores the change and its start, through the one intake of this schema.
+#[test]
+fn the_intake_of_a_replica_not_yet_upgraded_still_stores() {
+    let Some(url) = fresh_database() else { return };
+    let rt = runtime();
+    rt.block_on(replica(&url).probe()).expect("migrated");
+    let admin = PostgresAdmin::open(&url).expect("admin");
+    admin
+        .execute(
+            "SELECT * FROM switchyard_intake(NULL, NULL, 'c-old', 'github.com/acme/api', '{}',
+                 1, 'webhook', NULL, NULL, false, 'refs/heads/main', 'a', 'b', 'refs/heads/main',
+                 ARRAY['s-old'], ARRAY['build'], ARRAY[false], 1)",
+        )
+        .expect("the old signature answers");
+    assert_eq!(
+        admin
+            .count("SELECT count(*) FROM changes WHERE id = 'c-old' AND decisions IS NULL")
+            .expect("count"),
+        1
+    );
+    assert_eq!(
+        admin
+            .count("SELECT count(*) FROM starts WHERE id = 's-old' AND state = 'pending'")
+            .expect("count"),
+        1
+    );
+}
+
 #[test]
 fn an_unreachable_database_fails_requests_naming_it_without_credentials() {
     let rt = runtime();
