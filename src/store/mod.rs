@@ -51,7 +51,7 @@ mod sqlite;
 mod tests;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc;
 
@@ -60,28 +60,9 @@ use tokio::sync::{Notify, oneshot};
 use crate::event::ChangeEvent;
 use crate::outcome::{Decision, IntakeOutcome};
 
-pub use postgres::{Admin as PostgresAdmin, MIGRATIONS as POSTGRES_MIGRATIONS, postgres_url};
-pub use sqlite::{Admin, DB_FILE, MIGRATIONS};
-
-/// Where a store lives.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Location {
-    /// SQLite, [`DB_FILE`] in this state directory.
-    Sqlite(PathBuf),
-    /// A PostgreSQL database, by its connection URL (a secret: never logged).
-    Postgres(String),
-}
-
-impl Location {
-    /// What to call the store in a message: the directory, or the database without its
-    /// credentials.
-    pub fn describe(&self) -> String {
-        match self {
-            Location::Sqlite(dir) => dir.join(DB_FILE).display().to_string(),
-            Location::Postgres(url) => postgres::describe(url),
-        }
-    }
-}
+pub use crate::config::{DB_FILE, Location};
+pub use postgres::{Admin as PostgresAdmin, MIGRATIONS as POSTGRES_MIGRATIONS};
+pub use sqlite::{Admin, MIGRATIONS};
 
 /// Why the store could not do what was asked.
 #[derive(Clone, Debug, thiserror::Error)]

@@ -57,11 +57,6 @@ pub(super) fn spawn(url: String, role: Role, rx: mpsc::Receiver<Command>, new_wo
     }
 }
 
-/// Checks that `text` is a PostgreSQL connection URL (or `key=value` string) this store can use.
-pub fn postgres_url(text: &str) -> Result<(), String> {
-    parse(text).map(|_| ())
-}
-
 /// The connection settings of `text`, and the file of root certificates it names
 /// (`sslrootcert`, which the driver does not read itself). `sslmode=verify-ca|verify-full`
 /// mean `require` to the driver: switchyard always verifies the server's certificate when TLS
@@ -120,25 +115,7 @@ fn parse(text: &str) -> Result<(tokio_postgres::Config, Option<String>), String>
     Ok((config, root_cert))
 }
 
-/// The database a URL names, without user or password: `host:port/database`.
-pub(super) fn describe(url: &str) -> String {
-    match parse(url) {
-        Ok((config, _)) => {
-            let host = match config.get_hosts().first() {
-                Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
-                Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
-                None => "?".into(),
-            };
-            let port = config.get_ports().first().copied().unwrap_or(5432);
-            let db = config
-                .get_dbname()
-                .or(config.get_user())
-                .unwrap_or("postgres");
-            format!("postgres://{host}:{port}/{db}")
-        }
-        Err(_) => "postgres (an unreadable URL)".into(),
-    }
-}
+pub(super) use crate::config::postgres::describe;
 
 /// A driver error as a message: the server's own text when it sent one.
 pub(super) fn message(e: &tokio_postgres::Error) -> String {

@@ -6,7 +6,8 @@ use std::path::Path;
 
 use rusqlite::Connection;
 
-use super::{DB_FILE, open_connection, sql};
+use super::{open_connection, sql};
+use crate::store::DB_FILE;
 use crate::store::{StartRow, StartState, StoreError, Transition};
 
 /// Read and admin access to the store in a state directory.

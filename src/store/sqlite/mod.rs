@@ -50,9 +50,6 @@ use super::{Command, Role, StoreError};
 pub use admin::Admin;
 pub use schema::MIGRATIONS;
 
-/// The database file inside the state directory.
-pub const DB_FILE: &str = "switchyard.db";
-
 /// Starts the writer thread for the database at `path`; it answers the commands of `rx` until
 /// every sender is gone.
 pub(super) fn spawn(path: PathBuf, role: Role, rx: mpsc::Receiver<Command>, new_work: Arc<Notify>) {

@@ -11,9 +11,10 @@ use std::task::{Context, Waker};
 use rusqlite::Connection;
 use tokio::sync::Notify;
 
-use super::{Admin, DB_FILE, MIGRATIONS};
+use super::{Admin, MIGRATIONS};
 use crate::event::{ChangeEvent, SourceKind};
 use crate::outcome::{DuplicateOf, IntakeOutcome, start_id};
+use crate::store::DB_FILE;
 use crate::store::tests::*;
 use crate::store::{Finish, IntakeRequest, PlannedStart, Role, StartState, Store, StoreError};
 

@@ -2,6 +2,8 @@
 //! types where an invalid state cannot be written (parsed addresses, typed durations, secret
 //! references). When the default file is absent the built-in defaults apply.
 
+pub mod postgres;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -43,18 +45,41 @@ pub struct Config {
 impl Config {
     /// Where the store is: SQLite in `state_dir`, or the PostgreSQL database whose URL the
     /// secret reference holds (read now).
-    pub fn store_location(&self) -> Result<crate::store::Location, String> {
+    pub fn store_location(&self) -> Result<Location, String> {
         match &self.store {
-            StoreConfig::Sqlite => Ok(crate::store::Location::Sqlite(self.state_dir.clone())),
+            StoreConfig::Sqlite => Ok(Location::Sqlite(self.state_dir.clone())),
             StoreConfig::Postgres(reference) => {
                 let url = reference
                     .resolve()
                     .map_err(|e| format!("store.postgres: {e}"))?;
-                crate::store::postgres_url(&url).map_err(|e| {
+                postgres::parse(&url).map_err(|e| {
                     format!("store.postgres: {reference} does not hold a PostgreSQL URL: {e}")
                 })?;
-                Ok(crate::store::Location::Postgres(url))
+                Ok(Location::Postgres(url))
             }
+        }
+    }
+}
+
+/// The SQLite store's file inside the state directory.
+pub const DB_FILE: &str = "switchyard.db";
+
+/// Where a store lives, once `store:` is resolved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    /// SQLite, [`DB_FILE`] in this state directory.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database, by its connection URL (a secret: never logged).
+    Postgres(String),
+}
+
+impl Location {
+    /// What to call the store in a message: the file, or the database without its
+    /// credentials.
+    pub fn describe(&self) -> String {
+        match self {
+            Location::Sqlite(dir) => dir.join(DB_FILE).display().to_string(),
+            Location::Postgres(url) => postgres::describe(url),
         }
     }
 }
@@ -821,7 +846,7 @@ fn read_store(node: &Node, d: &mut Diagnostics) -> StoreConfig {
         return StoreConfig::Sqlite;
     };
     if let Ok(text) = reference.resolve()
-        && let Err(e) = crate::store::postgres_url(&text)
+        && let Err(e) = postgres::parse(&text)
     {
         d.error(
             url.pos,
