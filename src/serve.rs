@@ -29,7 +29,7 @@ use crate::config::Config;
 use crate::dispatch::{Dispatcher, Policy};
 use crate::intake::Intake;
 use crate::metrics::Metrics;
-use crate::pipeline::{Pipelines, Start};
+use crate::pipeline::{Pipelines, Target};
 use crate::shutdown::{self, Shutdown};
 use crate::sources::poll::Poller;
 use crate::sources::webhook::{self, Answer, BodyError, Hooks, Receivers, Route};
@@ -72,10 +72,10 @@ impl Server {
 /// (and be retried) until it can.
 fn check_target_secrets(pipelines: &Pipelines) {
     for p in &pipelines.list {
-        if let Start::Http {
+        if let Target::Http {
             secret: Some(secret),
             ..
-        } = &p.start
+        } = &p.target
             && let Err(e) = secret.resolve()
         {
             tracing::warn!(pipeline = %p.name, "{e}: its starts will fail until the secret can be read");

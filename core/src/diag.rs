@@ -1,4 +1,8 @@
-//! Diagnostics a person reads: `file:line:col: message` and a `hint:` line with the fix.
+//! Errors a person reads: what is wrong, then a `hint:` line with the fix. A finding in a file is
+//! a [`Diagnostic`] (`file:line:col: message`); any other error that knows its fix is a
+//! [`Hinted`], or an error type that gives one through [`Hint`]. All three print the hint the
+//! same way, on a line of its own after the message, wherever they are shown: a command's
+//! error, a log line, a start's last error, the status page.
 
 use std::fmt;
 use std::time::Duration;
@@ -34,10 +38,52 @@ impl fmt::Display for Diagnostic {
         } else {
             write!(f, "{}:{line}:{col}: {level}{}", self.file, self.message)?;
         }
-        if !self.hint.is_empty() {
-            write!(f, "\nhint: {}", self.hint)?;
-        }
+        write_hint(f, &self.hint)
+    }
+}
+
+/// Writes `\nhint: HINT` (nothing for an empty hint): the one way a hint is printed.
+pub fn write_hint(f: &mut impl fmt::Write, hint: &str) -> fmt::Result {
+    if hint.is_empty() {
         Ok(())
+    } else {
+        write!(f, "\nhint: {hint}")
+    }
+}
+
+/// An error with the fix for it: `message`, then `hint: …` on a line of its own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hinted {
+    pub message: String,
+    pub hint: String,
+}
+
+impl Hinted {
+    pub fn new(message: impl Into<String>, hint: impl Into<String>) -> Hinted {
+        Hinted {
+            message: message.into(),
+            hint: hint.into(),
+        }
+    }
+}
+
+impl fmt::Display for Hinted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        write_hint(f, &self.hint)
+    }
+}
+
+impl std::error::Error for Hinted {}
+
+/// An error type whose values know their fix.
+pub trait Hint: std::error::Error {
+    /// How to fix it, as the `hint:` line says it.
+    fn hint(&self) -> String;
+
+    /// The error with its hint, to print or to pass on.
+    fn hinted(&self) -> Hinted {
+        Hinted::new(self.to_string(), self.hint())
     }
 }
 

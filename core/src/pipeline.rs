@@ -30,7 +30,7 @@ pub struct Pipeline {
     pub mode: Mode,
     /// Starts of this pipeline that may run at once.
     pub concurrency: u32,
-    pub start: Start,
+    pub target: Target,
     /// How long one attempt may take before it counts as failed.
     pub timeout: Duration,
 }
@@ -46,7 +46,7 @@ pub enum Mode {
     Parallel,
 }
 
-pub use crate::target::Start;
+pub use crate::target::Target;
 
 pub use crate::outcome::Decision;
 
@@ -395,7 +395,7 @@ fn read_definition(
         }
     };
 
-    let (start, timeout) = start?;
+    let (target, timeout) = start?;
     let pipeline = Pipeline {
         name,
         file: d.file().to_owned(),
@@ -404,13 +404,13 @@ fn read_definition(
         filter: filter?,
         mode: mode?,
         concurrency: concurrency?,
-        start,
+        target,
         timeout,
     };
     Some((pipeline, name_pos))
 }
 
-fn read_start(node: &Node, d: &mut Diagnostics) -> Option<(Start, Duration)> {
+fn read_start(node: &Node, d: &mut Diagnostics) -> Option<(Target, Duration)> {
     let map = MapReader::new(node, "start", d)?;
     let mut known = start_keys();
     known.push("timeout");
@@ -435,7 +435,7 @@ fn read_start(node: &Node, d: &mut Diagnostics) -> Option<(Start, Duration)> {
     Some((target, timeout?))
 }
 
-fn read_target(map: &MapReader<'_>, node: &Node, d: &mut Diagnostics) -> Option<Start> {
+fn read_target(map: &MapReader<'_>, node: &Node, d: &mut Diagnostics) -> Option<Target> {
     let keys = start_keys();
     let targets: Vec<(&Node, &Node)> = keys.iter().filter_map(|k| map.entry(k)).collect();
     let (key, value) = match targets.as_slice() {
@@ -469,7 +469,7 @@ fn read_target(map: &MapReader<'_>, node: &Node, d: &mut Diagnostics) -> Option<
             if m.get("secret").is_some() && secret.is_none() {
                 return None;
             }
-            Some(Start::Http { url: url?, secret })
+            Some(Target::Http { url: url?, secret })
         }
         "eventbridge" => {
             let m = MapReader::new(value, "start.eventbridge", d)?;
@@ -482,7 +482,7 @@ fn read_target(map: &MapReader<'_>, node: &Node, d: &mut Diagnostics) -> Option<
                 .map_or(Some("Pipeline Start Requested"), |n| {
                     scalar(n, "detail_type", d)
                 });
-            Some(Start::EventBridge {
+            Some(Target::EventBridge {
                 bus: bus?.to_owned(),
                 detail_type: detail_type?.to_owned(),
             })
@@ -491,7 +491,7 @@ fn read_target(map: &MapReader<'_>, node: &Node, d: &mut Diagnostics) -> Option<
             let m = MapReader::new(value, "start.sqs", d)?;
             m.deny_unknown(&["queue_url"], "start.sqs", d);
             let url = required_url(&m, "queue_url", "start.sqs", &["http", "https"], d);
-            Some(Start::Sqs { queue_url: url? })
+            Some(Target::Sqs { queue_url: url? })
         }
         other => target::read(other, value, d),
     }
@@ -505,7 +505,7 @@ fn quoted(keys: &[&str]) -> String {
         .join(", ")
 }
 
-fn read_exec(value: &Node, d: &mut Diagnostics) -> Option<Start> {
+fn read_exec(value: &Node, d: &mut Diagnostics) -> Option<Target> {
     let Value::Seq(items) = &value.value else {
         d.error(
             value.pos,
@@ -546,7 +546,7 @@ fn read_exec(value: &Node, d: &mut Diagnostics) -> Option<Start> {
         );
         return None;
     }
-    (argv.len() == items.len()).then_some(Start::Exec { argv })
+    (argv.len() == items.len()).then_some(Target::Exec { argv })
 }
 
 fn required_url(

@@ -14,7 +14,7 @@ use crate::yaml::{Node, Value};
 
 /// How a pipeline is started.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Start {
+pub enum Target {
     /// Run a program: argv as given, never through a shell.
     Exec { argv: Vec<String> },
     /// POST the start to a runner's HTTP API, signed when a secret is set.
@@ -40,20 +40,20 @@ pub enum Start {
     Jenkins(Jenkins),
 }
 
-impl Start {
+impl Target {
     /// The target's key in `start:`.
     pub fn kind(&self) -> &'static str {
         match self {
-            Start::Exec { .. } => "exec",
-            Start::Http { .. } => "http",
-            Start::EventBridge { .. } => "eventbridge",
-            Start::Sqs { .. } => "sqs",
-            Start::CodePipeline(_) => "codepipeline",
-            Start::CodeBuild(_) => "codebuild",
-            Start::GithubActions(_) => "github_actions",
-            Start::Gitlab(_) => "gitlab",
-            Start::Buildkite(_) => "buildkite",
-            Start::Jenkins(_) => "jenkins",
+            Target::Exec { .. } => "exec",
+            Target::Http { .. } => "http",
+            Target::EventBridge { .. } => "eventbridge",
+            Target::Sqs { .. } => "sqs",
+            Target::CodePipeline(_) => "codepipeline",
+            Target::CodeBuild(_) => "codebuild",
+            Target::GithubActions(_) => "github_actions",
+            Target::Gitlab(_) => "gitlab",
+            Target::Buildkite(_) => "buildkite",
+            Target::Jenkins(_) => "jenkins",
         }
     }
 }
@@ -402,7 +402,7 @@ fn nonempty(text: &str) -> bool {
 }
 
 /// Reads the target under `key` (one of [`KEYS`]). `what` is `start.KEY`.
-pub fn read(key: &str, value: &Node, d: &mut Diagnostics) -> Option<Start> {
+pub fn read(key: &str, value: &Node, d: &mut Diagnostics) -> Option<Target> {
     let what = format!("start.{key}");
     let what = what.as_str();
     let m = MapReader::new(value, what, d)?;
@@ -424,7 +424,7 @@ pub fn read(key: &str, value: &Node, d: &mut Diagnostics) -> Option<Start> {
                 },
                 d,
             );
-            Start::CodePipeline(CodePipeline {
+            Target::CodePipeline(CodePipeline {
                 name: name?,
                 source_action: source_action?,
                 variables: variables?,
@@ -447,7 +447,7 @@ pub fn read(key: &str, value: &Node, d: &mut Diagnostics) -> Option<Start> {
                     "CodeBuild keeps names starting with CODEBUILD_ for itself: pick another",
                 );
             }
-            Start::CodeBuild(CodeBuild {
+            Target::CodeBuild(CodeBuild {
                 project: project?,
                 source_version: source_version?,
                 environment: environment?,
@@ -461,7 +461,7 @@ pub fn read(key: &str, value: &Node, d: &mut Diagnostics) -> Option<Start> {
             let token = token(&m, "token", what, "env:GITLAB_TRIGGER_TOKEN", d);
             let git_ref = template_or(&m, "ref", what, branch_or_tag(), d);
             let variables = templates(&m, "variables", what, ENV_NAME, d);
-            Start::Gitlab(Gitlab {
+            Target::Gitlab(Gitlab {
                 url: url?.trim_end_matches('/').to_owned(),
                 project: project?,
                 token: token?,
@@ -501,7 +501,7 @@ pub fn read(key: &str, value: &Node, d: &mut Diagnostics) -> Option<Start> {
             );
             let env = templates(&m, "env", what, ENV_NAME, d);
             let meta_data = templates(&m, "meta_data", what, ANY_NAME, d);
-            Start::Buildkite(Buildkite {
+            Target::Buildkite(Buildkite {
                 api_url: api_url?.trim_end_matches('/').to_owned(),
                 organization: organization?,
                 pipeline: pipeline?,
@@ -520,7 +520,7 @@ pub fn read(key: &str, value: &Node, d: &mut Diagnostics) -> Option<Start> {
             let user = required(&m, "user", what, nonempty, "ci-bot", d);
             let token = token(&m, "token", what, "env:JENKINS_API_TOKEN", d);
             let parameters = templates(&m, "parameters", what, ANY_NAME, d);
-            Start::Jenkins(Jenkins {
+            Target::Jenkins(Jenkins {
                 url: url?.trim_end_matches('/').to_owned(),
                 job: job?,
                 user: user?,
@@ -533,7 +533,7 @@ pub fn read(key: &str, value: &Node, d: &mut Diagnostics) -> Option<Start> {
     (d.error_count() == before).then_some(start)
 }
 
-fn read_github(m: &MapReader<'_>, what: &str, d: &mut Diagnostics) -> Option<Start> {
+fn read_github(m: &MapReader<'_>, what: &str, d: &mut Diagnostics) -> Option<Target> {
     let keys = [
         "repository",
         "workflow",
@@ -624,7 +624,7 @@ fn read_github(m: &MapReader<'_>, what: &str, d: &mut Diagnostics) -> Option<Sta
             })
         }
     };
-    Some(Start::GithubActions(GithubActions {
+    Some(Target::GithubActions(GithubActions {
         api_url: api_url?.trim_end_matches('/').to_owned(),
         repository: repository?,
         token: token?,
@@ -636,7 +636,7 @@ fn read_github(m: &MapReader<'_>, what: &str, d: &mut Diagnostics) -> Option<Sta
 mod tests {
     use super::*;
 
-    fn read_text(text: &str) -> (Option<Start>, Vec<String>) {
+    fn read_text(text: &str) -> (Option<Target>, Vec<String>) {
         let node = crate::yaml::parse(text).expect("yaml");
         let Value::Map(entries) = &node.value else {
             panic!("a mapping");
@@ -653,7 +653,7 @@ mod tests {
         let (start, errors) =
             read_text("buildkite: {organization: acme, pipeline: api, token: env:T}\n");
         assert!(errors.is_empty(), "{errors:?}");
-        let Some(Start::Buildkite(b)) = start else {
+        let Some(Target::Buildkite(b)) = start else {
             panic!("{start:?}");
         };
         assert_eq!(b.api_url, "https://api.buildkite.com");
@@ -663,7 +663,7 @@ mod tests {
         let (start, errors) =
             read_text("github_actions: {repository: acme/api, workflow: ci.yml, token: env:T}\n");
         assert!(errors.is_empty(), "{errors:?}");
-        let Some(Start::GithubActions(g)) = start else {
+        let Some(Target::GithubActions(g)) = start else {
             panic!("{start:?}");
         };
         assert_eq!(g.api_url, "https://api.github.com");
@@ -676,7 +676,7 @@ mod tests {
             "jenkins: {url: \"https://ci.example.com/\", job: \"Team A/api build\", user: bot, token: file:/run/t}\n",
         );
         assert!(errors.is_empty(), "{errors:?}");
-        let Some(Start::Jenkins(j)) = start else {
+        let Some(Target::Jenkins(j)) = start else {
             panic!("{start:?}");
         };
         assert_eq!(j.url, "https://ci.example.com");

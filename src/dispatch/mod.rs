@@ -23,7 +23,7 @@ use tracing::Instrument as _;
 
 use crate::event::ChangeEvent;
 use crate::metrics::{Metrics, Name};
-use crate::pipeline::{Mode, Pipeline, Pipelines, Start};
+use crate::pipeline::{Mode, Pipeline, Pipelines, Target};
 use crate::shutdown::Shutdown;
 use crate::signature::Key;
 use crate::store::{ClaimRequest, Finish, StartRow, StartState, Store, now_ms};
@@ -592,8 +592,8 @@ async fn run_target(
         pipeline: &pipeline.name,
         start_id,
     };
-    match &pipeline.start {
-        Start::Exec { argv } => {
+    match &pipeline.target {
+        Target::Exec { argv } => {
             let env = [
                 ("SWITCHYARD_PIPELINE", pipeline.name.clone()),
                 ("SWITCHYARD_START_ID", start_id.to_owned()),
@@ -618,7 +618,7 @@ async fn run_target(
             exec::run(argv, &env, event_json.as_bytes(), &file, pipeline.timeout).await?;
             Ok(Started::unnamed())
         }
-        Start::Http { url, secret } => {
+        Target::Http { url, secret } => {
             // Read at every attempt: a rotated secret applies without a restart, and a missing
             // one fails this start (to be retried), not the server.
             let key = match secret {
@@ -646,30 +646,30 @@ async fn run_target(
             .await?;
             Ok(Started::unnamed())
         }
-        Start::EventBridge { bus, detail_type } => {
+        Target::EventBridge { bus, detail_type } => {
             let detail = start_body(pipeline, start_id, event)?;
             shared.aws.put_event(bus, detail_type, &detail).await
         }
-        Start::Sqs { queue_url } => {
+        Target::Sqs { queue_url } => {
             let body = start_body(pipeline, start_id, event)?;
             shared
                 .aws
                 .send_message(queue_url, &body, &pipeline.name, start_id)
                 .await
         }
-        Start::CodePipeline(target) => shared.aws.start_pipeline(target, &ctx).await,
-        Start::CodeBuild(target) => shared.aws.start_build(target, &ctx).await,
-        Start::GithubActions(target) => {
+        Target::CodePipeline(target) => shared.aws.start_pipeline(target, &ctx).await,
+        Target::CodeBuild(target) => shared.aws.start_build(target, &ctx).await,
+        Target::GithubActions(target) => {
             runners::github_actions(&shared.http, target, &ctx, &traceparent, pipeline.timeout)
                 .await
         }
-        Start::Gitlab(target) => {
+        Target::Gitlab(target) => {
             runners::gitlab(&shared.http, target, &ctx, &traceparent, pipeline.timeout).await
         }
-        Start::Buildkite(target) => {
+        Target::Buildkite(target) => {
             runners::buildkite(&shared.http, target, &ctx, &traceparent, pipeline.timeout).await
         }
-        Start::Jenkins(target) => {
+        Target::Jenkins(target) => {
             runners::jenkins(&shared.http, target, &ctx, &traceparent, pipeline.timeout).await
         }
     }

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use switchyard::config::{Auth, Config};
-use switchyard::pipeline::{Pipelines, Start};
+use switchyard::pipeline::{Pipelines, Target};
 use switchyard::secret::SecretRef;
 use switchyard::yaml::{self, Node, Value};
 
@@ -434,10 +434,10 @@ fn env_refs(config: &Config, pipelines: &Pipelines) -> BTreeSet<String> {
         }
     }
     for p in &pipelines.list {
-        if let Start::Http {
+        if let Target::Http {
             secret: Some(secret),
             ..
-        } = &p.start
+        } = &p.target
         {
             refs.push(secret);
         }
