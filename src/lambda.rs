@@ -49,7 +49,7 @@ use tracing::Instrument as _;
 
 use crate::aws::claims::{self, Claim, Claims};
 use crate::config::{Config, Provider, Receiver};
-use crate::dispatch::{Failure, Policy, Starter};
+use crate::dispatch::Policy;
 use crate::event::ChangeEvent;
 use crate::metrics::{Metrics, Name};
 use crate::outcome::{DuplicateOf, IntakeOutcome, start_id};
@@ -57,7 +57,9 @@ use crate::pipeline::{Pipeline, Pipelines};
 use crate::secret::SecretRef;
 use crate::sources::eventbridge::envelope::{self, Envelope};
 use crate::sources::webhook::{self, Answer, BodyError, Hooks, Receivers, Route, Sink};
+use crate::target::{Attempt, Failure};
 use crate::trace::TraceParent;
+use crate::transport::Transports;
 
 /// The environment variables the Lambda runtime client needs; AWS sets them.
 const RUNTIME_VARIABLES: [&str; 4] = [
@@ -201,7 +203,7 @@ pub struct Handler {
     pipelines: Pipelines,
     hooks: Hooks,
     receiver_names: Vec<String>,
-    starter: Starter,
+    transports: Transports,
     policy: Policy,
     metrics: Metrics,
     started: Mutex<Remembered>,
@@ -272,12 +274,12 @@ impl Handler {
         if let Some(claims) = &claims {
             tracing::info!(table = claims.table(), "start ids are claimed in DynamoDB");
         }
-        let aws = crate::dispatch::aws::Targets::new(region, endpoint_url);
+        let aws = crate::transport::aws::Aws::new(region, endpoint_url);
         Ok(Handler {
             pipelines,
             hooks: Hooks::new(receivers, config.limits.max_body_bytes),
             receiver_names: config.receivers.iter().map(|r| r.name.clone()).collect(),
-            starter: Starter::new(aws, std::env::temp_dir().join("switchyard-events")),
+            transports: Transports::new(aws, std::env::temp_dir().join("switchyard-events")),
             policy: Policy {
                 attempts: config.dispatch.attempts,
                 backoff: config.dispatch.backoff,
@@ -632,9 +634,20 @@ impl Handler {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            let (span, outgoing) = crate::telemetry::attempt(attempt, traceparent);
+            let inputs = Attempt {
+                pipeline: &pipeline.name,
+                start_id: id,
+                number: attempt,
+                event: change,
+                event_json,
+                traceparent: &outgoing,
+                timeout: pipeline.timeout,
+            };
             let start = self
-                .starter
-                .start(pipeline, id, attempt, change, event_json, traceparent);
+                .transports
+                .attempt(&pipeline.target, &inputs)
+                .instrument(span);
             let result = tokio::time::timeout_at(deadline.into(), start)
                 .await
                 .unwrap_or_else(|_| Err(Failure::retry("the invocation's time ran out")));
@@ -646,8 +659,8 @@ impl Handler {
             self.metrics
                 .start_attempt(&Name::from(pipeline.name.as_str()), outcome);
             let failure = match result {
-                Ok(started) => {
-                    let run = started.run.as_deref().unwrap_or("");
+                Ok(run) => {
+                    let run = run.id.as_deref().unwrap_or("");
                     tracing::info!(pipeline = %pipeline.name, start = %id, attempt, run, "started");
                     return Ok(());
                 }
