@@ -541,6 +541,7 @@ fn changes(
                     repository,
                     pipeline,
                     since_ms,
+                    before_seq: None,
                     limit,
                 };
                 switchyard::changes::list(store, query, matches!(format, Format::Json)).await?
