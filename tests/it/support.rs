@@ -45,25 +45,52 @@ impl Project {
         self
     }
 
-    /// Runs `switchyard ARGS` in the project root, with `stdin` as standard input.
-    pub fn run(&self, args: &[&str], stdin: &str) -> Run {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-            .args(args)
-            .current_dir(self.root())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn switchyard");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(stdin.as_bytes())
-            .expect("write stdin");
-        let output = child.wait_with_output().expect("wait for switchyard");
-        Run::from(output)
+    /// Runs `switchyard ARGS` in the project root to its end, with `env` set (see
+    /// [`switchyard`]) and `stdin` as standard input.
+    pub fn run(&self, args: &[&str], env: &[(&str, &str)], stdin: &str) -> Run {
+        run_in(self.root(), args, env, stdin)
     }
+}
+
+/// The variables the binary reads that the shell running the tests may have set: removed
+/// from every run, so that no test depends on where it runs.
+const AMBIENT: &[&str] = &[
+    "SWITCHYARD_LOG",
+    "SWITCHYARD_LOG_FORMAT",
+    "SWITCHYARD_LISTEN",
+    "SWITCHYARD_CRASH_AT",
+    "AWS_LAMBDA_RUNTIME_API",
+];
+
+/// `switchyard ARGS` (this build's binary) in `root`, not yet started: the test's environment
+/// less [`AMBIENT`], plus `env`. Every test runs the binary through this.
+pub fn switchyard(root: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+    command.args(args).current_dir(root);
+    for name in AMBIENT {
+        command.env_remove(name);
+    }
+    command.envs(env.iter().copied());
+    command
+}
+
+/// Runs `switchyard ARGS` in `root` to its end (see [`switchyard`]), with `stdin` as standard
+/// input: for a folder that is not a [`Project`] (a [`TestServer`]'s).
+pub fn run_in(root: &Path, args: &[&str], env: &[(&str, &str)], stdin: &str) -> Run {
+    let mut child = switchyard(root, args, env)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn switchyard");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    let output = child.wait_with_output().expect("wait for switchyard");
+    Run::from(output)
 }
 
 /// What a run printed and how it ended.
@@ -72,6 +99,13 @@ pub struct Run {
     pub code: Option<i32>,
     pub stdout: String,
     pub stderr: String,
+}
+
+impl Run {
+    /// Whether the run exited with 0.
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
 }
 
 impl From<Output> for Run {
@@ -261,6 +295,32 @@ pub async fn counted(
         assert!(
             std::time::Instant::now() < deadline,
             "timed out waiting for {name}{labels:?} to reach {at_least}:\n{metrics}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// The dispatcher's passes over the store's open starts (`src/dispatch/mod.rs`).
+pub const DISPATCH_PASSES: &str = "switchyard_dispatch_passes_total";
+
+/// Waits until the dispatcher of the server at `addr` has begun two passes over the store
+/// since this call (so that one pass read the store as it is now, and ended) and no attempt
+/// is in flight: what that store asks for has been attempted and recorded, and a start that
+/// has not arrived anywhere by then was not made. A fact to wait for instead of a time.
+pub async fn dispatcher_idle(addr: std::net::SocketAddr) -> Metrics {
+    let before = switchyard_lab::metrics::read(addr)
+        .await
+        .sum(DISPATCH_PASSES, &[]);
+    counted(addr, DISPATCH_PASSES, &[], before + 2.0).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let metrics = switchyard_lab::metrics::read(addr).await;
+        if metrics.sum("switchyard_starts_in_flight", &[]) == 0.0 {
+            return metrics;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for the attempts in flight to end:\n{metrics}"
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
