@@ -300,30 +300,15 @@ pub async fn counted(
     }
 }
 
-/// The dispatcher's passes over the store's open starts (`src/dispatch/mod.rs`).
-pub const DISPATCH_PASSES: &str = "switchyard_dispatch_passes_total";
-
-/// Waits until the dispatcher of the server at `addr` has begun two passes over the store
-/// since this call (so that one pass read the store as it is now, and ended) and no attempt
-/// is in flight: what that store asks for has been attempted and recorded, and a start that
-/// has not arrived anywhere by then was not made. A fact to wait for instead of a time.
+/// Waits (at most 20 s) until the dispatcher of the server at `addr` has passed over the store
+/// twice since this call and no attempt is in flight (the lab's
+/// [`switchyard_lab::metrics::dispatcher_idle`]): what the store holds now has been attempted.
 pub async fn dispatcher_idle(addr: std::net::SocketAddr) -> Metrics {
-    let before = switchyard_lab::metrics::read(addr)
+    switchyard_lab::metrics::dispatcher_idle(addr, std::time::Duration::from_secs(20))
         .await
-        .sum(DISPATCH_PASSES, &[]);
-    counted(addr, DISPATCH_PASSES, &[], before + 2.0).await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        let metrics = switchyard_lab::metrics::read(addr).await;
-        if metrics.sum("switchyard_starts_in_flight", &[]) == 0.0 {
-            return metrics;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for the attempts in flight to end:\n{metrics}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+        .unwrap_or_else(|| {
+            panic!("the dispatcher at {addr} did not pass over the store twice and go idle in 20 s")
+        })
 }
 
 /// A push change event of `https://github.com/acme/api.git` with the given ref and `after` sha.
