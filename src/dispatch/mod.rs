@@ -124,6 +124,7 @@ impl Dispatcher {
     /// One pass: claims every start that may begin now and spawns its attempt. Returns when the
     /// next not-yet-due start becomes due (Unix ms), if any.
     pub async fn dispatch_once(&mut self) -> Option<i64> {
+        self.shared.metrics.dispatch_pass();
         let rows = match self.shared.store.open_starts(WINDOW).await {
             Ok(rows) => rows,
             Err(e) => {
@@ -422,6 +423,7 @@ async fn attempt(
                 if failures == 0 {
                     tracing::warn!(start = %row.id, error = %e, "cannot record the start's outcome; trying again until the store answers");
                 }
+                shared.metrics.store_error();
                 failures += 1;
             }
         }

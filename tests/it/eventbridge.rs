@@ -353,19 +353,17 @@ async fn aws_setup_makes_the_resources_once_and_they_carry_changes() {
         "triggers/web.yaml",
         "repository: https://github.com/acme/web.git\non: push\nstart: {exec: [\"/bin/true\"]}\n",
     );
+    let moto_env = moto.env();
+    let aws: Vec<(&str, &str)> = moto_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let setup = |args: &[&str]| {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"));
-        cmd.args(["aws", "setup", "--queue", "changes"])
-            .args(args)
-            .current_dir(p.root())
-            .envs(moto.env().iter().map(|(k, v)| (*k, v.as_str())));
-        let out = cmd.output().expect("run switchyard");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        let args: Vec<&str> = ["aws", "setup", "--queue", "changes"]
+            .iter()
+            .chain(args)
+            .copied()
+            .collect();
+        let out = p.run(&args, &aws, "");
+        assert!(out.success(), "{}", out.stderr);
+        out.stdout
     };
     let words = |text: &str| -> Vec<String> {
         text.lines()
