@@ -49,6 +49,7 @@ use tracing::Instrument as _;
 
 use crate::aws::claims::{self, Claim, Claims};
 use crate::config::{Config, Provider, Receiver};
+use crate::diag::Hint as _;
 use crate::dispatch::{Failure, Policy, Starter};
 use crate::event::ChangeEvent;
 use crate::metrics::{Metrics, Name};

@@ -8,6 +8,7 @@ use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use switchyard::config::Provider;
+use switchyard::diag::Hint as _;
 use switchyard::event::{ChangeEvent, Source, SourceKind};
 use switchyard::outcome::IntakeOutcome;
 use switchyard::pipeline::Pipelines;

@@ -23,6 +23,7 @@ use sha2::{Digest as _, Sha256};
 use tokio::sync::{Mutex, Semaphore};
 
 use crate::config::{Auth, PollRepo, Polling};
+use crate::diag::Hint;
 use crate::event::{
     ChangeEvent, ChangeKind, Completion, CompletionOutcome, SCHEMA, Source, SourceKind, ZERO_SHA,
     is_zero,
@@ -58,16 +59,18 @@ pub enum PollError {
     Worker { repository: String, message: String },
 }
 
-impl PollError {
+impl Hint for PollError {
     /// How to fix it.
-    pub fn hint(&self) -> &'static str {
+    fn hint(&self) -> String {
         match self {
             PollError::Git(e) => e.hint(),
             PollError::Credentials { .. } => {
-                "set the environment variable or create the file that `auth` names"
+                "set the environment variable or create the file that `auth` names".to_owned()
             }
-            PollError::Store { .. } => "check that the state directory is writable and not full",
-            PollError::Worker { .. } => "this is a bug; the poll is retried",
+            PollError::Store { .. } => {
+                "check that the state directory is writable and not full".to_owned()
+            }
+            PollError::Worker { .. } => "this is a bug; the poll is retried".to_owned(),
         }
     }
 }
@@ -212,7 +215,7 @@ impl Poller {
                 now,
                 health::Polled::Failed {
                     error: &e.to_string(),
-                    hint: e.hint(),
+                    hint: &e.hint(),
                 },
             ),
         }
