@@ -142,6 +142,8 @@ pub async fn start(config: Config, pipelines: Pipelines) -> anyhow::Result<Serve
         &config.polling,
         &config.state_dir,
         intake.clone(),
+        store.clone(),
+        Arc::clone(&metrics),
     ));
     let eventbridge = match &config.eventbridge {
         Some(eb) => Some((
