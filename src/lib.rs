@@ -13,11 +13,11 @@ pub use switchyard_core::{
 pub mod activity;
 pub mod aws;
 pub mod changes;
+pub mod cli;
 pub mod dispatch;
 pub mod intake;
 pub mod lambda;
 pub mod metrics;
-pub mod outbox;
 pub mod serve;
 pub mod shutdown;
 pub mod sources;

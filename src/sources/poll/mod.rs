@@ -223,33 +223,6 @@ impl Poller {
     }
 }
 
-/// `switchyard poll --once`: one pass over the configured repositories, stored like `serve`
-/// stores it (cursors move, starts are queued for `serve` to dispatch). Fails only when the
-/// store cannot be opened; each repository's result is in the list.
-pub async fn once(
-    config: &crate::config::Config,
-    pipelines: crate::pipeline::Pipelines,
-) -> Result<Vec<Result<PollReport, PollError>>, StoreError> {
-    let location = config
-        .store_location()
-        .map_err(|message| StoreError::Open {
-            path: "store.postgres".into(),
-            message,
-        })?;
-    let store = Store::open_checked_at(&location, crate::store::Role::Tool, Arc::default()).await?;
-    let metrics = Arc::new(Metrics::default());
-    let intake = Intake::new(Arc::new(pipelines), store.clone(), Arc::clone(&metrics));
-    let poller = Arc::new(Poller::new(
-        &config.poll,
-        &config.polling,
-        &config.state_dir,
-        intake,
-        store,
-        metrics,
-    ));
-    Ok(poller.poll_all_once().await)
-}
-
 /// The remote of a polled repository, with its credentials read now (so a rotated secret is
 /// picked up at the next poll).
 fn remote(spec: &PollRepo) -> Result<Remote, PollError> {
