@@ -24,6 +24,7 @@ pub mod sources;
 pub mod status;
 pub mod store;
 pub mod telemetry;
+pub mod transport;
 
 /// For tests of crash safety: `SWITCHYARD_CRASH_AT=NAME` aborts the process at the point
 /// called `NAME`, as a crash there would. Only with the `crash-points` feature, which test and

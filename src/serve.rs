@@ -29,7 +29,7 @@ use crate::config::Config;
 use crate::dispatch::{Dispatcher, Policy};
 use crate::intake::Intake;
 use crate::metrics::Metrics;
-use crate::pipeline::{Pipelines, Target};
+use crate::pipeline::Pipelines;
 use crate::shutdown::{self, Shutdown};
 use crate::sources::poll::Poller;
 use crate::sources::webhook::{self, Answer, BodyError, Hooks, Receivers, Route};
@@ -68,17 +68,14 @@ impl Server {
     }
 }
 
-/// Warns about `http` targets whose signing secret cannot be read now: their starts will fail
-/// (and be retried) until it can.
+/// Warns about targets whose credential cannot be read now: their starts will fail (and be
+/// retried) until it can.
 fn check_target_secrets(pipelines: &Pipelines) {
     for p in &pipelines.list {
-        if let Target::Http {
-            secret: Some(secret),
-            ..
-        } = &p.target
-            && let Err(e) = secret.resolve()
-        {
-            tracing::warn!(pipeline = %p.name, "{e}: its starts will fail until the secret can be read");
+        for secret in p.target.secrets() {
+            if let Err(e) = secret.resolve() {
+                tracing::warn!(pipeline = %p.name, "{e}: its starts will fail until the secret can be read");
+            }
         }
     }
 }
@@ -126,7 +123,7 @@ pub async fn start(config: Config, pipelines: Pipelines) -> anyhow::Result<Serve
         config.state_dir.clone(),
         Arc::clone(&new_work),
         Arc::clone(&metrics),
-        crate::dispatch::aws::Targets::new(
+        crate::transport::aws::Aws::new(
             config.eventbridge.as_ref().map(|e| e.region.clone()),
             config
                 .eventbridge

@@ -51,11 +51,12 @@ use serde_json::Value;
 use crate::aws::claims::{self, Claims};
 use crate::config::{Config, Provider, Receiver};
 use crate::diag::Hinted;
-use crate::dispatch::{Policy, Starter};
+use crate::dispatch::Policy;
 use crate::metrics::Metrics;
 use crate::pipeline::Pipelines;
 use crate::secret::SecretRef;
 use crate::sources::webhook::{Hooks, Receivers};
+use crate::transport::Transports;
 
 use start::Remembered;
 
@@ -200,7 +201,7 @@ pub struct Handler {
     pipelines: Pipelines,
     hooks: Hooks,
     receiver_names: Vec<String>,
-    starter: Starter,
+    transports: Transports,
     policy: Policy,
     metrics: Metrics,
     started: Mutex<Remembered>,
@@ -248,7 +249,7 @@ impl Handler {
             pipelines,
             hooks: Hooks::new(receivers, config.limits.max_body_bytes),
             receiver_names: config.receivers.iter().map(|r| r.name.clone()).collect(),
-            starter: start::starter(region, endpoint_url),
+            transports: start::transports(region, endpoint_url),
             policy: Policy {
                 attempts: config.dispatch.attempts,
                 backoff: config.dispatch.backoff,

@@ -1,7 +1,7 @@
 //! Starting a change's pipelines within an invocation: each matching pipeline's start, unless
 //! it succeeded before (this instance remembers, or the claims table says `COMPLETED`), under
 //! this instance's claim when there is a table, retried with the configured policy as far as
-//! the deadline allows. The targets are reached in one place, [`Handler::start_target`].
+//! the deadline allows. The targets are reached in one place, `Handler::start_target`.
 
 use std::collections::{HashSet, VecDeque};
 use std::time::Instant;
@@ -10,21 +10,22 @@ use tracing::Instrument as _;
 
 use super::Handler;
 use crate::aws::claims::Claim;
-use crate::dispatch::{Failure, Started as TargetStarted, Starter};
 use crate::event::ChangeEvent;
 use crate::metrics::Name;
 use crate::outcome::{DuplicateOf, IntakeOutcome, start_id};
 use crate::pipeline::Pipeline;
+use crate::target::{Attempt, Failure, Run};
 use crate::trace::TraceParent;
+use crate::transport::Transports;
 
 /// Succeeded start ids a warm instance remembers, so that a redelivery does not repeat them.
 const REMEMBERED: usize = 10_000;
 
-/// The targets a function starts pipelines on: the AWS ones in `region` through
+/// How a function's attempts reach their targets: the AWS calls in `region` through
 /// `endpoint_url` (the `eventbridge:` section's), `exec`'s event files in the temp dir.
-pub(super) fn starter(region: Option<String>, endpoint_url: Option<String>) -> Starter {
-    let aws = crate::dispatch::aws::Targets::new(region, endpoint_url);
-    Starter::new(aws, std::env::temp_dir().join("switchyard-events"))
+pub(super) fn transports(region: Option<String>, endpoint_url: Option<String>) -> Transports {
+    let aws = crate::transport::aws::Aws::new(region, endpoint_url);
+    Transports::new(aws, std::env::temp_dir().join("switchyard-events"))
 }
 
 /// How one start of a change ended.
@@ -225,8 +226,8 @@ impl Handler {
             self.metrics
                 .start_attempt(&Name::from(pipeline.name.as_str()), outcome);
             let failure = match result {
-                Ok(started) => {
-                    let run = started.run.as_deref().unwrap_or("");
+                Ok(run) => {
+                    let run = run.id.as_deref().unwrap_or("");
                     tracing::info!(pipeline = %pipeline.name, start = %id, attempt, run, "started");
                     return Ok(());
                 }
@@ -242,7 +243,8 @@ impl Handler {
         }
     }
 
-    /// One attempt of one start on its target: the only call to the targets.
+    /// Attempt number `attempt` of one start on its target, in its own span of the change's
+    /// trace: the only call to the targets.
     async fn start_target(
         &self,
         pipeline: &Pipeline,
@@ -251,9 +253,20 @@ impl Handler {
         change: &ChangeEvent,
         event_json: &str,
         traceparent: &TraceParent,
-    ) -> Result<TargetStarted, Failure> {
-        self.starter
-            .start(pipeline, id, attempt, change, event_json, traceparent)
+    ) -> Result<Run, Failure> {
+        let (span, outgoing) = crate::telemetry::attempt(attempt, traceparent);
+        let inputs = Attempt {
+            pipeline: &pipeline.name,
+            start_id: id,
+            number: attempt,
+            event: change,
+            event_json,
+            traceparent: &outgoing,
+            timeout: pipeline.timeout,
+        };
+        self.transports
+            .attempt(&pipeline.target, &inputs)
+            .instrument(span)
             .await
     }
 

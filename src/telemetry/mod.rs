@@ -204,6 +204,14 @@ pub fn outgoing(change: &TraceParent) -> TraceParent {
         .unwrap_or_else(|| change.child())
 }
 
+/// The span of attempt `number` of a start of `change`'s trace, and the `traceparent` its
+/// requests carry (a new span of that trace).
+pub fn attempt(number: u32, change: &TraceParent) -> (tracing::Span, TraceParent) {
+    let span = tracing::info_span!("attempt", attempt = number);
+    let traceparent = span.in_scope(|| outgoing(change));
+    (span, traceparent)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

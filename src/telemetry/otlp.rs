@@ -18,7 +18,7 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 
 use crate::diag::Hinted;
-use crate::dispatch::http;
+use crate::transport::http;
 
 /// The most one export may take.
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -96,7 +96,7 @@ struct Post {
 
 impl Post {
     fn post(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
-        let exchange = http::send_bytes(&self.client, request, TIMEOUT);
+        let exchange = http::send(&self.client, request, TIMEOUT);
         // The batch processor's thread has no runtime; anywhere else, block on a thread of
         // its own, never on a runtime's worker.
         let answer = if tokio::runtime::Handle::try_current().is_err() {
@@ -105,18 +105,18 @@ impl Post {
             std::thread::scope(|s| {
                 s.spawn(|| self.runtime.block_on(exchange))
                     .join()
-                    .unwrap_or_else(|_| Err(crate::dispatch::Failure::retry("the export panicked")))
+                    .unwrap_or_else(|_| Err(crate::target::Failure::retry("the export panicked")))
             })
         };
         let answer = match answer {
-            Ok(answer) if answer.status.is_success() => {
+            Ok(answer) if answer.0.is_success() => {
                 if self.failing.swap(false, Ordering::Relaxed) {
                     tracing::info!("exporting spans again");
                 }
                 answer
             }
             Ok(answer) => {
-                self.failed(&format!("the collector answered {}", answer.status));
+                self.failed(&format!("the collector answered {}", answer.0));
                 answer
             }
             Err(failure) => {
@@ -124,9 +124,10 @@ impl Post {
                 return Err(failure.message.into());
             }
         };
-        let mut response = Response::new(answer.body);
-        *response.status_mut() = answer.status;
-        *response.headers_mut() = answer.headers;
+        let (status, headers, body) = answer;
+        let mut response = Response::new(body);
+        *response.status_mut() = status;
+        *response.headers_mut() = headers;
         Ok(response)
     }
 

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use switchyard::config::{Auth, Config};
-use switchyard::pipeline::{Pipelines, Target};
+use switchyard::pipeline::Pipelines;
 use switchyard::secret::SecretRef;
 use switchyard::yaml::{self, Node, Value};
 
@@ -434,13 +434,7 @@ fn env_refs(config: &Config, pipelines: &Pipelines) -> BTreeSet<String> {
         }
     }
     for p in &pipelines.list {
-        if let Target::Http {
-            secret: Some(secret),
-            ..
-        } = &p.target
-        {
-            refs.push(secret);
-        }
+        refs.extend(p.target.secrets());
     }
     refs.into_iter()
         .filter_map(|r| match r {
