@@ -6,18 +6,18 @@
 // The decision path lives in `switchyard-core` (no I/O crates); its modules are this crate's
 // too, under the same names.
 pub use switchyard_core::{
-    check, config, diag, event, explain, filter, glob, outcome, pipeline, repo, secret, signature,
-    target, template, trace, yaml,
+    check, config, diag, event, explain, filter, glob, load, outcome, pipeline, repo, secret,
+    signature, target, template, trace, yaml,
 };
 
 pub mod activity;
 pub mod aws;
 pub mod changes;
+pub mod cli;
 pub mod dispatch;
 pub mod intake;
 pub mod lambda;
 pub mod metrics;
-pub mod outbox;
 pub mod serve;
 pub mod shutdown;
 pub mod sources;

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::diag::{Diagnostic, Diagnostics, MapReader, Severity, scalar};
+use crate::diag::{Diagnostic, Diagnostics, Hint, MapReader, Severity, scalar};
 use crate::event::{ChangeEvent, ChangeKind, check_ref};
 use crate::filter::{self, Filter, Prepared, Sets, Why};
 use crate::repo::RepoId;

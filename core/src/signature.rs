@@ -180,7 +180,7 @@ pub fn hmac_sha256_hex(key: &[u8], body: &[u8]) -> String {
     let mut mac = HmacSha256::new_from_slice(key)
         .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
     mac.update(body);
-    to_hex(&mac.finalize().into_bytes())
+    to_hex(mac.finalize().into_bytes())
 }
 
 #[cfg(test)]
@@ -190,9 +190,9 @@ mod tests {
     #[test]
     fn hex_goes_both_ways() {
         let bytes = [0x00, 0x0f, 0xa5, 0xff];
-        assert_eq!(to_hex(&bytes), "000fa5ff");
-        assert_eq!(from_hex(&to_hex(&bytes)), Some(bytes.to_vec()));
-        assert_eq!(to_hex(&[]), "");
+        assert_eq!(to_hex(bytes), "000fa5ff");
+        assert_eq!(from_hex(&to_hex(bytes)), Some(bytes.to_vec()));
+        assert_eq!(to_hex([0u8; 0]), "");
     }
 
     // The example of the Standard Webhooks specification's reference libraries.

@@ -17,6 +17,7 @@ use opentelemetry_otlp::{Protocol, WithExportConfig as _, WithHttpConfig as _};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 
+use crate::diag::Hinted;
 use crate::transport::http;
 
 /// The most one export may take.
@@ -39,22 +40,26 @@ pub(super) fn service_name() -> String {
 }
 
 /// The tracer provider exporting in batches to the configured endpoint.
-pub(super) fn provider() -> Result<SdkTracerProvider, String> {
+pub(super) fn provider() -> anyhow::Result<SdkTracerProvider> {
     for name in [
         "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
         "OTEL_EXPORTER_OTLP_PROTOCOL",
     ] {
         if let Some(protocol) = variable(name).filter(|p| p != "http/protobuf") {
-            return Err(format!(
-                "{name}={protocol:?}: switchyard exports spans over OTLP/HTTP with protobuf only\nhint: unset it, or set it to http/protobuf"
-            ));
+            return Err(Hinted::new(
+                format!(
+                    "{name}={protocol:?}: switchyard exports spans over OTLP/HTTP with protobuf only"
+                ),
+                "unset it, or set it to http/protobuf",
+            )
+            .into());
         }
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .thread_name("switchyard-otlp")
         .build()
-        .map_err(|e| format!("cannot start the OTLP exporter's runtime: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("cannot start the OTLP exporter's runtime: {e}"))?;
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .with_protocol(Protocol::HttpBinary)
@@ -65,7 +70,10 @@ pub(super) fn provider() -> Result<SdkTracerProvider, String> {
         })
         .build()
         .map_err(|e| {
-            format!("cannot export spans: {e}\nhint: check OTEL_EXPORTER_OTLP_ENDPOINT (a URL such as http://127.0.0.1:4318)")
+            Hinted::new(
+                format!("cannot export spans: {e}"),
+                "check OTEL_EXPORTER_OTLP_ENDPOINT (a URL such as http://127.0.0.1:4318)",
+            )
         })?;
     let resource = Resource::builder()
         .with_service_name(service_name())

@@ -39,8 +39,16 @@ impl Lab {
             Role::Serve,
             Arc::new(tokio::sync::Notify::new()),
         );
-        let intake = Intake::new(Arc::new(pipelines), store, Arc::new(Metrics::default()));
-        let poller = Poller::new(&config.poll, &config.polling, &config.state_dir, intake);
+        let metrics = Arc::new(Metrics::default());
+        let intake = Intake::new(Arc::new(pipelines), store.clone(), Arc::clone(&metrics));
+        let poller = Poller::new(
+            &config.poll,
+            &config.polling,
+            &config.state_dir,
+            intake,
+            store,
+            metrics,
+        );
         Lab {
             dir,
             poller: Arc::new(poller),
@@ -236,8 +244,16 @@ fn poller_over(
         Role::Serve,
         Arc::new(tokio::sync::Notify::new()),
     );
-    let intake = Intake::new(Arc::new(pipelines), store, Arc::new(Metrics::default()));
-    let poller = Poller::new(&config.poll, &config.polling, &config.state_dir, intake);
+    let metrics = Arc::new(Metrics::default());
+    let intake = Intake::new(Arc::new(pipelines), store.clone(), Arc::clone(&metrics));
+    let poller = Poller::new(
+        &config.poll,
+        &config.polling,
+        &config.state_dir,
+        intake,
+        store,
+        metrics,
+    );
     (poller, config)
 }
 

@@ -207,14 +207,14 @@ async fn http_target_dead_letters_on_400_and_outbox_retry_reopens() {
         switchyard::store::Role::Tool,
         Default::default(),
     );
-    let text = switchyard::outbox::list(&tool, switchyard::outbox::DEFAULT_STATES, false)
+    let text = switchyard::cli::outbox::list(&tool, switchyard::cli::outbox::DEFAULT_STATES, false)
         .await
         .expect("list");
     assert!(
         text.contains("dead") && text.contains(&rows[0].id),
         "{text}"
     );
-    switchyard::outbox::retry(&tool, &rows[0].id[..8])
+    switchyard::cli::outbox::retry(&tool, &rows[0].id[..8])
         .await
         .expect("retry by prefix");
     eventually(10, "the retried start succeeds", || {

@@ -4,7 +4,7 @@
 
 use rusqlite::Connection;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -91,7 +91,7 @@ impl Readers {
 
 /// One reader: takes jobs until every handle is gone, opening its connection when it first
 /// needs it (and again after it failed).
-fn serve_reads(path: &PathBuf, rx: &Mutex<mpsc::Receiver<ReadJob>>) {
+fn serve_reads(path: &Path, rx: &Mutex<mpsc::Receiver<ReadJob>>) {
     let mut conn: Option<Connection> = None;
     loop {
         let job = match rx.lock() {
