@@ -65,13 +65,14 @@ mod tests;
 mod upkeep;
 mod write;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc;
 
 use tokio::sync::Notify;
 
-use read::Readers;
+use read::Reads as _;
 use write::Pending;
 
 pub use crate::config::{DB_FILE, Location};
@@ -232,4 +233,34 @@ impl Store {
             }
         }
     }
+}
+
+/// A pool of read connections of either backend.
+#[derive(Clone, Debug)]
+enum Readers {
+    Sqlite(sqlite::Readers),
+    Postgres(postgres::Readers),
+}
+
+macro_rules! forward {
+    ($($name:ident($($arg:ident: $ty:ty),*) -> $out:ty;)*) => {
+        impl Readers {
+            $(pub(crate) async fn $name(&self, $($arg: $ty),*) -> Result<$out, StoreError> {
+                match self {
+                    Readers::Sqlite(r) => r.$name($($arg),*).await,
+                    Readers::Postgres(r) => r.$name($($arg),*).await,
+                }
+            })*
+        }
+    };
+}
+
+forward! {
+    open_starts(window: u32) -> Vec<StartRow>;
+    cursors(repository: String) -> BTreeMap<String, String>;
+    unreported(m: RefMove) -> Option<String>;
+    deferred() -> Vec<String>;
+    starts(states: Vec<StartState>) -> Vec<StartRow>;
+    changes(query: ChangeQuery) -> Vec<ChangeRecord>;
+    change(id: String) -> ChangeRecord;
 }

@@ -1,17 +1,17 @@
 //! Reads: what the store answers without its writer. Each backend reads on connections of its
-//! own ([`Reads`]: SQLite's read-only WAL readers, each on a thread; a small pool of PostgreSQL
-//! connections), so a read never waits behind a write and no write waits behind a read. A store
+//! own (it implements [`Reads`]: SQLite's read-only WAL readers, each on a thread; a small pool
+//! of PostgreSQL connections), so a read never waits behind a write and no write waits behind a read. A store
 //! holds two pools: one for the parts that keep switchyard going (the dispatcher's queue, the
 //! poller's cursors), one for people's views (the status page, its API, `changes`, `outbox`),
 //! so many readers of the page slow only each other.
 
 use std::collections::BTreeMap;
 
+use super::StoreError;
 use super::inspect::{ChangeQuery, ChangeRecord};
 use super::intake::RefMove;
 use super::queue::StartRow;
 use super::rules::StartState;
-use super::{StoreError, postgres, sqlite};
 
 /// The reads a backend answers.
 pub(crate) trait Reads {
@@ -22,34 +22,4 @@ pub(crate) trait Reads {
     async fn starts(&self, states: Vec<StartState>) -> Result<Vec<StartRow>, StoreError>;
     async fn changes(&self, query: ChangeQuery) -> Result<Vec<ChangeRecord>, StoreError>;
     async fn change(&self, id: String) -> Result<ChangeRecord, StoreError>;
-}
-
-/// A pool of read connections of either backend.
-#[derive(Clone, Debug)]
-pub(crate) enum Readers {
-    Sqlite(sqlite::Readers),
-    Postgres(postgres::Readers),
-}
-
-macro_rules! forward {
-    ($($name:ident($($arg:ident: $ty:ty),*) -> $out:ty;)*) => {
-        impl Readers {
-            $(pub(crate) async fn $name(&self, $($arg: $ty),*) -> Result<$out, StoreError> {
-                match self {
-                    Readers::Sqlite(r) => r.$name($($arg),*).await,
-                    Readers::Postgres(r) => r.$name($($arg),*).await,
-                }
-            })*
-        }
-    };
-}
-
-forward! {
-    open_starts(window: u32) -> Vec<StartRow>;
-    cursors(repository: String) -> BTreeMap<String, String>;
-    unreported(m: RefMove) -> Option<String>;
-    deferred() -> Vec<String>;
-    starts(states: Vec<StartState>) -> Vec<StartRow>;
-    changes(query: ChangeQuery) -> Vec<ChangeRecord>;
-    change(id: String) -> ChangeRecord;
 }

@@ -1,6 +1,7 @@
 //! Tables and properties of both glob dialects.
 use super::nfa::{BitNfa, Bits, Inst, accepts_everything_from};
-use super::program::{Atom, Tok, parse_programs};
+use super::parse::parse_programs;
+use super::program::{Atom, Tok};
 use super::*;
 use crate::diag::Hint;
 use proptest::prelude::{
