@@ -14,8 +14,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use switchyard::diag::Diagnostics;
-use switchyard::intake::Intake;
-use switchyard::metrics::Metrics;
 use switchyard::pipeline::Pipelines;
 use switchyard::sources::poll::Poller;
 use switchyard::store::{Role, Store};
@@ -149,20 +147,7 @@ fn main() {
     let rss_before = memory_kib("VmRSS:");
     let (cycles, baseline, cpu_per_cycle, busy_per_cycle) = runtime.block_on(async {
         let store = Store::open(&config.state_dir, Role::Serve, Arc::default());
-        let metrics = Arc::new(Metrics::default());
-        let intake = Intake::new(
-            Arc::new(Pipelines::default()),
-            store.clone(),
-            Arc::clone(&metrics),
-        );
-        let poller = Arc::new(Poller::new(
-            &config.poll,
-            &config.polling,
-            &config.state_dir,
-            intake,
-            store,
-            metrics,
-        ));
+        let poller = Arc::new(Poller::standalone(&config, Arc::default(), store));
         let started = Instant::now();
         let first = poller.poll_all_once().await;
         let baseline = started.elapsed().as_secs_f64();

@@ -272,12 +272,14 @@ pub fn since(text: &str, now_ms: i64) -> Option<i64> {
     Some(now_ms.saturating_sub(i64::try_from(window.as_millis()).ok()?))
 }
 
+/// A stored change as tests of its views build it.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::{Sighting, StartState};
+pub(crate) mod fixtures {
+    use crate::outcome::Decision;
+    use crate::store::{ChangeRecord, Sighting, StartRow};
 
-    fn record(starts: Vec<StartRow>, decisions: Option<Vec<Decision>>) -> ChangeRecord {
+    /// A change seen by a webhook, then by polling 2.5 s later.
+    pub(crate) fn record(starts: Vec<StartRow>, decisions: Option<Vec<Decision>>) -> ChangeRecord {
         ChangeRecord {
             seq: 1,
             id: "0123456789abcdef0123456789abcdef".into(),
@@ -295,13 +297,20 @@ mod tests {
         }
     }
 
-    fn decision(pipeline: &str, start: bool, reason: &str) -> Decision {
+    pub(crate) fn decision(pipeline: &str, start: bool, reason: &str) -> Decision {
         Decision {
             pipeline: pipeline.into(),
             start,
             reason: reason.into(),
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{decision, record};
+    use super::*;
+    use crate::store::StartState;
 
     #[test]
     fn a_change_that_started_nothing_says_why_in_one_line() {

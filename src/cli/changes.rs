@@ -148,18 +148,8 @@ pub fn render_list(lines: &[ChangeLine]) -> String {
         out.push_str("no changes\n");
         return out;
     }
-    let repo_width = lines
-        .iter()
-        .map(|l| l.repository.len())
-        .max()
-        .unwrap_or(10)
-        .max(10);
-    let ref_width = lines
-        .iter()
-        .map(|l| l.git_ref.len())
-        .max()
-        .unwrap_or(3)
-        .max(3);
+    let repo_width = super::column(lines, |l| &l.repository, 10);
+    let ref_width = super::column(lines, |l| &l.git_ref, 3);
     let _ = writeln!(
         out,
         "{:<12}  {:<24}  {:<repo_width$}  {:<ref_width$}  {:<7}  {:<11}  {:>5}  STARTS",
@@ -246,11 +236,7 @@ pub fn render_show(v: &ChangeView) -> String {
     match &v.decisions {
         Some(decisions) if !decisions.is_empty() => {
             out.push_str("decisions:\n");
-            let width = decisions
-                .iter()
-                .map(|d| d.pipeline.len())
-                .max()
-                .unwrap_or(0);
+            let width = super::column(decisions, |d| &d.pipeline, 0);
             for d in decisions {
                 let verdict = if d.start { "start" } else { "skip " };
                 let _ = writeln!(out, "  {verdict}  {:width$}  {}", d.pipeline, d.reason);
@@ -333,34 +319,7 @@ pub fn render_replay(report: &ReplayReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outcome::Decision;
-    use crate::store::{ChangeRecord, Sighting, StartRow};
-
-    fn record(starts: Vec<StartRow>, decisions: Option<Vec<Decision>>) -> ChangeRecord {
-        ChangeRecord {
-            seq: 1,
-            id: "0123456789abcdef0123456789abcdef".into(),
-            repository: "https://github.com/acme/api".into(),
-            event: r#"{"ref":"refs/heads/main","after":"1111111111111111111111111111111111111111","before":"2222222222222222222222222222222222222222","changed_paths":["docs/a.md"]}"#.into(),
-            received_ms: 1_790_000_000_000,
-            sightings: vec![
-                Sighting { source: "webhook".into(), provider: Some("github".into()), delivery_id: Some("d-1".into()), at_ms: 1_790_000_000_000 },
-                Sighting { source: "poll".into(), provider: None, delivery_id: None, at_ms: 1_790_000_002_500 },
-            ],
-            decisions,
-            deferred: false,
-            traceparent: None,
-            starts,
-        }
-    }
-
-    fn decision(pipeline: &str, start: bool, reason: &str) -> Decision {
-        Decision {
-            pipeline: pipeline.into(),
-            start,
-            reason: reason.into(),
-        }
-    }
+    use crate::changes::fixtures::{decision, record};
 
     #[test]
     fn show_lists_sightings_with_their_lag_and_each_decision() {

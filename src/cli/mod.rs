@@ -110,6 +110,15 @@ pub fn on_store(
     Ok(std::process::ExitCode::SUCCESS)
 }
 
+/// The width of a table's column: its widest text, at least `min`.
+pub fn column<T>(rows: &[T], text: impl Fn(&T) -> &str, min: usize) -> usize {
+    rows.iter()
+        .map(|r| text(r).len())
+        .max()
+        .unwrap_or(0)
+        .max(min)
+}
+
 /// Reads a file, or standard input for `-`.
 pub fn read_input(path: &Path) -> anyhow::Result<Vec<u8>> {
     if path.as_os_str() == "-" {

@@ -83,12 +83,7 @@ pub async fn list(store: &Store, states: &[StartState], json: bool) -> Result<St
         out.push_str("no starts\n");
         return Ok(out);
     }
-    let width = rows
-        .iter()
-        .map(|r| r.pipeline.len())
-        .max()
-        .unwrap_or(8)
-        .max(8);
+    let width = super::column(&rows, |r: &StartRow| &r.pipeline, 8);
     let _ = writeln!(
         out,
         "{:<32}  {:<width$}  {:<10}  {:>8}  {:<24}  REF / LAST ERROR",

@@ -8,8 +8,6 @@ use std::sync::Arc;
 use super::{Global, block_on, error_text};
 use crate::config::Config;
 use crate::diag::Hint as _;
-use crate::intake::Intake;
-use crate::metrics::Metrics;
 use crate::outcome::IntakeOutcome;
 use crate::pipeline::Pipelines;
 use crate::sources::poll::{PollError, PollReport, Poller};
@@ -90,15 +88,6 @@ pub async fn once(
             message,
         })?;
     let store = Store::open_checked_at(&location, Role::Tool, Arc::default()).await?;
-    let metrics = Arc::new(Metrics::default());
-    let intake = Intake::new(Arc::new(pipelines), store.clone(), Arc::clone(&metrics));
-    let poller = Arc::new(Poller::new(
-        &config.poll,
-        &config.polling,
-        &config.state_dir,
-        intake,
-        store,
-        metrics,
-    ));
+    let poller = Arc::new(Poller::standalone(config, Arc::new(pipelines), store));
     Ok(poller.poll_all_once().await)
 }

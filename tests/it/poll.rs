@@ -6,8 +6,6 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use switchyard::event::{ChangeEvent, SourceKind, ZERO_SHA};
-use switchyard::intake::Intake;
-use switchyard::metrics::Metrics;
 use switchyard::outcome::IntakeOutcome;
 use switchyard::sources::poll::{PollReport, Poller};
 use switchyard::store::{Admin, Role, StartState, Store};
@@ -39,16 +37,7 @@ impl Lab {
             Role::Serve,
             Arc::new(tokio::sync::Notify::new()),
         );
-        let metrics = Arc::new(Metrics::default());
-        let intake = Intake::new(Arc::new(pipelines), store.clone(), Arc::clone(&metrics));
-        let poller = Poller::new(
-            &config.poll,
-            &config.polling,
-            &config.state_dir,
-            intake,
-            store,
-            metrics,
-        );
+        let poller = Poller::standalone(&config, Arc::new(pipelines), store);
         Lab {
             dir,
             poller: Arc::new(poller),
@@ -244,16 +233,7 @@ fn poller_over(
         Role::Serve,
         Arc::new(tokio::sync::Notify::new()),
     );
-    let metrics = Arc::new(Metrics::default());
-    let intake = Intake::new(Arc::new(pipelines), store.clone(), Arc::clone(&metrics));
-    let poller = Poller::new(
-        &config.poll,
-        &config.polling,
-        &config.state_dir,
-        intake,
-        store,
-        metrics,
-    );
+    let poller = Poller::standalone(&config, Arc::new(pipelines), store);
     (poller, config)
 }
 

@@ -25,7 +25,7 @@ impl Kind for Http {
     fn read(value: &Node, what: &str, d: &mut Diagnostics) -> Option<Http> {
         let m = MapReader::new(value, what, d)?;
         m.deny_unknown(&["url", "secret"], what, d);
-        let url = required_url(&m, "url", what, &["http", "https"], d);
+        let url = required_url(&m, "url", what, d);
         let secret = m
             .get("secret")
             .and_then(|s| secret::read_ref(s, &format!("{what}.secret"), d));

@@ -156,6 +156,21 @@ pub(super) fn template_or(
     }
 }
 
+/// The node of a required `key`, or an error at the mapping saying it is missing.
+fn needed<'n>(
+    m: &MapReader<'n>,
+    key: &str,
+    message: String,
+    hint: String,
+    d: &mut Diagnostics,
+) -> Option<&'n Node> {
+    let node = m.get(key);
+    if node.is_none() {
+        d.error(m.node().pos, message, hint);
+    }
+    node
+}
+
 /// A required plain value matching `valid`; `example` shows a good one.
 pub(super) fn required(
     m: &MapReader<'_>,
@@ -165,14 +180,13 @@ pub(super) fn required(
     example: &str,
     d: &mut Diagnostics,
 ) -> Option<String> {
-    let Some(node) = m.get(key) else {
-        d.error(
-            m.node().pos,
-            format!("{what} needs `{key}`"),
-            format!("add `{key}: {example}`"),
-        );
-        return None;
-    };
+    let node = needed(
+        m,
+        key,
+        format!("{what} needs `{key}`"),
+        format!("add `{key}: {example}`"),
+        d,
+    )?;
     let text = scalar(node, &format!("{what}.{key}"), d)?;
     if !valid(text) {
         d.error(
@@ -193,14 +207,15 @@ pub(super) fn token(
     example: &str,
     d: &mut Diagnostics,
 ) -> Option<SecretRef> {
-    let Some(node) = m.get(key) else {
-        d.error(
-            m.node().pos,
-            format!("{what} needs `{key}`, the credential it starts with"),
-            format!("add `{key}: {example}`; the value is read from there at each start and never logged"),
-        );
-        return None;
-    };
+    let node = needed(
+        m,
+        key,
+        format!("{what} needs `{key}`, the credential it starts with"),
+        format!(
+            "add `{key}: {example}`; the value is read from there at each start and never logged"
+        ),
+        d,
+    )?;
     secret::read_ref(node, &format!("{what}.{key}"), d)
 }
 
@@ -225,39 +240,28 @@ pub(super) fn quoted(keys: &[&str]) -> String {
         .join(", ")
 }
 
-/// A required URL of one of `schemes` (`{what}.{key}`).
+/// A required http or https URL (`{what}.{key}`).
 pub(super) fn required_url(
     m: &MapReader<'_>,
     key: &str,
     what: &str,
-    schemes: &[&str],
     d: &mut Diagnostics,
 ) -> Option<String> {
-    let Some(node) = m.get(key) else {
-        d.error(
-            m.node().pos,
-            format!("{what} needs `{key}`"),
-            format!("add `{key}: https://...`"),
-        );
-        return None;
-    };
-    let url = scalar(node, key, d)?;
-    let ok = url.split_once("://").is_some_and(|(scheme, rest)| {
-        schemes.contains(&scheme) && !rest.is_empty() && !rest.starts_with('/')
-    });
-    if !ok {
+    let node = needed(
+        m,
+        key,
+        format!("{what} needs `{key}`"),
+        format!("add `{key}: https://...`"),
+        d,
+    )?;
+    let text = scalar(node, key, d)?;
+    if !url(text) {
         d.error(
             node.pos,
-            format!(
-                "{what}.{key} {url:?} is not an {} URL",
-                schemes.join(" or ")
-            ),
-            format!(
-                "write a full URL, e.g. {}://host/path",
-                schemes[schemes.len() - 1]
-            ),
+            format!("{what}.{key} {text:?} is not an http or https URL"),
+            "write a full URL, e.g. https://host/path",
         );
         return None;
     }
-    Some(url.to_owned())
+    Some(text.to_owned())
 }

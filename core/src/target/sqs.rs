@@ -20,7 +20,7 @@ impl Kind for Sqs {
     fn read(value: &Node, what: &str, d: &mut Diagnostics) -> Option<Sqs> {
         let m = MapReader::new(value, what, d)?;
         m.deny_unknown(&["queue_url"], what, d);
-        let url = required_url(&m, "queue_url", what, &["http", "https"], d);
+        let url = required_url(&m, "queue_url", what, d);
         Some(Sqs { queue_url: url? })
     }
 

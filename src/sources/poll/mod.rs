@@ -31,12 +31,13 @@ use sha2::{Digest as _, Sha256};
 use tokio::sync::Mutex;
 
 use crate::activity::Activity;
-use crate::config::{Auth, PollRepo, Polling};
+use crate::config::{Auth, Config, PollRepo, Polling};
 use crate::diag::Hint;
 use crate::event::ChangeEvent;
 use crate::intake::Intake;
 use crate::metrics::Metrics;
 use crate::outcome::IntakeOutcome;
+use crate::pipeline::Pipelines;
 use crate::repo::RepoId;
 use crate::store::{Store, StoreError};
 
@@ -131,6 +132,22 @@ pub struct Poller {
 }
 
 impl Poller {
+    /// A poller beside no server (`poll --once`, tests, benchmarks): the repositories and
+    /// settings of `config`, an intake of its own deciding `pipelines` into `store`, metrics of
+    /// its own.
+    pub fn standalone(config: &Config, pipelines: Arc<Pipelines>, store: Store) -> Poller {
+        let metrics = Arc::new(Metrics::default());
+        let intake = Intake::new(pipelines, store.clone(), Arc::clone(&metrics));
+        Poller::new(
+            &config.poll,
+            &config.polling,
+            &config.state_dir,
+            intake,
+            store,
+            metrics,
+        )
+    }
+
     /// A poller for `repos`, with mirrors under `state_dir/mirrors`, storing through `intake`
     /// into `store` (the intake's) and counting into `metrics`. Sets libgit2's network
     /// timeouts (process-wide) to `settings.timeout`.

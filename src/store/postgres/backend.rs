@@ -15,7 +15,7 @@ use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
 use super::sql::{self, Statements};
-use super::{describe, message, parse, schema, tls};
+use super::{describe, message};
 use crate::outcome::IntakeOutcome;
 use crate::store::intake::{Intake, Plan, Poll, PollLease};
 use crate::store::operate::{Move, Replay};
@@ -451,30 +451,12 @@ async fn poll_lease(
     Ok(!rows.is_empty())
 }
 
+/// The writer's connection: migrated, its statements prepared.
 pub(super) async fn connect(url: &str) -> Result<Conn, StoreError> {
-    let fail = |message: String| StoreError::Open {
-        path: describe(url),
-        message,
-    };
-    let (mut config, root_cert) = parse(url).map_err(fail)?;
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(Duration::from_secs(5));
-    }
-    config.application_name("switchyard");
-    let tls = tls(root_cert.as_deref()).map_err(fail)?;
-    let (client, connection) = config
-        .connect(tls)
-        .await
-        .map_err(|e| fail(format!("cannot connect: {}", message(&e))))?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(error = %e, "database connection ended");
-        }
-    });
-    schema::migrate(&client).await.map_err(fail)?;
+    let client = super::connect(url).await?;
     let st = Statements::prepare(&client)
         .await
-        .map_err(|e| fail(message(&e)))?;
+        .map_err(|e| super::open_error(url, message(&e)))?;
     Ok(Conn {
         client,
         st,

@@ -44,7 +44,7 @@ use std::sync::mpsc;
 
 use tokio::sync::Notify;
 
-use super::Role;
+use super::{Role, StoreError};
 
 #[cfg(any(test, feature = "admin"))]
 pub use admin::Admin;
@@ -128,6 +128,39 @@ fn parse(text: &str) -> Result<(tokio_postgres::Config, Option<String>), String>
 }
 
 pub(super) use crate::config::postgres::describe;
+
+/// A connection to the database at `url` (TLS as the URL asks, verified; 5 s to connect
+/// unless the URL says otherwise), its driver running as a task of the current runtime, the
+/// schema migrated to this version (the writer's and the readers' first connections may race:
+/// the migrations take an advisory lock).
+async fn connect(url: &str) -> Result<tokio_postgres::Client, StoreError> {
+    let fail = |message: String| open_error(url, message);
+    let (mut config, root_cert) = parse(url).map_err(fail)?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(std::time::Duration::from_secs(5));
+    }
+    config.application_name("switchyard");
+    let tls = tls(root_cert.as_deref()).map_err(fail)?;
+    let (client, connection) = config
+        .connect(tls)
+        .await
+        .map_err(|e| fail(format!("cannot connect: {}", message(&e))))?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "database connection ended");
+        }
+    });
+    schema::migrate(&client).await.map_err(fail)?;
+    Ok(client)
+}
+
+/// The store at `url` cannot be opened: `message`, the URL described without credentials.
+fn open_error(url: &str, message: String) -> StoreError {
+    StoreError::Open {
+        path: describe(url),
+        message,
+    }
+}
 
 /// A driver error as a message: the server's own text when it sent one.
 pub(super) fn message(e: &tokio_postgres::Error) -> String {

@@ -4,13 +4,12 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use tokio::sync::Semaphore;
 use tokio_postgres::{Client, Statement};
 
 use super::sql::{self, Statements};
-use super::{describe, message, parse, schema, tls};
+use super::{describe, message};
 use crate::store::read::Reads;
 use crate::store::{ChangeQuery, ChangeRecord, RefMove, StartRow, StartState, StoreError};
 
@@ -77,38 +76,18 @@ impl Readers {
     }
 }
 
-/// A read connection to the database at `url`.
+/// A read connection to the database at `url`: a session that can only read.
 async fn connect(url: &str) -> Result<ReadConn, StoreError> {
-    let fail = |message: String| StoreError::Open {
-        path: describe(url),
-        message,
-    };
-    let (mut config, root_cert) = parse(url).map_err(fail)?;
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(Duration::from_secs(5));
-    }
-    config.application_name("switchyard");
-    let tls = tls(root_cert.as_deref()).map_err(fail)?;
-    let (client, connection) = config
-        .connect(tls)
-        .await
-        .map_err(|e| fail(format!("cannot connect: {}", message(&e))))?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(error = %e, "database read connection ended");
-        }
-    });
-    // The schema as the writer's first connection makes it (whichever comes first: the
-    // migrations take an advisory lock), then a session that can only read.
-    schema::migrate(&client).await.map_err(fail)?;
+    let client = super::connect(url).await?;
+    let fail = |e: tokio_postgres::Error| super::open_error(url, message(&e));
     client
         .batch_execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
         .await
-        .map_err(|e| fail(message(&e)))?;
+        .map_err(fail)?;
     let open = client
         .prepare(&Statements::open_sql())
         .await
-        .map_err(|e| fail(message(&e)))?;
+        .map_err(fail)?;
     Ok(ReadConn { client, open })
 }
 
