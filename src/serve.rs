@@ -213,7 +213,7 @@ pub async fn start(config: Config, pipelines: Pipelines) -> anyhow::Result<Serve
 /// the file exists; only its owner may read it.
 fn ensure_secret(path: &Path) -> anyhow::Result<()> {
     use base64::Engine as _;
-    use std::io::{Read as _, Write as _};
+    use std::io::Write as _;
     if path.exists() {
         return Ok(());
     }
@@ -224,9 +224,7 @@ fn ensure_secret(path: &Path) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir).map_err(fail)?;
     }
     let mut key = [0u8; 24];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut key))
-        .map_err(fail)?;
+    getrandom::fill(&mut key).map_err(|e| fail(std::io::Error::other(e.to_string())))?;
     let secret = format!(
         "whsec_{}",
         base64::engine::general_purpose::STANDARD.encode(key)
