@@ -51,12 +51,13 @@ use crate::aws::claims::{self, Claim, Claims};
 use crate::config::{Config, Provider, Receiver};
 use crate::dispatch::{Failure, Policy, Starter};
 use crate::event::ChangeEvent;
+use crate::http::routes::{self, Route};
 use crate::metrics::{Metrics, Name};
 use crate::outcome::{DuplicateOf, IntakeOutcome, start_id};
 use crate::pipeline::{Pipeline, Pipelines};
 use crate::secret::SecretRef;
 use crate::sources::eventbridge::envelope::{self, Envelope};
-use crate::sources::webhook::{self, Answer, BodyError, Hooks, Receivers, Route, Sink};
+use crate::sources::webhook::{Answer, BodyError, Hooks, Receivers, Sink};
 use crate::trace::TraceParent;
 
 /// The environment variables the Lambda runtime client needs; AWS sets them.
@@ -437,10 +438,10 @@ impl Handler {
             .clone()
             .or_else(|| request.request_context.http.path.clone())
             .unwrap_or_else(|| "/".to_owned());
-        match webhook::route(&method, &path, false) {
+        match routes::function_url(&method, &path) {
             Route::Health => text(200, "ok\n"),
             // No store to probe: an instance that answers can take a change.
-            Route::Ready | Route::Metrics => text(200, "ready\n"),
+            Route::Ready => text(200, "ready\n"),
             Route::Hook(name) => {
                 let name = name.to_owned();
                 self.hook(&name, request, deadline).await

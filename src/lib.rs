@@ -14,6 +14,7 @@ pub mod activity;
 pub mod aws;
 pub mod changes;
 pub mod dispatch;
+pub mod http;
 pub mod intake;
 pub mod lambda;
 pub mod metrics;
