@@ -26,6 +26,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequestParts, MatchedPath, Request, State};
+use axum::handler::Handler;
 use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue};
 use axum::http::request::Parts;
 use axum::response::Response;
@@ -57,43 +58,27 @@ pub struct App {
 }
 
 type Shared = State<Arc<App>>;
+/// A route's handler and its answers to other methods.
+type Endpoint = MethodRouter<Arc<App>>;
 
 /// `serve`'s route table over `app`.
 pub fn router(app: Arc<App>) -> Router {
-    use Kind::{Api, Page};
+    use Method::{Get, Post};
     Router::new()
-        .route("/hooks/{*name}", only(Method::Post, Answers::Json, hook))
-        .route("/hooks/", only(Method::Post, Answers::Json, hook))
-        .route("/healthz", only(Method::Get, Answers::Json, healthz))
-        .route("/readyz", only(Method::Get, Answers::Json, readyz))
-        .route("/metrics", only(Method::Get, Answers::Json, metrics))
-        .route("/", only(Method::Get, Answers::Status(Page), overview))
-        .route(
-            "/changes/{id}",
-            only(Method::Get, Answers::Status(Page), change),
-        )
-        .route(
-            "/changes/{id}/replay",
-            only(Method::Post, Answers::Status(Page), replay),
-        )
-        .route(
-            "/starts/{id}/retry",
-            only(Method::Post, Answers::Status(Page), retry),
-        )
-        .route(
-            "/starts/{id}/drop",
-            only(Method::Post, Answers::Status(Page), drop_start),
-        )
-        .route("/login", only(Method::Post, Answers::Status(Page), login))
-        .route("/logout", only(Method::Post, Answers::Status(Page), logout))
-        .route(
-            "/api/changes",
-            only(Method::Get, Answers::Status(Api), api_changes),
-        )
-        .route(
-            "/api/changes/{id}",
-            only(Method::Get, Answers::Status(Api), api_change),
-        )
+        .route("/hooks/{*name}", front(Post, hook))
+        .route("/hooks/", front(Post, hook))
+        .route("/healthz", front(Get, healthz))
+        .route("/readyz", front(Get, readyz))
+        .route("/metrics", front(Get, metrics))
+        .route("/", page(Get, overview))
+        .route("/changes/{id}", page(Get, change))
+        .route("/changes/{id}/replay", page(Post, replay))
+        .route("/starts/{id}/retry", page(Post, retry))
+        .route("/starts/{id}/drop", page(Post, drop_start))
+        .route("/login", page(Post, login))
+        .route("/logout", page(Post, logout))
+        .route("/api/changes", api(Get, api_changes))
+        .route("/api/changes/{id}", api(Get, api_change))
         .fallback(unknown)
         .with_state(app)
 }
@@ -158,13 +143,28 @@ enum Answers {
     Status(Kind),
 }
 
+/// A route of the webhook front or the process (health, readiness, metrics).
+fn front<H: Handler<T, Arc<App>>, T: 'static>(method: Method, handler: H) -> Endpoint {
+    only(method, Answers::Json, handler)
+}
+
+/// A route of the status page's HTML pages and forms.
+fn page<H: Handler<T, Arc<App>>, T: 'static>(method: Method, handler: H) -> Endpoint {
+    only(method, Answers::Status(Kind::Page), handler)
+}
+
+/// A route of the status page's JSON API.
+fn api<H: Handler<T, Arc<App>>, T: 'static>(method: Method, handler: H) -> Endpoint {
+    only(method, Answers::Status(Kind::Api), handler)
+}
+
 /// A route answering `method` with `handler` and every other method (`HEAD` too, which axum
 /// would otherwise answer as `GET`) with a 405 naming `method`.
-fn only<H, T>(method: Method, answers: Answers, handler: H) -> MethodRouter<Arc<App>>
-where
-    H: axum::handler::Handler<T, Arc<App>>,
-    T: 'static,
-{
+fn only<H: Handler<T, Arc<App>>, T: 'static>(
+    method: Method,
+    answers: Answers,
+    handler: H,
+) -> Endpoint {
     let filter = match method {
         Method::Get => MethodFilter::GET,
         Method::Post => MethodFilter::POST,
@@ -175,10 +175,10 @@ where
             Answers::Status(kind) => {
                 let (parts, _) = req.into_parts();
                 let request = page_request(&parts, &[]);
-                page(app.status.wrong_method(kind, method.as_str(), &request))
+                status_answer(app.status.wrong_method(kind, method.as_str(), &request))
             }
         };
-        // Axum would name HEAD beside GET.
+        // Axum's own Allow would name HEAD too, which is refused as well.
         response
             .headers_mut()
             .entry(axum::http::header::ALLOW)
@@ -207,7 +207,7 @@ async fn unknown(State(app): Shared, req: Request) -> Response {
         return json(&Answer::rejected(404, NO_SUCH_ENDPOINT));
     };
     let (parts, _) = req.into_parts();
-    page(app.status.not_found(kind, &page_request(&parts, &[])))
+    status_answer(app.status.not_found(kind, &page_request(&parts, &[])))
 }
 
 /// The route's one parameter as the request wrote it: not percent-decoded, as the ids and
@@ -257,7 +257,7 @@ fn json(answer: &Answer) -> Response {
 }
 
 /// The status page's answer, with its headers.
-fn page(answer: status::Response) -> Response {
+fn status_answer(answer: status::Response) -> Response {
     let mut response = respond(answer.status, answer.content_type, answer.body);
     for (name, value) in answer.headers {
         if let Ok(value) = HeaderValue::from_str(&value) {
@@ -341,27 +341,27 @@ async fn metrics(State(app): Shared) -> Response {
 
 async fn overview(State(app): Shared, req: Request) -> Response {
     let (parts, _) = req.into_parts();
-    page(app.status.overview(&page_request(&parts, &[])).await)
+    status_answer(app.status.overview(&page_request(&parts, &[])).await)
 }
 
 async fn change(State(app): Shared, Param(id): Param, req: Request) -> Response {
     let (parts, _) = req.into_parts();
-    page(app.status.change(&id, &page_request(&parts, &[])).await)
+    status_answer(app.status.change(&id, &page_request(&parts, &[])).await)
 }
 
 async fn api_changes(State(app): Shared, req: Request) -> Response {
     let (parts, _) = req.into_parts();
-    page(app.status.api_changes(&page_request(&parts, &[])).await)
+    status_answer(app.status.api_changes(&page_request(&parts, &[])).await)
 }
 
 async fn api_change(State(app): Shared, Param(id): Param) -> Response {
-    page(app.status.api_change(&id).await)
+    status_answer(app.status.api_change(&id).await)
 }
 
 async fn login(State(app): Shared, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     match read_form(&app, body).await {
-        Ok(form) => page(app.status.login(&page_request(&parts, &form))),
+        Ok(form) => status_answer(app.status.login(&page_request(&parts, &form))),
         Err(refused) => refused,
     }
 }
@@ -369,7 +369,7 @@ async fn login(State(app): Shared, req: Request) -> Response {
 async fn logout(State(app): Shared, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     match read_form(&app, body).await {
-        Ok(form) => page(app.status.logout(&page_request(&parts, &form))),
+        Ok(form) => status_answer(app.status.logout(&page_request(&parts, &form))),
         Err(refused) => refused,
     }
 }
@@ -377,7 +377,7 @@ async fn logout(State(app): Shared, req: Request) -> Response {
 async fn transition(app: &App, id: &str, to: Transition, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     match read_form(app, body).await {
-        Ok(form) => page(
+        Ok(form) => status_answer(
             app.status
                 .transition(id, to, &page_request(&parts, &form))
                 .await,
@@ -397,7 +397,7 @@ async fn drop_start(State(app): Shared, Param(id): Param, req: Request) -> Respo
 async fn replay(State(app): Shared, Param(id): Param, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     match read_form(&app, body).await {
-        Ok(form) => page(app.status.replay(&id, &page_request(&parts, &form)).await),
+        Ok(form) => status_answer(app.status.replay(&id, &page_request(&parts, &form)).await),
         Err(refused) => refused,
     }
 }
