@@ -63,33 +63,29 @@
 //! least as many durable rows as acknowledgements, every accepted change started exactly once),
 //! and writes `target/intake-bench-smoke.json`. The targets are reported, never asserted.
 //!
-//! The server child, the runner, PostgreSQL, the skip policy, the `/metrics` reader, the
-//! `/proc` readers and the percentiles (nearest rank, as in every figure of the lab's) are the
-//! lab's (`lab/`).
+//! The load generator (signed deliveries over keep-alive connections, closed loop or paced:
+//! `load`), the CPU sampling of the servers, PostgreSQL and the machine (`cpu`, on `procfs`),
+//! the server child, the runner, PostgreSQL, the skip policy, the `/metrics` reader and the
+//! percentiles (nearest rank, as in every figure of the lab's) are the lab's (`lab/`); this
+//! file keeps the scenarios and their report.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper::header::{CONTENT_TYPE, HOST};
-use hyper::{Request, StatusCode};
-use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
-use switchyard::signature::{Key, sign};
-use switchyard_lab::postgres::{self, Options};
-use switchyard_lab::procfs::{self, MachineTicks, loadavg};
+use switchyard::signature::Key;
+use switchyard_lab::cpu::{CpuUse, Sample, cpu_use, fs_type, fsync_probe};
+use switchyard_lab::load::{Outcome, Signer, Tally, closed_loop, paced, unix_now};
+use switchyard_lab::postgres::Options;
+use switchyard_lab::procfs::{self, loadavg};
+use switchyard_lab::stats::{round, thousands};
 use switchyard_lab::{Arrival, Missing, Postgres, Runner, Serve, ServeCommand, Summary, or_skip};
-use tokio::net::TcpStream;
 
 /// The targets of the issue.
 const TARGET_RATE: f64 = 15_000.0;
@@ -101,7 +97,6 @@ const TARGET_PG3_P99_MS: f64 = 50.0;
 /// The PostgreSQL scenarios: name and replicas.
 const POSTGRES_SCENARIOS: [(&str, usize); 2] = [("ingest_postgres_1", 1), ("ingest_postgres_3", 3)];
 
-const BEFORE: &str = "1111111111111111111111111111111111111111";
 const WATCHED: &str = "https://github.com/acme/api.git";
 
 // ---------------------------------------------------------------------------------------------
@@ -247,436 +242,7 @@ fn durable_changes(db: &Path) -> i64 {
 }
 
 // ---------------------------------------------------------------------------------------------
-// HTTP client
-
-type Sender = SendRequest<Full<Bytes>>;
-
-/// One keep-alive HTTP/1.1 connection; its driver runs as a task.
-async fn connect(addr: SocketAddr) -> std::io::Result<Sender> {
-    let stream = TcpStream::connect(addr).await?;
-    stream.set_nodelay(true)?;
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(std::io::Error::other)?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(sender)
-}
-
-/// Sends one request and reads the whole answer.
-async fn exchange(
-    sender: &mut Sender,
-    req: Request<Full<Bytes>>,
-) -> Result<(StatusCode, Bytes), hyper::Error> {
-    sender.ready().await?;
-    let resp = sender.send_request(req).await?;
-    let status = resp.status();
-    let body = resp.into_body().collect().await?.to_bytes();
-    Ok((status, body))
-}
-
-/// Builds and signs distinct deliveries.
-struct Signer {
-    key: Key,
-    repository: &'static str,
-    /// Change `n` pushes `refs/heads/main`, or with `refs` > 1 branch `b{n % refs}`.
-    refs: u64,
-}
-
-impl Signer {
-    /// The `after` sha of change `n`: distinct per `n`, never the zero sha.
-    fn after(n: u64) -> String {
-        format!("be{:038x}", n + 1)
-    }
-
-    /// Delivery `n` to the server at `host`: a push of its own `after` sha, signed now.
-    fn request(&self, n: u64, host: &str) -> Request<Full<Bytes>> {
-        let after = Signer::after(n);
-        let git_ref: std::borrow::Cow<'_, str> = if self.refs > 1 {
-            format!("refs/heads/b{}", n % self.refs).into()
-        } else {
-            "refs/heads/main".into()
-        };
-        let body = format!(
-            concat!(
-                r#"{{"schema":"switchyard.change/v1","repository":"{}","kind":"push","#,
-                r#""ref":"{}","before":"{}","after":"{}","commit_count":1,"#,
-                r#""changed_paths":["src/lib.rs","README.md"],"changed_paths_complete":true,"#,
-                r#""pull_request":null}}"#
-            ),
-            self.repository, git_ref, BEFORE, after
-        );
-        let id = format!("msg_bench_{n}");
-        let ts = unix_now();
-        let signature = sign(&self.key, &id, ts, body.as_bytes());
-        Request::post("/hooks/bench")
-            .header(HOST, host)
-            .header(CONTENT_TYPE, "application/json")
-            .header("webhook-id", id)
-            .header("webhook-timestamp", ts.to_string())
-            .header("webhook-signature", signature)
-            .body(Full::new(Bytes::from(body)))
-            .expect("a valid request")
-    }
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
-/// How the server answered one delivery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
-    Accepted,
-    Duplicate,
-    Other(u16),
-}
-
-fn classify(status: StatusCode, body: &[u8]) -> Outcome {
-    let has = |pat: &[u8]| body.windows(pat.len()).any(|w| w == pat);
-    match status.as_u16() {
-        202 if has(br#""status":"accepted""#) => Outcome::Accepted,
-        202 if has(br#""status":"duplicate""#) => Outcome::Duplicate,
-        code => Outcome::Other(code),
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Measuring the machine
-
-/// A process's or thread's name and CPU ticks (the lab's `/proc` reader) and, from
-/// `schedstat`, nanoseconds runnable but waiting for a CPU.
-#[derive(Debug, Clone, Default)]
-struct Stat {
-    comm: String,
-    utime: u64,
-    stime: u64,
-    queued_ns: u64,
-}
-
-fn proc_stat(path: &Path) -> Option<Stat> {
-    let stat = procfs::Stat::read(path)?;
-    let sched = std::fs::read_to_string(path.with_file_name("schedstat")).unwrap_or_default();
-    let mut sched = sched.split_whitespace().map(|x| x.parse().unwrap_or(0));
-    Some(Stat {
-        comm: stat.comm,
-        utime: stat.utime,
-        stime: stat.stime,
-        queued_ns: sched.nth(1).unwrap_or(0),
-    })
-}
-
-/// `/proc/PID/io`: bytes passed to write(2), write calls, bytes sent to the storage layer.
-fn proc_io(pid: u32) -> [u64; 3] {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-            .unwrap_or(0)
-    };
-    [field("wchar:"), field("syscw:"), field("write_bytes:")]
-}
-
-/// CPU time of the servers (summed) and their threads, of PostgreSQL's processes, of this
-/// process, and the machine's, at one instant.
-struct Sample {
-    at: Instant,
-    server: Stat,
-    /// The servers' threads, by thread id (unique across processes).
-    threads: HashMap<u32, Stat>,
-    io: [u64; 3],
-    /// The postmaster and its children, by pid: role and CPU.
-    postgres: HashMap<u32, (String, Stat)>,
-    generator: Stat,
-    machine: MachineTicks,
-}
-
-impl Sample {
-    /// `postgres`: the postmaster's pid and the replicas' database.
-    fn take(pids: &[u32], postgres: Option<(u32, &str)>) -> Sample {
-        let mut server = Stat::default();
-        let mut threads = HashMap::new();
-        let mut io = [0; 3];
-        for &pid in pids {
-            if let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) {
-                for entry in dir.flatten() {
-                    let tid = entry.file_name().to_string_lossy().parse::<u32>();
-                    if let (Ok(tid), Some(stat)) = (tid, proc_stat(&entry.path().join("stat"))) {
-                        threads.insert(tid, stat);
-                    }
-                }
-            }
-            if let Some(s) = proc_stat(Path::new(&format!("/proc/{pid}/stat"))) {
-                server.comm = s.comm;
-                server.utime += s.utime;
-                server.stime += s.stime;
-                server.queued_ns += s.queued_ns;
-            }
-            for (total, x) in io.iter_mut().zip(proc_io(pid)) {
-                *total += x;
-            }
-        }
-        Sample {
-            at: Instant::now(),
-            server,
-            threads,
-            io,
-            postgres: postgres
-                .map(|(pid, db)| postgres_processes(pid, db))
-                .unwrap_or_default(),
-            generator: proc_stat(Path::new("/proc/self/stat")).unwrap_or_default(),
-            machine: MachineTicks::now(),
-        }
-    }
-}
-
-/// The postmaster `pid` and its children (every PostgreSQL process), each with its role; the
-/// sessions of database `db` are the replicas'.
-fn postgres_processes(postmaster: u32, db: &str) -> HashMap<u32, (String, Stat)> {
-    let mut out = HashMap::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let text = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        // The fields after the name: state, then the parent's pid.
-        let ppid = text
-            .rfind(')')
-            .and_then(|close| text[close + 1..].split_whitespace().nth(1)?.parse().ok());
-        if pid != postmaster && ppid != Some(postmaster) {
-            continue;
-        }
-        if let Some(stat) = proc_stat(&entry.path().join("stat")) {
-            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-            let role = postgres_role(&String::from_utf8_lossy(&cmdline), db);
-            out.insert(pid, (role, stat));
-        }
-    }
-    out
-}
-
-/// What a PostgreSQL process is, from the title it sets (`postgres: walwriter`,
-/// `postgres: USER DB 127.0.0.1(port) idle`): a session of database `db` is a replica's, of
-/// another this benchmark's statistics. The postmaster (and a child that has not set its
-/// title yet) keeps its command line.
-fn postgres_role(cmdline: &str, db: &str) -> String {
-    let Some(title) = cmdline.strip_prefix("postgres: ") else {
-        return "postmaster".into();
-    };
-    let mut words = title.split([' ', '\0']);
-    if words.next() == Some(postgres::USER) {
-        return if words.next() == Some(db) {
-            "replicas' sessions".into()
-        } else {
-            "this benchmark's sessions".into()
-        };
-    }
-    let known = [
-        "walwriter",
-        "checkpointer",
-        "background writer",
-        "autovacuum launcher",
-        "autovacuum worker",
-        "logical replication launcher",
-    ];
-    known
-        .iter()
-        .find(|k| title.starts_with(**k))
-        .map_or_else(|| "other".into(), |k| (*k).to_owned())
-}
-
-/// CPU seconds in user and system mode; seconds runnable but waiting for a CPU.
-#[derive(Debug, Clone, Copy, Default)]
-struct Cpu {
-    user: f64,
-    sys: f64,
-    queued: f64,
-}
-
-impl Cpu {
-    fn between(a: &Stat, b: &Stat, ticks: f64) -> Cpu {
-        Cpu {
-            user: b.utime.saturating_sub(a.utime) as f64 / ticks,
-            sys: b.stime.saturating_sub(a.stime) as f64 / ticks,
-            queued: b.queued_ns.saturating_sub(a.queued_ns) as f64 / 1e9,
-        }
-    }
-
-    fn total(self) -> f64 {
-        self.user + self.sys
-    }
-
-    fn to_json(self, wall: f64) -> Value {
-        json!({
-            "cpu_s": round(self.total(), 3),
-            "user_s": round(self.user, 3),
-            "sys_s": round(self.sys, 3),
-            "cores": round(self.total() / wall, 3),
-            "waiting_for_cpu_s": round(self.queued, 3),
-        })
-    }
-}
-
-/// CPU by thread or process name (or role), with how many there were of that name.
-type ByName = BTreeMap<String, (Cpu, usize)>;
-
-/// CPU use over a window, in seconds of CPU time.
-#[derive(Debug, Clone)]
-struct CpuUse {
-    wall: f64,
-    /// The servers, summed.
-    server: Cpu,
-    /// Server CPU by thread name, with the number of threads of that name.
-    server_threads: ByName,
-    /// Server write(2) bytes, write calls, and bytes sent to storage.
-    server_io: [u64; 3],
-    /// PostgreSQL's processes, summed; by role with the number of processes.
-    postgres: Option<(Cpu, ByName)>,
-    generator: Cpu,
-    machine_busy: f64,
-    machine_steal: f64,
-    machine_capacity: f64,
-}
-
-/// Adds `d` to the entry of `name`, counting one more thread or process.
-fn add_to(by: &mut ByName, name: &str, d: Cpu) {
-    let e = by.entry(name.to_owned()).or_default();
-    e.0.user += d.user;
-    e.0.sys += d.sys;
-    e.0.queued += d.queued;
-    e.1 += 1;
-}
-
-fn cpu_use(a: &Sample, b: &Sample, ticks: f64) -> CpuUse {
-    let mut server_threads: ByName = BTreeMap::new();
-    for (tid, t1) in &b.threads {
-        let t0 = a.threads.get(tid).cloned().unwrap_or_default();
-        add_to(&mut server_threads, &t1.comm, Cpu::between(&t0, t1, ticks));
-    }
-    let postgres = (!b.postgres.is_empty()).then(|| {
-        let mut by_role: ByName = BTreeMap::new();
-        let mut total = Cpu::default();
-        // A process that ended inside the window is not counted; one that began, in full.
-        for (pid, (role, p1)) in &b.postgres {
-            let p0 = a
-                .postgres
-                .get(pid)
-                .map(|(_, s)| s.clone())
-                .unwrap_or_default();
-            let d = Cpu::between(&p0, p1, ticks);
-            total.user += d.user;
-            total.sys += d.sys;
-            total.queued += d.queued;
-            add_to(&mut by_role, role, d);
-        }
-        (total, by_role)
-    });
-    let s = |x: u64, y: u64| y.saturating_sub(x) as f64 / ticks;
-    CpuUse {
-        wall: (b.at - a.at).as_secs_f64(),
-        server: Cpu::between(&a.server, &b.server, ticks),
-        server_threads,
-        server_io: [0, 1, 2].map(|i| b.io[i].saturating_sub(a.io[i])),
-        postgres,
-        generator: Cpu::between(&a.generator, &b.generator, ticks),
-        machine_busy: s(a.machine.busy, b.machine.busy),
-        machine_steal: s(a.machine.steal, b.machine.steal),
-        machine_capacity: s(a.machine.total, b.machine.total),
-    }
-}
-
-impl CpuUse {
-    fn postgres_total(&self) -> f64 {
-        self.postgres.as_ref().map_or(0.0, |(c, _)| c.total())
-    }
-
-    /// Cores busy with neither the servers, PostgreSQL nor this process.
-    fn others(&self) -> f64 {
-        (self.machine_busy - self.server.total() - self.postgres_total() - self.generator.total())
-            .max(0.0)
-    }
-
-    fn to_json(&self, accepted: u64) -> Value {
-        let w = self.wall;
-        let by = |m: &ByName, count: &str| -> serde_json::Map<String, Value> {
-            m.iter()
-                .map(|(k, (c, n))| {
-                    let mut v = c.to_json(w);
-                    v[count] = json!(n);
-                    (k.clone(), v)
-                })
-                .collect()
-        };
-        let per = |x: u64| round(x as f64 / accepted.max(1) as f64, 1);
-        let per_1000 = |cpu: f64| round(cpu * 1e6 / accepted.max(1) as f64, 2);
-        json!({
-            "wall_s": round(w, 3),
-            "server": self.server.to_json(w),
-            "server_cpu_ms_per_1000_acknowledged": per_1000(self.server.total()),
-            "server_threads": by(&self.server_threads, "threads"),
-            "server_write_bytes_per_change": per(self.server_io[0]),
-            "server_write_calls_per_change": round(self.server_io[1] as f64 / accepted.max(1) as f64, 3),
-            "server_storage_bytes_per_change": per(self.server_io[2]),
-            "postgres": self.postgres.as_ref().map(|(c, roles)| {
-                let mut v = c.to_json(w);
-                v["cpu_ms_per_1000_acknowledged"] = json!(per_1000(c.total()));
-                v["by_role"] = json!(by(roles, "processes"));
-                v
-            }),
-            "bench_process": self.generator.to_json(w),
-            "machine_busy_cores": round(self.machine_busy / w, 3),
-            "other_processes_cores": round(self.others() / w, 3),
-            "machine_steal_cores": round(self.machine_steal / w, 3),
-            "machine_cores": round(self.machine_capacity / w, 2),
-        })
-    }
-}
-
-/// `fdatasync` after a 4 KiB append, as a store commit waits for one, in the file system of
-/// `dir`: milliseconds, sorted.
-fn fsync_probe(dir: &Path, n: usize) -> Vec<f64> {
-    let path = dir.join("fsync-probe");
-    let mut file = File::create(&path).expect("create the fsync probe");
-    let block = [0x5au8; 4096];
-    let mut ms = Vec::with_capacity(n);
-    for _ in 0..n {
-        file.write_all(&block).expect("write the fsync probe");
-        let t = Instant::now();
-        file.sync_data().expect("fdatasync");
-        ms.push(t.elapsed().as_secs_f64() * 1e3);
-    }
-    drop(file);
-    let _ = std::fs::remove_file(path);
-    ms.sort_by(f64::total_cmp);
-    ms
-}
-
-/// The file system type `path` lives on, from `/proc/mounts` (longest matching mount point).
-fn fs_type(path: &Path) -> String {
-    let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
-    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
-    mounts
-        .lines()
-        .filter_map(|l| {
-            let mut f = l.split_whitespace();
-            let (_dev, point, kind) = (f.next()?, f.next()?, f.next()?);
-            path.starts_with(point)
-                .then(|| (point.len(), kind.to_owned()))
-        })
-        .max_by_key(|(len, _)| *len)
-        .map_or_else(|| "unknown".into(), |(_, kind)| kind)
-}
-
-// ---------------------------------------------------------------------------------------------
 // Statistics
-
-fn round(x: f64, digits: i32) -> f64 {
-    let f = 10f64.powi(digits);
-    (x * f).round() / f
-}
 
 /// The nearest-rank summary of `values` as JSON: n, p50, p90, p99, max (null when empty).
 fn dist_json(values: &[f64]) -> Value {
@@ -697,137 +263,8 @@ fn dist_text(values: &[f64]) -> String {
     )
 }
 
-/// Thousands separators.
-fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 // ---------------------------------------------------------------------------------------------
 // Scenario 1: ingest
-
-/// What one load task saw.
-#[derive(Debug, Default)]
-struct Tally {
-    sent: u64,
-    accepted: u64,
-    duplicate: u64,
-    statuses: BTreeMap<u16, u64>,
-    transport: u64,
-    /// Accepted answers received inside the measured window.
-    window_accepted: u64,
-    /// The same, per second of the window.
-    per_second: Vec<u64>,
-    /// Other answers and failures inside the window.
-    window_errors: u64,
-    /// Latencies (ms) of the accepted answers inside the window.
-    latencies: Vec<f64>,
-    first_error: Option<String>,
-}
-
-impl Tally {
-    fn merge(&mut self, o: Tally) {
-        self.sent += o.sent;
-        self.accepted += o.accepted;
-        self.duplicate += o.duplicate;
-        for (k, v) in o.statuses {
-            *self.statuses.entry(k).or_default() += v;
-        }
-        self.transport += o.transport;
-        self.window_accepted += o.window_accepted;
-        if self.per_second.len() < o.per_second.len() {
-            self.per_second.resize(o.per_second.len(), 0);
-        }
-        for (i, n) in o.per_second.iter().enumerate() {
-            self.per_second[i] += n;
-        }
-        self.window_errors += o.window_errors;
-        self.latencies.extend(o.latencies);
-        if self.first_error.is_none() {
-            self.first_error = o.first_error;
-        }
-    }
-
-    fn errors(&self) -> u64 {
-        self.statuses.values().sum::<u64>() + self.transport
-    }
-}
-
-/// A closed loop on one connection: send, wait for the answer, send the next, until `until`.
-async fn ingest_worker(
-    addr: SocketAddr,
-    signer: Arc<Signer>,
-    next: Arc<AtomicU64>,
-    window_start: Instant,
-    until: Instant,
-) -> Tally {
-    let mut tally = Tally::default();
-    let host = addr.to_string();
-    let mut sender: Option<Sender> = None;
-    let last = ((until - window_start).as_secs_f64().ceil() as usize).saturating_sub(1);
-    while Instant::now() < until {
-        let s = match sender.as_mut() {
-            Some(s) => s,
-            None => match connect(addr).await {
-                Ok(s) => sender.insert(s),
-                Err(e) => {
-                    tally.transport += 1;
-                    tally.first_error.get_or_insert(format!("connect: {e}"));
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-            },
-        };
-        let n = next.fetch_add(1, Ordering::Relaxed);
-        let req = signer.request(n, &host);
-        let sent = Instant::now();
-        let result = exchange(s, req).await;
-        let done = Instant::now();
-        tally.sent += 1;
-        let in_window = done >= window_start && done <= until;
-        match result {
-            Ok((status, body)) => match classify(status, &body) {
-                Outcome::Accepted => {
-                    tally.accepted += 1;
-                    if in_window {
-                        tally.window_accepted += 1;
-                        let second = ((done - window_start).as_secs() as usize).min(last);
-                        if tally.per_second.len() <= second {
-                            tally.per_second.resize(second + 1, 0);
-                        }
-                        tally.per_second[second] += 1;
-                        tally.latencies.push((done - sent).as_secs_f64() * 1e3);
-                    }
-                }
-                Outcome::Duplicate => {
-                    tally.duplicate += 1;
-                    tally.window_errors += u64::from(in_window);
-                }
-                Outcome::Other(code) => {
-                    *tally.statuses.entry(code).or_default() += 1;
-                    tally.window_errors += u64::from(in_window);
-                    tally.first_error.get_or_insert_with(|| {
-                        format!("{code}: {}", String::from_utf8_lossy(&body).trim())
-                    });
-                }
-            },
-            Err(e) => {
-                tally.transport += 1;
-                tally.window_errors += u64::from(in_window);
-                tally.first_error.get_or_insert(format!("transport: {e}"));
-                sender = None;
-            }
-        }
-    }
-    tally
-}
 
 /// The PostgreSQL database of an ingest scenario.
 struct PgTarget {
@@ -1005,7 +442,8 @@ async fn ingest(settings: &Settings, ticks: f64, replicas: usize, pg: Option<&Pg
     let pids: Vec<u32> = servers.iter().map(Server::pid).collect();
     let signer = Arc::new(Signer {
         key: Key::from_secret(&secret).expect("a valid secret"),
-        repository: WATCHED,
+        receiver: "bench".into(),
+        repository: WATCHED.into(),
         refs: settings.refs,
     });
 
@@ -1029,7 +467,7 @@ async fn ingest(settings: &Settings, ticks: f64, replicas: usize, pg: Option<&Pg
     let next = Arc::new(AtomicU64::new(0));
     let tasks: Vec<_> = (0..settings.connections)
         .map(|i| {
-            tokio::spawn(ingest_worker(
+            tokio::spawn(closed_loop(
                 addrs[i % addrs.len()],
                 Arc::clone(&signer),
                 Arc::clone(&next),
@@ -1150,82 +588,6 @@ impl Arrivals {
     }
 }
 
-/// One paced delivery of `start_latency`.
-struct Sent {
-    after: String,
-    sent: Instant,
-    acked: Instant,
-    outcome: Option<Outcome>,
-}
-
-/// Sends changes `ids` on one connection, one every `period`, beginning at `first`.
-async fn paced_worker(
-    addr: SocketAddr,
-    signer: Arc<Signer>,
-    ids: Vec<u64>,
-    first: Instant,
-    period: Duration,
-) -> Vec<Sent> {
-    let mut out = Vec::with_capacity(ids.len());
-    let host = addr.to_string();
-    let mut sender = connect(addr).await.ok();
-    let mut tick = tokio::time::interval_at(first.into(), period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    for n in ids {
-        tick.tick().await;
-        if sender.is_none() {
-            sender = connect(addr).await.ok();
-        }
-        let req = signer.request(n, &host);
-        let sent = Instant::now();
-        let outcome = match sender.as_mut() {
-            Some(s) => match exchange(s, req).await {
-                Ok((status, body)) => Some(classify(status, &body)),
-                Err(_) => {
-                    sender = None;
-                    None
-                }
-            },
-            None => None,
-        };
-        out.push(Sent {
-            after: Signer::after(n),
-            sent,
-            acked: Instant::now(),
-            outcome,
-        });
-    }
-    out
-}
-
-/// Sends `ids` at `rate` per second over `connections` connections.
-async fn paced(
-    addr: SocketAddr,
-    signer: &Arc<Signer>,
-    ids: std::ops::Range<u64>,
-    rate: f64,
-    connections: usize,
-) -> Vec<Sent> {
-    let conns = connections.max(1);
-    let period = Duration::from_secs_f64(conns as f64 / rate);
-    let begin = Instant::now() + Duration::from_millis(20);
-    let tasks: Vec<_> = (0..conns)
-        .map(|c| {
-            let mine: Vec<u64> = ids
-                .clone()
-                .filter(|n| n % conns as u64 == c as u64)
-                .collect();
-            let first = begin + period.mul_f64(c as f64 / conns as f64);
-            tokio::spawn(paced_worker(addr, Arc::clone(signer), mine, first, period))
-        })
-        .collect();
-    let mut all = Vec::new();
-    for task in tasks {
-        all.extend(task.await.expect("a paced task"));
-    }
-    all
-}
-
 /// Waits (woken at each arrival) until `n` distinct changes started, or `timeout` passed;
 /// returns how many did.
 async fn await_arrivals(runner: &Runner, n: usize, timeout: Duration) -> usize {
@@ -1270,7 +632,8 @@ async fn start_latency(settings: &Settings) -> StartLatency {
     let server = Server::start(dir, &secret, &pipeline, None).await;
     let signer = Arc::new(Signer {
         key: Key::from_secret(&secret).expect("a valid secret"),
-        repository: WATCHED,
+        receiver: "bench".into(),
+        repository: WATCHED.into(),
         refs: 1,
     });
     let load_start = loadavg();

@@ -149,16 +149,19 @@ fn main() {
     let rss_before = memory_kib("VmRSS:");
     let (cycles, baseline, cpu_per_cycle, busy_per_cycle) = runtime.block_on(async {
         let store = Store::open(&config.state_dir, Role::Serve, Arc::default());
+        let metrics = Arc::new(Metrics::default());
         let intake = Intake::new(
             Arc::new(Pipelines::default()),
-            store,
-            Arc::new(Metrics::default()),
+            store.clone(),
+            Arc::clone(&metrics),
         );
         let poller = Arc::new(Poller::new(
             &config.poll,
             &config.polling,
             &config.state_dir,
             intake,
+            store,
+            metrics,
         ));
         let started = Instant::now();
         let first = poller.poll_all_once().await;

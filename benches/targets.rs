@@ -3,7 +3,7 @@
 //! the run in it.
 //!
 //! Each target starts against a loopback server that answers at once as its runner would (the
-//! run id in the body or `Location`), through the real `dispatch::Starter`. Interleaved with
+//! run id in the body or `Location`), through the real `transport::Transports`. Interleaved with
 //! each start, the same client sends a bare POST to the same server (no body to build, nothing
 //! to read); the overhead of a start is its time minus that bare exchange's, pair by pair, and
 //! the figure is the median of those differences. Recording the run id with the start is one
@@ -27,10 +27,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response};
-use switchyard::dispatch::{Starter, aws, http};
 use switchyard::event::{ChangeEvent, Source, SourceKind};
 use switchyard::pipeline::Pipelines;
+use switchyard::target::Attempt;
+use switchyard::transport::{Transports, aws, http};
 use switchyard_lab::{Moto, Summary};
+use tracing::Instrument as _;
 
 /// Each target's definition, pointed at the fake at `{base}`.
 const TARGETS: &[(&str, &str)] = &[
@@ -207,8 +209,10 @@ fn main() {
         let base = format!("http://{addr}");
         let definitions = pipelines(&base, dir.path());
         let sdk = Moto::at(&base).sdk();
-        let targets = aws::Targets::from_config(&sdk);
-        let starter = Arc::new(Starter::new(targets, PathBuf::from(dir.path())));
+        let transports = Arc::new(Transports::new(
+            aws::Aws::from_config(&sdk),
+            PathBuf::from(dir.path()),
+        ));
         let client = http::client();
         let (event, event_json) = event();
         let traceparent = switchyard::trace::TraceParent::root();
@@ -221,21 +225,29 @@ fn main() {
                 continue;
             }
             let pipeline = definitions.get(name).expect("the pipeline");
+            // As the dispatcher attempts: in a span `attempt`, with a traceparent of its own.
+            let start = async |p: &switchyard::pipeline::Pipeline| {
+                let (span, traceparent) = switchyard::telemetry::attempt(1, &traceparent);
+                let attempt = Attempt {
+                    pipeline: name,
+                    start_id: "0123456789abcdef0123456789abcdef",
+                    number: 1,
+                    event: &event,
+                    event_json: &event_json,
+                    traceparent: &traceparent,
+                    timeout: p.timeout,
+                };
+                transports
+                    .attempt(&p.target, &attempt)
+                    .instrument(span)
+                    .await
+            };
             let mut start_us = Vec::with_capacity(pairs);
             let mut bare_us = Vec::with_capacity(pairs);
             let mut overhead_us = Vec::with_capacity(pairs);
             // Warm the connection pool and the SDK's clients.
             for _ in 0..20 {
-                let started = starter
-                    .start(
-                        pipeline,
-                        "0123456789abcdef0123456789abcdef",
-                        1,
-                        &event,
-                        &event_json,
-                        &traceparent,
-                    )
-                    .await;
+                let started = start(pipeline).await;
                 if let Err(f) = &started {
                     panic!("{name}: {}", f.message);
                 }
@@ -243,22 +255,14 @@ fn main() {
             }
             for i in 0..pairs {
                 let t0 = Instant::now();
-                let started = starter
-                    .start(
-                        pipeline,
-                        "0123456789abcdef0123456789abcdef",
-                        1,
-                        &event,
-                        &event_json,
-                        &traceparent,
-                    )
+                let started = start(pipeline)
                     .await
                     .unwrap_or_else(|f| panic!("{name}: {}", f.message));
                 let t1 = Instant::now();
                 bare(&client, &base).await;
                 let t2 = Instant::now();
                 if i == 0 && *name != "http" {
-                    assert!(started.run.is_some(), "{name} returned no run");
+                    assert!(started.id.is_some(), "{name} returned no run");
                 }
                 let s = micros(t1 - t0);
                 let b = micros(t2 - t1);
@@ -281,13 +285,13 @@ fn main() {
 
 async fn bare(client: &http::Client, base: &str) {
     let req = Request::post(format!("{base}/bare"))
-        .header("user-agent", http::AGENT)
-        .body(Full::new(Bytes::new()))
+        .header("user-agent", switchyard::target::exchange::AGENT)
+        .body(Bytes::new())
         .expect("a request");
-    let answer = http::send(client, req, Duration::from_secs(10))
+    let (status, _, _) = http::send(client, req, Duration::from_secs(10))
         .await
         .unwrap_or_else(|f| panic!("bare POST: {}", f.message));
-    assert_eq!(answer.status.as_u16(), 204);
+    assert_eq!(status.as_u16(), 204);
 }
 
 fn micros(d: Duration) -> f64 {

@@ -69,16 +69,6 @@ impl Intake {
         self
     }
 
-    /// The pipelines the intake decides with.
-    pub fn pipelines(&self) -> &Pipelines {
-        &self.pipelines
-    }
-
-    /// The store the intake writes to.
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
     /// Recent sightings per source.
     pub fn activity(&self) -> &Arc<Activity> {
         &self.activity

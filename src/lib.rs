@@ -6,25 +6,26 @@
 // The decision path lives in `switchyard-core` (no I/O crates); its modules are this crate's
 // too, under the same names.
 pub use switchyard_core::{
-    check, config, diag, event, explain, filter, glob, outcome, pipeline, repo, secret, signature,
-    target, template, trace, yaml,
+    check, config, diag, event, explain, filter, glob, load, outcome, pipeline, repo, secret,
+    signature, target, template, trace, yaml,
 };
 
 pub mod activity;
 pub mod aws;
 pub mod changes;
+pub mod cli;
 pub mod dispatch;
 pub mod http;
 pub mod intake;
 pub mod lambda;
 pub mod metrics;
-pub mod outbox;
 pub mod serve;
 pub mod shutdown;
 pub mod sources;
 pub mod status;
 pub mod store;
 pub mod telemetry;
+pub mod transport;
 
 /// For tests of crash safety: `SWITCHYARD_CRASH_AT=NAME` aborts the process at the point
 /// called `NAME`, as a crash there would. Only with the `crash-points` feature, which test and

@@ -126,6 +126,7 @@ pub struct Metrics {
     aws_requests: Family<ApiOutcome, Counter>,
     completions: Family<OutcomeLabel, Counter>,
     store_errors: Counter,
+    dispatch_passes: Counter,
 }
 
 impl Default for Metrics {
@@ -147,6 +148,7 @@ impl Default for Metrics {
             aws_requests: Family::default(),
             completions: Family::default(),
             store_errors: Counter::default(),
+            dispatch_passes: Counter::default(),
         };
         // Names as exposed; a counter's samples get `_total` (OpenMetrics), so it is
         // registered without it. Help texts get their final period from the encoder.
@@ -225,6 +227,11 @@ impl Default for Metrics {
             "switchyard_store_errors",
             "Store operations that failed",
             m.store_errors.clone(),
+        );
+        r.register(
+            "switchyard_dispatch_passes",
+            "Passes of the dispatcher over the store's open starts (woken by new work, an ended attempt or its one-second sweep)",
+            m.dispatch_passes.clone(),
         );
         m
     }
@@ -343,6 +350,11 @@ impl Metrics {
         self.store_errors.inc();
     }
 
+    /// One pass of the dispatcher over the store's open starts begins.
+    pub fn dispatch_pass(&self) {
+        self.dispatch_passes.inc();
+    }
+
     /// Everything, in the OpenMetrics text format ([`CONTENT_TYPE`]).
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -376,6 +388,7 @@ mod tests {
         m.in_flight(1);
         m.in_flight(-1);
         m.store_error();
+        m.dispatch_pass();
         let text = m.render();
         assert!(text.ends_with("# EOF\n"), "{text}");
         assert!(
@@ -402,6 +415,7 @@ mod tests {
             ),
             ("switchyard_starts_in_flight ", 1.0),
             ("switchyard_store_errors_total ", 1.0),
+            ("switchyard_dispatch_passes_total ", 1.0),
         ];
         for (line, want) in cases {
             assert_eq!(series(&text, line), Some(want), "{line}\n{text}");

@@ -18,7 +18,7 @@ use crate::dispatch::{Dispatcher, Policy};
 use crate::http::{self, App};
 use crate::intake::Intake;
 use crate::metrics::Metrics;
-use crate::pipeline::{Pipelines, Target};
+use crate::pipeline::Pipelines;
 use crate::shutdown::{self, Shutdown};
 use crate::sources::poll::Poller;
 use crate::sources::webhook::{Hooks, Receivers};
@@ -46,17 +46,14 @@ impl Server {
     }
 }
 
-/// Warns about `http` targets whose signing secret cannot be read now: their starts will fail
-/// (and be retried) until it can.
+/// Warns about targets whose credential cannot be read now: their starts will fail (and be
+/// retried) until it can.
 fn check_target_secrets(pipelines: &Pipelines) {
     for p in &pipelines.list {
-        if let Target::Http {
-            secret: Some(secret),
-            ..
-        } = &p.target
-            && let Err(e) = secret.resolve()
-        {
-            tracing::warn!(pipeline = %p.name, "{e}: its starts will fail until the secret can be read");
+        for secret in p.target.secrets() {
+            if let Err(e) = secret.resolve() {
+                tracing::warn!(pipeline = %p.name, "{e}: its starts will fail until the secret can be read");
+            }
         }
     }
 }
@@ -104,7 +101,7 @@ pub async fn start(config: Config, pipelines: Pipelines) -> anyhow::Result<Serve
         config.state_dir.clone(),
         Arc::clone(&new_work),
         Arc::clone(&metrics),
-        crate::dispatch::aws::Targets::new(
+        crate::transport::aws::Aws::new(
             config.eventbridge.as_ref().map(|e| e.region.clone()),
             config
                 .eventbridge
@@ -120,6 +117,8 @@ pub async fn start(config: Config, pipelines: Pipelines) -> anyhow::Result<Serve
         &config.polling,
         &config.state_dir,
         intake.clone(),
+        store.clone(),
+        Arc::clone(&metrics),
     ));
     let eventbridge = match &config.eventbridge {
         Some(eb) => Some((
@@ -248,87 +247,4 @@ async fn housekeeping(store: Store, window: Duration, retention: Duration, mut s
             }
         }
     }
-}
-
-/// Waits for SIGINT or SIGTERM.
-pub async fn signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) {
-            (Ok(mut int), Ok(mut term)) => {
-                tokio::select! {
-                    _ = int.recv() => tracing::info!("SIGINT: draining"),
-                    _ = term.recv() => tracing::info!("SIGTERM: draining"),
-                }
-            }
-            _ => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
-/// Loads the configuration and definitions, then serves until a signal.
-pub async fn run(config_path: Option<&Path>, triggers: &Path) -> anyhow::Result<()> {
-    let (config, pipelines) = load(config_path, triggers)?;
-    let server = start(config, pipelines).await?;
-    crate::telemetry::say(&format!("switchyard listening on http://{}", server.addr));
-    signal().await;
-    server.stop().await;
-    Ok(())
-}
-
-/// Loads the configuration and the pipeline definitions; any error stops here.
-pub fn load(config_path: Option<&Path>, triggers: &Path) -> anyhow::Result<(Config, Pipelines)> {
-    let mut config = load_config(config_path)?;
-    if let Ok(listen) = std::env::var("SWITCHYARD_LISTEN") {
-        config.listen = listen.parse().map_err(|_| {
-            anyhow::anyhow!(
-                "SWITCHYARD_LISTEN={listen:?} is not an address: write IP:PORT, e.g. 127.0.0.1:8080"
-            )
-        })?;
-    }
-    Ok((config, load_pipelines(triggers)?))
-}
-
-/// The error diagnostics, one per line.
-fn errors(diags: &[crate::diag::Diagnostic]) -> Vec<String> {
-    diags
-        .iter()
-        .filter(|d| d.severity == crate::diag::Severity::Error)
-        .map(ToString::to_string)
-        .collect()
-}
-
-/// Loads the configuration (the built-in defaults when `path` is `None` and `./switchyard.yaml`
-/// is absent); any error stops here.
-pub fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
-    let (config, diags) = Config::load(path);
-    let errors = errors(&diags);
-    match config.filter(|_| errors.is_empty()) {
-        Some(config) => Ok(config),
-        None => anyhow::bail!("the configuration has errors:\n{}", errors.join("\n")),
-    }
-}
-
-/// Loads the pipeline definitions of `triggers`; any error stops here.
-pub fn load_pipelines(triggers: &Path) -> anyhow::Result<Pipelines> {
-    let (pipelines, diags) = Pipelines::load_dir(triggers);
-    let errors = errors(&diags);
-    if !errors.is_empty() {
-        anyhow::bail!(
-            "{} has errors (run `switchyard check`):\n{}",
-            triggers.display(),
-            errors.join("\n")
-        );
-    }
-    Ok(pipelines)
 }

@@ -282,19 +282,15 @@ pub fn scalar_list<'n>(node: &'n Node, what: &str, d: &mut Diagnostics) -> Vec<&
     }
 }
 
-/// Parses `500ms`, `30s`, `5m`, `1h`.
+/// Parses a duration as jiff's friendly format writes it (`500ms`, `30s`, `5m`, `1h`, `7d`,
+/// `2w`, `1h30m`, `90 minutes`) or ISO 8601 (`PT1H`), a day being 24 hours; `None` for
+/// anything else, a negative duration, or months and years (whose length varies).
 pub fn parse_duration(text: &str) -> Option<Duration> {
-    let split = text.find(|c: char| !c.is_ascii_digit())?;
-    let (num, unit) = text.split_at(split);
-    let n: u64 = num.parse().ok()?;
-    match unit {
-        "ms" => Some(Duration::from_millis(n)),
-        "s" => Some(Duration::from_secs(n)),
-        "m" => n.checked_mul(60).map(Duration::from_secs),
-        "h" => n.checked_mul(3600).map(Duration::from_secs),
-        "d" => n.checked_mul(86_400).map(Duration::from_secs),
-        _ => None,
-    }
+    let span: jiff::Span = text.parse().ok()?;
+    let exact = span
+        .to_duration(jiff::SpanRelativeTo::days_are_24_hours())
+        .ok()?;
+    Duration::try_from(exact).ok()
 }
 
 /// An error with its causes, `outer: cause: root cause`: the drivers' own texts are often
@@ -316,15 +312,47 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
-        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
-        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
-        assert_eq!(parse_duration("30"), None);
-        assert_eq!(parse_duration("s"), None);
-        assert_eq!(parse_duration("3d"), Some(Duration::from_secs(3 * 86_400)));
-        assert_eq!(parse_duration("3w"), None);
-        assert_eq!(parse_duration("99999999999999999d"), None);
+        let secs = Duration::from_secs;
+        let cases = [
+            ("500ms", Some(Duration::from_millis(500))),
+            ("30s", Some(secs(30))),
+            ("90s", Some(secs(90))),
+            ("5m", Some(secs(300))),
+            ("15m", Some(secs(900))),
+            ("1h", Some(secs(3600))),
+            ("2h", Some(secs(7200))),
+            ("3d", Some(secs(3 * 86_400))),
+            ("7d", Some(secs(7 * 86_400))),
+            ("336h", Some(secs(336 * 3600))),
+            ("0s", Some(secs(0))),
+            ("2w", Some(secs(14 * 86_400))),
+            ("1h30m", Some(secs(5400))),
+            ("PT1H", Some(secs(3600))),
+            ("14 days", Some(secs(14 * 86_400))),
+            ("90 minutes", Some(secs(5400))),
+            ("30", None),
+            ("s", None),
+            ("", None),
+            ("soon", None),
+            ("3 fortnights", None),
+            ("-5m", None),
+            ("5m ago", None),
+            ("1 month", None),
+            ("99999999999999999d", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse_duration(text), want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn a_hinted_error_prints_its_hint_on_a_line_of_its_own() {
+        let e = Hinted::new("--limit 0 is out of range", "ask for 1 to 10000 changes");
+        assert_eq!(
+            e.to_string(),
+            "--limit 0 is out of range\nhint: ask for 1 to 10000 changes"
+        );
+        assert_eq!(Hinted::new("no hint", "").to_string(), "no hint");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! switchyard's decision path, with no I/O engine: the change event and repository identity,
 //! the glob engine and both filter dialects, pipeline and target definitions, `switchyard.yaml`,
-//! secret references, signatures, and the reports of `check` and `explain`.
+//! secret references, signatures, the strict loader every entry point shares, and the reports
+//! of `check` and `explain`.
 //!
 //! Everything here is a pure function of its inputs, apart from reading the definition files,
 //! `switchyard.yaml` and `env:`/`file:` references with std. The crate has no async runtime,
@@ -14,6 +15,7 @@ pub mod event;
 pub mod explain;
 pub mod filter;
 pub mod glob;
+pub mod load;
 pub mod outcome;
 pub mod pipeline;
 pub mod repo;

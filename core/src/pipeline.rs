@@ -9,13 +9,13 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::diag::{Diagnostic, Diagnostics, MapReader, Severity, scalar};
+use crate::diag::{Diagnostic, Diagnostics, Hint, MapReader, Severity, scalar};
 use crate::event::{ChangeEvent, ChangeKind, check_ref};
 use crate::filter::{self, Filter, Prepared, Sets, Why};
 use crate::repo::RepoId;
 use crate::secret;
 use crate::target;
-use crate::yaml::{self, Node, Pos, Value};
+use crate::yaml::{self, Pos};
 
 /// One validated pipeline definition.
 #[derive(Clone, Debug)]
@@ -67,16 +67,7 @@ const KEYS: &[&str] = &[
     "concurrency",
     "start",
 ];
-/// The targets `pipeline` reads itself; the runner targets are `target::KEYS`.
-const START_KEYS: &[&str] = &["exec", "http", "eventbridge", "sqs"];
-
-/// Every key of `start:` that names a target.
-fn start_keys() -> Vec<&'static str> {
-    START_KEYS.iter().chain(target::KEYS).copied().collect()
-}
-
-/// Attempts time out after this long unless `start.timeout` says otherwise.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+pub use crate::target::DEFAULT_TIMEOUT;
 /// Parallel pipelines run this many starts at once unless `concurrency` says otherwise.
 pub const DEFAULT_PARALLEL: u32 = 16;
 
@@ -384,7 +375,7 @@ fn read_definition(
     };
 
     let start = match map.get("start") {
-        Some(node) => read_start(node, d),
+        Some(node) => target::read_start(node, d),
         None => {
             d.error(
                 root.pos,
@@ -408,179 +399,4 @@ fn read_definition(
         timeout,
     };
     Some((pipeline, name_pos))
-}
-
-fn read_start(node: &Node, d: &mut Diagnostics) -> Option<(Target, Duration)> {
-    let map = MapReader::new(node, "start", d)?;
-    let mut known = start_keys();
-    known.push("timeout");
-    map.deny_unknown(&known, "start", d);
-    let timeout = match map.get("timeout") {
-        Some(n) => {
-            scalar(n, "start.timeout", d).and_then(|t| match crate::diag::parse_duration(t) {
-                Some(dur) if dur >= Duration::from_millis(10) => Some(dur),
-                _ => {
-                    d.error(
-                        n.pos,
-                        format!("start.timeout {t:?} is not a duration of at least 10ms"),
-                        "write a number and a unit: 500ms, 30s, 5m, 1h",
-                    );
-                    None
-                }
-            })
-        }
-        None => Some(DEFAULT_TIMEOUT),
-    };
-    let target = read_target(&map, node, d)?;
-    Some((target, timeout?))
-}
-
-fn read_target(map: &MapReader<'_>, node: &Node, d: &mut Diagnostics) -> Option<Target> {
-    let keys = start_keys();
-    let targets: Vec<(&Node, &Node)> = keys.iter().filter_map(|k| map.entry(k)).collect();
-    let (key, value) = match targets.as_slice() {
-        [one] => *one,
-        [] => {
-            d.error(
-                node.pos,
-                "start names no target",
-                format!("use one of {}", quoted(&keys)),
-            );
-            return None;
-        }
-        [_, second, ..] => {
-            d.error(
-                second.0.pos,
-                "start names more than one target",
-                format!("keep exactly one of {}", quoted(&keys)),
-            );
-            return None;
-        }
-    };
-    match key.as_str().unwrap_or_default() {
-        "exec" => read_exec(value, d),
-        "http" => {
-            let m = MapReader::new(value, "start.http", d)?;
-            m.deny_unknown(&["url", "secret"], "start.http", d);
-            let url = required_url(&m, "url", "start.http", &["http", "https"], d);
-            let secret = m
-                .get("secret")
-                .and_then(|s| secret::read_ref(s, "start.http.secret", d));
-            if m.get("secret").is_some() && secret.is_none() {
-                return None;
-            }
-            Some(Target::Http { url: url?, secret })
-        }
-        "eventbridge" => {
-            let m = MapReader::new(value, "start.eventbridge", d)?;
-            m.deny_unknown(&["bus", "detail_type"], "start.eventbridge", d);
-            let bus = m
-                .get("bus")
-                .map_or(Some("default"), |n| scalar(n, "bus", d));
-            let detail_type = m
-                .get("detail_type")
-                .map_or(Some("Pipeline Start Requested"), |n| {
-                    scalar(n, "detail_type", d)
-                });
-            Some(Target::EventBridge {
-                bus: bus?.to_owned(),
-                detail_type: detail_type?.to_owned(),
-            })
-        }
-        "sqs" => {
-            let m = MapReader::new(value, "start.sqs", d)?;
-            m.deny_unknown(&["queue_url"], "start.sqs", d);
-            let url = required_url(&m, "queue_url", "start.sqs", &["http", "https"], d);
-            Some(Target::Sqs { queue_url: url? })
-        }
-        other => target::read(other, value, d),
-    }
-}
-
-/// `a`, `b` as the hints list keys.
-fn quoted(keys: &[&str]) -> String {
-    keys.iter()
-        .map(|k| format!("`{k}`"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn read_exec(value: &Node, d: &mut Diagnostics) -> Option<Target> {
-    let Value::Seq(items) = &value.value else {
-        d.error(
-            value.pos,
-            "start.exec must be a list of arguments, never a shell string",
-            "write the program and its arguments as a list, e.g. `exec: [\"./ci/run-pipeline\", \"api-build\"]`",
-        );
-        return None;
-    };
-    let mut argv = Vec::with_capacity(items.len());
-    for item in items {
-        match item.as_str() {
-            Some(arg) if !item.is_null() || matches!(item.value, Value::Scalar(_, false)) => {
-                argv.push(arg.to_owned())
-            }
-            _ => d.error(
-                item.pos,
-                format!(
-                    "each argument of start.exec must be text, found {}",
-                    item.kind_name()
-                ),
-                "quote the argument",
-            ),
-        }
-    }
-    if argv.is_empty() && items.is_empty() {
-        d.error(
-            value.pos,
-            "start.exec is empty",
-            "name the program to run, e.g. `exec: [\"./ci/run-pipeline\"]`",
-        );
-        return None;
-    }
-    if argv.first().is_some_and(String::is_empty) {
-        d.error(
-            items[0].pos,
-            "start.exec names an empty program",
-            "the first item is the program to run",
-        );
-        return None;
-    }
-    (argv.len() == items.len()).then_some(Target::Exec { argv })
-}
-
-fn required_url(
-    m: &MapReader<'_>,
-    key: &str,
-    what: &str,
-    schemes: &[&str],
-    d: &mut Diagnostics,
-) -> Option<String> {
-    let Some(node) = m.get(key) else {
-        d.error(
-            m.node().pos,
-            format!("{what} needs `{key}`"),
-            format!("add `{key}: https://...`"),
-        );
-        return None;
-    };
-    let url = scalar(node, key, d)?;
-    let ok = url.split_once("://").is_some_and(|(scheme, rest)| {
-        schemes.contains(&scheme) && !rest.is_empty() && !rest.starts_with('/')
-    });
-    if !ok {
-        d.error(
-            node.pos,
-            format!(
-                "{what}.{key} {url:?} is not an {} URL",
-                schemes.join(" or ")
-            ),
-            format!(
-                "write a full URL, e.g. {}://host/path",
-                schemes[schemes.len() - 1]
-            ),
-        );
-        return None;
-    }
-    Some(url.to_owned())
 }

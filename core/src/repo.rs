@@ -13,6 +13,8 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::diag::Hint;
+
 /// The normalized identity of a git repository.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -35,10 +37,10 @@ pub enum RepoIdError {
     Scheme { scheme: String, spelling: String },
 }
 
-impl RepoIdError {
+impl Hint for RepoIdError {
     /// What the user can do about it.
-    pub fn hint(&self) -> &'static str {
-        match self {
+    fn hint(&self) -> String {
+        let hint = match self {
             RepoIdError::Scheme { .. } => {
                 "use https://, http://, ssh://, git://, file://, user@host:path, a local path, \
                  codecommit::REGION://NAME or a CodeCommit ARN"
@@ -47,7 +49,8 @@ impl RepoIdError {
             _ => {
                 "write the clone URL, e.g. https://github.com/acme/api.git or git@github.com:acme/api.git"
             }
-        }
+        };
+        hint.to_owned()
     }
 }
 

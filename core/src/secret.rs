@@ -6,7 +6,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::diag::{Diagnostics, scalar};
+use crate::diag::{Diagnostics, Hint, scalar};
 use crate::yaml::{Node, Value};
 
 /// Where a secret is kept.
@@ -42,10 +42,10 @@ pub enum SecretRefError {
     EmptyPath,
 }
 
-impl SecretRefError {
+impl Hint for SecretRefError {
     /// What the user can do about it.
-    pub fn hint(&self) -> &'static str {
-        match self {
+    fn hint(&self) -> String {
+        let hint = match self {
             SecretRefError::InClear => {
                 "keep secrets out of configuration files: write env:NAME or file:PATH, \
                  and rotate this secret since it was written down"
@@ -54,7 +54,8 @@ impl SecretRefError {
                 "use letters, digits and `_`, e.g. env:GITHUB_WEBHOOK_SECRET"
             }
             SecretRefError::EmptyPath => "write file:/run/secrets/NAME",
-        }
+        };
+        hint.to_owned()
     }
 }
 

@@ -31,7 +31,7 @@ impl TraceParent {
         if s.len() < 55 || s[2] != b'-' || s[35] != b'-' || s[52] != b'-' {
             return None;
         }
-        let version = hex_byte(s[0], s[1])?;
+        let version = lower_hex::<1>(&s[0..2])?[0];
         if version == 0xff {
             return None;
         }
@@ -42,15 +42,9 @@ impl TraceParent {
             (_, _) if s[55] == b'-' => {}
             _ => return None,
         }
-        let mut trace_id = [0u8; 16];
-        for (i, byte) in trace_id.iter_mut().enumerate() {
-            *byte = hex_byte(s[3 + 2 * i], s[4 + 2 * i])?;
-        }
-        let mut parent_id = [0u8; 8];
-        for (i, byte) in parent_id.iter_mut().enumerate() {
-            *byte = hex_byte(s[36 + 2 * i], s[37 + 2 * i])?;
-        }
-        let mut flags = hex_byte(s[53], s[54])?;
+        let trace_id = lower_hex::<16>(&s[3..35])?;
+        let parent_id = lower_hex::<8>(&s[36..52])?;
+        let mut flags = lower_hex::<1>(&s[53..55])?[0];
         if version != 0 {
             flags &= SAMPLED;
         }
@@ -81,19 +75,8 @@ impl TraceParent {
     pub fn of_change(change_id: &str) -> TraceParent {
         use sha2::{Digest as _, Sha256};
         let digest = Sha256::digest(change_id.as_bytes());
-        let mut trace_id = [0u8; 16];
-        let hex = change_id.as_bytes();
-        let from_id = hex.len() == 32
-            && trace_id.iter_mut().enumerate().all(|(i, b)| {
-                match (hex_val(hex[2 * i]), hex_val(hex[2 * i + 1])) {
-                    (Some(h), Some(l)) => {
-                        *b = h << 4 | l;
-                        true
-                    }
-                    _ => false,
-                }
-            });
-        if !from_id || trace_id == [0; 16] {
+        let mut trace_id = lower_hex::<16>(change_id.as_bytes()).unwrap_or_default();
+        if trace_id == [0; 16] {
             trace_id.copy_from_slice(&digest[..16]);
         }
         let mut parent_id = [0u8; 8];
@@ -131,23 +114,21 @@ impl TraceParent {
 
     /// The trace id as 32 lower-case hex digits.
     pub fn trace_id_hex(&self) -> String {
-        let mut out = String::with_capacity(32);
-        push_hex(&mut out, &self.trace_id);
-        out
+        hex::encode(self.trace_id)
     }
 }
 
 impl fmt::Display for TraceParent {
     /// Version `00`: `00-<trace id>-<parent id>-<flags>`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut out = String::with_capacity(55);
-        out.push_str("00-");
-        push_hex(&mut out, &self.trace_id);
-        out.push('-');
-        push_hex(&mut out, &self.parent_id);
-        out.push('-');
-        push_hex(&mut out, &[self.flags]);
-        f.write_str(&out)
+        let mut out = *b"00-________________________________-________________-__";
+        let written = hex::encode_to_slice(self.trace_id, &mut out[3..35])
+            .and_then(|()| hex::encode_to_slice(self.parent_id, &mut out[36..52]))
+            .and_then(|()| hex::encode_to_slice([self.flags], &mut out[53..55]));
+        match (written, std::str::from_utf8(&out)) {
+            (Ok(()), Ok(text)) => f.write_str(text),
+            _ => Err(fmt::Error),
+        }
     }
 }
 
@@ -157,24 +138,18 @@ impl fmt::Debug for TraceParent {
     }
 }
 
-/// One byte of two lower-case hex digits (upper case is invalid in a `traceparent`).
-fn hex_byte(hi: u8, lo: u8) -> Option<u8> {
-    fn digit(c: u8) -> Option<u8> {
-        match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            _ => None,
-        }
+/// `N` bytes from exactly `2N` lower-case hex digits (upper case is invalid in a `traceparent`).
+fn lower_hex<const N: usize>(digits: &[u8]) -> Option<[u8; N]> {
+    if digits.len() != 2 * N
+        || !digits
+            .iter()
+            .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return None;
     }
-    Some(digit(hi)? << 4 | digit(lo)?)
-}
-
-fn push_hex(out: &mut String, bytes: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)] as char);
-        out.push(DIGITS[usize::from(b & 0xf)] as char);
-    }
+    let mut out = [0u8; N];
+    hex::decode_to_slice(digits, &mut out).ok()?;
+    Some(out)
 }
 
 fn nonzero_u128() -> u128 {
@@ -192,15 +167,6 @@ fn nonzero_u64() -> u64 {
         if n != 0 {
             return n;
         }
-    }
-}
-
-/// The value of one lower-case hex digit.
-fn hex_val(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
     }
 }
 

@@ -55,7 +55,7 @@ pub fn github_push(push: &Push) -> Value {
 /// Signs `push`'s GitHub delivery with `secret` and posts it to `serve`'s receiver
 /// `/hooks/github`; the HTTP status.
 pub async fn send_webhook(
-    client: &switchyard::dispatch::http::Client,
+    client: &switchyard::transport::http::Client,
     serve: SocketAddr,
     secret: &str,
     push: &Push,

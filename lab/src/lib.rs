@@ -19,7 +19,11 @@
 //! - [`metrics`]: the one reader of `/metrics` (Prometheus text and OpenMetrics).
 //! - [`otlp`]: an OTLP/HTTP collector stub recording the spans exported to it ([`Collector`]).
 //! - [`stats`]: the one percentile (nearest rank) and summary every figure uses.
-//! - [`procfs`]: CPU time of a process and of the machine, from `/proc`.
+//! - [`procfs`]: CPU time of a process, its threads and of the machine, its write I/O and its
+//!   children, from `/proc` (the `procfs` crate).
+//! - [`cpu`]: the CPU use of a benchmark's servers, PostgreSQL and machine between two samples.
+//! - [`load`]: the HTTP load generator: signed deliveries over keep-alive connections, in a
+//!   closed loop or paced.
 //! - [`process`]: free ports, children killed on drop, captured output.
 //! - [`skip`]: the skip policy for a service that is not installed.
 //! - [`bench`]: `switchyard bench`, the comparison of the three sources (binary
@@ -28,8 +32,10 @@
 pub mod announce;
 pub mod bench;
 pub mod browser;
+pub mod cpu;
 pub mod git;
 pub mod http;
+pub mod load;
 pub mod metrics;
 pub mod moto;
 pub mod otlp;

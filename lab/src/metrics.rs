@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 /// One sample line.
 #[derive(Clone, Debug, PartialEq)]
@@ -116,6 +117,30 @@ pub async fn read(addr: SocketAddr) -> Metrics {
         .map(|(_, text)| text)
         .unwrap_or_default();
     Metrics::parse(&text)
+}
+
+/// The dispatcher's passes over the store's open starts (`src/dispatch/mod.rs`).
+pub const DISPATCH_PASSES: &str = "switchyard_dispatch_passes_total";
+
+/// Waits until the dispatcher of the server at `addr` has begun two passes over the store
+/// since this call (so that one pass read the store as it is now, and ended) and no attempt
+/// is in flight: what that store asks for has been attempted and its outcome recorded, and a
+/// start that has not arrived anywhere by then was not made. A fact to wait for instead of a
+/// time. The metrics then; `None` when that did not happen `within`.
+pub async fn dispatcher_idle(addr: SocketAddr, within: Duration) -> Option<Metrics> {
+    let deadline = Instant::now() + within;
+    let passes = read(addr).await.sum(DISPATCH_PASSES, &[]) + 2.0;
+    loop {
+        let metrics = read(addr).await;
+        let idle = metrics.sum("switchyard_starts_in_flight", &[]) == 0.0;
+        if metrics.sum(DISPATCH_PASSES, &[]) >= passes && idle {
+            return Some(metrics);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// The text as it was read.

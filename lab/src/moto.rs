@@ -207,16 +207,14 @@ impl Moto {
     pub async fn service_role(&self, name: &str, service: &str) -> anyhow::Result<String> {
         let trust = serde_json::json!({"Version": "2012-10-17", "Statement": [{
             "Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}]});
-        let form: String = [
-            ("Action", "CreateRole"),
-            ("Version", "2010-05-08"),
-            ("RoleName", name),
-            ("AssumeRolePolicyDocument", &trust.to_string()),
-        ]
-        .iter()
-        .map(|(k, v)| format!("{k}={}", form_encode(v)))
-        .collect::<Vec<_>>()
-        .join("&");
+        let form = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([
+                ("Action", "CreateRole"),
+                ("Version", "2010-05-08"),
+                ("RoleName", name),
+                ("AssumeRolePolicyDocument", &trust.to_string()),
+            ])
+            .finish();
         let headers = [
             (
                 "content-type".to_owned(),
@@ -627,18 +625,6 @@ fn scope(service: &str) -> String {
     format!(
         "AWS4-HMAC-SHA256 Credential=testing/20260101/{REGION}/{service}/aws4_request, SignedHeaders=host, Signature=0"
     )
-}
-
-/// `text` encoded for an `application/x-www-form-urlencoded` body.
-fn form_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// One event for [`put_events`]: source, detail type, the resource it is about, detail (JSON).

@@ -122,10 +122,6 @@ impl Collector {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn text(value: Option<&AnyValue>) -> Option<String> {
     match value?.value.as_ref()? {
         any_value::Value::StringValue(s) => Some(s.clone()),
@@ -153,9 +149,9 @@ fn decode(body: &[u8]) -> Vec<ExportedSpan> {
             for span in scope.spans {
                 out.push(ExportedSpan {
                     name: span.name,
-                    trace_id: hex(&span.trace_id),
-                    span_id: hex(&span.span_id),
-                    parent_span_id: hex(&span.parent_span_id),
+                    trace_id: hex::encode(&span.trace_id),
+                    span_id: hex::encode(&span.span_id),
+                    parent_span_id: hex::encode(&span.parent_span_id),
                     service: service.clone(),
                     attributes: span
                         .attributes

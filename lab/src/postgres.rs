@@ -464,6 +464,36 @@ fn quoted_for_shell(word: &str) -> String {
     format!("'{}'", word.replace('\'', r"'\''"))
 }
 
+/// What a PostgreSQL process is, from the title it sets (`postgres: walwriter`,
+/// `postgres: USER DB 127.0.0.1(port) idle`): a session of database `db` is a replica's, of
+/// another this benchmark's statistics. The postmaster (and a child that has not set its
+/// title yet) keeps its command line.
+pub fn role(cmdline: &str, db: &str) -> String {
+    let Some(title) = cmdline.strip_prefix("postgres: ") else {
+        return "postmaster".into();
+    };
+    let mut words = title.split([' ', '\0']);
+    if words.next() == Some(USER) {
+        return if words.next() == Some(db) {
+            "replicas' sessions".into()
+        } else {
+            "this benchmark's sessions".into()
+        };
+    }
+    let known = [
+        "walwriter",
+        "checkpointer",
+        "background writer",
+        "autovacuum launcher",
+        "autovacuum worker",
+        "logical replication launcher",
+    ];
+    known
+        .iter()
+        .find(|k| title.starts_with(**k))
+        .map_or_else(|| "other".into(), |k| (*k).to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

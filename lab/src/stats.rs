@@ -51,6 +51,26 @@ impl Summary {
     }
 }
 
+/// `x` rounded to `digits` decimal places, for figures in JSON.
+pub fn round(x: f64, digits: i32) -> f64 {
+    let f = 10f64.powi(digits);
+    (x * f).round() / f
+}
+
+/// `n` (any integer) with thousands separators: `12,345`.
+pub fn thousands(n: impl Into<i128>) -> String {
+    let n: i128 = n.into();
+    let s = n.unsigned_abs().to_string();
+    let mut out = String::from(if n < 0 { "-" } else { "" });
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,9 @@
 //! The AWS SDK set-up shared by the EventBridge source, the AWS start targets, the Lambda
 //! function's claims and `switchyard aws setup`: credentials from the standard chain
 //! (environment, profile, container and instance roles, web identity), rustls with ring for
-//! TLS, an optional endpoint URL (moto, LocalStack).
+//! TLS, an optional endpoint URL (moto, LocalStack). `setup.rs` is `switchyard aws setup` (the
+//! queue, its dead-letter queue, the rules); `claims.rs` the start ids Lambda claims in a
+//! DynamoDB table (Powertools' item layout and conditions).
 
 pub mod claims;
 pub mod setup;

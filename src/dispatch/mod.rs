@@ -7,11 +7,6 @@
 //! reopened from another process. Which starts are in flight lives only in memory: after a
 //! crash every open start is claimable again, and its retry carries the same start id.
 
-pub mod aws;
-pub mod exec;
-pub mod http;
-pub mod runners;
-
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,12 +18,12 @@ use tracing::Instrument as _;
 
 use crate::event::ChangeEvent;
 use crate::metrics::{Metrics, Name};
-use crate::pipeline::{Mode, Pipeline, Pipelines, Target};
+use crate::pipeline::{Mode, Pipeline, Pipelines};
 use crate::shutdown::Shutdown;
-use crate::signature::Key;
 use crate::store::{ClaimRequest, Finish, StartRow, StartState, Store, now_ms};
-use crate::template::Context;
+use crate::target::{Attempt, Failure};
 use crate::trace::TraceParent;
+use crate::transport::{Transports, aws::Aws};
 
 /// How often the dispatcher looks at the store without being woken.
 const SWEEP: Duration = Duration::from_secs(1);
@@ -36,70 +31,6 @@ const SWEEP: Duration = Duration::from_secs(1);
 const WINDOW: u32 = 64;
 /// The longest wait between two tries to record an attempt's outcome in a store that fails.
 const FINISH_RETRY: Duration = Duration::from_secs(1);
-
-/// The longest a runner's `Retry-After` (or rate-limit reset) is waited for; a longer one is cut
-/// to this, so that a wrong clock or a typo on the runner's side cannot park a start for days.
-pub const RETRY_AFTER_MAX: Duration = Duration::from_secs(3600);
-
-/// Why one attempt failed, and whether trying again can help.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Failure {
-    pub message: String,
-    pub retry: bool,
-    /// When the runner said when to try again (`Retry-After`, a rate limit's reset): how long
-    /// to wait instead of the backoff.
-    pub after: Option<Duration>,
-}
-
-impl Failure {
-    /// A failure worth retrying.
-    pub fn retry(message: impl Into<String>) -> Failure {
-        Failure {
-            message: message.into(),
-            retry: true,
-            after: None,
-        }
-    }
-
-    /// A failure worth retrying once `after` has passed, when the runner said so (throttling).
-    pub fn throttled(message: impl Into<String>, after: Option<Duration>) -> Failure {
-        Failure {
-            message: message.into(),
-            retry: true,
-            after: after.map(|a| a.min(RETRY_AFTER_MAX)),
-        }
-    }
-
-    /// A failure that another attempt would repeat.
-    pub fn dead(message: impl Into<String>) -> Failure {
-        Failure {
-            message: message.into(),
-            retry: false,
-            after: None,
-        }
-    }
-}
-
-/// What a successful attempt started.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Started {
-    /// The runner's id or URL of the run, when it tells one.
-    pub run: Option<String>,
-}
-
-impl Started {
-    /// A start whose runner tells no run.
-    pub fn unnamed() -> Started {
-        Started { run: None }
-    }
-
-    /// A start that made run `run`.
-    pub fn run(run: impl Into<String>) -> Started {
-        Started {
-            run: Some(run.into()),
-        }
-    }
-}
 
 /// Retry policy.
 #[derive(Clone, Debug)]
@@ -120,44 +51,6 @@ impl Policy {
     }
 }
 
-/// Where `exec` attempts find their event file (`SWITCHYARD_EVENT`). The files live only as
-/// long as an attempt, so a memory-backed file system is preferred when there is one
-/// (`/dev/shm`): creating and deleting a file per start on a journaling file system costs more
-/// than the start's own bookkeeping. Otherwise `STATE_DIR/events`.
-fn events_dir(state_dir: &std::path::Path) -> PathBuf {
-    let shm = std::path::Path::new("/dev/shm");
-    if shm.is_dir() {
-        remove_stale_event_dirs(shm);
-        // One directory per dispatcher: several may run in one process (tests), and each
-        // removes its own when it stops.
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = shm.join(format!("switchyard-{}-{n}", std::process::id()));
-        if std::fs::create_dir_all(&dir).is_ok() {
-            return dir;
-        }
-    }
-    state_dir.join("events")
-}
-
-/// Removes the event-file directories of switchyard processes that no longer run (a process
-/// killed with SIGKILL cannot remove its own).
-fn remove_stale_event_dirs(shm: &std::path::Path) {
-    let Ok(entries) = std::fs::read_dir(shm) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix("switchyard-")) else {
-            continue;
-        };
-        let pid = rest.split('-').next().unwrap_or_default();
-        if pid.parse::<u32>().is_ok() && !std::path::Path::new("/proc").join(pid).exists() {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
-}
-
 /// Everything an attempt needs, shared by all attempts.
 #[derive(Debug)]
 struct Shared {
@@ -166,7 +59,7 @@ struct Shared {
     /// Each pipeline's name as a metric label, made once.
     labels: HashMap<String, Name>,
     policy: Policy,
-    starter: Starter,
+    transports: Transports,
 }
 
 impl Shared {
@@ -176,53 +69,6 @@ impl Shared {
             .get(name)
             .cloned()
             .unwrap_or_else(|| Name::from(name))
-    }
-}
-
-/// What carries out one attempt of a start on its target, with no store: the HTTP and AWS
-/// clients and the directory of `exec` event files. The dispatcher records each attempt's
-/// outcome; the Lambda handler, which has no store, attempts its starts directly.
-#[derive(Debug)]
-pub struct Starter {
-    http: http::Client,
-    aws: aws::Targets,
-    events_dir: PathBuf,
-}
-
-impl Starter {
-    /// A starter whose `exec` attempts write their event files under `events_dir`.
-    pub fn new(aws: aws::Targets, events_dir: PathBuf) -> Starter {
-        Starter {
-            http: http::client(),
-            aws,
-            events_dir,
-        }
-    }
-
-    /// Attempts `start_id`, the `attempt`-th attempt (from 1), of `pipeline` for `event`
-    /// (`event_json` is its JSON text) in the trace of `traceparent` (the change's), within a
-    /// span `attempt`.
-    pub async fn start(
-        &self,
-        pipeline: &Pipeline,
-        start_id: &str,
-        attempt: u32,
-        event: &ChangeEvent,
-        event_json: &str,
-        traceparent: &TraceParent,
-    ) -> Result<Started, Failure> {
-        let span = tracing::info_span!("attempt", attempt);
-        run_target(
-            self,
-            pipeline,
-            start_id,
-            attempt,
-            event,
-            event_json,
-            traceparent,
-        )
-        .instrument(span)
-        .await
     }
 }
 
@@ -247,7 +93,7 @@ impl Dispatcher {
         state_dir: PathBuf,
         new_work: Arc<Notify>,
         metrics: Arc<Metrics>,
-        aws: aws::Targets,
+        aws: Aws,
     ) -> Dispatcher {
         let shared = Shared {
             store,
@@ -258,7 +104,7 @@ impl Dispatcher {
                 .map(|p| (p.name.clone(), Name::from(p.name.as_str())))
                 .collect(),
             policy,
-            starter: Starter::new(aws, events_dir(&state_dir)),
+            transports: Transports::new(aws, crate::transport::exec::events_dir(&state_dir)),
         };
         Dispatcher {
             shared: Arc::new(shared),
@@ -278,6 +124,7 @@ impl Dispatcher {
     /// One pass: claims every start that may begin now and spawns its attempt. Returns when the
     /// next not-yet-due start becomes due (Unix ms), if any.
     pub async fn dispatch_once(&mut self) -> Option<i64> {
+        self.shared.metrics.dispatch_pass();
         let rows = match self.shared.store.open_starts(WINDOW).await {
             Ok(rows) => rows,
             Err(e) => {
@@ -479,8 +326,9 @@ impl Dispatcher {
             }
         }
         // The event files' directory is this process's own when it is in /dev/shm.
-        if self.shared.starter.events_dir.starts_with("/dev/shm") {
-            let _ = std::fs::remove_dir_all(&self.shared.starter.events_dir);
+        let events_dir = self.shared.transports.events_dir();
+        if events_dir.starts_with("/dev/shm") {
+            let _ = std::fs::remove_dir_all(events_dir);
         }
     }
 }
@@ -505,9 +353,22 @@ async fn attempt(
     let result = match &event {
         None => Err(Failure::dead("the stored change event cannot be read")),
         Some(event) => {
-            let attempt = row.attempts + 1;
-            (shared.starter)
-                .start(pipeline, &row.id, attempt, event, &event_json, traceparent)
+            let number = row.attempts + 1;
+            let (span, traceparent) = crate::telemetry::attempt(number, traceparent);
+            let attempt = Attempt {
+                pipeline: &pipeline.name,
+                start_id: &row.id,
+                number,
+                event,
+                event_json: &event_json,
+                traceparent: &traceparent,
+                timeout: pipeline.timeout,
+            };
+            let target = &pipeline.target;
+            shared
+                .transports
+                .attempt(target, &attempt)
+                .instrument(span)
                 .await
         }
     };
@@ -516,7 +377,7 @@ async fn attempt(
     crate::crash_point("start-attempted");
     let failures = row.attempts + 1;
     let finish = match result {
-        Ok(started) => Finish::Succeeded { run: started.run },
+        Ok(run) => Finish::Succeeded { run: run.id },
         Err(f) if f.retry && failures < shared.policy.attempts => {
             let delay = f.after.unwrap_or_else(|| shared.policy.delay(failures));
             Finish::Retry {
@@ -562,116 +423,12 @@ async fn attempt(
                 if failures == 0 {
                     tracing::warn!(start = %row.id, error = %e, "cannot record the start's outcome; trying again until the store answers");
                 }
+                shared.metrics.store_error();
                 failures += 1;
             }
         }
         tokio::time::sleep(FINISH_RETRY.min(Duration::from_millis(50) * 4u32.pow(failures.min(3))))
             .await;
-    }
-}
-
-/// What the `http`, `eventbridge` and `sqs` targets send: `{"pipeline", "start_id", "event"}`.
-fn start_body(pipeline: &Pipeline, start_id: &str, event: &ChangeEvent) -> Result<String, Failure> {
-    let body = serde_json::json!({"pipeline": pipeline.name, "start_id": start_id, "event": event});
-    serde_json::to_string(&body).map_err(|e| Failure::dead(e.to_string()))
-}
-
-async fn run_target(
-    shared: &Starter,
-    pipeline: &Pipeline,
-    start_id: &str,
-    attempt: u32,
-    event: &ChangeEvent,
-    event_json: &str,
-    traceparent: &TraceParent,
-) -> Result<Started, Failure> {
-    // A new span id for each attempt, in the change's trace.
-    let traceparent = crate::telemetry::outgoing(traceparent);
-    let ctx = Context {
-        event,
-        pipeline: &pipeline.name,
-        start_id,
-    };
-    match &pipeline.target {
-        Target::Exec { argv } => {
-            let env = [
-                ("SWITCHYARD_PIPELINE", pipeline.name.clone()),
-                ("SWITCHYARD_START_ID", start_id.to_owned()),
-                ("SWITCHYARD_CHANGE_ID", event.id.clone()),
-                ("SWITCHYARD_REPOSITORY", event.repository.to_string()),
-                ("SWITCHYARD_REF", event.git_ref.clone()),
-                ("SWITCHYARD_SHA", event.sha().to_owned()),
-                ("SWITCHYARD_BEFORE", event.before.clone()),
-                ("SWITCHYARD_SOURCE", event.source.kind.to_string()),
-                ("SWITCHYARD_ATTEMPT", attempt.to_string()),
-                ("TRACEPARENT", traceparent.to_string()),
-            ];
-            if !shared.events_dir.is_dir()
-                && let Err(e) = tokio::fs::create_dir_all(&shared.events_dir).await
-            {
-                return Err(Failure::retry(format!(
-                    "cannot create {}: {e}",
-                    shared.events_dir.display()
-                )));
-            }
-            let file = shared.events_dir.join(format!("{start_id}.json"));
-            exec::run(argv, &env, event_json.as_bytes(), &file, pipeline.timeout).await?;
-            Ok(Started::unnamed())
-        }
-        Target::Http { url, secret } => {
-            // Read at every attempt: a rotated secret applies without a restart, and a missing
-            // one fails this start (to be retried), not the server.
-            let key = match secret {
-                Some(secret) => {
-                    let value = secret
-                        .resolve()
-                        .map_err(|e| Failure::retry(e.to_string()))?;
-                    Some(
-                        Key::from_secret(&value)
-                            .map_err(|e| Failure::retry(format!("{secret}: {e}")))?,
-                    )
-                }
-                None => None,
-            };
-            let body = start_body(pipeline, start_id, event)?.into_bytes();
-            http::post(
-                &shared.http,
-                url,
-                body,
-                start_id,
-                key.as_ref(),
-                &traceparent,
-                pipeline.timeout,
-            )
-            .await?;
-            Ok(Started::unnamed())
-        }
-        Target::EventBridge { bus, detail_type } => {
-            let detail = start_body(pipeline, start_id, event)?;
-            shared.aws.put_event(bus, detail_type, &detail).await
-        }
-        Target::Sqs { queue_url } => {
-            let body = start_body(pipeline, start_id, event)?;
-            shared
-                .aws
-                .send_message(queue_url, &body, &pipeline.name, start_id)
-                .await
-        }
-        Target::CodePipeline(target) => shared.aws.start_pipeline(target, &ctx).await,
-        Target::CodeBuild(target) => shared.aws.start_build(target, &ctx).await,
-        Target::GithubActions(target) => {
-            runners::github_actions(&shared.http, target, &ctx, &traceparent, pipeline.timeout)
-                .await
-        }
-        Target::Gitlab(target) => {
-            runners::gitlab(&shared.http, target, &ctx, &traceparent, pipeline.timeout).await
-        }
-        Target::Buildkite(target) => {
-            runners::buildkite(&shared.http, target, &ctx, &traceparent, pipeline.timeout).await
-        }
-        Target::Jenkins(target) => {
-            runners::jenkins(&shared.http, target, &ctx, &traceparent, pipeline.timeout).await
-        }
     }
 }
 

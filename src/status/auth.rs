@@ -2,12 +2,12 @@
 //! JavaScript, and the token itself never leaves the login form:
 //!
 //! - `POST /login` takes the token from a form and compares it with the configured one in
-//!   constant time (`subtle`, on digests of both, so not even the length shows). When they are
-//!   equal, the answer sets a **signed cookie** (the `cookie` crate's signed jar, HMAC-SHA256)
-//!   holding the time the session was issued, under a key derived from a random key of this
-//!   process and the token (`HttpOnly`, `SameSite=Strict`, 12 hours). The cookie never holds
-//!   the token, and a session ends with the process, with the token's change, or after 12
-//!   hours.
+//!   constant time (`signature::secrets_equal`: `subtle` on digests of both, so not even the
+//!   length shows). When they are equal, the answer sets a **signed cookie** (the `cookie`
+//!   crate's signed jar, HMAC-SHA256) holding the time the session was issued, under a key
+//!   derived from a random key of this process and the token (`HttpOnly`, `SameSite=Strict`,
+//!   12 hours). The cookie never holds the token, and a session ends with the process, with the
+//!   token's change, or after 12 hours.
 //! - Every page an operator sees embeds a **CSRF token** in each form: an HMAC of the cookie's
 //!   value under the same key. An action needs both the cookie and the form's token (each
 //!   compared in constant time); another site can send neither (SameSite keeps the cookie at
@@ -19,11 +19,10 @@
 use std::time::Duration;
 
 use cookie::{Cookie, CookieJar, Key, SameSite};
-use sha2::{Digest as _, Sha256};
-use subtle::ConstantTimeEq as _;
+use sha2::Sha256;
 
 use crate::secret::{ResolveError, SecretRef};
-use crate::signature::hmac_sha256_hex;
+use crate::signature::{hmac_sha256_hex, secrets_equal};
 
 /// The cookie's name.
 pub const COOKIE: &str = "switchyard_session";
@@ -58,11 +57,6 @@ impl std::fmt::Debug for Session {
     }
 }
 
-/// Whether `a` and `b` are equal, in time that depends on neither (digests of both compared).
-fn equal(a: &[u8], b: &[u8]) -> bool {
-    Sha256::digest(a).ct_eq(&Sha256::digest(b)).into()
-}
-
 /// The session cookie's attributes, with `value` and `max_age`.
 fn session_cookie(value: String, max_age: Duration) -> Cookie<'static> {
     Cookie::build((COOKIE, value))
@@ -81,7 +75,7 @@ impl Session {
 
     /// Whether `offered` (a form's `csrf` field) is this session's CSRF token.
     pub fn csrf_matches(&self, offered: &str) -> bool {
-        self.csrf.as_bytes().ct_eq(offered.as_bytes()).into()
+        secrets_equal(self.csrf.as_bytes(), offered.as_bytes())
     }
 
     /// The `Set-Cookie` value that starts this session in the browser.
@@ -146,7 +140,7 @@ impl Operator {
     /// is not; an error when the token cannot be read.
     pub fn login(&self, offered: &str, now_s: i64) -> Result<Option<Session>, ResolveError> {
         let token = self.token.resolve()?;
-        if !equal(token.as_bytes(), offered.as_bytes()) {
+        if !secrets_equal(token.as_bytes(), offered.as_bytes()) {
             return Ok(None);
         }
         Ok(Some(Operator::session_at(&self.key(&token), now_s)))
@@ -169,7 +163,7 @@ impl Operator {
             return None;
         }
         let session = Operator::session_at(&key, issued_s);
-        equal(session.value.as_bytes(), value.as_bytes()).then_some(session)
+        secrets_equal(session.value.as_bytes(), value.as_bytes()).then_some(session)
     }
 }
 

@@ -277,6 +277,7 @@ fn list_query(query: Option<&str>, default_limit: u32) -> Result<(ChangeQuery, A
         repository,
         pipeline: get("pipeline").map(str::to_owned),
         since_ms,
+        before_seq: None,
         limit,
     };
     Ok((query, asked))

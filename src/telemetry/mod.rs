@@ -24,6 +24,7 @@ use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
+use crate::diag::Hinted;
 use crate::trace::TraceParent;
 
 /// The variable that chooses the log format when `--log-format` is not given.
@@ -51,7 +52,7 @@ pub enum LogFormat {
 impl LogFormat {
     /// The format named `flag` (`--log-format`), else by [`FORMAT_VARIABLE`], else text. An
     /// unknown name is an error naming it, where it came from, and the choices.
-    pub fn choose(flag: Option<&str>, variable: Option<&str>) -> Result<LogFormat, String> {
+    pub fn choose(flag: Option<&str>, variable: Option<&str>) -> Result<LogFormat, Hinted> {
         let (value, from) = match (flag, variable) {
             (Some(v), _) => (v, "--log-format"),
             (None, Some(v)) if !v.is_empty() => (v, FORMAT_VARIABLE),
@@ -60,8 +61,9 @@ impl LogFormat {
         match value {
             "text" => Ok(LogFormat::Text),
             "json" => Ok(LogFormat::Json),
-            _ => Err(format!(
-                "{from}: unknown log format {value:?}\nhint: choose text (the default) or json"
+            _ => Err(Hinted::new(
+                format!("{from}: unknown log format {value:?}"),
+                "choose text (the default) or json",
             )),
         }
     }
@@ -90,7 +92,7 @@ impl Telemetry {
 /// [`FILTER_VARIABLE`]; with `export` and an OTLP endpoint in the environment
 /// (`OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`), spans are exported
 /// too, in batches.
-pub fn init(format: LogFormat, export: bool) -> Result<Telemetry, String> {
+pub fn init(format: LogFormat, export: bool) -> anyhow::Result<Telemetry> {
     let filter = tracing_subscriber::EnvFilter::try_from_env(FILTER_VARIABLE)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let provider = if export && otlp::configured() {
@@ -122,7 +124,7 @@ pub fn init(format: LogFormat, export: bool) -> Result<Telemetry, String> {
         .with(lines)
         .with(filter)
         .try_init()
-        .map_err(|e| format!("cannot set up logging: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))?;
     JSON_LINES.store(format == LogFormat::Json, Ordering::Relaxed);
     if provider.is_some() {
         EXPORTING.store(true, Ordering::Relaxed);
@@ -202,6 +204,14 @@ pub fn outgoing(change: &TraceParent) -> TraceParent {
         .unwrap_or_else(|| change.child())
 }
 
+/// The span of attempt `number` of a start of `change`'s trace, and the `traceparent` its
+/// requests carry (a new span of that trace).
+pub fn attempt(number: u32, change: &TraceParent) -> (tracing::Span, TraceParent) {
+    let span = tracing::info_span!("attempt", attempt = number);
+    let traceparent = span.in_scope(|| outgoing(change));
+    (span, traceparent)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,8 +243,8 @@ mod tests {
                 Ok(format) => assert_eq!(got, Ok(format), "{flag:?} {variable:?}"),
                 Err(first) => {
                     let e = got.expect_err("an error");
-                    assert_eq!(e.lines().next(), Some(first));
-                    assert!(e.contains("choose text (the default) or json"), "{e}");
+                    assert_eq!(e.message, first);
+                    assert_eq!(e.hint, "choose text (the default) or json");
                 }
             }
         }

@@ -17,7 +17,8 @@ use opentelemetry_otlp::{Protocol, WithExportConfig as _, WithHttpConfig as _};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 
-use crate::dispatch::http;
+use crate::diag::Hinted;
+use crate::transport::http;
 
 /// The most one export may take.
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -39,22 +40,26 @@ pub(super) fn service_name() -> String {
 }
 
 /// The tracer provider exporting in batches to the configured endpoint.
-pub(super) fn provider() -> Result<SdkTracerProvider, String> {
+pub(super) fn provider() -> anyhow::Result<SdkTracerProvider> {
     for name in [
         "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
         "OTEL_EXPORTER_OTLP_PROTOCOL",
     ] {
         if let Some(protocol) = variable(name).filter(|p| p != "http/protobuf") {
-            return Err(format!(
-                "{name}={protocol:?}: switchyard exports spans over OTLP/HTTP with protobuf only\nhint: unset it, or set it to http/protobuf"
-            ));
+            return Err(Hinted::new(
+                format!(
+                    "{name}={protocol:?}: switchyard exports spans over OTLP/HTTP with protobuf only"
+                ),
+                "unset it, or set it to http/protobuf",
+            )
+            .into());
         }
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .thread_name("switchyard-otlp")
         .build()
-        .map_err(|e| format!("cannot start the OTLP exporter's runtime: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("cannot start the OTLP exporter's runtime: {e}"))?;
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .with_protocol(Protocol::HttpBinary)
@@ -65,7 +70,10 @@ pub(super) fn provider() -> Result<SdkTracerProvider, String> {
         })
         .build()
         .map_err(|e| {
-            format!("cannot export spans: {e}\nhint: check OTEL_EXPORTER_OTLP_ENDPOINT (a URL such as http://127.0.0.1:4318)")
+            Hinted::new(
+                format!("cannot export spans: {e}"),
+                "check OTEL_EXPORTER_OTLP_ENDPOINT (a URL such as http://127.0.0.1:4318)",
+            )
         })?;
     let resource = Resource::builder()
         .with_service_name(service_name())
@@ -88,7 +96,7 @@ struct Post {
 
 impl Post {
     fn post(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
-        let exchange = http::send_bytes(&self.client, request, TIMEOUT);
+        let exchange = http::send(&self.client, request, TIMEOUT);
         // The batch processor's thread has no runtime; anywhere else, block on a thread of
         // its own, never on a runtime's worker.
         let answer = if tokio::runtime::Handle::try_current().is_err() {
@@ -97,18 +105,18 @@ impl Post {
             std::thread::scope(|s| {
                 s.spawn(|| self.runtime.block_on(exchange))
                     .join()
-                    .unwrap_or_else(|_| Err(crate::dispatch::Failure::retry("the export panicked")))
+                    .unwrap_or_else(|_| Err(crate::target::Failure::retry("the export panicked")))
             })
         };
         let answer = match answer {
-            Ok(answer) if answer.status.is_success() => {
+            Ok(answer) if answer.0.is_success() => {
                 if self.failing.swap(false, Ordering::Relaxed) {
                     tracing::info!("exporting spans again");
                 }
                 answer
             }
             Ok(answer) => {
-                self.failed(&format!("the collector answered {}", answer.status));
+                self.failed(&format!("the collector answered {}", answer.0));
                 answer
             }
             Err(failure) => {
@@ -116,9 +124,10 @@ impl Post {
                 return Err(failure.message.into());
             }
         };
-        let mut response = Response::new(answer.body);
-        *response.status_mut() = answer.status;
-        *response.headers_mut() = answer.headers;
+        let (status, headers, body) = answer;
+        let mut response = Response::new(body);
+        *response.status_mut() = status;
+        *response.headers_mut() = headers;
         Ok(response)
     }
 

@@ -45,7 +45,7 @@ async fn push(served: &Serve, delivery: &str, after: &str) {
 
 /// The starts of `outbox list --all --format json`.
 fn starts(p: &Project) -> Vec<Value> {
-    let run = p.run(&["outbox", "list", "--all", "--format", "json"], "");
+    let run = p.run(&["outbox", "list", "--all", "--format", "json"], &[], "");
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     run.stdout
         .lines()
@@ -227,7 +227,7 @@ async fn a_pipeline_that_does_not_exist_is_dead_lettered_at_once_with_a_hint() {
     assert_eq!(start["attempts"], 1, "{start}");
     let error = start["last_error"].as_str().expect("an error");
     assert!(error.contains("PipelineNotFoundException"), "{error}");
-    let listed = p.run(&["outbox", "list"], "");
+    let listed = p.run(&["outbox", "list"], &[], "");
     assert!(
         listed.stdout.contains(
             "hint: check the pipeline name \"no-such-pipeline\" and the region (us-east-1)"

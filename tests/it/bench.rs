@@ -99,7 +99,7 @@ fn bench_without_the_lab_program_beside_it_says_how_to_build_it() {
         );
     }
     // The binary's own help still says what `bench` is and where its flags are.
-    let help = project.run(&["help", "bench"], "");
+    let help = project.run(&["help", "bench"], &[], "");
     assert_eq!(help.code, Some(0), "{}", help.stderr);
     assert!(
         help.stdout.contains("switchyard bench --help"),

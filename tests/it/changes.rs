@@ -5,13 +5,14 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
 use switchyard_lab::Runner;
 
-use crate::support::{Run, TestServer, change, eventually, served_config, sha};
+use crate::support::{
+    Run, TestServer, change, dispatcher_idle, eventually, run_in, served_config, sha,
+};
 
 /// `deploy` starts on pushes to main touching `src/**`.
 fn deploy(addr: SocketAddr) -> String {
@@ -29,12 +30,7 @@ fn docs(addr: SocketAddr, paths: &str) -> String {
 
 /// `switchyard ARGS` in `root`, to its end.
 fn run(root: &Path, args: &[&str]) -> Run {
-    let output = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(args)
-        .current_dir(root)
-        .output()
-        .expect("run switchyard");
-    Run::from(output)
+    run_in(root, args, &[], "")
 }
 
 /// `switchyard ARGS --format json`, which must succeed.
@@ -147,7 +143,9 @@ async fn decisions_are_shown_and_a_replay_starts_the_missed_pipeline_once() {
     );
     assert_eq!(twice["replayed"][0]["duplicate"], true, "{twice:#}");
     assert_eq!(twice["replayed"][0]["start_id"], docs_start.as_str());
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Whatever the store held after that replay, the dispatcher has since passed over and
+    // finished attempting.
+    dispatcher_idle(s.addr).await;
     let arrivals = runner.arrivals();
     assert_eq!(
         arrivals.iter().filter(|a| a.start_id == docs_start).count(),

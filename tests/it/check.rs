@@ -53,7 +53,7 @@ fn error_texts() {
         for (path, text) in *files {
             project.file(path, &with_head(path, text));
         }
-        let run = project.run(&["check"], "");
+        let run = project.run(&["check"], &[], "");
         assert_eq!(
             run.code,
             Some(if run.stdout.contains("failed:") { 1 } else { 0 }),
@@ -114,7 +114,7 @@ fn every_case_reports_its_mistake() {
         for (path, text) in files {
             project.file(path, &with_head(path, text));
         }
-        let run = project.run(&["check"], "");
+        let run = project.run(&["check"], &[], "");
         assert!(
             run.stdout.contains(needle),
             "{name}: expected {needle:?} in\n{}",
@@ -157,7 +157,7 @@ fn the_shipped_examples_pass() {
 fn exit_codes() {
     let ok = Project::new();
     ok.file("triggers/a.yaml", &format!("{HEAD}on: push\n"));
-    let run = ok.run(&["check"], "");
+    let run = ok.run(&["check"], &[], "");
     assert_eq!(run.code, Some(0), "{run:?}");
     assert!(run.stdout.starts_with("ok: 1 pipeline valid"), "{run:?}");
 
@@ -166,9 +166,9 @@ fn exit_codes() {
         "triggers/a.yaml",
         &format!("{HEAD}on:\n  push:\n    branches: []\n"),
     );
-    assert_eq!(warn_only.run(&["check"], "").code, Some(0));
+    assert_eq!(warn_only.run(&["check"], &[], "").code, Some(0));
 
-    let missing_config = ok.run(&["check", "--config", "nope.yaml"], "");
+    let missing_config = ok.run(&["check", "--config", "nope.yaml"], &[], "");
     assert_eq!(missing_config.code, Some(1), "{missing_config:?}");
     assert!(
         missing_config
@@ -177,7 +177,7 @@ fn exit_codes() {
         "{missing_config:?}"
     );
 
-    let no_triggers = ok.run(&["check", "--triggers", "absent"], "");
+    let no_triggers = ok.run(&["check", "--triggers", "absent"], &[], "");
     assert_eq!(no_triggers.code, Some(1));
     assert!(
         no_triggers

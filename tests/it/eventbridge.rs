@@ -209,19 +209,41 @@ async fn the_sqs_target_on_a_fifo_queue_groups_by_pipeline_and_dedupes_by_start_
         )
         .await
         .expect("create FIFO queue");
-    let targets = switchyard::dispatch::aws::Targets::from_config(&moto.sdk());
+    // The real target and transport: the group is the pipeline, the deduplication id the
+    // start id.
+    let transports = switchyard::transport::Transports::new(
+        switchyard::transport::aws::Aws::from_config(&moto.sdk()),
+        std::env::temp_dir(),
+    );
+    let target = switchyard::target::Target::Sqs(switchyard::target::sqs::Sqs {
+        queue_url: fifo.clone(),
+    });
+    let source = switchyard::event::Source {
+        kind: switchyard::event::SourceKind::Manual,
+        provider: None,
+        delivery_id: None,
+    };
+    let body = crate::support::change("refs/heads/main", &crate::support::sha(1));
+    let event =
+        switchyard::event::ChangeEvent::from_json(body.as_bytes(), source).expect("an event");
+    let traceparent = switchyard::trace::TraceParent::root();
+    let attempt = |start_id| switchyard::target::Attempt {
+        pipeline: "api-build",
+        start_id,
+        number: 1,
+        event: &event,
+        event_json: &body,
+        traceparent: &traceparent,
+        timeout: Duration::from_secs(10),
+    };
     let mut runs = Vec::new();
-    for _ in 0..2 {
-        let started = targets
-            .send_message(&fifo, "{\"start\":1}", "api-build", "start-1")
+    for start_id in ["start-1", "start-1", "start-2"] {
+        let run = transports
+            .attempt(&target, &attempt(start_id))
             .await
-            .expect("send");
-        runs.push(started.run);
+            .unwrap_or_else(|f| panic!("send: {}", f.message));
+        runs.push(run.id);
     }
-    targets
-        .send_message(&fifo, "{\"start\":2}", "api-build", "start-2")
-        .await
-        .expect("send");
     let out = sqs
         .receive_message()
         .queue_url(&fifo)
@@ -231,10 +253,16 @@ async fn the_sqs_target_on_a_fifo_queue_groups_by_pipeline_and_dedupes_by_start_
         .await
         .expect("receive");
     let messages = out.messages();
-    let bodies: Vec<&str> = messages.iter().filter_map(|m| m.body()).collect();
+    let starts: Vec<String> = messages
+        .iter()
+        .filter_map(|m| m.body())
+        .map(|b| {
+            serde_json::from_str::<serde_json::Value>(b).expect("json")["start_id"].to_string()
+        })
+        .collect();
     assert_eq!(
-        bodies,
-        ["{\"start\":1}", "{\"start\":2}"],
+        starts,
+        ["\"start-1\"", "\"start-2\""],
         "the repeat was dropped"
     );
     assert_eq!(
@@ -325,19 +353,17 @@ async fn aws_setup_makes_the_resources_once_and_they_carry_changes() {
         "triggers/web.yaml",
         "repository: https://github.com/acme/web.git\non: push\nstart: {exec: [\"/bin/true\"]}\n",
     );
+    let moto_env = moto.env();
+    let aws: Vec<(&str, &str)> = moto_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let setup = |args: &[&str]| {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"));
-        cmd.args(["aws", "setup", "--queue", "changes"])
-            .args(args)
-            .current_dir(p.root())
-            .envs(moto.env().iter().map(|(k, v)| (*k, v.as_str())));
-        let out = cmd.output().expect("run switchyard");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        let args: Vec<&str> = ["aws", "setup", "--queue", "changes"]
+            .iter()
+            .chain(args)
+            .copied()
+            .collect();
+        let out = p.run(&args, &aws, "");
+        assert!(out.success(), "{}", out.stderr);
+        out.stdout
     };
     let words = |text: &str| -> Vec<String> {
         text.lines()

@@ -23,7 +23,11 @@ fn json_format_is_the_contract() {
         "refs/heads/main",
         &["README.md", "docs/x.md"],
     );
-    let run = p.run(&["explain", "--event", "-", "--format", "json"], &event);
+    let run = p.run(
+        &["explain", "--event", "-", "--format", "json"],
+        &[],
+        &event,
+    );
     assert_eq!(run.code, Some(0), "{run:?}");
     let json: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
     assert_eq!(
@@ -48,7 +52,7 @@ fn text_format_from_a_file() {
             &["web/app.js"],
         ),
     );
-    let run = p.run(&["explain", "--event", "event.json"], "");
+    let run = p.run(&["explain", "--event", "event.json"], &[], "");
     assert_eq!(run.code, Some(0), "{run:?}");
     let lines: Vec<&str> = run.stdout.lines().collect();
     assert!(
@@ -70,7 +74,7 @@ fn text_format_from_a_file() {
 fn bad_events_name_the_field() {
     let p = project();
     let event = push_event("https://github.com/acme/api", "main", &[]);
-    let run = p.run(&["explain", "--event", "-"], &event);
+    let run = p.run(&["explain", "--event", "-"], &[], &event);
     assert_eq!(run.code, Some(1));
     assert!(
         run.stderr.contains("- is not a valid change event"),
@@ -83,12 +87,13 @@ fn bad_events_name_the_field() {
 
     let run = p.run(
         &["explain", "--event", "-"],
+        &[],
         "{\"schema\": \"switchyard.change/v1\"",
     );
     assert_eq!(run.code, Some(1));
     assert!(run.stderr.contains("EOF while parsing"), "{run:?}");
 
-    let run = p.run(&["explain", "--event", "missing.json"], "");
+    let run = p.run(&["explain", "--event", "missing.json"], &[], "");
     assert_eq!(run.code, Some(1));
     assert!(run.stderr.contains("cannot read missing.json"), "{run:?}");
 }
@@ -98,7 +103,7 @@ fn broken_triggers_stop_explain() {
     let p = project();
     p.file("triggers/bad.yaml", "on:\n  push:\n    branchs: [x]\n");
     let event = push_event("https://github.com/acme/api", "refs/heads/main", &[]);
-    let run = p.run(&["explain", "--event", "-"], &event);
+    let run = p.run(&["explain", "--event", "-"], &[], &event);
     assert_eq!(run.code, Some(1));
     assert!(
         run.stderr
@@ -119,7 +124,7 @@ fn an_event_whose_paths_stayed_unknown_says_why_and_passes_path_filters() {
     event["changed_paths_complete"] = false.into();
     event["completion"] =
         serde_json::json!({"outcome": "timed_out", "detail": "not done within 10s"});
-    let run = p.run(&["explain", "--event", "-"], &event.to_string());
+    let run = p.run(&["explain", "--event", "-"], &[], &event.to_string());
     assert_eq!(run.code, Some(0), "{run:?}");
     let lines: Vec<&str> = run.stdout.lines().collect();
     assert!(

@@ -6,7 +6,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,7 +21,7 @@ use switchyard::signature::hmac_sha256_hex;
 use switchyard_lab::announce::put_codecommit;
 use switchyard_lab::{Captured, Moto, or_skip};
 
-use crate::support::{Project, eventually};
+use crate::support::{Project, eventually, switchyard};
 
 mod dynamodb;
 
@@ -163,16 +163,18 @@ struct Function {
 
 impl Function {
     fn start(root: &Path, api: SocketAddr, env: &[(&str, &str)]) -> Function {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-            .arg("lambda")
-            .current_dir(root)
-            .env("AWS_LAMBDA_RUNTIME_API", api.to_string())
-            .env("AWS_LAMBDA_FUNCTION_NAME", "switchyard")
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-            .env("LAMBDA_TASK_ROOT", root)
-            .env("SWITCHYARD_LOG", "info")
-            .envs(env.iter().copied())
+        let api = api.to_string();
+        let task_root = root.display().to_string();
+        let aws = [
+            ("AWS_LAMBDA_RUNTIME_API", api.as_str()),
+            ("AWS_LAMBDA_FUNCTION_NAME", "switchyard"),
+            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256"),
+            ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
+            ("LAMBDA_TASK_ROOT", task_root.as_str()),
+            ("SWITCHYARD_LOG", "info"),
+        ];
+        let env: Vec<(&str, &str)> = aws.iter().chain(env).copied().collect();
+        let mut child = switchyard(root, &["lambda"], &env)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -590,14 +592,10 @@ async fn a_function_url_traceparent_reaches_the_starts_it_makes() {
 #[test]
 fn outside_lambda_the_command_says_where_it_runs() {
     let package = Project::new();
-    let run = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .arg("lambda")
-        .current_dir(package.root())
-        .env_remove("AWS_LAMBDA_RUNTIME_API")
-        .output()
-        .expect("run switchyard lambda");
-    assert_eq!(run.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&run.stderr);
+    // The harness leaves AWS_LAMBDA_RUNTIME_API out of every run.
+    let run = package.run(&["lambda"], &[], "");
+    assert_eq!(run.code, Some(1));
+    let err = &run.stderr;
     assert!(
         err.contains("AWS_LAMBDA_RUNTIME_API is not set") && err.contains("switchyard serve"),
         "{err}"
@@ -722,7 +720,7 @@ async fn on_moto_a_redelivery_to_another_instance_carries_the_same_start_id() {
 /// comes with the linker).
 #[test]
 fn the_binary_needs_only_what_provided_al2023_has() {
-    let out = match Command::new("objdump")
+    let out = match std::process::Command::new("objdump")
         .args(["-T", "-p", env!("CARGO_BIN_EXE_switchyard")])
         .output()
     {

@@ -1,4 +1,8 @@
-//! Integration tests: the `switchyard` binary and library against real files in temp dirs.
+//! Integration tests: the `switchyard` binary and library against real files in temp dirs and the
+//! lab's real parts (git servers, moto, PostgreSQL, the runner and the runners' APIs, headless
+//! Chromium), one module per subject; each module's `//!` says what it holds. `support.rs` keeps
+//! what only tests need: projects, the one way a test runs the binary (with its environment and
+//! without the shell's), the in-process `TestServer`, change events, waits on counters.
 
 mod aws_targets;
 mod bench;

@@ -78,7 +78,7 @@ async fn list_retry_and_drop_at(p: &Project, location: Location) {
         .await
         .expect("finish");
 
-    let run = p.run(&["outbox", "list"], "");
+    let run = p.run(&["outbox", "list"], &[], "");
     assert_eq!(run.code, Some(0), "{run:?}");
     let lines: Vec<&str> = run.stdout.lines().collect();
     assert!(lines[0].starts_with("START"), "{lines:?}");
@@ -92,7 +92,7 @@ async fn list_retry_and_drop_at(p: &Project, location: Location) {
         "{lines:?}"
     );
 
-    let run = p.run(&["outbox", "retry", &ids[0][..10]], "");
+    let run = p.run(&["outbox", "retry", &ids[0][..10]], &[], "");
     assert_eq!(run.code, Some(0), "{run:?}");
     assert!(
         run.stdout.starts_with(&format!("retrying {}", ids[0]))
@@ -100,11 +100,11 @@ async fn list_retry_and_drop_at(p: &Project, location: Location) {
         "{run:?}"
     );
 
-    let run = p.run(&["outbox", "drop", &ids[1]], "");
+    let run = p.run(&["outbox", "drop", &ids[1]], &[], "");
     assert_eq!(run.code, Some(0), "{run:?}");
     assert!(run.stdout.contains("now dropped"), "{run:?}");
 
-    let run = p.run(&["outbox", "list", "--all", "--format", "json"], "");
+    let run = p.run(&["outbox", "list", "--all", "--format", "json"], &[], "");
     let states: Vec<(String, String)> = run
         .stdout
         .lines()
@@ -124,13 +124,13 @@ async fn list_retry_and_drop_at(p: &Project, location: Location) {
         ]
     );
 
-    let run = p.run(&["outbox", "drop", &ids[1]], "");
+    let run = p.run(&["outbox", "drop", &ids[1]], &[], "");
     assert_eq!(run.code, Some(1));
     assert!(
         run.stderr.contains("is dropped, which cannot be dropped"),
         "{run:?}"
     );
-    let run = p.run(&["outbox", "retry", "ffff"], "");
+    let run = p.run(&["outbox", "retry", "ffff"], &[], "");
     assert_eq!(run.code, Some(1));
     assert!(run.stderr.contains("no start with id \"ffff\""), "{run:?}");
 }

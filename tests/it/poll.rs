@@ -39,8 +39,16 @@ impl Lab {
             Role::Serve,
             Arc::new(tokio::sync::Notify::new()),
         );
-        let intake = Intake::new(Arc::new(pipelines), store, Arc::new(Metrics::default()));
-        let poller = Poller::new(&config.poll, &config.polling, &config.state_dir, intake);
+        let metrics = Arc::new(Metrics::default());
+        let intake = Intake::new(Arc::new(pipelines), store.clone(), Arc::clone(&metrics));
+        let poller = Poller::new(
+            &config.poll,
+            &config.polling,
+            &config.state_dir,
+            intake,
+            store,
+            metrics,
+        );
         Lab {
             dir,
             poller: Arc::new(poller),
@@ -236,8 +244,16 @@ fn poller_over(
         Role::Serve,
         Arc::new(tokio::sync::Notify::new()),
     );
-    let intake = Intake::new(Arc::new(pipelines), store, Arc::new(Metrics::default()));
-    let poller = Poller::new(&config.poll, &config.polling, &config.state_dir, intake);
+    let metrics = Arc::new(Metrics::default());
+    let intake = Intake::new(Arc::new(pipelines), store.clone(), Arc::clone(&metrics));
+    let poller = Poller::new(
+        &config.poll,
+        &config.polling,
+        &config.state_dir,
+        intake,
+        store,
+        metrics,
+    );
     (poller, config)
 }
 
@@ -454,18 +470,11 @@ fn poll_once_prints_changes_and_names_a_refused_token() {
             ),
         )
         .file("triggers/src.yaml", &src_only(&url));
-    let run = |token: &str| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
-            .args(["poll", "--once"])
-            .current_dir(project.root())
-            .env("GIT_TOKEN", token)
-            .output()
-            .expect("run switchyard")
-    };
+    let run = |token: &str| project.run(&["poll", "--once"], &[("GIT_TOKEN", token)], "");
 
     let refused = run("wrong-token");
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    let stderr = refused.stderr.as_str();
+    assert_eq!(refused.code, Some(1), "{stderr}");
     assert!(
         stderr.contains(&format!("cannot sign in to {url}")),
         "{stderr}"
@@ -477,19 +486,19 @@ fn poll_once_prints_changes_and_names_a_refused_token() {
     );
 
     let baseline = run("s3cret-token");
-    let stderr = String::from_utf8_lossy(&baseline.stderr);
-    assert!(baseline.status.success(), "{stderr}");
+    let stderr = baseline.stderr.as_str();
+    assert!(baseline.success(), "{stderr}");
     assert!(
         stderr.contains("1 refs recorded as the baseline"),
         "{stderr}"
     );
-    assert_eq!(String::from_utf8_lossy(&baseline.stdout).trim(), "[]");
+    assert_eq!(baseline.stdout.as_str().trim(), "[]");
 
     let second = work.commit(&[("src/b.rs", Some("b"))], "second");
     work.push(&origin, &["main"]);
     let found = run("s3cret-token");
-    assert!(found.status.success());
-    let events: Value = serde_json::from_slice(&found.stdout).expect("a JSON array");
+    assert!(found.success());
+    let events: Value = serde_json::from_str(&found.stdout).expect("a JSON array");
     assert_eq!(events.as_array().map(Vec::len), Some(1), "{events}");
     assert_eq!(events[0]["before"], first.as_str());
     assert_eq!(events[0]["after"], second.as_str());
@@ -521,24 +530,24 @@ fn a_crash_between_poll_and_store_loses_nothing_and_doubles_nothing() {
             &src_only(&origin.display().to_string()),
         );
     let run = |crash: bool| {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"));
-        cmd.args(["poll", "--once"]).current_dir(project.root());
-        if crash {
-            cmd.env("SWITCHYARD_CRASH_AT", "poll-store");
-        }
-        cmd.output().expect("run switchyard")
+        let crash_at: &[(&str, &str)] = if crash {
+            &[("SWITCHYARD_CRASH_AT", "poll-store")]
+        } else {
+            &[]
+        };
+        project.run(&["poll", "--once"], crash_at, "")
     };
-    assert!(run(false).status.success(), "the baseline");
+    assert!(run(false).success(), "the baseline");
     let second = work.commit(&[("src/b.rs", Some("b"))], "second");
     work.push(&origin, &["main"]);
     let crashed = run(true);
-    assert!(!crashed.status.success(), "the process aborted");
+    assert!(!crashed.success(), "the process aborted");
     let admin = || Admin::open(&project.root().join("state")).expect("admin");
     assert!(admin().starts(&[]).expect("starts").is_empty());
 
     let after = run(false);
-    assert!(after.status.success());
-    let events: Value = serde_json::from_slice(&after.stdout).expect("JSON");
+    assert!(after.success());
+    let events: Value = serde_json::from_str(&after.stdout).expect("JSON");
     assert_eq!(
         events[0]["after"],
         second.as_str(),
@@ -546,7 +555,7 @@ fn a_crash_between_poll_and_store_loses_nothing_and_doubles_nothing() {
     );
     assert_eq!(admin().starts(&[]).expect("starts").len(), 1);
     let again = run(false);
-    assert_eq!(String::from_utf8_lossy(&again.stdout).trim(), "[]");
+    assert_eq!(again.stdout.as_str().trim(), "[]");
     assert_eq!(
         admin().starts(&[]).expect("starts").len(),
         1,
@@ -816,20 +825,14 @@ fn ssh_with_a_deploy_key_polls_and_a_refused_key_or_unknown_host_is_named() {
         )
     };
     project.file("triggers/src.yaml", &src_only(&url));
-    let run = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
-            .args(["poll", "--once"])
-            .current_dir(project.root())
-            .env("HOME", home.path())
-            .output()
-            .expect("run switchyard")
-    };
+    let home_dir = home.path().display().to_string();
+    let run = || project.run(&["poll", "--once"], &[("HOME", &home_dir)], "");
 
     // The host is not known yet: refused, and said so.
     project.file("switchyard.yaml", &config("client"));
     let unknown = run();
-    let stderr = String::from_utf8_lossy(&unknown.stderr);
-    assert_eq!(unknown.status.code(), Some(1), "{stderr}");
+    let stderr = unknown.stderr.as_str();
+    assert_eq!(unknown.code, Some(1), "{stderr}");
     assert!(stderr.contains("ssh host key is not trusted"), "{stderr}");
     assert!(
         stderr.contains("known_hosts"),
@@ -840,8 +843,8 @@ fn ssh_with_a_deploy_key_polls_and_a_refused_key_or_unknown_host_is_named() {
     std::fs::write(home.path().join(".ssh/known_hosts"), sshd.known_hosts()).expect("known_hosts");
     project.file("switchyard.yaml", &config("stranger"));
     let refused = run();
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    let stderr = refused.stderr.as_str();
+    assert_eq!(refused.code, Some(1), "{stderr}");
     assert!(
         stderr.contains(&format!("cannot sign in to {url}")),
         "{stderr}"
@@ -851,20 +854,12 @@ fn ssh_with_a_deploy_key_polls_and_a_refused_key_or_unknown_host_is_named() {
     // The deploy key: the baseline, then a change with its paths.
     project.file("switchyard.yaml", &config("client"));
     let baseline = run();
-    assert!(
-        baseline.status.success(),
-        "{}",
-        String::from_utf8_lossy(&baseline.stderr)
-    );
+    assert!(baseline.success(), "{}", baseline.stderr.as_str());
     let second = work.commit(&[("src/b.rs", Some("b"))], "second");
     work.push(&origin, &["main"]);
     let found = run();
-    assert!(
-        found.status.success(),
-        "{}",
-        String::from_utf8_lossy(&found.stderr)
-    );
-    let events: Value = serde_json::from_slice(&found.stdout).expect("JSON");
+    assert!(found.success(), "{}", found.stderr.as_str());
+    let events: Value = serde_json::from_str(&found.stdout).expect("JSON");
     assert_eq!(events[0]["after"], second.as_str());
     assert_eq!(events[0]["changed_paths"], serde_json::json!(["src/b.rs"]));
 }
@@ -929,18 +924,9 @@ async fn poll_once_beside_serve_never_touches_its_running_start() {
     // `poll --once` finds a push and stores it, with a start, in the same store.
     work.commit(&[("src/b.rs", Some("b"))], "second");
     work.push(&origin, &["main"]);
-    let once = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(["poll", "--once"])
-        .current_dir(root)
-        .output()
-        .await
-        .expect("run switchyard poll --once");
-    assert!(
-        once.status.success(),
-        "{}",
-        String::from_utf8_lossy(&once.stderr)
-    );
-    let found: Value = serde_json::from_slice(&once.stdout).expect("a JSON array");
+    let once = project.run(&["poll", "--once"], &[], "");
+    assert!(once.success(), "{}", once.stderr.as_str());
+    let found: Value = serde_json::from_str(&once.stdout).expect("a JSON array");
     assert_eq!(found.as_array().map(Vec::len), Some(1), "{found}");
     assert_eq!(
         admin().start(&slow.id).expect("the slow start").state,

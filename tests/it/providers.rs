@@ -377,6 +377,7 @@ fn normalize_prints_the_events() {
             "X-GitHub-Delivery: abc",
             "-",
         ],
+        &[],
         &body,
     );
     assert_eq!(run.code, Some(0), "{run:?}");
@@ -396,13 +397,14 @@ fn normalize_prints_the_events() {
             "X-GitHub-Event: ping",
             "-",
         ],
+        &[],
         &body,
     );
     assert_eq!((run.code, run.stdout.trim()), (Some(0), "[]"), "{run:?}");
-    let run = p.run(&["normalize", "--provider", "github", "-"], &body);
+    let run = p.run(&["normalize", "--provider", "github", "-"], &[], &body);
     assert_eq!(run.code, Some(1));
     assert!(run.stderr.contains("X-GitHub-Event"), "{run:?}");
-    let run = p.run(&["normalize", "--provider", "svn", "-"], &body);
+    let run = p.run(&["normalize", "--provider", "svn", "-"], &[], &body);
     assert_eq!(run.code, Some(1));
     assert!(run.stderr.contains("unknown provider \"svn\""), "{run:?}");
 }

@@ -15,11 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use switchyard_lab::{
-    GitDaemon, Postgres, Runner, Serve, ServeCommand, Work, bare, or_skip, try_request,
-};
+use switchyard_lab::{GitDaemon, Postgres, Runner, Serve, Work, bare, or_skip, try_request};
 
-use crate::support::{SECRET, change_in, sha, try_post};
+use crate::support::{SECRET, change_in, serve, sha, try_post};
 
 /// The variable every replica reads its database URL from.
 const URL_VAR: &str = "SWITCHYARD_DATABASE_URL";
@@ -120,12 +118,14 @@ impl Cluster {
             for (name, text) in triggers {
                 std::fs::write(dir.path().join("triggers").join(name), text).expect("trigger");
             }
-            let serve = ServeCommand::new(env!("CARGO_BIN_EXE_switchyard"), dir.path())
-                .env(URL_VAR, url)
-                .env("SWITCHYARD_LOG", "warn")
-                .start()
-                .await
-                .unwrap_or_else(|e| panic!("{e:#}"));
+            let serve = serve(
+                dir.path(),
+                &[
+                    (URL_VAR, url.to_owned()),
+                    ("SWITCHYARD_LOG", "warn".to_owned()),
+                ],
+            )
+            .await;
             serve
                 .ready(Duration::from_secs(30))
                 .await
@@ -369,8 +369,9 @@ async fn three_replicas_start_each_change_once() {
 }
 
 /// The replica named by the one row of `poll_leases`, once every replica is alive and the
-/// lease has settled: it holds the lease at two looks a heartbeat and a poll apart, and only it
-/// asked the git server in between.
+/// lease has settled: while every replica's schedule came round the repository twice and the
+/// holder's heartbeat renewed its lease, the holder kept the lease and only it asked the git
+/// server.
 async fn settled_poller(cluster: &Cluster, db: &tokio_postgres::Client) -> usize {
     until(
         Duration::from_secs(30),
@@ -385,11 +386,11 @@ async fn settled_poller(cluster: &Cluster, db: &tokio_postgres::Client) -> usize
             if alive < cluster.replicas.len() as i64 || owner.len() != 1 {
                 return None;
             }
+            let i = cluster.which(&owner[0])?;
             let before = cluster.ls_remotes().await;
-            tokio::time::sleep(Duration::from_millis(1500)).await;
+            looked_and_renewed(cluster, db, &owner[0], 2.0).await;
             let after = cluster.ls_remotes().await;
             let still = texts(db, "SELECT owner FROM poll_leases").await;
-            let i = cluster.which(&owner[0])?;
             let asked: Vec<bool> = before.iter().zip(&after).map(|(b, a)| a > b).collect();
             let only_it = asked
                 .iter()
@@ -399,6 +400,30 @@ async fn settled_poller(cluster: &Cluster, db: &tokio_postgres::Client) -> usize
         },
     )
     .await
+}
+
+/// Each replica's looks at its polled repositories so far: every poll its schedule makes,
+/// those of repositories another replica holds (which ask no git server) included.
+async fn looks(cluster: &Cluster) -> Vec<f64> {
+    cluster.counts("switchyard_poll_seconds_count", &[]).await
+}
+
+/// Waits until every replica has looked `n` more times at its polled repositories and the
+/// heartbeat of replica `holder` (a name in `replicas`) has renewed its leases once more.
+async fn looked_and_renewed(cluster: &Cluster, db: &tokio_postgres::Client, holder: &str, n: f64) {
+    let seen = format!("SELECT coalesce(max(seen_ms), 0) FROM replicas WHERE id = '{holder}'");
+    let renewed = count(db, &seen).await;
+    let looked = looks(cluster).await;
+    until(
+        Duration::from_secs(30),
+        &format!("every replica to look {n} more times and {holder} to renew its leases"),
+        async || {
+            let now = looks(cluster).await;
+            let more = now.iter().zip(&looked).all(|(now, was)| now - was >= n);
+            (more && count(db, &seen).await > renewed).then_some(())
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -782,15 +807,35 @@ async fn fifty_polled_repositories_are_shared_not_repeated() {
     )
     .await;
 
-    // Eight seconds of polling, measured: one poller asks for each repository once a second.
+    // Polling, counted: every replica's schedule comes round each repository three times
+    // more. A replica looks at every repository it polls, but only the holder of its lease
+    // asks the git server: of each round of looks at a repository (one per replica), one asks.
+    const ROUNDS: f64 = 3.0;
+    let looked_before = looks(&cluster).await;
     let before = cluster.ls_remotes().await;
-    let began = Instant::now();
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    until(
+        Duration::from_secs(60),
+        "every replica to look at every repository three more times",
+        async || {
+            let now = looks(&cluster).await;
+            let more = now
+                .iter()
+                .zip(&looked_before)
+                .all(|(now, was)| now - was >= ROUNDS * REPOS as f64);
+            more.then_some(())
+        },
+    )
+    .await;
     let after = cluster.ls_remotes().await;
-    let window = began.elapsed().as_secs_f64();
+    let looked: Vec<f64> = looks(&cluster)
+        .await
+        .iter()
+        .zip(&looked_before)
+        .map(|(a, b)| a - b)
+        .collect();
     let asked: Vec<f64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
     let total: f64 = asked.iter().sum();
-    let one_poller = REPOS as f64 * window;
+    let rounds: f64 = looked.iter().sum::<f64>() / cluster.replicas.len() as f64;
     let leases = db
         .query("SELECT repository, owner FROM poll_leases", &[])
         .await
@@ -806,7 +851,7 @@ async fn fifty_polled_repositories_are_shared_not_repeated() {
         repositories.insert(repository);
     }
     eprintln!(
-        "{REPOS} repositories polled for {window:.1} s: ls-remote per replica {asked:?} (total {total}, one poller would make about {one_poller:.0}); repositories leased per replica {owned:?}"
+        "{REPOS} repositories polled: looks per replica {looked:?}, ls-remote per replica {asked:?} (total {total}, one poller per repository would make about {rounds:.0}); repositories leased per replica {owned:?}"
     );
     assert_eq!(
         repositories.len(),
@@ -819,17 +864,18 @@ async fn fifty_polled_repositories_are_shared_not_repeated() {
         "the repositories were not spread: {owned:?}"
     );
     assert!(
-        total <= 1.5 * one_poller,
-        "{total} ls-remote in {window:.1} s: repositories polled by more than one replica"
+        total <= 1.5 * rounds,
+        "{total} ls-remote in {rounds} rounds of looks: repositories polled by more than one replica"
     );
     assert!(
-        total >= 0.5 * one_poller,
-        "{total} ls-remote in {window:.1} s: repositories not polled every second"
+        total >= 0.5 * rounds,
+        "{total} ls-remote in {rounds} rounds of looks: lease holders did not poll"
     );
-    for (i, (&n, &repos)) in asked.iter().zip(&owned).enumerate() {
+    for (i, ((&n, &repos), &looks)) in asked.iter().zip(&owned).zip(&looked).enumerate() {
+        let share = looks * repos as f64 / REPOS as f64;
         assert!(
-            n <= 1.5 * repos as f64 * window + 2.0,
-            "replica {i} holds {repos} leases and asked {n} times"
+            n <= 1.5 * share + 2.0,
+            "replica {i} holds {repos} leases, looked {looks} times and asked {n} times"
         );
     }
 

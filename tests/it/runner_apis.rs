@@ -167,7 +167,7 @@ impl Lab {
                 &case.pipeline(&apis.url()),
             );
         }
-        let check = project.run(&["check"], "");
+        let check = project.run(&["check"], &[], "");
         assert_eq!(check.code, Some(0), "{}{}", check.stdout, check.stderr);
         let env = [
             ("GITHUB_TOKEN", GITHUB_TOKEN.to_owned()),
@@ -213,7 +213,7 @@ impl Lab {
     fn outbox(&self, format: &str) -> String {
         let run = self
             .project
-            .run(&["outbox", "list", "--all", "--format", format], "");
+            .run(&["outbox", "list", "--all", "--format", format], &[], "");
         assert_eq!(run.code, Some(0), "{}", run.stderr);
         run.stdout
     }

@@ -6,7 +6,7 @@ use switchyard::store::StartState;
 use switchyard_lab::{Arrival, Runner};
 
 use crate::support::{
-    TestServer, change, eventually, request, server_project, sha, signed_headers,
+    TestServer, change, counted, eventually, request, server_project, sha, signed_headers,
 };
 
 /// An exec target that records its environment, standard input and event file under `$DIR`.
@@ -207,14 +207,14 @@ async fn http_target_dead_letters_on_400_and_outbox_retry_reopens() {
         switchyard::store::Role::Tool,
         Default::default(),
     );
-    let text = switchyard::outbox::list(&tool, switchyard::outbox::DEFAULT_STATES, false)
+    let text = switchyard::cli::outbox::list(&tool, switchyard::cli::outbox::DEFAULT_STATES, false)
         .await
         .expect("list");
     assert!(
         text.contains("dead") && text.contains(&rows[0].id),
         "{text}"
     );
-    switchyard::outbox::retry(&tool, &rows[0].id[..8])
+    switchyard::cli::outbox::retry(&tool, &rows[0].id[..8])
         .await
         .expect("retry by prefix");
     eventually(10, "the retried start succeeds", || {
@@ -254,10 +254,16 @@ async fn an_outcome_the_store_refuses_for_a_while_is_recorded_once_it_can_be() {
         })
         .await
         .expect("the start reaches the runner");
-    // Longer than the dispatcher once tried before it gave up (and left the start running,
-    // with nobody attempting it, until the next restart).
-    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    // The dispatcher once tried to record the outcome once, then gave up (and left the start
+    // running, with nobody attempting it, until the next restart): three refusals counted, and
+    // the start is still running, still in flight here.
+    let metrics = counted(s.addr, "switchyard_store_errors_total", &[], 3.0).await;
     assert_eq!(s.starts()[0].state, StartState::Running);
+    assert_eq!(
+        metrics.sum("switchyard_starts_in_flight", &[]),
+        1.0,
+        "the attempt is still waiting to record its outcome"
+    );
     db.execute_batch("DROP TRIGGER refuse")
         .expect("drop the trigger");
     let rows = eventually(10, "the success recorded", || {
@@ -603,7 +609,7 @@ fn serve_refuses_to_start_on_an_unreachable_database_naming_it_without_credentia
     );
     // Nothing listens on port 1.
     p.file("db-url", "postgres://yard:hunter2@127.0.0.1:1/yard\n");
-    let run = p.run(&["serve"], "");
+    let run = p.run(&["serve"], &[], "");
     assert_eq!(run.code, Some(1), "{run:?}");
     assert!(
         run.stderr.contains("127.0.0.1:1/yard") && run.stderr.contains("hint:"),

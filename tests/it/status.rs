@@ -275,13 +275,13 @@ async fn the_api_shows_the_decision_log_as_the_commands_do_and_names_bad_ids() {
     );
 
     // The same JSON as the commands print, for one change and for the list.
-    let shown = p.run(&["changes", "show", &id, "--format", "json"], "");
+    let shown = p.run(&["changes", "show", &id, "--format", "json"], &[], "");
     assert_eq!(shown.code, Some(0), "{}", shown.stderr);
     assert_eq!(
         serde_json::from_str::<Value>(&shown.stdout).expect("JSON"),
         view
     );
-    let listed = p.run(&["changes", "list", "--format", "json"], "");
+    let listed = p.run(&["changes", "list", "--format", "json"], &[], "");
     assert_eq!(listed.code, Some(0), "{}", listed.stderr);
     let list = get(addr, "/api/changes", None).await;
     assert_eq!(list.status, 200);

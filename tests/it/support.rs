@@ -45,25 +45,52 @@ impl Project {
         self
     }
 
-    /// Runs `switchyard ARGS` in the project root, with `stdin` as standard input.
-    pub fn run(&self, args: &[&str], stdin: &str) -> Run {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-            .args(args)
-            .current_dir(self.root())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn switchyard");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(stdin.as_bytes())
-            .expect("write stdin");
-        let output = child.wait_with_output().expect("wait for switchyard");
-        Run::from(output)
+    /// Runs `switchyard ARGS` in the project root to its end, with `env` set (see
+    /// [`switchyard`]) and `stdin` as standard input.
+    pub fn run(&self, args: &[&str], env: &[(&str, &str)], stdin: &str) -> Run {
+        run_in(self.root(), args, env, stdin)
     }
+}
+
+/// The variables the binary reads that the shell running the tests may have set: removed
+/// from every run, so that no test depends on where it runs.
+const AMBIENT: &[&str] = &[
+    "SWITCHYARD_LOG",
+    "SWITCHYARD_LOG_FORMAT",
+    "SWITCHYARD_LISTEN",
+    "SWITCHYARD_CRASH_AT",
+    "AWS_LAMBDA_RUNTIME_API",
+];
+
+/// `switchyard ARGS` (this build's binary) in `root`, not yet started: the test's environment
+/// less [`AMBIENT`], plus `env`. Every test runs the binary through this.
+pub fn switchyard(root: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+    command.args(args).current_dir(root);
+    for name in AMBIENT {
+        command.env_remove(name);
+    }
+    command.envs(env.iter().copied());
+    command
+}
+
+/// Runs `switchyard ARGS` in `root` to its end (see [`switchyard`]), with `stdin` as standard
+/// input: for a folder that is not a [`Project`] (a [`TestServer`]'s).
+pub fn run_in(root: &Path, args: &[&str], env: &[(&str, &str)], stdin: &str) -> Run {
+    let mut child = switchyard(root, args, env)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn switchyard");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    let output = child.wait_with_output().expect("wait for switchyard");
+    Run::from(output)
 }
 
 /// What a run printed and how it ended.
@@ -72,6 +99,13 @@ pub struct Run {
     pub code: Option<i32>,
     pub stdout: String,
     pub stderr: String,
+}
+
+impl Run {
+    /// Whether the run exited with 0.
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
 }
 
 impl From<Output> for Run {
@@ -264,6 +298,17 @@ pub async fn counted(
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+}
+
+/// Waits (at most 20 s) until the dispatcher of the server at `addr` has passed over the store
+/// twice since this call and no attempt is in flight (the lab's
+/// [`switchyard_lab::metrics::dispatcher_idle`]): what the store holds now has been attempted.
+pub async fn dispatcher_idle(addr: std::net::SocketAddr) -> Metrics {
+    switchyard_lab::metrics::dispatcher_idle(addr, std::time::Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|| {
+            panic!("the dispatcher at {addr} did not pass over the store twice and go idle in 20 s")
+        })
 }
 
 /// A push change event of `https://github.com/acme/api.git` with the given ref and `after` sha.

@@ -6,7 +6,6 @@
 //! the change's ids.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -275,18 +274,10 @@ fn hex(bytes: &[u8]) -> String {
 #[test]
 fn an_unknown_log_format_is_an_error_naming_it_and_the_choices() {
     let p = Project::new();
+    // The harness leaves the shell's SWITCHYARD_LOG_FORMAT out of every run.
     let run = |args: &[&str], env: &[(&str, &str)]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-            .args(args)
-            .current_dir(p.root())
-            .env_remove("SWITCHYARD_LOG_FORMAT")
-            .envs(env.iter().copied())
-            .output()
-            .expect("run switchyard");
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        let out = p.run(args, env, "");
+        (out.code, out.stderr)
     };
     let (code, err) = run(&["--log-format", "xml", "check"], &[]);
     assert_eq!(code, Some(2), "{err}");

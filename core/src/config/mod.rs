@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::diag::{Diagnostic, Diagnostics, MapReader, did_you_mean, parse_duration, scalar};
+use crate::diag::{Diagnostic, Diagnostics, Hint, MapReader, did_you_mean, parse_duration, scalar};
 use crate::repo::RepoId;
 use crate::secret::{self, SecretRef};
 use crate::yaml::{self, Node, Pos, Value};
@@ -150,9 +150,9 @@ impl std::fmt::Display for Provider {
 #[error("unknown provider {0:?}")]
 pub struct UnknownProvider(pub String);
 
-impl UnknownProvider {
+impl Hint for UnknownProvider {
     /// The fix: the closest name, or the list.
-    pub fn hint(&self) -> String {
+    fn hint(&self) -> String {
         let names = Provider::ALL.map(Provider::as_str);
         match did_you_mean(&self.0, &names) {
             Some(close) => format!("did you mean `{close}`?"),

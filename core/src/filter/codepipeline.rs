@@ -4,7 +4,7 @@
 //! labels in reasons use whichever spelling the file used.
 
 use super::{AnyOf, PatRef, Prepared, Rule, Sets, Why, action_of};
-use crate::diag::{Diagnostics, MapReader, did_you_mean, scalar, scalar_list};
+use crate::diag::{Diagnostics, Hint, MapReader, did_you_mean, scalar, scalar_list};
 use crate::event::{ChangeKind, RefKind};
 use crate::glob::{Dialect, GlobError};
 use crate::yaml::{Node, Value};

@@ -4,6 +4,7 @@
 use std::fmt;
 
 use super::codepipeline::MAX_ALTERNATIVES;
+use crate::diag::Hint;
 
 /// Why a pattern could not be compiled, and where.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -94,9 +95,11 @@ impl GlobError {
             ),
         }
     }
+}
 
+impl Hint for GlobError {
     /// A suggestion for fixing the pattern.
-    pub fn hint(&self) -> String {
+    fn hint(&self) -> String {
         match &self.kind {
             GlobErrorKind::UnclosedClass => {
                 r#"close the class with "]", or escape the bracket as "\[" to match a literal "[""#

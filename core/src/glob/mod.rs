@@ -16,6 +16,7 @@ mod codepipeline;
 mod error;
 mod github;
 mod nfa;
+mod parse;
 mod program;
 mod strategy;
 
@@ -23,7 +24,7 @@ pub use error::{GlobError, GlobErrorKind};
 pub use strategy::Strategy;
 
 use nfa::Nfa;
-use program::parse_programs;
+use parse::parse_programs;
 use strategy::strategy_of;
 
 /// The filter dialect a pattern is written in.

@@ -1,7 +1,9 @@
 //! Tables and properties of both glob dialects.
 use super::nfa::{BitNfa, Bits, Inst, accepts_everything_from};
-use super::program::{Atom, Tok, parse_programs};
+use super::parse::parse_programs;
+use super::program::{Atom, Tok};
 use super::*;
+use crate::diag::Hint;
 use proptest::prelude::{
     Just, ProptestConfig, any, prop_assert, prop_assert_eq, prop_oneof, proptest,
 };

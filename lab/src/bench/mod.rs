@@ -139,7 +139,7 @@ struct Lab {
     queue_url: String,
     runner: Arc<Runner>,
     runner_addr: std::net::SocketAddr,
-    http: switchyard::dispatch::http::Client,
+    http: switchyard::transport::http::Client,
     progress: ProgressBar,
     opts: Options,
 }
@@ -228,7 +228,7 @@ async fn run_in(dir: &Path, opts: Options, started_at: String) -> anyhow::Result
         queue_url,
         runner,
         runner_addr,
-        http: switchyard::dispatch::http::client(),
+        http: switchyard::transport::http::client(),
         progress,
         opts: opts.clone(),
     };

@@ -233,8 +233,14 @@ pub(super) async fn run_scenario(lab: &Lab, plan: &Plan) -> anyhow::Result<Scena
             .wait_for(left, |a| (!a.is_empty()).then_some(()))
             .await;
     }
-    // A second start of a change would come right after the first: wait a little for it.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // A second start of a change would come from what the store holds now: once the
+    // dispatcher has passed over it and nothing is in flight, every start has arrived.
+    if crate::metrics::dispatcher_idle(serve.addr(), Duration::from_secs(10))
+        .await
+        .is_none()
+    {
+        anyhow::bail!("serve's dispatcher did not go idle within 10 s of the drain");
+    }
     arrivals.extend(lab.runner.drain());
     let after = counters(&serve).await;
     let duration_s = began.elapsed().as_secs_f64();

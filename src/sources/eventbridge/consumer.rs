@@ -22,6 +22,7 @@ use jiff::Timestamp;
 
 use super::envelope::{self, Envelope};
 use crate::config::EventBridge;
+use crate::diag::Hint as _;
 use crate::intake::Intake;
 use crate::metrics::Metrics;
 use crate::outcome::IntakeOutcome;

@@ -44,6 +44,7 @@ use jiff::Timestamp;
 use serde_json::{Map, Value};
 
 use crate::config::Provider;
+use crate::diag::Hint;
 use crate::event::{
     self, ChangeEvent, ChangeKind, EventError, PullRequest, SCHEMA, Source, SourceKind, ZERO_SHA,
 };
@@ -120,10 +121,12 @@ impl EnvelopeError {
             topic,
         }
     }
+}
 
+impl Hint for EnvelopeError {
     /// How to fix the producer or the rule that sent such an event.
-    pub fn hint(&self) -> &'static str {
-        match self.topic {
+    fn hint(&self) -> String {
+        let hint = match self.topic {
             Topic::Envelope => {
                 "the message body must be an EventBridge event as a rule delivers it (id, \
                  detail-type, source and an object as detail); a rule target with an input \
@@ -150,7 +153,8 @@ impl EnvelopeError {
                 "a switchyard.change/v1 event must carry a change event as detail (the schema is \
                  in PRODUCT.md); leave out `id` to have it derived"
             }
-        }
+        };
+        hint.to_owned()
     }
 }
 

@@ -19,6 +19,8 @@ use git2::{
     FetchOptions, FetchPrune, Oid, Reference, RemoteCallbacks, Repository,
 };
 
+use crate::diag::Hint;
+
 /// At most this many changed paths are reported; beyond, the list is cut and marked incomplete.
 pub const MAX_PATHS: usize = 10_000;
 
@@ -152,10 +154,10 @@ pub enum GitError {
     Other { url: String, message: String },
 }
 
-impl GitError {
+impl Hint for GitError {
     /// What the user can do about it.
-    pub fn hint(&self) -> &'static str {
-        match self {
+    fn hint(&self) -> String {
+        let hint = match self {
             GitError::Auth { .. } => {
                 "check the remote's credentials: a token that may read the repository for \
                  https, a private key the server knows for ssh"
@@ -178,7 +180,8 @@ impl GitError {
                  it again"
             }
             GitError::Other { .. } => "run `git ls-remote URL` by hand to see what the server says",
-        }
+        };
+        hint.to_owned()
     }
 }
 

@@ -5,6 +5,8 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::diag::Hinted;
+
 /// What the last polls of one repository did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RepoHealth {
@@ -36,7 +38,7 @@ pub enum Polled<'a> {
     /// It worked (here, or another replica holds the lease: `elsewhere`).
     Ok { elsewhere: bool },
     /// It failed: the error and its hint.
-    Failed { error: &'a str, hint: &'a str },
+    Failed(&'a Hinted),
 }
 
 impl PollHealth {
@@ -75,8 +77,8 @@ impl PollHealth {
                 r.failures = 0;
                 r.elsewhere = elsewhere;
             }
-            Polled::Failed { error, hint } => {
-                r.last_error = Some(format!("{error}\nhint: {hint}"));
+            Polled::Failed(error) => {
+                r.last_error = Some(error.to_string());
                 r.failures += 1;
                 r.elsewhere = false;
             }
@@ -97,10 +99,8 @@ mod tests {
     fn a_failure_is_kept_until_a_poll_works_again() {
         let h = PollHealth::new([("github.com/acme/api".to_owned(), Duration::from_secs(30))]);
         assert_eq!(h.snapshot()[0].last_poll_ms, None);
-        let failed = Polled::Failed {
-            error: "cannot connect",
-            hint: "check the URL",
-        };
+        let error = Hinted::new("cannot connect", "check the URL");
+        let failed = Polled::Failed(&error);
         h.record(0, 1_000, failed);
         h.record(0, 2_000, failed);
         let r = &h.snapshot()[0];

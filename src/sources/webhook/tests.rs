@@ -101,7 +101,7 @@ fn each_provider_checks_its_own_header() {
         let mut mac = Hmac::<sha1::Sha1>::new_from_slice(b"It's a Secret to Everybody")
             .unwrap_or_else(|_| unreachable!());
         mac.update(body);
-        signature::to_hex(&mac.finalize().into_bytes())
+        signature::to_hex(mac.finalize().into_bytes())
     });
     let legacy = headers(&[("X-Hub-Signature", &sha1)]);
     assert!(verify(&receiver(Provider::GitHub, true), &legacy, body, 0).is_ok());

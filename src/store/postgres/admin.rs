@@ -1,5 +1,5 @@
-//! A synchronous view of a PostgreSQL store through a connection of its own, for tests and
-//! tools that inspect the database beside running replicas (the counterpart of the SQLite
+//! A synchronous view of a PostgreSQL store through a connection of its own, for tests (the
+//! `admin` feature) that inspect the database beside running replicas (the counterpart of the SQLite
 //! backend's `Admin`). switchyard's own commands go through [`crate::store::Store`].
 
 use tokio::runtime::Runtime;

@@ -1,24 +1,30 @@
-//! The backend thread: one connection, the commands waiting at a moment applied in one
-//! transaction (after taking their advisory locks in key order), reads answered after the
-//! commit; and, for `serve`, a heartbeat every [`HEARTBEAT`] that renews this replica's leases
-//! and reopens the starts of replicas whose leases ran out.
+//! The writer thread: one connection, the writes waiting at a moment applied in one transaction
+//! (after taking their advisory locks in key order; the loop is `store::write`'s), how each kind
+//! of write is applied ([`Apply`]); and, for `serve`, a heartbeat every [`HEARTBEAT`] that renews
+//! this replica's leases and reopens the starts of replicas whose leases ran out.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
+use tokio::runtime::Runtime;
 use tokio::sync::Notify;
+use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, GenericClient};
 
 use super::sql::{self, Statements};
 use super::{describe, message, parse, schema, tls};
-use crate::store::{Command, Done, Role, StoreError, now_ms};
+use crate::outcome::IntakeOutcome;
+use crate::store::intake::{Intake, Plan, Poll, PollLease};
+use crate::store::operate::{Move, Replay};
+use crate::store::queue::{Claim, Record, Release};
+use crate::store::upkeep::{Probe, PruneChanges, PruneDeliveries};
+use crate::store::write::{self, Pending, Write};
+use crate::store::{Claimed, Replayed, Role, StartRow, StoreError, now_ms};
 
-/// Commands committed in one transaction at most.
+/// Writes committed in one transaction at most.
 const MAX_BATCH: usize = 1024;
 /// How often a `serve` replica renews its leases and looks for expired ones.
 pub(super) const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -31,6 +37,75 @@ const BATCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Times a batch is run again after PostgreSQL broke a deadlock by rolling it back.
 const RETRIES: u32 = 5;
 
+type PgResult<T> = Result<T, tokio_postgres::Error>;
+
+/// A write's statements, as a future that sends them when first polled.
+pub(crate) type Step<'a, T> = Pin<Box<dyn Future<Output = PgResult<T>> + Send + 'a>>;
+
+/// What a write sees of the batch it is in.
+pub(crate) struct Cx<'a> {
+    /// The connection, inside the batch's transaction.
+    pub c: &'a Client,
+    pub st: &'a Statements,
+    /// This replica's name.
+    pub me: &'a str,
+    /// The live replicas at the last heartbeat.
+    pub live: &'a [String],
+    /// The lease of a claim, in ms.
+    pub lease: i64,
+    pub now: i64,
+}
+
+/// A write the PostgreSQL writer can apply.
+pub(crate) trait Apply: Write + Sync {
+    /// The advisory locks it needs (taken for the whole batch, in key order, first).
+    fn keys(&self, _keys: &mut Vec<i64>) {}
+
+    /// Whether its writes are one statement, sent at once: then a batch of such writes needs no
+    /// round trip inside its transaction.
+    fn one_statement(&self) -> bool {
+        false
+    }
+
+    /// The starts it claims (given back when its batch fails without a trustworthy answer).
+    fn claims(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn apply<'a>(&'a self, cx: &'a Cx<'a>) -> Step<'a, Self::Answer>;
+}
+
+/// A write of a batch, whatever its type.
+pub(crate) trait Job: write::Job {
+    fn keys(&self, keys: &mut Vec<i64>);
+    fn one_statement(&self) -> bool;
+    fn claims(&self) -> Vec<String>;
+    /// Applies the write, keeping its answer for after the commit.
+    fn step<'a>(&'a mut self, cx: &'a Cx<'a>) -> Step<'a, ()>;
+}
+
+impl<W: Apply> Job for Pending<W> {
+    fn keys(&self, keys: &mut Vec<i64>) {
+        self.write.keys(keys);
+    }
+
+    fn one_statement(&self) -> bool {
+        self.write.one_statement()
+    }
+
+    fn claims(&self) -> Vec<String> {
+        self.write.claims()
+    }
+
+    fn step<'a>(&'a mut self, cx: &'a Cx<'a>) -> Step<'a, ()> {
+        Box::pin(async move {
+            let answer = self.write.apply(cx).await?;
+            self.done = Some(answer);
+            Ok(())
+        })
+    }
+}
+
 pub(super) struct Conn {
     pub(super) client: Client,
     st: Statements,
@@ -38,8 +113,15 @@ pub(super) struct Conn {
     since: Instant,
 }
 
-struct Backend {
+/// The writer: its own single-threaded runtime, and the state it keeps.
+pub(super) struct Writer {
+    runtime: Runtime,
+    state: State,
+}
+
+struct State {
     url: String,
+    role: Role,
     new_work: Arc<Notify>,
     conn: Option<Conn>,
     /// This process's name in `starts.owner`, `poll_leases` and `replicas`.
@@ -52,60 +134,61 @@ struct Backend {
     /// connection broke or timed out, perhaps after the commit): the dispatcher was told they
     /// failed and runs none of them, so they are given back before anything else is written.
     unsure: Vec<String>,
+    next_beat: Instant,
 }
 
-type Step<'a> = Pin<Box<dyn Future<Output = Result<Done, tokio_postgres::Error>> + Send + 'a>>;
+impl Writer {
+    /// The writer of the database at `url`, or why it cannot run.
+    pub(super) fn new(url: String, role: Role, new_work: Arc<Notify>) -> std::io::Result<Writer> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        Ok(Writer {
+            runtime,
+            state: State {
+                url,
+                role,
+                new_work,
+                conn: None,
+                me: replica_name(),
+                live: Vec::new(),
+                failed_at: None,
+                unsure: Vec::new(),
+                next_beat: Instant::now(),
+            },
+        })
+    }
+}
 
-/// Answers the commands of `rx` until every sender is gone.
-pub(super) fn run(url: String, role: Role, rx: mpsc::Receiver<Command>, new_work: Arc<Notify>) {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start the store's runtime");
-            return;
-        }
-    };
-    let mut backend = Backend {
-        url,
-        new_work,
-        conn: None,
-        me: replica_name(),
-        live: Vec::new(),
-        failed_at: None,
-        unsure: Vec::new(),
-    };
-    let mut batch: Vec<Command> = Vec::with_capacity(64);
-    let mut next_beat = Instant::now();
-    loop {
-        let wait = if role == Role::Serve {
-            next_beat.saturating_duration_since(Instant::now())
-        } else {
-            Duration::from_secs(3600)
-        };
-        match rx.recv_timeout(wait) {
-            Ok(first) => {
-                batch.push(first);
-                while batch.len() < MAX_BATCH {
-                    match rx.try_recv() {
-                        Ok(cmd) => batch.push(cmd),
-                        Err(_) => break,
-                    }
-                }
-                runtime.block_on(backend.handle(&mut batch));
-                batch.clear();
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-        }
-        if role == Role::Serve && Instant::now() >= next_beat {
-            runtime.block_on(backend.heartbeat());
-            next_beat = Instant::now() + HEARTBEAT;
+impl write::Backend for Writer {
+    type Job = dyn Job;
+
+    const MAX_BATCH: usize = MAX_BATCH;
+
+    fn commit(&mut self, batch: &mut [Box<dyn Job>]) -> Result<(), StoreError> {
+        self.runtime.block_on(self.state.commit(batch))
+    }
+
+    fn failed(&mut self, batch: &[Box<dyn Job>], _err: &StoreError) {
+        // Whether or not they committed, the dispatcher will not run these claims: they must not
+        // stay this replica's.
+        for job in batch {
+            self.state.unsure.extend(job.claims());
         }
     }
-    runtime.block_on(backend.leave());
+
+    fn next_tick(&self) -> Option<Instant> {
+        (self.state.role == Role::Serve).then_some(self.state.next_beat)
+    }
+
+    fn tick(&mut self) {
+        self.runtime.block_on(self.state.heartbeat());
+        self.state.next_beat = Instant::now() + HEARTBEAT;
+    }
+
+    fn stop(&mut self) {
+        self.runtime.block_on(self.state.leave());
+    }
 }
 
 /// `HOST-PID-RANDOM`: readable in `starts.owner`, unique per process.
@@ -130,7 +213,7 @@ fn retryable(e: &tokio_postgres::Error) -> bool {
     )
 }
 
-impl Backend {
+impl State {
     async fn ensure_open(&mut self) -> Result<(), StoreError> {
         if self.conn.is_some() {
             return Ok(());
@@ -163,23 +246,24 @@ impl Backend {
         }
     }
 
-    async fn handle(&mut self, batch: &mut Vec<Command>) {
-        if let Err(e) = self.ensure_open().await {
-            tracing::error!(error = %e, "store unavailable");
-            self.forget_claims(batch);
-            batch.drain(..).for_each(|cmd| cmd.fail(&e));
-            return;
-        }
-        if let Err(e) = self.give_back_unsure().await {
-            self.forget_claims(batch);
-            batch.drain(..).for_each(|cmd| cmd.fail(&e));
-            return;
-        }
+    /// Applies and commits one batch, running it again (a few times) when the database broke
+    /// a deadlock by rolling it back.
+    async fn commit(&mut self, batch: &mut [Box<dyn Job>]) -> Result<(), StoreError> {
+        self.ensure_open().await?;
+        self.give_back_unsure().await?;
         let mut tries = 0;
-        let result = loop {
-            let result = match self.conn.as_mut() {
+        loop {
+            let result = match self.conn.as_ref() {
                 Some(conn) => {
-                    match tokio::time::timeout(BATCH_TIMEOUT, apply(conn, &self.me, batch)).await {
+                    let cx = Cx {
+                        c: &conn.client,
+                        st: &conn.st,
+                        me: &self.me,
+                        live: &self.live,
+                        lease: LEASE.as_millis() as i64,
+                        now: now_ms(),
+                    };
+                    match tokio::time::timeout(BATCH_TIMEOUT, apply(&cx, batch)).await {
                         Ok(result) => result.map_err(|e| (retryable(&e), message(&e))),
                         Err(_) => Err((false, "the database did not answer in time".to_owned())),
                     }
@@ -187,36 +271,15 @@ impl Backend {
                 None => Err((false, "the store is closed".to_owned())),
             };
             match result {
+                Ok(()) => return Ok(()),
                 Err((true, why)) if tries < RETRIES => {
                     tries += 1;
                     tracing::debug!(error = %why, tries, "batch rolled back by the database; running it again");
                 }
-                other => break other,
-            }
-        };
-        match result {
-            Ok((done, woke)) => {
-                if woke {
-                    self.new_work.notify_one();
+                Err((_, why)) => {
+                    self.drop_connection(&why);
+                    return Err(StoreError::Write(why));
                 }
-                self.reply_all(batch, done).await;
-            }
-            Err((_, why)) => {
-                tracing::error!(error = %why, batch = batch.len(), "store write failed; nothing in this batch was acknowledged");
-                let err = StoreError::Write(why.clone());
-                self.forget_claims(batch);
-                batch.drain(..).for_each(|cmd| cmd.fail(&err));
-                self.drop_connection(&why);
-            }
-        }
-    }
-
-    /// The claims of a batch that is about to fail: whether or not they committed, the
-    /// dispatcher will not run them, so they must not stay this replica's.
-    fn forget_claims(&mut self, batch: &[Command]) {
-        for cmd in batch {
-            if let Command::Claim(wanted, _) = cmd {
-                self.unsure.extend(wanted.iter().map(|w| w.id.clone()));
             }
         }
     }
@@ -250,73 +313,6 @@ impl Backend {
                 self.drop_connection(&why);
                 Err(StoreError::Write(why))
             }
-        }
-    }
-
-    /// Answers every command of a committed batch; reads run now, after the commit.
-    async fn reply_all(&mut self, batch: &mut Vec<Command>, done: Vec<Done>) {
-        let read = |e: tokio_postgres::Error| StoreError::Read(message(&e));
-        let mut broken = None;
-        for (cmd, d) in batch.drain(..).zip(done) {
-            let Some(conn) = self.conn.as_ref() else {
-                cmd.fail(&StoreError::Closed);
-                continue;
-            };
-            let c = &conn.client;
-            let mut note = |r: Result<(), &tokio_postgres::Error>| {
-                if let Err(e) = r
-                    && c.is_closed()
-                {
-                    broken = Some(message(e));
-                }
-            };
-            match cmd.answer(d) {
-                Some(Command::Cursors(repository, reply)) => {
-                    let r = sql::cursors(c, &repository).await;
-                    note(r.as_ref().map(|_| ()));
-                    drop(reply.send(r.map_err(read)));
-                }
-                Some(Command::Unreported(m, reply)) => {
-                    let r = sql::unreported(c, &m).await;
-                    note(r.as_ref().map(|_| ()));
-                    drop(reply.send(r.map_err(read)));
-                }
-                Some(Command::Deferred(reply)) => {
-                    let r = sql::deferred(c).await;
-                    note(r.as_ref().map(|_| ()));
-                    drop(reply.send(r.map_err(read)));
-                }
-                Some(Command::Open { window, reply }) => {
-                    let r = sql::open_starts(c, &conn.st, window).await;
-                    note(r.as_ref().map(|_| ()));
-                    drop(reply.send(r.map_err(read)));
-                }
-                Some(Command::Starts(states, reply)) => {
-                    let r = sql::starts(c, &states).await;
-                    note(r.as_ref().map(|_| ()));
-                    drop(reply.send(r.map_err(read)));
-                }
-                Some(Command::Changes(query, reply)) => {
-                    let r = sql::changes(c, &query).await;
-                    note(r.as_ref().map(|_| ()));
-                    drop(reply.send(r.map_err(read)));
-                }
-                Some(Command::Change(id, reply)) => {
-                    let r = sql::find_change(c, &id).await;
-                    note(r.as_ref().map(|_| ()));
-                    drop(reply.send(r.map_err(read).and_then(|r| r)));
-                }
-                Some(Command::PollLease(repository, reply)) => {
-                    let r = poll_lease(c, &self.me, &self.live, &repository).await;
-                    note(r.as_ref().map(|_| ()));
-                    drop(reply.send(r.map_err(read)));
-                }
-                Some(other) => other.fail(&StoreError::Read("internal: not a read".into())),
-                None => {}
-            }
-        }
-        if let Some(why) = broken {
-            self.drop_connection(&why);
         }
     }
 
@@ -487,181 +483,218 @@ pub(super) async fn connect(url: &str) -> Result<Conn, StoreError> {
 }
 
 /// Applies a batch's writes in one transaction: the advisory locks first, in key order, then
-/// every command's statements, sent together. Returns what each produced and whether new work
-/// was created.
+/// every write's statements, sent together.
 ///
-/// When every command is one statement (intakes, plans, finishes, releases, probes: the
-/// intake path), BEGIN, the locks, the statements and COMMIT go out together, in one round
-/// trip: the locks are held for the database's work and the WAL flush, never across a round
-/// trip to this process, which matters when replicas queue on one lock (pushes to one ref).
-/// A statement that fails aborts the transaction, COMMIT then rolls it back, and the batch
-/// fails with that statement's error: an answer is still sent only after a commit that
-/// succeeded.
-async fn apply(
-    conn: &mut Conn,
-    me: &str,
-    batch: &[Command],
-) -> Result<(Vec<Done>, bool), tokio_postgres::Error> {
-    if batch.iter().all(Command::is_read) {
-        return Ok((batch.iter().map(|_| Done::Read).collect(), false));
-    }
-    let now = now_ms();
-    let durable = batch.iter().any(Command::needs_durability);
+/// When every write is one statement (intakes, plans, finishes, releases, probes: the intake
+/// path), BEGIN, the locks, the statements and COMMIT go out together, in one round trip: the
+/// locks are held for the database's work and the WAL flush, never across a round trip to this
+/// process, which matters when replicas queue on one lock (pushes to one ref). A statement
+/// that fails aborts the transaction, COMMIT then rolls it back, and the batch fails with that
+/// statement's error: an answer is sent only after a commit that succeeded.
+async fn apply(cx: &Cx<'_>, batch: &mut [Box<dyn Job>]) -> PgResult<()> {
+    let durable = batch.iter().any(|job| job.durable());
     let mut keys = Vec::new();
-    for cmd in batch {
-        match cmd {
-            Command::Intake(req, _) => sql::intake_keys(&req.0, &mut keys),
-            Command::Poll(req, _) => {
-                for r in &req.0.intakes {
-                    sql::intake_keys(r, &mut keys);
-                }
-                keys.push(sql::cursor_key(&req.0.repository));
-            }
-            Command::Plan(req, _) => {
-                keys.push(sql::change_key(&req.event.id));
-                sql::supersede_keys(&req.starts, &req.event.git_ref, &mut keys);
-            }
-            Command::Replay(req, _) => keys.push(sql::change_key(&req.change_id)),
-            Command::Claim(wanted, _) => keys.extend(
-                wanted
-                    .iter()
-                    .filter(|w| !w.pipeline.is_empty())
-                    .map(|w| sql::pipeline_key(&w.pipeline)),
-            ),
-            _ => {}
-        }
+    for job in batch.iter() {
+        job.keys(&mut keys);
     }
     keys.sort_unstable();
     keys.dedup();
-    let lease = LEASE.as_millis() as i64;
-    let Conn { client, st, .. } = conn;
-    let done = if batch.iter().all(one_statement) {
-        let c = &*client;
-        // Claims and releases need no flush: a lost one is reopened by its lease.
-        let begin = if durable {
-            "BEGIN"
-        } else {
-            "BEGIN; SET LOCAL synchronous_commit = off"
-        };
+    let one_trip = batch.iter().all(|job| job.one_statement());
+    let c = cx.c;
+    // Claims, releases and leases need no flush: a lost one is reopened by its lease.
+    let begin = if durable {
+        "BEGIN"
+    } else {
+        "BEGIN; SET LOCAL synchronous_commit = off"
+    };
+    if one_trip {
         // join! polls in order, and each future sends its statement when first polled.
         let (begun, locked, done, committed) = futures_util::join!(
             c.batch_execute(begin),
-            sql::lock(c, st, &keys),
-            join_all(steps(c, st, me, batch, lease, now)),
+            sql::lock(c, cx.st, &keys),
+            join_all(batch.iter_mut().map(|job| job.step(cx))),
             c.batch_execute("COMMIT"),
         );
         begun?;
         locked?;
-        let done = done.into_iter().collect::<Result<Vec<_>, _>>()?;
-        committed?;
-        done
+        done.into_iter().collect::<PgResult<Vec<()>>>()?;
+        committed
     } else {
-        let tx = client.transaction().await?;
-        if !durable {
-            // Claims and releases need no flush: a lost one is reopened by its lease.
-            tx.batch_execute("SET LOCAL synchronous_commit = off")
-                .await?;
+        c.batch_execute(begin).await?;
+        let applied = async {
+            sql::lock(c, cx.st, &keys).await?;
+            join_all(batch.iter_mut().map(|job| job.step(cx)))
+                .await
+                .into_iter()
+                .collect::<PgResult<Vec<()>>>()?;
+            c.batch_execute("COMMIT").await
         }
-        sql::lock(&tx, st, &keys).await?;
-        let done = join_all(steps(&tx, st, me, batch, lease, now))
+        .await;
+        if applied.is_err() {
+            let _ = c.batch_execute("ROLLBACK").await;
+        }
+        applied
+    }
+}
+
+impl Apply for Intake {
+    fn keys(&self, keys: &mut Vec<i64>) {
+        sql::intake_keys(&self.request, keys);
+    }
+
+    fn one_statement(&self) -> bool {
+        true
+    }
+
+    fn apply<'a>(&'a self, cx: &'a Cx<'a>) -> Step<'a, IntakeOutcome> {
+        Box::pin(sql::intake(
+            cx.c,
+            cx.st,
+            &self.request,
+            &self.encoded,
+            cx.now,
+        ))
+    }
+}
+
+impl Apply for Poll {
+    fn keys(&self, keys: &mut Vec<i64>) {
+        for r in &self.batch.intakes {
+            sql::intake_keys(r, keys);
+        }
+        keys.push(sql::cursor_key(&self.batch.repository));
+    }
+
+    fn apply<'a>(&'a self, cx: &'a Cx<'a>) -> Step<'a, Vec<IntakeOutcome>> {
+        Box::pin(async move {
+            let outcomes = join_all(
+                self.batch
+                    .intakes
+                    .iter()
+                    .zip(&self.encoded)
+                    .map(|(r, e)| sql::intake(cx.c, cx.st, r, e, cx.now)),
+            )
             .await
             .into_iter()
-            .collect::<Result<Vec<_>, _>>()?;
-        tx.commit().await?;
-        done
-    };
-    let woke = done.iter().any(Done::woke);
-    Ok((done, woke))
-}
-
-/// Whether a command's writes are one statement, sent at once (or it writes nothing): then a
-/// batch of such commands needs no round trip inside its transaction.
-fn one_statement(cmd: &Command) -> bool {
-    cmd.is_read()
-        || matches!(
-            cmd,
-            Command::Intake(..)
-                | Command::Plan(..)
-                | Command::Finish(..)
-                | Command::Release(..)
-                | Command::Probe(..)
-        )
-}
-
-/// Each command's statements, as futures that send them when first polled.
-fn steps<'a, C>(
-    c: &'a C,
-    st: &'a Statements,
-    me: &'a str,
-    batch: &'a [Command],
-    lease: i64,
-    now: i64,
-) -> Vec<Step<'a>>
-where
-    C: GenericClient + Sync,
-{
-    batch
-        .iter()
-        .map(|cmd| -> Step<'a> {
-            match cmd {
-                Command::Intake(req, _) => Box::pin(async move {
-                    Ok(Done::Intake(sql::intake(c, st, &req.0, &req.1, now).await?))
-                }),
-                Command::Poll(req, _) => Box::pin(async move {
-                    let (batch, json) = &**req;
-                    let outcomes = join_all(
-                        batch
-                            .intakes
-                            .iter()
-                            .zip(json)
-                            .map(|(r, j)| sql::intake(c, st, r, j, now)),
-                    )
-                    .await
-                    .into_iter()
-                    .collect::<Result<Vec<_>, _>>()?;
-                    sql::move_cursors(c, st, &batch.repository, &batch.cursors, now).await?;
-                    Ok(Done::Poll(outcomes))
-                }),
-                Command::Plan(req, _) => {
-                    Box::pin(async move { Ok(Done::Plan(sql::plan(c, st, req, now).await?)) })
-                }
-                Command::Replay(req, _) => {
-                    Box::pin(async move { Ok(Done::Replay(sql::replay(c, req, now).await?)) })
-                }
-                Command::PruneChanges { before_ms, .. } => Box::pin(async move {
-                    Ok(Done::Prune(sql::prune_changes(c, *before_ms, now).await?))
-                }),
-                Command::Finish(id, finish, _) => {
-                    Box::pin(
-                        async move { Ok(Done::Finish(sql::finish(c, st, id, finish, now).await?)) },
-                    )
-                }
-                Command::Claim(wanted, _) => Box::pin(async move {
-                    Ok(Done::Claim(
-                        sql::claim(c, st, wanted, me, lease, now).await?,
-                    ))
-                }),
-                Command::Release(ids, _) => Box::pin(async move {
-                    sql::release(c, st, ids, now).await?;
-                    Ok(Done::Released)
-                }),
-                Command::Probe(_) => Box::pin(async move {
-                    sql::probe(c).await?;
-                    Ok(Done::Unit)
-                }),
-                Command::Prune {
-                    deliveries_before_ms,
-                    ..
-                } => {
-                    Box::pin(
-                        async move { Ok(Done::Prune(sql::prune(c, *deliveries_before_ms).await?)) },
-                    )
-                }
-                Command::Transition(id, to, _) => Box::pin(async move {
-                    Ok(Done::Transition(sql::transition(c, id, *to, now).await?))
-                }),
-                _ => Box::pin(async { Ok(Done::Read) }),
-            }
+            .collect::<PgResult<Vec<_>>>()?;
+            sql::move_cursors(
+                cx.c,
+                cx.st,
+                &self.batch.repository,
+                &self.batch.cursors,
+                cx.now,
+            )
+            .await?;
+            Ok(outcomes)
         })
-        .collect()
+    }
+}
+
+impl Apply for Plan {
+    fn keys(&self, keys: &mut Vec<i64>) {
+        keys.push(sql::change_key(&self.event.id));
+        sql::supersede_keys(&self.starts, &self.event.git_ref, keys);
+    }
+
+    fn one_statement(&self) -> bool {
+        true
+    }
+
+    fn apply<'a>(&'a self, cx: &'a Cx<'a>) -> Step<'a, Option<Vec<String>>> {
+        Box::pin(sql::plan(cx.c, cx.st, self, cx.now))
+    }
+}
+
+impl Apply for PollLease {
+    fn one_statement(&self) -> bool {
+        true
+    }
+
+    fn apply<'a>(&'a self, cx: &'a Cx<'a>) -> Step<'a, bool> {
+        Box::pin(poll_lease(cx.c, cx.me, cx.live, &self.repository))
+    }
+}
+
+impl Apply for Claim {
+    fn keys(&self, keys: &mut Vec<i64>) {
+        keys.extend(
+            self.wanted
+                .iter()
+                .filter(|w| !w.pipeline.is_empty())
+                .map(|w| sql::pipeline_key(&w.pipeline)),
+        );
+    }
+
+    fn claims(&self) -> Vec<String> {
+        self.wanted.iter().map(|w| w.id.clone()).collect()
+    }
+
+    fn apply<'a>(&'a self, cx: &'a Cx<'a>) -> Step<'a, Vec<Claimed>> {
+        Box::pin(sql::claim(
+            cx.c,
+            cx.st,
+            &self.wanted,
+            cx.me,
+            cx.lease,
+            cx.now,
+        ))
+    }
+}
+
+impl Apply for Record {
+    fn one_statement(&self) -> bool {
+        true
+    }
+
+    fn apply<'a>(&'a self, cx: &'a Cx<'a>) -> Step<'a, bool> {
+        Box::pin(sql::finish(cx.c, cx.st, &self.id, &self.finish, cx.now))
+    }
+}
+
+impl Apply for Release {
+    fn one_statement(&self) -> bool {
+        true
+    }
+
+    fn apply<'a>(&'a self, cx: &'a Cx<'a>) -> Step<'a, ()> {
+        Box::pin(sql::release(cx.c, cx.st, &self.ids, cx.now))
+    }
+}
+
+impl Apply for Move {
+    fn apply<'a>(&'a self, cx: &'a Cx<'a>) -> Step<'a, Result<StartRow, StoreError>> {
+        Box::pin(sql::transition(cx.c, &self.id, self.to, cx.now))
+    }
+}
+
+impl Apply for Replay {
+    fn keys(&self, keys: &mut Vec<i64>) {
+        keys.push(sql::change_key(&self.request.change_id));
+    }
+
+    fn apply<'a>(&'a self, cx: &'a Cx<'a>) -> Step<'a, Vec<Replayed>> {
+        Box::pin(sql::replay(cx.c, &self.request, cx.now))
+    }
+}
+
+impl Apply for Probe {
+    fn one_statement(&self) -> bool {
+        true
+    }
+
+    fn apply<'a>(&'a self, cx: &'a Cx<'a>) -> Step<'a, ()> {
+        Box::pin(sql::probe(cx.c))
+    }
+}
+
+impl Apply for PruneDeliveries {
+    fn apply<'a>(&'a self, cx: &'a Cx<'a>) -> Step<'a, usize> {
+        Box::pin(sql::prune(cx.c, self.before_ms))
+    }
+}
+
+impl Apply for PruneChanges {
+    fn apply<'a>(&'a self, cx: &'a Cx<'a>) -> Step<'a, usize> {
+        Box::pin(sql::prune_changes(cx.c, self.before_ms, cx.now))
+    }
 }

@@ -24,13 +24,16 @@
 //!   over the replicas that renewed their row within the lease, so the repositories spread out
 //!   and move only when a replica comes or goes.
 //!
-//! Files: `backend.rs` the thread, its batches and heartbeat; `sql.rs` the statements;
-//! `admin.rs` a synchronous view for tests and tools;
+//! Files: `backend.rs` the writer thread, how it applies each write, its heartbeat; `reader.rs`
+//! the pool of read connections; `sql.rs` the statements; `admin.rs` a synchronous view for
+//! tests (the `admin` feature);
 //! `schema.rs` the schema (tables as in SQLite, plus `poll_leases` and `replicas`, and the
 //! intake as PL/pgSQL functions) and its migrations.
 
+#[cfg(any(test, feature = "admin"))]
 mod admin;
 mod backend;
+mod reader;
 mod schema;
 mod sql;
 #[cfg(test)]
@@ -41,20 +44,29 @@ use std::sync::mpsc;
 
 use tokio::sync::Notify;
 
-use super::{Command, Role};
+use super::Role;
 
+#[cfg(any(test, feature = "admin"))]
 pub use admin::Admin;
+pub(crate) use backend::{Apply, Job};
+pub(crate) use reader::Readers;
 pub use schema::MIGRATIONS;
 
-/// Starts the backend thread for the database at `url`; it answers the commands of `rx` until
-/// every sender is gone.
-pub(super) fn spawn(url: String, role: Role, rx: mpsc::Receiver<Command>, new_work: Arc<Notify>) {
-    let spawned = std::thread::Builder::new()
-        .name("switchyard-store".into())
-        .spawn(move || backend::run(url, role, rx, new_work));
-    if let Err(e) = spawned {
-        tracing::error!(error = %e, "cannot start the store thread");
+/// Starts the writer thread for the database at `url` (it answers the writes of the returned
+/// sender until every sender is gone) and pools of read connections of the given sizes.
+pub(super) fn open(
+    url: &str,
+    role: Role,
+    new_work: Arc<Notify>,
+    pools: [usize; 2],
+) -> (mpsc::Sender<Box<dyn Job>>, [Readers; 2]) {
+    let (tx, rx) = mpsc::channel();
+    match backend::Writer::new(url.to_owned(), role, Arc::clone(&new_work)) {
+        Ok(writer) => super::write::spawn(writer, rx, new_work),
+        // The receiver is gone: every write fails with `Closed`.
+        Err(e) => tracing::error!(error = %e, "cannot start the store's runtime"),
     }
+    (tx, pools.map(|n| Readers::new(url, n)))
 }
 
 /// The connection settings of `text`, and the file of root certificates it names

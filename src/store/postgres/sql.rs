@@ -1,5 +1,5 @@
-//! The statements of each command, prepared once per connection, and the lock keys a batch
-//! takes.
+//! The statements of each write and read (the writer's prepared once per connection), and the
+//! lock keys a batch takes. The rules they serve are `store::rules`'.
 
 use std::collections::BTreeMap;
 
@@ -7,14 +7,12 @@ use tokio_postgres::{Client, GenericClient, Row, Statement};
 
 use crate::event::ChangeKind;
 use crate::outcome::{DuplicateOf, IntakeOutcome, start_id};
+use crate::store::intake::{Encoded, Plan};
+use crate::store::rules::{self, decode_decisions};
 use crate::store::{
-    ChangeQuery, ChangeRecord, ClaimRequest, Claimed, Encoded, Finish, IntakeRequest, PlanRequest,
-    PlannedStart, RefMove, ReplayRequest, Replayed, Sighting, StartRow, StartState, StoreError,
-    Transition, decode_decisions, replayed,
+    ChangeQuery, ChangeRecord, ClaimRequest, Claimed, Finish, IntakeRequest, PlannedStart, RefMove,
+    ReplayRequest, Replayed, Sighting, StartRow, StartState, StoreError, Transition,
 };
-
-/// How many stored pushes of a ref [`unreported`] follows back at most.
-const CHAIN: i64 = 256;
 
 const START_COLUMNS: &str = "seq, id, change_id, pipeline, git_ref, state, attempts, next_attempt_ms, last_error, created_ms, updated_ms, run, replay";
 
@@ -30,7 +28,7 @@ pub(super) fn reopen(condition: &str) -> String {
 }
 
 /// Every statement the backend runs often, prepared at connect.
-pub(super) struct Statements {
+pub(crate) struct Statements {
     lock: Statement,
     intake: Statement,
     plan: Statement,
@@ -39,7 +37,6 @@ pub(super) struct Statements {
     release: Statement,
     cursor_set: Statement,
     cursor_remove: Statement,
-    pub(super) open: Statement,
 }
 
 impl Statements {
@@ -90,24 +87,29 @@ impl Statements {
             cursor_remove: client
                 .prepare("DELETE FROM cursors WHERE repository = $1 AND git_ref = $2")
                 .await?,
-            open: client
-                .prepare(&format!(
-                    "WITH RECURSIVE p(name) AS (
-                        SELECT min(pipeline) FROM starts WHERE state IN ('pending', 'running', 'failed')
-                        UNION ALL
-                        SELECT (SELECT min(pipeline) FROM starts
-                                WHERE state IN ('pending', 'running', 'failed') AND pipeline > p.name)
-                        FROM p WHERE p.name IS NOT NULL
-                     )
-                     SELECT s.* FROM p CROSS JOIN LATERAL (
-                        SELECT {START_COLUMNS} FROM starts
-                        WHERE pipeline = p.name AND state IN ('pending', 'running', 'failed')
-                        ORDER BY seq LIMIT $1
-                     ) s
-                     WHERE p.name IS NOT NULL ORDER BY s.seq"
-                ))
-                .await?,
         })
+    }
+}
+
+impl Statements {
+    /// The open starts: the first `$1` of each pipeline in intake order (what a reader
+    /// prepares).
+    pub(super) fn open_sql() -> String {
+        format!(
+            "WITH RECURSIVE p(name) AS (
+                SELECT min(pipeline) FROM starts WHERE state IN ('pending', 'running', 'failed')
+                UNION ALL
+                SELECT (SELECT min(pipeline) FROM starts
+                        WHERE state IN ('pending', 'running', 'failed') AND pipeline > p.name)
+                FROM p WHERE p.name IS NOT NULL
+             )
+             SELECT s.* FROM p CROSS JOIN LATERAL (
+                SELECT {START_COLUMNS} FROM starts
+                WHERE pipeline = p.name AND state IN ('pending', 'running', 'failed')
+                ORDER BY seq LIMIT $1
+             ) s
+             WHERE p.name IS NOT NULL ORDER BY s.seq"
+        )
     }
 }
 
@@ -255,7 +257,7 @@ pub(super) async fn intake(
 pub(super) async fn plan(
     c: &impl GenericClient,
     st: &Statements,
-    req: &PlanRequest,
+    req: &Plan,
     now: i64,
 ) -> Result<Option<Vec<String>>, tokio_postgres::Error> {
     let (event, json) = (&req.event, &req.json);
@@ -308,9 +310,19 @@ pub(super) async fn finish(
     finish: &Finish,
     now: i64,
 ) -> Result<bool, tokio_postgres::Error> {
-    let (state, next, error, run) = finish.columns(now);
+    let o = finish.outcome(now);
     let n = c
-        .execute(&st.finish, &[&state, &next, &error, &now, &id, &run])
+        .execute(
+            &st.finish,
+            &[
+                &o.state.as_str(),
+                &o.next_attempt_ms,
+                &o.error,
+                &now,
+                &id,
+                &o.run,
+            ],
+        )
         .await?;
     Ok(n > 0)
 }
@@ -371,7 +383,7 @@ pub(super) fn row_to_start(row: &Row) -> StartRow {
         change_id: row.get(2),
         pipeline: row.get(3),
         git_ref: row.get(4),
-        state: StartState::parse(state).unwrap_or(StartState::Dead),
+        state: StartState::read(state),
         attempts: attempts.max(0) as u32,
         next_attempt_ms: row.get(7),
         last_error: row.get(8),
@@ -384,10 +396,10 @@ pub(super) fn row_to_start(row: &Row) -> StartRow {
 
 pub(super) async fn open_starts(
     c: &Client,
-    st: &Statements,
+    open: &Statement,
     window: u32,
 ) -> Result<Vec<StartRow>, tokio_postgres::Error> {
-    let rows = c.query(&st.open, &[&i64::from(window)]).await?;
+    let rows = c.query(open, &[&i64::from(window)]).await?;
     Ok(rows.iter().map(row_to_start).collect())
 }
 
@@ -429,22 +441,11 @@ pub(super) async fn unreported(
         .query(
             "SELECT push_before, push_after FROM changes
              WHERE repository = $1 AND push_ref = $2 ORDER BY seq DESC LIMIT $3",
-            &[&m.repository, &m.git_ref, &CHAIN],
+            &[&m.repository, &m.git_ref, &i64::from(rules::CHAIN)],
         )
         .await?;
-    let mut expected = m.to.clone();
-    for row in &rows {
-        let before: String = row.get(0);
-        let after: &str = row.get(1);
-        if after != expected {
-            break;
-        }
-        expected = before;
-        if expected == m.from {
-            return Ok(None);
-        }
-    }
-    Ok(Some(expected))
+    let pushes: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    Ok(rules::unreported(&m.from, &m.to, &pushes))
 }
 
 pub(super) async fn deferred(c: &Client) -> Result<Vec<String>, tokio_postgres::Error> {
@@ -462,24 +463,23 @@ pub(super) async fn start(
     c: &impl GenericClient,
     id: &str,
 ) -> Result<Result<StartRow, StoreError>, tokio_postgres::Error> {
-    if id.len() < 4 {
+    let Some(pattern) = rules::start_pattern(id) else {
         return Ok(Err(StoreError::NoSuchStart(id.to_owned())));
-    }
-    let pattern = format!("{}%", id.replace(['%', '_', '\\'], ""));
+    };
     let rows = c
         .query(
             &format!("SELECT {START_COLUMNS} FROM starts WHERE id LIKE $1 LIMIT 2"),
             &[&pattern],
         )
         .await?;
-    Ok(match rows.as_slice() {
-        [one] => Ok(row_to_start(one)),
-        _ => Err(StoreError::NoSuchStart(id.to_owned())),
-    })
+    Ok(rules::one_start(
+        id,
+        rows.iter().map(row_to_start).collect(),
+    ))
 }
 
-/// Retries or drops a start, in one statement that checks its state again (see the SQLite
-/// backend's `transition`).
+/// Retries or drops a start, in one statement that checks its state again, so that a start
+/// another replica finished meanwhile is never overwritten.
 pub(super) async fn transition(
     c: &impl GenericClient,
     id: &str,
@@ -490,14 +490,20 @@ pub(super) async fn transition(
         Ok(row) => row,
         Err(e) => return Ok(Err(e)),
     };
-    let states: Vec<&str> = to.from().iter().map(|s| s.as_str()).collect();
+    let from: Vec<&str> = to.from().iter().map(|s| s.as_str()).collect();
     let changed = c
         .execute(
-            &format!(
-                "UPDATE starts SET {}, updated_ms = $1 WHERE id = $2 AND state = ANY($3::text[])",
-                to.set_columns()
-            ),
-            &[&now, &row.id, &states],
+            "UPDATE starts SET state = $1, updated_ms = $2,
+                 attempts = CASE WHEN $3 THEN 0 ELSE attempts END,
+                 next_attempt_ms = CASE WHEN $3 THEN $2 ELSE next_attempt_ms END
+             WHERE id = $4 AND state = ANY($5::text[])",
+            &[
+                &to.to().as_str(),
+                &now,
+                &to.resets_attempts(),
+                &row.id,
+                &from,
+            ],
         )
         .await?;
     let after = start(c, &row.id).await?;
@@ -610,9 +616,16 @@ pub(super) async fn changes(
                         OR EXISTS (SELECT 1 FROM starts s WHERE s.change_id = c.id AND s.pipeline = $3)
                         OR EXISTS (SELECT 1 FROM jsonb_array_elements(c.decisions::jsonb) d
                                    WHERE d->>0 = $3::text))
+                   AND ($5::int8 IS NULL OR c.seq < $5)
                  ORDER BY c.seq DESC LIMIT $4"
             ),
-            &[&q.repository, &q.since_ms, &q.pipeline, &i64::from(q.limit)],
+            &[
+                &q.repository,
+                &q.since_ms,
+                &q.pipeline,
+                &i64::from(q.limit),
+                &q.before_seq,
+            ],
         )
         .await?;
     let mut out: Vec<ChangeRecord> = rows.iter().map(row_to_change).collect();
@@ -620,16 +633,13 @@ pub(super) async fn changes(
     Ok(out)
 }
 
-/// The most candidates an ambiguous prefix names.
-const CANDIDATES: i64 = 10;
-
 /// One change by id or by a unique prefix of at least 4 characters.
 pub(super) async fn find_change(
     c: &Client,
     id: &str,
 ) -> Result<Result<ChangeRecord, StoreError>, tokio_postgres::Error> {
-    if id.len() < 4 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return Ok(Err(StoreError::NoSuchChange(id.to_owned())));
+    if let Err(e) = rules::change_prefix(id) {
+        return Ok(Err(e));
     }
     let rows = c
         .query(
@@ -637,28 +647,19 @@ pub(super) async fn find_change(
                 "SELECT {CHANGE_COLUMNS} FROM changes c WHERE c.id = $1 OR c.id LIKE $2
                  ORDER BY c.id = $1 DESC, c.seq DESC LIMIT $3"
             ),
-            &[&id, &format!("{id}%"), &(CANDIDATES + 1)],
+            &[&id, &format!("{id}%"), &(rules::CANDIDATES as i64 + 1)],
         )
         .await?;
-    let mut found: Vec<ChangeRecord> = rows.iter().map(row_to_change).collect();
-    if found.len() > 1 && found[0].id != id {
-        return Ok(Err(StoreError::AmbiguousChange {
-            prefix: id.to_owned(),
-            candidates: found
-                .into_iter()
-                .take(CANDIDATES as usize)
-                .map(|c| c.id)
-                .collect(),
-        }));
-    }
-    found.truncate(1);
-    if found.is_empty() {
-        return Ok(Err(StoreError::NoSuchChange(id.to_owned())));
-    }
-    complete_changes(c, &mut found).await?;
-    Ok(found
-        .pop()
-        .ok_or_else(|| StoreError::NoSuchChange(id.to_owned())))
+    let found = rows.iter().map(row_to_change).collect();
+    Ok(match rules::one_change(id, found, |c| c.id.as_str()) {
+        Ok(change) => {
+            let mut one = [change];
+            complete_changes(c, &mut one).await?;
+            let [change] = one;
+            Ok(change)
+        }
+        Err(e) => Err(e),
+    })
 }
 
 /// Adds a start per pipeline unless the change has one of it that is waiting, running or
@@ -680,20 +681,16 @@ pub(super) async fn replay(
             .iter()
             .map(|r| (r.get(0), r.get(1), r.get::<_, i32>(2).max(0) as u32))
             .collect();
-        let mut new = None;
-        let done = replayed(&req.change_id, pipeline, &rows, |id, n| {
-            new = Some((id.to_owned(), n));
-            Ok::<(), tokio_postgres::Error>(())
-        })?;
-        if let Some((id, n)) = new {
+        let replayed = rules::replayed(&req.change_id, pipeline, &rows);
+        if let Some(n) = replayed.replay {
             c.execute(
                 "INSERT INTO starts (id, change_id, pipeline, git_ref, state, attempts, next_attempt_ms, created_ms, updated_ms, replay)
                  VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5, $5, $6)",
-                &[&id, &req.change_id, pipeline, &req.git_ref, &now, &(n as i32)],
+                &[&replayed.start_id, &req.change_id, pipeline, &req.git_ref, &now, &(n as i32)],
             )
             .await?;
         }
-        out.push(done);
+        out.push(replayed);
     }
     Ok(out)
 }

@@ -361,7 +361,26 @@ fn a_replica_that_just_connected_leaves_the_others_a_lease_to_renew_before_takin
     rt.block_on(serve.open_starts(1))
         .expect("the replica connects");
     let connected = Instant::now();
-    std::thread::sleep(HEARTBEAT * 2 + HEARTBEAT / 2);
+    // Two heartbeats, counted: each renews the replica's row in `replicas` before it judges
+    // others' leases, so the third renewal seen means that two have judged (the tool has no
+    // heartbeat: the row is the replica's).
+    let renewed = || {
+        admin
+            .count("SELECT coalesce(max(seen_ms), 0) FROM replicas")
+            .expect("replicas")
+    };
+    let mut renewals: Vec<i64> = Vec::new();
+    while renewals.len() < 3 {
+        assert!(
+            connected.elapsed() < HEARTBEAT * 4,
+            "the replica renewed only at {renewals:?}"
+        );
+        let now = renewed();
+        if now > renewals.last().copied().unwrap_or(0) {
+            renewals.push(now);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert_eq!(
         state(),
         StartState::Running,

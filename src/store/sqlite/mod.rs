@@ -25,11 +25,14 @@
 //! a random place; checkpoints run on their own thread, off the commit path.
 //!
 //! Files: `writer.rs` the writer thread (batches, transactions, the checkpointer, opening by
-//! role), `sql.rs` the statements of each command, `tips.rs` the newest push of each ref as the
-//! writer remembers it, `admin.rs` a synchronous view for tests and
-//! tools, `schema.rs` the schema and its migrations.
+//! role) and how it applies each write; `reader.rs` the read-only readers, each on a thread;
+//! `sql.rs` the statements; `tips.rs` the newest push of each ref as the writer remembers it;
+//! `admin.rs` a synchronous view for tests (the `admin` feature); `schema.rs` the schema and its
+//! migrations.
 
+#[cfg(any(test, feature = "admin"))]
 mod admin;
+mod reader;
 mod schema;
 mod sql;
 #[cfg(test)]
@@ -45,21 +48,35 @@ use std::time::Duration;
 use rusqlite::Connection;
 use tokio::sync::Notify;
 
-use super::{Command, Role, StoreError};
+use super::{Role, StoreError};
 
+#[cfg(any(test, feature = "admin"))]
 pub use admin::Admin;
+pub(crate) use reader::Readers;
 pub use schema::MIGRATIONS;
+pub(crate) use writer::{Apply, Job};
 
-/// Starts the writer thread for the database at `path`; it answers the commands of `rx` until
-/// every sender is gone.
-pub(super) fn spawn(path: PathBuf, role: Role, rx: mpsc::Receiver<Command>, new_work: Arc<Notify>) {
-    let spawned = std::thread::Builder::new()
-        .name("switchyard-store".into())
-        .spawn(move || writer::run(path, role, rx, new_work));
-    if let Err(e) = spawned {
-        // The receiver is gone with the closure: every request fails with `Closed`.
-        tracing::error!(error = %e, "cannot start the store thread");
-    }
+/// Starts the writer thread for the database at `path` (it answers the writes of the returned
+/// sender until every sender is gone) and `pools` pools of readers of the given sizes. The
+/// writer opens the file as soon as it runs, and readers wait for that first open (at most a
+/// few seconds): at `serve`'s open it gives interrupted starts back, which no read may miss.
+pub(super) fn open(
+    path: PathBuf,
+    role: Role,
+    new_work: Arc<Notify>,
+    pools: [usize; 2],
+) -> (mpsc::Sender<Box<dyn Job>>, [Readers; 2]) {
+    let opened = Arc::new(reader::Opened::default());
+    let (tx, rx) = mpsc::channel();
+    let writer = writer::Writer::new(
+        path.clone(),
+        role,
+        Arc::clone(&new_work),
+        Arc::clone(&opened),
+    );
+    super::write::spawn(writer, rx, new_work);
+    let readers = pools.map(|n| Readers::spawn(&path, n, Arc::clone(&opened)));
+    (tx, readers)
 }
 
 /// Opens (creating and migrating if needed) the database at `path`.

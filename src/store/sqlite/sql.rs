@@ -1,20 +1,19 @@
-//! The statements of each command, on a connection or inside the writer's transaction.
+//! The statements of each write and read, inside the writer's transaction or on a reader's
+//! connection. The rules they serve are `store::rules`'.
 
 use std::collections::BTreeMap;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 
-use super::tips::Tips;
+use super::tips::{self, Tips};
 use crate::event::{ChangeEvent, ChangeKind};
 use crate::outcome::{DuplicateOf, IntakeOutcome, start_id};
+use crate::store::intake::Encoded;
+use crate::store::rules::{self, decode_decisions};
 use crate::store::{
-    ChangeQuery, ChangeRecord, ClaimRequest, Claimed, Encoded, Finish, IntakeRequest, PlannedStart,
-    RefMove, ReplayRequest, Replayed, Sighting, StartRow, StartState, StoreError, Transition,
-    decode_decisions, now_ms,
+    ChangeQuery, ChangeRecord, ClaimRequest, Claimed, Finish, IntakeRequest, PlannedStart, RefMove,
+    ReplayRequest, Replayed, Sighting, StartRow, StartState, StoreError, Transition,
 };
-
-/// How many stored pushes of a ref [`unreported`] follows back at most.
-const CHAIN: u32 = 256;
 
 pub(super) fn intake(
     tx: &rusqlite::Transaction<'_>,
@@ -182,37 +181,13 @@ pub(super) fn cursors(
     rows.collect()
 }
 
-/// The newest stored pushes of a ref: (change id, before, after), newest first.
-pub(super) fn latest_pushes(
-    conn: &Connection,
-    repository: &str,
-    git_ref: &str,
-    limit: u32,
-) -> rusqlite::Result<Vec<(String, String, String)>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, push_before, push_after FROM changes
-         WHERE repository = ?1 AND push_ref = ?2
-         ORDER BY seq DESC LIMIT ?3",
-    )?;
-    let rows = stmt.query_map(params![repository, git_ref, limit], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-    })?;
-    rows.collect()
-}
-
 pub(super) fn unreported(conn: &Connection, m: &RefMove) -> rusqlite::Result<Option<String>> {
-    let mut expected = m.to.as_str();
-    let pushes = latest_pushes(conn, &m.repository, &m.git_ref, CHAIN)?;
-    for (_, before, after) in &pushes {
-        if after != expected {
-            break;
-        }
-        expected = before;
-        if expected == m.from {
-            return Ok(None);
-        }
-    }
-    Ok(Some(expected.to_owned()))
+    let pushes: Vec<(String, String)> =
+        tips::latest_pushes(conn, &m.repository, &m.git_ref, rules::CHAIN)?
+            .into_iter()
+            .map(|(_, before, after)| (before, after))
+            .collect();
+    Ok(rules::unreported(&m.from, &m.to, &pushes))
 }
 
 pub(super) fn deferred(conn: &Connection) -> rusqlite::Result<Vec<String>> {
@@ -228,15 +203,49 @@ pub(super) fn finish_start(
     finish: &Finish,
     now: i64,
 ) -> rusqlite::Result<bool> {
-    let (state, next, error, run) = finish.columns(now);
+    let o = finish.outcome(now);
     let n = tx
         .prepare_cached(
             "UPDATE starts SET state = ?1, attempts = attempts + 1, next_attempt_ms = ?2,
                  last_error = COALESCE(?3, last_error), updated_ms = ?4, run = COALESCE(?6, run)
              WHERE id = ?5 AND state IN ('pending', 'running', 'failed')",
         )?
-        .execute(params![state, next, error, now, id, run])?;
+        .execute(params![
+            o.state.as_str(),
+            o.next_attempt_ms,
+            o.error,
+            now,
+            id,
+            o.run
+        ])?;
     Ok(n > 0)
+}
+
+/// Gives running starts back: open again (`failed` after an attempt, else `pending`).
+pub(super) fn release(
+    tx: &rusqlite::Transaction<'_>,
+    ids: &[String],
+    now: i64,
+) -> rusqlite::Result<()> {
+    let mut stmt = tx.prepare_cached(
+        "UPDATE starts SET state = CASE WHEN attempts > 0 THEN 'failed' ELSE 'pending' END,
+             updated_ms = ?1 WHERE id = ?2 AND state = 'running'",
+    )?;
+    for id in ids {
+        stmt.execute(params![now, id])?;
+    }
+    Ok(())
+}
+
+/// Writes and removes a row the size of a large change event.
+pub(super) fn probe(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO deliveries (receiver, delivery_id, seen_ms)
+         VALUES ('', hex(randomblob(4096)), 0)",
+        [],
+    )?;
+    tx.execute("DELETE FROM deliveries WHERE receiver = ''", [])?;
+    Ok(())
 }
 
 pub(super) const START_COLUMNS: &str = "s.seq, s.id, s.change_id, s.pipeline, s.git_ref, s.state, s.attempts, s.next_attempt_ms, s.last_error, s.created_ms, s.updated_ms, s.run, s.replay";
@@ -249,7 +258,7 @@ pub(super) fn row_to_start(row: &rusqlite::Row<'_>) -> rusqlite::Result<StartRow
         change_id: row.get(2)?,
         pipeline: row.get(3)?,
         git_ref: row.get(4)?,
-        state: StartState::parse(&state).unwrap_or(StartState::Dead),
+        state: StartState::read(&state),
         attempts: row.get(6)?,
         next_attempt_ms: row.get(7)?,
         last_error: row.get(8)?,
@@ -337,20 +346,16 @@ pub(super) fn starts(conn: &Connection, states: &[StartState]) -> rusqlite::Resu
 
 /// One start by id, or by a unique prefix of at least 4 characters.
 pub(super) fn start(conn: &Connection, id: &str) -> rusqlite::Result<Result<StartRow, StoreError>> {
-    if id.len() < 4 {
+    let Some(pattern) = rules::start_pattern(id) else {
         return Ok(Err(StoreError::NoSuchStart(id.to_owned())));
-    }
-    let pattern = format!("{}%", id.replace(['%', '_'], ""));
+    };
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {START_COLUMNS} FROM starts s WHERE s.id LIKE ?1 LIMIT 2"
     ))?;
     let rows: Vec<StartRow> = stmt
         .query_map(params![pattern], row_to_start)?
         .collect::<Result<_, _>>()?;
-    Ok(match rows.as_slice() {
-        [one] => Ok(one.clone()),
-        _ => Err(StoreError::NoSuchStart(id.to_owned())),
-    })
+    Ok(rules::one_start(id, rows))
 }
 
 /// Retries or drops a start, in one statement that checks its state again, so that a start
@@ -360,67 +365,33 @@ pub(super) fn transition(
     conn: &Connection,
     id: &str,
     to: Transition,
+    now: i64,
 ) -> rusqlite::Result<Result<StartRow, StoreError>> {
     let row = match start(conn, id)?.and_then(|row| to.check(row)) {
         Ok(row) => row,
         Err(e) => return Ok(Err(e)),
     };
-    let states: Vec<String> = to
-        .from()
-        .iter()
-        .map(|s| format!("'{}'", s.as_str()))
-        .collect();
-    let sql = format!(
-        "UPDATE starts SET {}, updated_ms = ?1 WHERE id = ?2 AND state IN ({})",
-        to.set_columns().replace('$', "?"),
-        states.join(", ")
-    );
-    let changed = conn.execute(&sql, params![now_ms(), row.id])?;
+    let from: Vec<&str> = to.from().iter().map(|s| s.as_str()).collect();
+    let changed = conn
+        .prepare_cached(
+            "UPDATE starts SET state = ?1, updated_ms = ?2,
+                 attempts = CASE WHEN ?3 THEN 0 ELSE attempts END,
+                 next_attempt_ms = CASE WHEN ?3 THEN ?2 ELSE next_attempt_ms END
+             WHERE id = ?4 AND state IN (SELECT value FROM json_each(?5))",
+        )?
+        .execute(params![
+            to.to().as_str(),
+            now,
+            to.resets_attempts(),
+            row.id,
+            serde_json::to_string(&from).unwrap_or_default(),
+        ])?;
     let after = start(conn, &row.id)?;
     // Nothing changed: another process moved the start meanwhile; say where it is now.
     Ok(match after {
         Ok(after) if changed == 0 => Err(to.refused(after)),
         after => after,
     })
-}
-
-/// The stored change event (JSON) of a change id.
-pub(super) fn change(conn: &Connection, change_id: &str) -> rusqlite::Result<Option<String>> {
-    conn.query_row(
-        "SELECT event FROM changes WHERE id = ?1",
-        params![change_id],
-        |r| r.get(0),
-    )
-    .optional()
-}
-
-/// Each source's first sighting of a change: (source, first seen ms).
-pub(super) fn sightings(
-    conn: &Connection,
-    change_id: &str,
-) -> rusqlite::Result<Vec<(String, i64)>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT source, received_ms FROM changes WHERE id = ?1
-         UNION ALL
-         SELECT source, first_seen_ms FROM sightings WHERE change_id = ?1
-         ORDER BY 2",
-    )?;
-    let rows = stmt.query_map(params![change_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    rows.collect()
-}
-
-/// Counts of starts per state.
-pub(super) fn counts(conn: &Connection) -> rusqlite::Result<Vec<(StartState, i64)>> {
-    let mut stmt = conn.prepare_cached("SELECT state, COUNT(*) FROM starts GROUP BY state")?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (state, n) = row?;
-        if let Some(state) = StartState::parse(&state) {
-            out.push((state, n));
-        }
-    }
-    Ok(out)
 }
 
 const CHANGE_COLUMNS: &str = "c.seq, c.id, c.repository, c.event, c.received_ms, c.source, c.provider, c.delivery_id, c.decisions, c.pending_paths, c.traceparent";
@@ -482,11 +453,12 @@ pub(super) fn changes(conn: &Connection, q: &ChangeQuery) -> rusqlite::Result<Ve
                 OR EXISTS (SELECT 1 FROM starts s WHERE s.change_id = c.id AND s.pipeline = ?3)
                 OR EXISTS (SELECT 1 FROM json_each(c.decisions)
                            WHERE json_extract(value, '$[0]') = ?3))
+           AND (?5 IS NULL OR c.seq < ?5)
          ORDER BY c.seq DESC LIMIT ?4"
     ))?;
     let mut out: Vec<ChangeRecord> = stmt
         .query_map(
-            params![q.repository, q.since_ms, q.pipeline, q.limit],
+            params![q.repository, q.since_ms, q.pipeline, q.limit, q.before_seq],
             row_to_change,
         )?
         .collect::<Result<_, _>>()?;
@@ -496,38 +468,31 @@ pub(super) fn changes(conn: &Connection, q: &ChangeQuery) -> rusqlite::Result<Ve
     Ok(out)
 }
 
-/// The most candidates an ambiguous prefix names.
-const CANDIDATES: usize = 10;
-
 /// One change by id or by a unique prefix of at least 4 characters.
 pub(super) fn find_change(
     conn: &Connection,
     id: &str,
 ) -> rusqlite::Result<Result<ChangeRecord, StoreError>> {
-    if id.len() < 4 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return Ok(Err(StoreError::NoSuchChange(id.to_owned())));
+    if let Err(e) = rules::change_prefix(id) {
+        return Ok(Err(e));
     }
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {CHANGE_COLUMNS} FROM changes c WHERE c.id = ?1 OR c.id LIKE ?2
          ORDER BY c.id = ?1 DESC, c.seq DESC LIMIT ?3"
     ))?;
-    let mut rows: Vec<ChangeRecord> = stmt
+    let rows: Vec<ChangeRecord> = stmt
         .query_map(
-            params![id, format!("{id}%"), CANDIDATES as i64 + 1],
+            params![id, format!("{id}%"), rules::CANDIDATES as i64 + 1],
             row_to_change,
         )?
         .collect::<Result<_, _>>()?;
-    if rows.len() > 1 && rows[0].id != id {
-        return Ok(Err(StoreError::AmbiguousChange {
-            prefix: id.to_owned(),
-            candidates: rows.into_iter().take(CANDIDATES).map(|c| c.id).collect(),
-        }));
-    }
-    let Some(mut change) = rows.drain(..).next() else {
-        return Ok(Err(StoreError::NoSuchChange(id.to_owned())));
-    };
-    complete_change(conn, &mut change)?;
-    Ok(Ok(change))
+    Ok(match rules::one_change(id, rows, |c| c.id.as_str()) {
+        Ok(mut change) => {
+            complete_change(conn, &mut change)?;
+            Ok(change)
+        }
+        Err(e) => Err(e),
+    })
 }
 
 /// Adds a start per pipeline unless the change has one of it that is waiting, running or
@@ -552,15 +517,18 @@ pub(super) fn replay(
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })?
             .collect::<Result<_, _>>()?;
-        out.push(crate::store::replayed(
-            &req.change_id,
-            pipeline,
-            &rows,
-            |id, n| {
-                insert.execute(params![id, req.change_id, pipeline, req.git_ref, now, n])?;
-                Ok::<(), rusqlite::Error>(())
-            },
-        )?);
+        let replayed = rules::replayed(&req.change_id, pipeline, &rows);
+        if let Some(n) = replayed.replay {
+            insert.execute(params![
+                replayed.start_id,
+                req.change_id,
+                pipeline,
+                req.git_ref,
+                now,
+                n
+            ])?;
+        }
+        out.push(replayed);
     }
     Ok(out)
 }

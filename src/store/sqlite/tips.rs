@@ -11,7 +11,7 @@
 
 use rustc_hash::FxHashMap;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, params};
 
 /// Refs remembered at most; past that, everything is forgotten and learnt again.
 const CAPACITY: usize = 100_000;
@@ -21,7 +21,7 @@ pub(super) type Tip = (String, String);
 
 /// Repository → ref → its newest stored push (`None`: no push of it is stored).
 #[derive(Debug, Default)]
-pub(super) struct Tips {
+pub(crate) struct Tips {
     refs: FxHashMap<String, FxHashMap<String, Option<Tip>>>,
     len: usize,
     /// `data_version` when the writer last looked; `None` before the first look.
@@ -59,7 +59,7 @@ impl Tips {
         if let Some(tip) = self.refs.get(repository).and_then(|r| r.get(git_ref)) {
             return Ok(tip.clone());
         }
-        let tip = super::sql::latest_pushes(conn, repository, git_ref, 1)?
+        let tip = latest_pushes(conn, repository, git_ref, 1)?
             .pop()
             .map(|(id, _before, after)| (id, after));
         self.remember(repository, git_ref, tip.clone());
@@ -92,4 +92,22 @@ impl Tips {
             }
         }
     }
+}
+
+/// The newest stored pushes of a ref: (change id, before, after), newest first.
+pub(super) fn latest_pushes(
+    conn: &Connection,
+    repository: &str,
+    git_ref: &str,
+    limit: u32,
+) -> rusqlite::Result<Vec<(String, String, String)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, push_before, push_after FROM changes
+         WHERE repository = ?1 AND push_ref = ?2
+         ORDER BY seq DESC LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![repository, git_ref, limit], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+    })?;
+    rows.collect()
 }

@@ -1,20 +1,26 @@
-//! The writer thread: takes every command waiting at a moment, applies the writes in one
-//! transaction, commits once, then answers them all (group commit). Reads are answered after
-//! the commit, so they see it.
+//! The writer thread: applies the writes of a batch in one transaction and commits once (the
+//! loop is `store::write`'s), and how it applies each kind of write ([`Apply`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, Transaction, params};
 use tokio::sync::Notify;
 
+use super::reader::Opened;
 use super::tips::Tips;
 use super::{open_connection, sql};
-use crate::store::{Command, Done, Role, StoreError, now_ms};
+use crate::outcome::IntakeOutcome;
+use crate::store::intake::{Intake, Plan, Poll, PollLease};
+use crate::store::operate::{Move, Replay};
+use crate::store::queue::{Claim, Record, Release};
+use crate::store::upkeep::{Probe, PruneChanges, PruneDeliveries};
+use crate::store::write::{self, Pending, Write};
+use crate::store::{Role, StoreError, now_ms};
 
-/// Commands committed in one transaction at most.
+/// Writes committed in one transaction at most.
 const MAX_BATCH: usize = 2048;
 /// How often the checkpointer copies the write-ahead log into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
@@ -22,8 +28,34 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 /// checkpointer that cannot keep up).
 const WRITER_CHECKPOINT_PAGES: i64 = 20_000;
 
+/// What a write does inside the writer's transaction.
+pub(crate) struct Tx<'t, 'c> {
+    pub tx: &'t Transaction<'c>,
+    /// The newest stored push of each ref, for the ref-state check.
+    pub tips: &'t mut Tips,
+    pub now: i64,
+}
+
+/// A write the SQLite writer can apply.
+pub(crate) trait Apply: Write {
+    fn apply(&self, tx: &mut Tx<'_, '_>) -> rusqlite::Result<Self::Answer>;
+}
+
+/// A write of a batch, whatever its type.
+pub(crate) trait Job: write::Job {
+    /// Applies the write, keeping its answer for after the commit.
+    fn apply(&mut self, tx: &mut Tx<'_, '_>) -> rusqlite::Result<()>;
+}
+
+impl<W: Apply> Job for Pending<W> {
+    fn apply(&mut self, tx: &mut Tx<'_, '_>) -> rusqlite::Result<()> {
+        self.done = Some(self.write.apply(tx)?);
+        Ok(())
+    }
+}
+
 /// The writer's state between batches.
-struct Writer {
+pub(crate) struct Writer {
     path: PathBuf,
     role: Role,
     new_work: Arc<Notify>,
@@ -37,61 +69,27 @@ struct Writer {
     synchronous_full: bool,
     /// The newest stored push of each ref, for the ref-state check.
     tips: Tips,
-}
-
-/// Answers the commands of `rx` until every sender is gone.
-pub(super) fn run(path: PathBuf, role: Role, rx: mpsc::Receiver<Command>, new_work: Arc<Notify>) {
-    let mut writer = Writer {
-        path,
-        role,
-        new_work,
-        conn: None,
-        recovered: false,
-        checkpointer: None,
-        synchronous_full: true,
-        tips: Tips::default(),
-    };
-    let mut batch: Vec<Command> = Vec::with_capacity(64);
-    while let Ok(first) = rx.recv() {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(cmd) => batch.push(cmd),
-                Err(_) => break,
-            }
-        }
-        writer.handle(&mut batch);
-        batch.clear();
-    }
+    /// Told once the first open was tried (the readers wait for it).
+    opened: Arc<Opened>,
 }
 
 impl Writer {
-    /// Applies and answers one batch.
-    fn handle(&mut self, batch: &mut Vec<Command>) {
-        if let Err(e) = self.ensure_open() {
-            tracing::error!(error = %e, "store unavailable");
-            batch.drain(..).for_each(|cmd| cmd.fail(&e));
-            return;
-        }
-        let Some(conn) = self.conn.as_mut() else {
-            return;
-        };
-        match apply(conn, &mut self.tips, batch, &mut self.synchronous_full) {
-            Ok(done) => {
-                if done.iter().any(Done::woke) {
-                    self.new_work.notify_one();
-                }
-                reply_all(conn, batch, done);
-            }
-            Err(e) => {
-                tracing::error!(error = %e, batch = batch.len(), "store write failed; nothing in this batch was acknowledged");
-                let err = StoreError::Write(e.to_string());
-                batch.drain(..).for_each(|cmd| cmd.fail(&err));
-                // Reopen on the next batch: the connection may be in a bad state. What the
-                // batch wrote was rolled back, its tips with it.
-                self.conn = None;
-                self.tips.forget();
-            }
+    pub(super) fn new(
+        path: PathBuf,
+        role: Role,
+        new_work: Arc<Notify>,
+        opened: Arc<Opened>,
+    ) -> Writer {
+        Writer {
+            path,
+            role,
+            new_work,
+            conn: None,
+            recovered: false,
+            checkpointer: None,
+            synchronous_full: true,
+            tips: Tips::default(),
+            opened,
         }
     }
 
@@ -106,6 +104,7 @@ impl Writer {
                         starts = n,
                         "starts interrupted by a stop or crash are open again"
                     );
+                    self.new_work.notify_one();
                 }
                 self.recovered = true;
             }
@@ -117,6 +116,64 @@ impl Writer {
         }
         Ok(())
     }
+}
+
+impl write::Backend for Writer {
+    type Job = dyn Job;
+
+    const MAX_BATCH: usize = MAX_BATCH;
+
+    /// Opens the file at once (creating, migrating, and for `serve` giving interrupted starts
+    /// back); a failure is tried again at the first write.
+    fn start(&mut self) {
+        if let Err(e) = self.ensure_open() {
+            tracing::error!(error = %e, "store unavailable");
+        }
+        self.opened.tell();
+    }
+
+    fn commit(&mut self, batch: &mut [Box<dyn Job>]) -> Result<(), StoreError> {
+        self.ensure_open()?;
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(StoreError::Closed);
+        };
+        let durable = batch.iter().any(|job| job.durable());
+        if durable != self.synchronous_full {
+            conn.pragma_update(None, "synchronous", if durable { "FULL" } else { "NORMAL" })
+                .map_err(|e| StoreError::Write(e.to_string()))?;
+            self.synchronous_full = durable;
+        }
+        apply(conn, &mut self.tips, batch).map_err(|e| StoreError::Write(e.to_string()))
+    }
+
+    fn failed(&mut self, _batch: &[Box<dyn Job>], _err: &StoreError) {
+        // Reopen on the next batch: the connection may be in a bad state. What the batch wrote
+        // was rolled back, its tips with it.
+        self.conn = None;
+        self.tips.forget();
+    }
+}
+
+/// Applies a batch's writes in one transaction. On error nothing is committed.
+fn apply(
+    conn: &mut Connection,
+    tips: &mut Tips,
+    batch: &mut [Box<dyn Job>],
+) -> rusqlite::Result<()> {
+    // Immediate: the batch holds the write lock from its start. A deferred transaction that
+    // reads first (the ref-state check) would have to upgrade its read snapshot to a write,
+    // which SQLite refuses at once (busy) when the checkpointer moved the log meanwhile.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    tips.begin(&tx)?;
+    let mut w = Tx {
+        tx: &tx,
+        tips,
+        now: now_ms(),
+    };
+    for job in batch.iter_mut() {
+        job.apply(&mut w)?;
+    }
+    tx.commit()
 }
 
 /// Settings of the writer's connection: a large page cache (random index lookups stay in
@@ -155,134 +212,106 @@ fn recover_running(conn: &Connection) -> Result<usize, StoreError> {
     .map_err(|e| StoreError::Write(e.to_string()))
 }
 
-/// Applies a batch's writes in one transaction. On error nothing is committed and every
-/// command of the batch is still there to be told so.
-fn apply(
-    conn: &mut Connection,
-    tips: &mut Tips,
-    batch: &[Command],
-    synchronous_full: &mut bool,
-) -> rusqlite::Result<Vec<Done>> {
-    if batch.iter().all(Command::is_read) {
-        return Ok(batch.iter().map(|_| Done::Read).collect());
+impl Apply for Intake {
+    fn apply(&self, w: &mut Tx<'_, '_>) -> rusqlite::Result<IntakeOutcome> {
+        sql::intake(w.tx, w.tips, &self.request, &self.encoded, w.now)
     }
-    let now = now_ms();
-    let durable = batch.iter().any(Command::needs_durability);
-    if durable != *synchronous_full {
-        conn.pragma_update(None, "synchronous", if durable { "FULL" } else { "NORMAL" })?;
-        *synchronous_full = durable;
-    }
-    // Immediate: the batch holds the write lock from its start. A deferred transaction that
-    // reads first (the ref-state check) would have to upgrade its read snapshot to a write,
-    // which SQLite refuses at once (busy) when the checkpointer moved the log meanwhile.
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    tips.begin(&tx)?;
-    let mut done = Vec::with_capacity(batch.len());
-    for cmd in batch {
-        done.push(match cmd {
-            Command::Intake(req, _) => {
-                Done::Intake(sql::intake(&tx, tips, &req.0, &req.1, now)?)
-            }
-            Command::Poll(req, _) => {
-                let (batch, json) = &**req;
-                let mut outcomes = Vec::with_capacity(batch.intakes.len());
-                for (request, json) in batch.intakes.iter().zip(json) {
-                    outcomes.push(sql::intake(&tx, tips, request, json, now)?);
-                }
-                sql::move_cursors(&tx, &batch.repository, &batch.cursors, now)?;
-                Done::Poll(outcomes)
-            }
-            Command::Plan(req, _) => {
-                let waiting = tx
-                    .prepare_cached(
-                        "UPDATE changes SET event = ?1, pending_paths = 0, decisions = ?3
-                         WHERE id = ?2 AND pending_paths = 1",
-                    )?
-                    .execute(params![req.json, req.event.id, req.decisions])?;
-                if waiting == 0 {
-                    Done::Plan(None)
-                } else {
-                    Done::Plan(Some(sql::insert_starts(&tx, &req.event, &req.starts, now)?))
-                }
-            }
-            Command::Finish(id, finish, _) => Done::Finish(sql::finish_start(&tx, id, finish, now)?),
-            Command::Claim(wanted, _) => Done::Claim(sql::claim(&tx, wanted, now)?),
-            Command::Release(ids, _) => {
-                let mut stmt = tx.prepare_cached(
-                    "UPDATE starts SET state = CASE WHEN attempts > 0 THEN 'failed' ELSE 'pending' END,
-                         updated_ms = ?1 WHERE id = ?2 AND state = 'running'",
-                )?;
-                for id in ids {
-                    stmt.execute(params![now, id])?;
-                }
-                Done::Released
-            }
-            Command::Probe(_) => {
-                tx.execute(
-                    "INSERT INTO deliveries (receiver, delivery_id, seen_ms)
-                     VALUES ('', hex(randomblob(4096)), 0)",
-                    [],
-                )?;
-                tx.execute("DELETE FROM deliveries WHERE receiver = ''", [])?;
-                Done::Unit
-            }
-            Command::Prune { deliveries_before_ms, .. } => Done::Prune(tx.execute(
-                "DELETE FROM deliveries WHERE seen_ms < ?1",
-                params![deliveries_before_ms],
-            )?),
-            Command::Transition(id, to, _) => Done::Transition(sql::transition(&tx, id, *to)?),
-            Command::Replay(req, _) => Done::Replay(sql::replay(&tx, req, now)?),
-            Command::PruneChanges { before_ms, .. } => {
-                let n = sql::prune_changes(&tx, *before_ms, now)?;
-                if n > 0 {
-                    // A pruned change may have been a ref's newest push.
-                    tips.forget();
-                }
-                Done::Prune(n)
-            }
-            Command::Open { .. }
-            | Command::Cursors(..)
-            | Command::Unreported(..)
-            | Command::Deferred(..)
-            | Command::Starts(..)
-            | Command::PollLease(..)
-            | Command::Changes(..)
-            | Command::Change(..) => Done::Read,
-        });
-    }
-    tx.commit()?;
-    Ok(done)
 }
 
-/// Answers every command of a committed batch; reads run now, after the commit.
-fn reply_all(conn: &Connection, batch: &mut Vec<Command>, done: Vec<Done>) {
-    let read = |e: rusqlite::Error| StoreError::Read(e.to_string());
-    for (cmd, d) in batch.drain(..).zip(done) {
-        // A caller that stopped waiting dropped its receiver: nobody to tell.
-        match cmd.answer(d) {
-            Some(Command::Cursors(repository, reply)) => {
-                drop(reply.send(sql::cursors(conn, &repository).map_err(read)))
-            }
-            Some(Command::Unreported(m, reply)) => {
-                drop(reply.send(sql::unreported(conn, &m).map_err(read)))
-            }
-            Some(Command::Deferred(reply)) => drop(reply.send(sql::deferred(conn).map_err(read))),
-            // One process per file: every repository is this process's to poll.
-            Some(Command::PollLease(_, reply)) => drop(reply.send(Ok(true))),
-            Some(Command::Open { window, reply }) => {
-                drop(reply.send(sql::open_starts(conn, window).map_err(read)))
-            }
-            Some(Command::Starts(states, reply)) => {
-                drop(reply.send(sql::starts(conn, &states).map_err(read)))
-            }
-            Some(Command::Changes(query, reply)) => {
-                drop(reply.send(sql::changes(conn, &query).map_err(read)))
-            }
-            Some(Command::Change(id, reply)) => {
-                drop(reply.send(sql::find_change(conn, &id).map_err(read).and_then(|r| r)))
-            }
-            Some(other) => other.fail(&StoreError::Read("internal: not a read".into())),
-            None => {}
+impl Apply for Poll {
+    fn apply(&self, w: &mut Tx<'_, '_>) -> rusqlite::Result<Vec<IntakeOutcome>> {
+        let mut outcomes = Vec::with_capacity(self.batch.intakes.len());
+        for (request, encoded) in self.batch.intakes.iter().zip(&self.encoded) {
+            outcomes.push(sql::intake(w.tx, w.tips, request, encoded, w.now)?);
         }
+        sql::move_cursors(w.tx, &self.batch.repository, &self.batch.cursors, w.now)?;
+        Ok(outcomes)
+    }
+}
+
+impl Apply for Plan {
+    fn apply(&self, w: &mut Tx<'_, '_>) -> rusqlite::Result<Option<Vec<String>>> {
+        let waiting =
+            w.tx.prepare_cached(
+                "UPDATE changes SET event = ?1, pending_paths = 0, decisions = ?3
+                 WHERE id = ?2 AND pending_paths = 1",
+            )?
+            .execute(params![self.json, self.event.id, self.decisions])?;
+        if waiting == 0 {
+            return Ok(None);
+        }
+        Ok(Some(sql::insert_starts(
+            w.tx,
+            &self.event,
+            &self.starts,
+            w.now,
+        )?))
+    }
+}
+
+/// One process per file: every repository is this process's to poll. (The store's handle
+/// answers this without the writer; a lease that reaches it is granted all the same.)
+impl Apply for PollLease {
+    fn apply(&self, _: &mut Tx<'_, '_>) -> rusqlite::Result<bool> {
+        Ok(true)
+    }
+}
+
+impl Apply for Claim {
+    fn apply(&self, w: &mut Tx<'_, '_>) -> rusqlite::Result<Vec<crate::store::Claimed>> {
+        sql::claim(w.tx, &self.wanted, w.now)
+    }
+}
+
+impl Apply for Record {
+    fn apply(&self, w: &mut Tx<'_, '_>) -> rusqlite::Result<bool> {
+        sql::finish_start(w.tx, &self.id, &self.finish, w.now)
+    }
+}
+
+impl Apply for Release {
+    fn apply(&self, w: &mut Tx<'_, '_>) -> rusqlite::Result<()> {
+        sql::release(w.tx, &self.ids, w.now)
+    }
+}
+
+impl Apply for Move {
+    fn apply(
+        &self,
+        w: &mut Tx<'_, '_>,
+    ) -> rusqlite::Result<Result<crate::store::StartRow, StoreError>> {
+        sql::transition(w.tx, &self.id, self.to, w.now)
+    }
+}
+
+impl Apply for Replay {
+    fn apply(&self, w: &mut Tx<'_, '_>) -> rusqlite::Result<Vec<crate::store::Replayed>> {
+        sql::replay(w.tx, &self.request, w.now)
+    }
+}
+
+impl Apply for Probe {
+    fn apply(&self, w: &mut Tx<'_, '_>) -> rusqlite::Result<()> {
+        sql::probe(w.tx)
+    }
+}
+
+impl Apply for PruneDeliveries {
+    fn apply(&self, w: &mut Tx<'_, '_>) -> rusqlite::Result<usize> {
+        w.tx.execute(
+            "DELETE FROM deliveries WHERE seen_ms < ?1",
+            params![self.before_ms],
+        )
+    }
+}
+
+impl Apply for PruneChanges {
+    fn apply(&self, w: &mut Tx<'_, '_>) -> rusqlite::Result<usize> {
+        let n = sql::prune_changes(w.tx, self.before_ms, w.now)?;
+        if n > 0 {
+            // A pruned change may have been a ref's newest push.
+            w.tips.forget();
+        }
+        Ok(n)
     }
 }

@@ -321,7 +321,7 @@ async fn a_ttl_that_is_no_duration_stops_the_function_at_its_start() {
     let mut function = Function::start(
         package.root(),
         api,
-        &[(TABLE_VARIABLE, TABLE), (TTL_VARIABLE, "14 days")],
+        &[(TABLE_VARIABLE, TABLE), (TTL_VARIABLE, "fourteen days")],
     );
     let status = crate::support::eventually(20, "the function to exit", || {
         function.child.try_wait().ok().flatten()
@@ -330,7 +330,7 @@ async fn a_ttl_that_is_no_duration_stops_the_function_at_its_start() {
     assert_eq!(status.code(), Some(1));
     function
         .logged("the variable's error", |err| {
-            err.contains("SWITCHYARD_DYNAMODB_TTL=\"14 days\" is not a duration")
+            err.contains("SWITCHYARD_DYNAMODB_TTL=\"fourteen days\" is not a duration")
                 && err.contains("hint:")
         })
         .await;

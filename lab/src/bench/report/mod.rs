@@ -8,6 +8,7 @@
 use std::fmt::Write as _;
 
 use super::results::{Results, Scenario, Summary};
+use crate::stats::thousands;
 
 /// The scenarios the latency CDF draws, in this order.
 const CDF_SCENARIOS: &[&str] = &["webhook", "events", "poll", "all", "all+faults"];
@@ -84,21 +85,6 @@ fn scaled(x: f64) -> String {
     } else {
         format!("{:.0}M", x / 1e6)
     }
-}
-
-fn thousands(n: i64) -> String {
-    let digits = n.unsigned_abs().to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
-    if n < 0 {
-        out.push('-');
-    }
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 fn count(n: usize) -> String {

@@ -143,7 +143,7 @@ fn snapshot_text(result: &Result<Envelope, EnvelopeError>) -> String {
         Ok(Envelope::Unknown { event_id, reason }) => {
             format!("unknown (event {event_id:?}): {reason}")
         }
-        Err(e) => format!("error: {e}\nhint: {}", e.hint()),
+        Err(e) => format!("error: {}", e.hinted()),
     }
 }
 

@@ -3,9 +3,60 @@
 //! opened as a [`Role::Tool`](crate::store::Role::Tool): it never touches a running start.
 
 use std::fmt::Write as _;
+use std::process::ExitCode;
 
+use clap::Subcommand;
+
+use super::{Format, Global, on_store};
 use crate::event::format_ms as when;
 use crate::store::{StartRow, StartState, Store, StoreError, Transition};
+
+/// The starts waiting, failing or dead-lettered; retry or drop one.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    action: Option<Action>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Action {
+    /// List pending, failed and dead-lettered starts (all starts with --all).
+    List {
+        /// Show starts in every state, succeeded and superseded ones included.
+        #[arg(long)]
+        all: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Reopen a dead-lettered or failed start with a fresh set of attempts.
+    Retry {
+        /// The start id (a unique prefix is enough).
+        start_id: String,
+    },
+    /// Drop a start so that it never runs.
+    Drop {
+        /// The start id (a unique prefix is enough).
+        start_id: String,
+    },
+}
+
+pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
+    let action = args.action.unwrap_or(Action::List {
+        all: false,
+        format: Format::Text,
+    });
+    on_store(global, async |store| {
+        Ok(match action {
+            Action::List { all, format } => {
+                let states = if all { &[][..] } else { DEFAULT_STATES };
+                list(store, states, matches!(format, Format::Json)).await?
+            }
+            Action::Retry { start_id } => retry(store, &start_id).await?,
+            Action::Drop { start_id } => drop_start(store, &start_id).await?,
+        })
+    })
+}
 
 /// What `outbox list` shows by default: everything not yet started successfully nor given up.
 pub const DEFAULT_STATES: &[StartState] =

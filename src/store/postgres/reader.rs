@@ -1,0 +1,149 @@
+//! The read connections: a small pool per store handle of read-only sessions, connected when
+//! first needed, on the caller's runtime. A read never waits behind the
+//! writer's batches, and a batch never waits behind a read.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio_postgres::{Client, Statement};
+
+use super::sql::{self, Statements};
+use super::{describe, message, parse, schema, tls};
+use crate::store::read::Reads;
+use crate::store::{ChangeQuery, ChangeRecord, RefMove, StartRow, StartState, StoreError};
+
+/// A pool of read connections to one database.
+#[derive(Clone)]
+pub(crate) struct Readers {
+    inner: Arc<Pool>,
+}
+
+struct Pool {
+    url: String,
+    idle: Mutex<Vec<ReadConn>>,
+    /// One permit per connection the pool may hold.
+    slots: Semaphore,
+}
+
+/// One read connection and the statement it runs most.
+pub(super) struct ReadConn {
+    pub(super) client: Client,
+    pub(super) open: Statement,
+}
+
+impl std::fmt::Debug for Readers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "postgres::Readers({})", describe(&self.inner.url))
+    }
+}
+
+impl Readers {
+    /// At most `n` read connections to the database at `url`.
+    pub(crate) fn new(url: &str, n: usize) -> Readers {
+        Readers {
+            inner: Arc::new(Pool {
+                url: url.to_owned(),
+                idle: Mutex::new(Vec::new()),
+                slots: Semaphore::new(n.max(1)),
+            }),
+        }
+    }
+
+    /// Runs `read` on a connection of the pool (waiting for one when all are busy).
+    async fn read<T>(
+        &self,
+        read: impl AsyncFnOnce(&ReadConn) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, StoreError> {
+        let _slot = self
+            .inner
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        let idle = self.inner.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let conn = match idle {
+            Some(conn) if !conn.client.is_closed() => conn,
+            _ => connect(&self.inner.url).await?,
+        };
+        let result = read(&conn).await;
+        if !conn.client.is_closed()
+            && let Ok(mut idle) = self.inner.idle.lock()
+        {
+            idle.push(conn);
+        }
+        result.map_err(|e| StoreError::Read(message(&e)))
+    }
+}
+
+/// A read connection to the database at `url`.
+async fn connect(url: &str) -> Result<ReadConn, StoreError> {
+    let fail = |message: String| StoreError::Open {
+        path: describe(url),
+        message,
+    };
+    let (mut config, root_cert) = parse(url).map_err(fail)?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(5));
+    }
+    config.application_name("switchyard");
+    let tls = tls(root_cert.as_deref()).map_err(fail)?;
+    let (client, connection) = config
+        .connect(tls)
+        .await
+        .map_err(|e| fail(format!("cannot connect: {}", message(&e))))?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "database read connection ended");
+        }
+    });
+    // The schema as the writer's first connection makes it (whichever comes first: the
+    // migrations take an advisory lock), then a session that can only read.
+    schema::migrate(&client).await.map_err(fail)?;
+    client
+        .batch_execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+        .await
+        .map_err(|e| fail(message(&e)))?;
+    let open = client
+        .prepare(&Statements::open_sql())
+        .await
+        .map_err(|e| fail(message(&e)))?;
+    Ok(ReadConn { client, open })
+}
+
+impl Reads for Readers {
+    async fn open_starts(&self, window: u32) -> Result<Vec<StartRow>, StoreError> {
+        self.read(async |c| sql::open_starts(&c.client, &c.open, window).await)
+            .await
+    }
+
+    async fn cursors(&self, repository: String) -> Result<BTreeMap<String, String>, StoreError> {
+        self.read(async |c| sql::cursors(&c.client, &repository).await)
+            .await
+    }
+
+    async fn unreported(&self, m: RefMove) -> Result<Option<String>, StoreError> {
+        self.read(async |c| sql::unreported(&c.client, &m).await)
+            .await
+    }
+
+    async fn deferred(&self) -> Result<Vec<String>, StoreError> {
+        self.read(async |c| sql::deferred(&c.client).await).await
+    }
+
+    async fn starts(&self, states: Vec<StartState>) -> Result<Vec<StartRow>, StoreError> {
+        self.read(async |c| sql::starts(&c.client, &states).await)
+            .await
+    }
+
+    async fn changes(&self, query: ChangeQuery) -> Result<Vec<ChangeRecord>, StoreError> {
+        self.read(async |c| sql::changes(&c.client, &query).await)
+            .await
+    }
+
+    async fn change(&self, id: String) -> Result<ChangeRecord, StoreError> {
+        self.read(async |c| sql::find_change(&c.client, &id).await)
+            .await?
+    }
+}
