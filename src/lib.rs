@@ -15,6 +15,7 @@ pub mod aws;
 pub mod changes;
 pub mod cli;
 pub mod dispatch;
+pub mod http;
 pub mod intake;
 pub mod lambda;
 pub mod metrics;

@@ -2,50 +2,28 @@
 //! SIGINT or SIGTERM; then new requests stop, requests in progress finish, running starts get
 //! a grace period, and whatever is unfinished resumes at the next start.
 //!
-//! HTTP: `POST /hooks/NAME` (webhook receivers), `GET /healthz`, `GET /readyz`, `GET /metrics`,
-//! and the status page with its JSON (`/`, `/changes/ID`, `/api/changes`: [`crate::status`]).
-//! Slow clients cannot hold the server: headers and bodies have read timeouts, bodies a size
-//! limit, and connections a bound.
+//! HTTP: the webhook receivers, health, readiness, metrics and the status page with its JSON,
+//! served by [`crate::http`] (the listener and the one route table).
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
-use hyper::body::Incoming;
-use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
-use hyper::http::request::Parts;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 
 use crate::config::Config;
 use crate::dispatch::{Dispatcher, Policy};
+use crate::http::{self, App};
 use crate::intake::Intake;
 use crate::metrics::Metrics;
 use crate::pipeline::Pipelines;
 use crate::shutdown::{self, Shutdown};
 use crate::sources::poll::Poller;
-use crate::sources::webhook::{self, Answer, BodyError, Hooks, Receivers, Route};
-use crate::status::{self, StatusPage};
+use crate::sources::webhook::{Hooks, Receivers};
+use crate::status::StatusPage;
 use crate::store::{Location, Role, Store, now_ms};
-
-/// What the HTTP handlers share.
-#[derive(Debug)]
-struct App {
-    intake: Intake,
-    hooks: Hooks,
-    metrics: Arc<Metrics>,
-    store: Store,
-    status: StatusPage,
-    read_timeout: Duration,
-}
 
 /// A running server, for tests and for `main`.
 #[derive(Debug)]
@@ -171,7 +149,10 @@ pub async fn start(config: Config, pipelines: Pipelines) -> anyhow::Result<Serve
     tracing::info!(%addr, pipelines = pipelines.list.len(), polled = config.poll.len(), state_dir = %config.state_dir.display(), store = %location.describe(), "serving");
 
     let grace = config.shutdown_grace;
-    let max_connections = config.limits.max_connections;
+    let limits = http::Limits {
+        max_connections: config.limits.max_connections,
+        read_timeout: config.limits.read_timeout,
+    };
     let (replay_window, retention) = (config.replay_window, config.retention);
     let done = tokio::spawn(async move {
         let dispatch = tokio::spawn(dispatcher.run(shutdown.clone(), grace));
@@ -185,7 +166,7 @@ pub async fn start(config: Config, pipelines: Pipelines) -> anyhow::Result<Serve
         let consuming =
             eventbridge.map(|(consumer, n)| tokio::spawn(consumer.run(n, shutdown.clone())));
         let completing = tokio::spawn(poller.complete_deferred(deferred_rx, shutdown.clone()));
-        serve_http(listener, app, max_connections, shutdown.clone(), grace).await;
+        http::serve(listener, http::router(app), limits, shutdown.clone(), grace).await;
         let _ = dispatch.await;
         housekeeping.abort();
         // The sources stopped taking work with the signal; one grace period for them all. A
@@ -212,7 +193,7 @@ pub async fn start(config: Config, pipelines: Pipelines) -> anyhow::Result<Serve
 /// the file exists; only its owner may read it.
 fn ensure_secret(path: &Path) -> anyhow::Result<()> {
     use base64::Engine as _;
-    use std::io::{Read as _, Write as _};
+    use std::io::Write as _;
     if path.exists() {
         return Ok(());
     }
@@ -223,9 +204,7 @@ fn ensure_secret(path: &Path) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir).map_err(fail)?;
     }
     let mut key = [0u8; 24];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut key))
-        .map_err(fail)?;
+    getrandom::fill(&mut key).map_err(|e| fail(std::io::Error::other(e.to_string())))?;
     let secret = format!(
         "whsec_{}",
         base64::engine::general_purpose::STANDARD.encode(key)
@@ -268,162 +247,4 @@ async fn housekeeping(store: Store, window: Duration, retention: Duration, mut s
             }
         }
     }
-}
-
-async fn serve_http(
-    listener: TcpListener,
-    app: Arc<App>,
-    max_connections: usize,
-    mut shutdown: Shutdown,
-    grace: Duration,
-) {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(max_connections));
-    loop {
-        let permit = tokio::select! {
-            _ = shutdown.wait() => break,
-            permit = Arc::clone(&slots).acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
-        let (stream, _peer) = tokio::select! {
-            _ = shutdown.wait() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
-        let read_timeout = app.read_timeout;
-        let app = Arc::clone(&app);
-        let service = service_fn(move |req| {
-            let app = Arc::clone(&app);
-            async move { Ok::<_, Infallible>(route(&app, req).await) }
-        });
-        let conn = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(read_timeout)
-            .keep_alive(true)
-            .serve_connection(TokioIo::new(stream), service);
-        let watched = graceful.watch(conn);
-        tokio::spawn(async move {
-            let _ = watched.await;
-            drop(permit);
-        });
-    }
-    drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("connections still open after the grace period; closing them");
-    }
-}
-
-fn respond(
-    status: u16,
-    content_type: &'static str,
-    body: impl Into<Bytes>,
-) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(body.into()));
-    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    resp.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    resp
-}
-
-fn json(answer: &Answer) -> Response<Full<Bytes>> {
-    let mut body = serde_json::to_vec(&answer.body).unwrap_or_default();
-    body.push(b'\n');
-    respond(answer.status, "application/json", body)
-}
-
-async fn route(app: &App, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    let (parts, body) = req.into_parts();
-    if status::handles(parts.uri.path()) {
-        return status_page(app, &parts, body).await;
-    }
-    match webhook::route(parts.method.as_str(), parts.uri.path(), true) {
-        Route::Health => respond(200, "text/plain", "ok\n"),
-        Route::Ready => readyz(app).await,
-        Route::Metrics => respond(200, crate::metrics::CONTENT_TYPE, app.metrics.render()),
-        Route::Hook(name) => hook(app, name, &parts, body).await,
-        Route::Refused(answer) => json(&answer),
-    }
-}
-
-/// The status page: the form's body read (small, within the read timeout), the page's answer
-/// written out.
-async fn status_page(app: &App, parts: &Parts, body: Incoming) -> Response<Full<Bytes>> {
-    let form = if parts.method == hyper::Method::POST {
-        let limited = Limited::new(body, status::MAX_FORM_BYTES).collect();
-        match tokio::time::timeout(app.read_timeout, limited).await {
-            Ok(Ok(b)) => b.to_bytes(),
-            Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
-                return respond(413, "text/plain", "the form is too large\n");
-            }
-            _ => return respond(400, "text/plain", "the form could not be read\n"),
-        }
-    } else {
-        Bytes::new()
-    };
-    let header = |name| parts.headers.get(name).and_then(|v| v.to_str().ok());
-    let request = status::Request {
-        method: parts.method.as_str(),
-        path: parts.uri.path(),
-        query: parts.uri.query(),
-        cookie: header(hyper::header::COOKIE),
-        origin: header(hyper::header::ORIGIN),
-        host: header(hyper::header::HOST),
-        body: &form,
-    };
-    let answer = app.status.handle(&request).await;
-    let mut resp = respond(answer.status, answer.content_type, answer.body);
-    for (name, value) in answer.headers {
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            resp.headers_mut()
-                .append(hyper::header::HeaderName::from_static(name), value);
-        }
-    }
-    resp
-}
-
-async fn readyz(app: &App) -> Response<Full<Bytes>> {
-    // A real write: ready means a change posted now would be stored.
-    match app.store.probe().await {
-        Ok(()) => respond(200, "text/plain", "ready\n"),
-        Err(e) => respond(503, "text/plain", format!("not ready: {e}\n")),
-    }
-}
-
-async fn hook(app: &App, name: &str, parts: &Parts, body: Incoming) -> Response<Full<Bytes>> {
-    let declared = parts
-        .headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let receiver = match app.hooks.open(name, declared, &app.metrics) {
-        Ok(receiver) => receiver,
-        Err(answer) => return json(&answer),
-    };
-    let limit = app.hooks.max_body();
-    let collected =
-        tokio::time::timeout(app.read_timeout, Limited::new(body, limit).collect()).await;
-    let body = match collected {
-        Err(_) => Err(BodyError::Slow),
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(BodyError::TooLarge),
-        Ok(Err(e)) => Err(BodyError::Unreadable(e.to_string())),
-        Ok(Ok(b)) => Ok(b.to_bytes()),
-    };
-    let (hooks, metrics) = (&app.hooks, &app.metrics);
-    json(
-        &hooks
-            .deliver(receiver, &parts.headers, body, &app.intake, metrics)
-            .await,
-    )
 }

@@ -12,8 +12,9 @@ use hyper::header::{CONTENT_TYPE, HeaderValue};
 
 use super::Handler;
 use crate::event::ChangeEvent;
+use crate::http::routes::{self, Route};
 use crate::outcome::IntakeOutcome;
-use crate::sources::webhook::{self, Answer, BodyError, Route, Sink};
+use crate::sources::webhook::{Answer, BodyError, Sink};
 use crate::trace::TraceParent;
 
 impl Handler {
@@ -36,10 +37,10 @@ impl Handler {
             .clone()
             .or_else(|| request.request_context.http.path.clone())
             .unwrap_or_else(|| "/".to_owned());
-        match webhook::route(&method, &path, false) {
+        match routes::function_url(&method, &path) {
             Route::Health => text(200, "ok\n"),
             // No store to probe: an instance that answers can take a change.
-            Route::Ready | Route::Metrics => text(200, "ready\n"),
+            Route::Ready => text(200, "ready\n"),
             Route::Hook(name) => {
                 let name = name.to_owned();
                 self.hook(&name, request, deadline).await

@@ -1,9 +1,9 @@
 //! Webhook receivers, `POST /hooks/NAME`: verify the signature the way the receiver's provider
 //! signs, turn the delivery into change events, hand them to the intake, and answer only then.
 //!
-//! Independent of the HTTP server: a delivery is (headers, body) in and an [`Answer`] out, so
-//! the same code, the route table and the front ([`Hooks`]: unknown receivers, the body limit,
-//! refusals) serve both `serve` and a Lambda function URL. Logs name the receiver and
+//! Independent of the HTTP server and its routes: a delivery is (headers, body) in and an
+//! [`Answer`] out, so the same code and the front ([`Hooks`]: unknown receivers, the body
+//! limit, refusals) serve both `serve` (`http::routes`) and a Lambda function URL. Logs name the receiver and
 //! the reason, never the secret or the body. A correctly signed delivery that is no change (a
 //! ping, a comment, a star) is answered 2xx with the reason, never 4xx: providers disable hooks
 //! that keep failing.
@@ -222,45 +222,6 @@ fn verify(receiver: &Receiver, headers: &HeaderMap, body: &[u8], now: i64) -> Re
         Provider::Gitea => hex_sig("x-gitea-signature", "")
             .or_else(|| hex_sig("x-forgejo-signature", ""))
             .unwrap_or_else(|| Err(Refusal::missing("X-Gitea-Signature"))),
-    }
-}
-
-/// Where a request to `serve` or to the Lambda function URL goes: the route table both share.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Route<'a> {
-    /// `GET /healthz`: the process answers.
-    Health,
-    /// `GET /readyz`: a change posted now would be taken.
-    Ready,
-    /// `GET /metrics` (`serve` only).
-    Metrics,
-    /// `POST /hooks/NAME`.
-    Hook(&'a str),
-    /// Anything else: the answer (404 naming the endpoints, 405 naming the method).
-    Refused(Answer),
-}
-
-/// The route of `method path`; `/metrics` exists only `with_metrics`.
-pub fn route<'a>(method: &str, path: &'a str, with_metrics: bool) -> Route<'a> {
-    let get = method.eq_ignore_ascii_case("GET");
-    match path {
-        "/healthz" if get => Route::Health,
-        "/readyz" if get => Route::Ready,
-        "/metrics" if get && with_metrics => Route::Metrics,
-        "/healthz" | "/readyz" => Route::Refused(Answer::rejected(405, "use GET")),
-        "/metrics" if with_metrics => Route::Refused(Answer::rejected(405, "use GET")),
-        p if p.starts_with("/hooks/") => match method.eq_ignore_ascii_case("POST") {
-            true => Route::Hook(&p["/hooks/".len()..]),
-            false => Route::Refused(Answer::rejected(405, "use POST")),
-        },
-        _ if with_metrics => Route::Refused(Answer::rejected(
-            404,
-            "no such endpoint: POST /hooks/NAME, GET /healthz, /readyz, /metrics, / (the status page), /api/changes",
-        )),
-        _ => Route::Refused(Answer::rejected(
-            404,
-            "no such endpoint: POST /hooks/NAME, GET /healthz, /readyz",
-        )),
     }
 }
 

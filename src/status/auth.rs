@@ -2,12 +2,13 @@
 //! JavaScript, and the token itself never leaves the login form:
 //!
 //! - `POST /login` takes the token from a form and compares it with the configured one in
-//!   constant time. When they are equal, the answer sets a cookie holding a **session value**:
-//!   the time it was issued and an HMAC of that time under a key derived from a random key of
-//!   this process and the token (`HttpOnly`, `SameSite=Strict`, 12 hours). The cookie never
-//!   holds the token, and a session ends with the process, with the token's change, or after
-//!   12 hours.
-//! - Every page an operator sees embeds a **CSRF token** in each form: an HMAC of the session
+//!   constant time (`signature::secrets_equal`: `subtle` on digests of both, so not even the
+//!   length shows). When they are equal, the answer sets a **signed cookie** (the `cookie`
+//!   crate's signed jar, HMAC-SHA256) holding the time the session was issued, under a key
+//!   derived from a random key of this process and the token (`HttpOnly`, `SameSite=Strict`,
+//!   12 hours). The cookie never holds the token, and a session ends with the process, with the
+//!   token's change, or after 12 hours.
+//! - Every page an operator sees embeds a **CSRF token** in each form: an HMAC of the cookie's
 //!   value under the same key. An action needs both the cookie and the form's token (each
 //!   compared in constant time); another site can send neither (SameSite keeps the cookie at
 //!   home, and it cannot read the page).
@@ -16,6 +17,9 @@
 //! token rotated in its file takes effect at once (and ends every session).
 
 use std::time::Duration;
+
+use cookie::{Cookie, CookieJar, Key, SameSite};
+use sha2::Sha256;
 
 use crate::secret::{ResolveError, SecretRef};
 use crate::signature::{hmac_sha256_hex, secrets_equal};
@@ -40,7 +44,7 @@ impl std::fmt::Debug for Operator {
     }
 }
 
-/// A logged-in operator: the cookie's session value and the CSRF token of its forms.
+/// A logged-in operator: the cookie's signed value and the CSRF token of its forms.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Session {
     value: String,
@@ -51,6 +55,16 @@ impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Session(..)")
     }
+}
+
+/// The session cookie's attributes, with `value` and `max_age`.
+fn session_cookie(value: String, max_age: Duration) -> Cookie<'static> {
+    Cookie::build((COOKIE, value))
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .max_age(cookie::time::Duration::seconds(max_age.as_secs() as i64))
+        .build()
 }
 
 impl Session {
@@ -66,34 +80,21 @@ impl Session {
 
     /// The `Set-Cookie` value that starts this session in the browser.
     pub fn set_cookie(&self) -> String {
-        format!(
-            "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
-            self.value,
-            SESSION_FOR.as_secs()
-        )
+        session_cookie(self.value.clone(), SESSION_FOR).to_string()
     }
 }
 
 /// The `Set-Cookie` value that ends a session.
 pub fn clear_cookie() -> String {
-    format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0")
-}
-
-/// The value of cookie `name` in a `Cookie` header.
-fn cookie<'a>(header: &'a str, name: &str) -> Option<&'a str> {
-    header.split(';').find_map(|pair| {
-        let (k, v) = pair.trim().split_once('=')?;
-        (k == name).then_some(v)
-    })
+    session_cookie(String::new(), Duration::ZERO).to_string()
 }
 
 impl Operator {
     /// The operator behind `token`, with a fresh random key (sessions of an earlier process
     /// are not valid in this one).
     pub fn new(token: SecretRef) -> std::io::Result<Operator> {
-        use std::io::Read as _;
         let mut process_key = [0u8; 32];
-        std::fs::File::open("/dev/urandom")?.read_exact(&mut process_key)?;
+        getrandom::fill(&mut process_key).map_err(|e| std::io::Error::other(e.to_string()))?;
         Ok(Operator { token, process_key })
     }
 
@@ -107,19 +108,31 @@ impl Operator {
         self.token.resolve().map(drop)
     }
 
-    /// The key sessions are signed with: this process's key and the token.
-    fn key(&self, token: &str) -> Vec<u8> {
-        let mut message = b"switchyard status session\0".to_vec();
-        message.extend_from_slice(token.as_bytes());
-        hmac_sha256_hex(&self.process_key, &message).into_bytes()
+    /// The key sessions are signed with: this process's key and the token (the signed jar
+    /// takes 64 bytes and signs with the first 32).
+    fn key(&self, token: &str) -> Key {
+        use hmac::{Hmac, KeyInit as _, Mac as _};
+        let mut bytes = [0u8; 64];
+        for (half, purpose) in bytes.chunks_mut(32).zip(["session", "unused"]) {
+            let mut mac = Hmac::<Sha256>::new_from_slice(&self.process_key)
+                .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
+            mac.update(format!("switchyard status {purpose}\0").as_bytes());
+            mac.update(token.as_bytes());
+            half.copy_from_slice(&mac.finalize().into_bytes());
+        }
+        Key::from(&bytes)
     }
 
-    fn session_at(key: &[u8], issued_s: i64) -> Session {
-        let value = format!(
-            "{issued_s}.{}",
-            hmac_sha256_hex(key, format!("session:{issued_s}").as_bytes())
-        );
-        let csrf = hmac_sha256_hex(key, format!("csrf:{value}").as_bytes());
+    /// The session issued at `issued_s`: the cookie's signed value and its CSRF token.
+    fn session_at(key: &Key, issued_s: i64) -> Session {
+        let mut jar = CookieJar::new();
+        jar.signed_mut(key)
+            .add(Cookie::new(COOKIE, issued_s.to_string()));
+        let value = jar
+            .get(COOKIE)
+            .map(|c| c.value().to_owned())
+            .unwrap_or_default();
+        let csrf = hmac_sha256_hex(key.signing(), format!("csrf:{value}").as_bytes());
         Session { value, csrf }
     }
 
@@ -136,17 +149,21 @@ impl Operator {
     /// The session of a request's `Cookie` header, when it holds one that this process
     /// issued for the current token less than [`SESSION_FOR`] ago.
     pub fn session(&self, cookie_header: Option<&str>, now_s: i64) -> Option<Session> {
-        let value = cookie(cookie_header?, COOKIE)?;
-        let (issued, _) = value.split_once('.')?;
-        let issued_s: i64 = issued.parse().ok()?;
+        let sent = Cookie::split_parse(cookie_header?)
+            .filter_map(Result::ok)
+            .find(|c| c.name() == COOKIE)?;
+        let token = self.token.resolve().ok()?;
+        let key = self.key(&token);
+        let value = sent.value().to_owned();
+        let issued = CookieJar::new().signed(&key).verify(sent.into_owned())?;
+        let issued_s: i64 = issued.value().parse().ok()?;
         let age = now_s.checked_sub(issued_s)?;
         // A minute of clock skew forward; nothing older than a session lasts.
         if age < -60 || age >= SESSION_FOR.as_secs() as i64 {
             return None;
         }
-        let token = self.token.resolve().ok()?;
-        let expected = Operator::session_at(&self.key(&token), issued_s);
-        secrets_equal(expected.value.as_bytes(), value.as_bytes()).then_some(expected)
+        let session = Operator::session_at(&key, issued_s);
+        secrets_equal(session.value.as_bytes(), value.as_bytes()).then_some(session)
     }
 }
 
@@ -179,10 +196,13 @@ mod tests {
             .expect("the right token");
         let set = session.set_cookie();
         assert!(!set.contains("s3cret"), "{set}");
-        assert!(
-            set.contains("HttpOnly") && set.contains("SameSite=Strict"),
-            "{set}"
-        );
+        for attribute in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=43200"] {
+            assert!(
+                set.split("; ").any(|a| a == attribute),
+                "{attribute}: {set}"
+            );
+        }
+        assert!(set.starts_with("switchyard_session="), "{set}");
         assert!(!format!("{session:?} {op:?}").contains("s3cret"));
         assert_eq!(
             op.session(Some(&cookie_of(&session)), 1_010),
@@ -191,6 +211,14 @@ mod tests {
         assert!(session.csrf_matches(session.csrf()));
         assert!(!session.csrf_matches(""));
         assert!(!session.csrf_matches(&session.csrf()[1..]));
+        let cleared = clear_cookie();
+        for attribute in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=0"] {
+            assert!(
+                cleared.split("; ").any(|a| a == attribute),
+                "{attribute}: {cleared}"
+            );
+        }
+        assert!(cleared.starts_with("switchyard_session=;"), "{cleared}");
     }
 
     #[test]
@@ -209,12 +237,15 @@ mod tests {
             "expired"
         );
         assert!(op.session(Some(&cookie), 0).is_none(), "from the future");
-        let forged = cookie.replace("switchyard_session=1000.", "switchyard_session=1001.");
+        // The issue time changed under the signature.
+        let forged = cookie.replace("1000", "1001");
+        assert_ne!(forged, cookie);
         assert!(op.session(Some(&forged), 1_010).is_none(), "another time");
         assert!(
             op.session(Some("switchyard_session=garbage"), 1_010)
                 .is_none()
         );
+        assert!(op.session(Some("switchyard_session=1000"), 1_010).is_none());
         assert!(op.session(None, 1_010).is_none());
         let other_process = Operator::new(op.token.clone()).expect("an operator");
         assert!(other_process.session(Some(&cookie), 1_010).is_none());

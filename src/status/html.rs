@@ -1,9 +1,9 @@
-//! The status page's HTML: escaping, and the overview, change and error pages rendered from
-//! plain data. No script anywhere; one inline stylesheet ([`STYLE`], allowed by its hash in
-//! the Content-Security-Policy); every value that came from a payload, a definition, a runner
-//! or a request goes through [`Esc`].
+//! The status page's HTML: the overview, change and error pages rendered from plain data with
+//! maud's `html!` templates, which escape every spliced value (`(value)`) by construction;
+//! only [`STYLE`], a constant, is spliced unescaped. No script anywhere; one inline stylesheet,
+//! allowed by its hash in the Content-Security-Policy.
 
-use std::fmt::{self, Write as _};
+use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use crate::changes::{ChangeLine, ChangeView, StartView, short, when};
 use crate::sources::poll::health::RepoHealth;
@@ -42,28 +42,6 @@ button{cursor:pointer;padding:.1em .7em;border-radius:.3em;border:1px solid var(
 button.danger{color:#a40e26}\
 details{margin:1em 0}summary{cursor:pointer;color:var(--muted)}\
 .when{white-space:nowrap}table.missed{width:auto;min-width:24em}";
-
-/// Text escaped for HTML, for element content and quoted attribute values alike.
-#[derive(Clone, Copy, Debug)]
-pub struct Esc<'a>(pub &'a str);
-
-impl fmt::Display for Esc<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut rest = self.0;
-        while let Some(i) = rest.find(['&', '<', '>', '"', '\'']) {
-            f.write_str(&rest[..i])?;
-            f.write_str(match rest.as_bytes()[i] {
-                b'&' => "&amp;",
-                b'<' => "&lt;",
-                b'>' => "&gt;",
-                b'"' => "&quot;",
-                _ => "&#39;",
-            })?;
-            rest = &rest[i + 1..];
-        }
-        f.write_str(rest)
-    }
-}
 
 /// Who is looking, as far as the page's actions go.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -163,84 +141,81 @@ fn lag(ms: i64) -> String {
 
 /// The frame every page shares: head, stylesheet, header with the operator's state (with a
 /// login form returning to `here`, unless the body has one: `None`).
-fn page(title: &str, viewer: &Viewer, here: Option<&str>, body: &str) -> String {
-    let mut out = String::with_capacity(body.len() + STYLE.len() + 1024);
-    let _ = write!(
-        out,
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{} · switchyard</title><link rel=\"icon\" href=\"data:,\">\
-         <style>{STYLE}</style></head>\n<body><header><a class=\"brand\" href=\"/\">switchyard</a>\
-         <span class=\"who\">",
-        Esc(title)
-    );
-    match viewer {
-        Viewer::ReadOnly => {
-            out.push_str("<span class=\"muted\">read-only (no operator_token configured)</span>")
-        }
-        Viewer::Unavailable(reference) => {
-            let _ = write!(
-                out,
-                "<span class=\"muted\">read-only: the operator token ({}) cannot be read</span>",
-                Esc(reference)
-            );
-        }
-        Viewer::Anonymous => match here {
-            Some(here) => login_form(&mut out, here),
-            None => out.push_str("<span class=\"muted\">not logged in</span>"),
-        },
-        Viewer::Operator { csrf } => {
-            let _ = write!(
-                out,
-                "operator <form method=\"post\" action=\"/logout\">\
-                 <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-                 <button type=\"submit\">log out</button></form>",
-                Esc(csrf)
-            );
+fn page(title: &str, viewer: &Viewer, here: Option<&str>, body: Markup) -> String {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · switchyard" }
+                link rel="icon" href="data:,";
+                // A constant of this file: the one unescaped splice, allowed by its hash.
+                style { (PreEscaped(STYLE)) }
+            }
+            body {
+                header {
+                    a.brand href="/" { "switchyard" }
+                    span.who {
+                        @match viewer {
+                            Viewer::ReadOnly => {
+                                span.muted { "read-only (no operator_token configured)" }
+                            }
+                            Viewer::Unavailable(reference) => {
+                                span.muted {
+                                    "read-only: the operator token (" (reference) ") cannot be read"
+                                }
+                            }
+                            Viewer::Anonymous => {
+                                @match here {
+                                    Some(here) => (login_form(here)),
+                                    None => span.muted { "not logged in" },
+                                }
+                            }
+                            Viewer::Operator { csrf } => {
+                                "operator "
+                                form method="post" action="/logout" {
+                                    input type="hidden" name="csrf" value=(csrf);
+                                    button type="submit" { "log out" }
+                                }
+                            }
+                        }
+                    }
+                }
+                main { (body) }
+            }
         }
     }
-    out.push_str("</span></header>\n<main>\n");
-    out.push_str(body);
-    out.push_str("</main></body></html>\n");
-    out
+    .into_string()
 }
 
-fn login_form(out: &mut String, next: &str) {
-    let _ = write!(
-        out,
-        "<form class=\"login\" method=\"post\" action=\"/login\">\
-         <input type=\"hidden\" name=\"next\" value=\"{}\">\
-         <label>operator token <input type=\"password\" name=\"token\" \
-         autocomplete=\"current-password\" required></label> \
-         <button type=\"submit\">log in</button></form>",
-        Esc(next)
-    );
+fn login_form(next: &str) -> Markup {
+    html! {
+        form.login method="post" action="/login" {
+            input type="hidden" name="next" value=(next);
+            label {
+                "operator token "
+                input type="password" name="token" autocomplete="current-password" required;
+            }
+            " "
+            button type="submit" { "log in" }
+        }
+    }
 }
 
 /// A start's state as a badge.
-fn state(out: &mut String, label: &str, state: &str) {
-    let _ = write!(
-        out,
-        "<span class=\"state {}\">{}</span>",
-        Esc(state),
-        Esc(label)
-    );
+fn state(label: &str, state: &str) -> Markup {
+    html! { span class={ "state " (state) } { (label) } }
 }
 
 /// A run: a link when it is an http(s) URL, else its id as code.
-fn run(out: &mut String, run: Option<&str>) {
-    match run {
-        Some(r) if is_http_url(r) => {
-            let _ = write!(
-                out,
-                "<a href=\"{0}\" rel=\"noopener noreferrer\">{0}</a>",
-                Esc(r)
-            );
+fn run(run: Option<&str>) -> Markup {
+    html! {
+        @match run {
+            Some(r) if is_http_url(r) => a href=(r) rel="noopener noreferrer" { (r) },
+            Some(r) => code { (r) },
+            None => span.muted { "–" },
         }
-        Some(r) => {
-            let _ = write!(out, "<code>{}</code>", Esc(r));
-        }
-        None => out.push_str("<span class=\"muted\">–</span>"),
     }
 }
 
@@ -251,185 +226,168 @@ pub fn is_http_url(text: &str) -> bool {
 }
 
 /// The retry and drop buttons of a start, for an operator, when the start is dead or failed.
-fn start_actions(out: &mut String, viewer: &Viewer, id: &str, state: &str, change: &str) {
-    let Some(csrf) = viewer.csrf() else {
-        return;
-    };
-    if state != "dead" && state != "failed" {
-        return;
+fn start_actions(viewer: &Viewer, id: &str, state: &str, change: &str) -> Markup {
+    let csrf = viewer
+        .csrf()
+        .filter(|_| state == "dead" || state == "failed");
+    html! {
+        @if let Some(csrf) = csrf {
+            @for (action, class) in [("retry", None), ("drop", Some("danger"))] {
+                form method="post" action={ "/starts/" (id) "/" (action) } {
+                    input type="hidden" name="csrf" value=(csrf);
+                    input type="hidden" name="change" value=(change);
+                    button type="submit" name="action" value=(action) class=[class] { (action) }
+                }
+                " "
+            }
+        }
     }
-    for (action, class) in [("retry", ""), ("drop", " class=\"danger\"")] {
-        let _ = write!(
-            out,
-            "<form method=\"post\" action=\"/starts/{}/{action}\">\
-             <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-             <input type=\"hidden\" name=\"change\" value=\"{}\">\
-             <button type=\"submit\" name=\"action\" value=\"{action}\"{class}>{action}</button></form> ",
-            Esc(id),
-            Esc(csrf),
-            Esc(change)
-        );
+}
+
+/// A time, and how long ago it was; "not yet" without one.
+fn at(now_ms: i64, ms: Option<i64>) -> Markup {
+    html! {
+        @match ms {
+            Some(ms) => { span.when { (when(ms)) } br; span.muted { (ago(now_ms, ms)) } }
+            None => span.muted { "not yet" },
+        }
     }
 }
 
 /// The overview: recent changes, dead letters, polled repositories, missed changes.
 pub fn overview(o: &Overview<'_>) -> String {
-    let mut b = String::new();
-    b.push_str("<h1>Recent changes</h1>\n<form class=\"filter\" method=\"get\" action=\"/\">");
-    for (name, value) in &o.filter {
-        let _ = write!(
-            b,
-            "<label>{name}<br><input name=\"{name}\" value=\"{}\" size=\"{}\"></label>",
-            Esc(value),
-            if *name == "repository" { 28 } else { 10 }
-        );
-    }
-    b.push_str("<button type=\"submit\">show</button> <a href=\"/api/changes\">JSON</a></form>\n");
-    if o.changes.is_empty() {
-        b.push_str("<p class=\"muted\">No changes stored (for this filter).</p>\n");
-    } else {
-        b.push_str(
-            "<table class=\"changes\"><thead><tr><th>change</th><th>received</th>\
-             <th>repository</th><th>ref</th><th>sha</th><th>seen by</th><th>starts</th>\
-             </tr></thead><tbody>\n",
-        );
-        for l in o.changes {
-            let _ = write!(
-                b,
-                "<tr><td><a href=\"/changes/{0}\"><code>{1}</code></a></td><td><span class=\"when\">{2}</span><br>\
-                 <span class=\"muted\">{3}</span></td><td>{4}</td><td><code>{5}</code></td>\
-                 <td><code>{6}</code></td><td>",
-                Esc(&l.id),
-                Esc(short(&l.id, 12)),
-                Esc(&l.received_at),
-                Esc(&ago(o.now_ms, parse_ms(&l.received_at).unwrap_or(o.now_ms))),
-                Esc(&l.repository),
-                Esc(&l.git_ref),
-                Esc(short(&l.sha, 7)),
-            );
-            let _ = write!(b, "{}", Esc(&l.first_source));
-            for s in l.lags.iter().skip(1) {
-                let _ = write!(
-                    b,
-                    "<br><span class=\"lag\">{} {}</span>",
-                    Esc(&s.source),
-                    Esc(&lag(s.lag_ms))
-                );
-            }
-            b.push_str("</td><td>");
-            if l.starts.is_empty() {
-                b.push_str("<span class=\"muted\">none</span>");
-            }
-            for s in &l.starts {
-                let label = if s.replay > 0 {
-                    format!("{}: {} (replay {})", s.pipeline, s.state, s.replay)
-                } else {
-                    format!("{}: {}", s.pipeline, s.state)
-                };
-                state(&mut b, &label, &s.state);
-            }
-            b.push_str("</td></tr>\n");
-        }
-        b.push_str("</tbody></table>\n");
-    }
-
-    let _ = writeln!(b, "<h2>Dead letters ({})</h2>", o.dead_total);
-    if o.dead.is_empty() {
-        b.push_str(
-            "<p class=\"muted\">None: every start either started or is still being tried.</p>\n",
-        );
-    } else {
-        if o.dead_total > o.dead.len() {
-            let _ = writeln!(
-                b,
-                "<p class=\"muted\">The newest {} of {}; <code>switchyard outbox list</code> lists them all.</p>",
-                o.dead.len(),
-                o.dead_total
-            );
-        }
-        b.push_str(
-            "<table class=\"dead-letters\"><thead><tr><th>start</th><th>pipeline</th><th>change</th>\
-             <th>attempts</th><th>last error</th><th>updated</th><th></th></tr></thead><tbody>\n",
-        );
-        for s in o.dead {
-            let _ = write!(
-                b,
-                "<tr><td><code>{}</code></td><td>{}</td><td><a href=\"/changes/{}\"><code>{}</code></a></td>\
-                 <td>{}</td><td><pre>{}</pre></td><td>{}</td><td>",
-                Esc(short(&s.id, 12)),
-                Esc(&s.pipeline),
-                Esc(&s.change_id),
-                Esc(short(&s.change_id, 12)),
-                s.attempts,
-                Esc(s.last_error.as_deref().unwrap_or("")),
-                Esc(&when(s.updated_ms)),
-            );
-            start_actions(&mut b, o.viewer, &s.id, s.state.as_str(), &s.change_id);
-            b.push_str("</td></tr>\n");
-        }
-        b.push_str("</tbody></table>\n");
-    }
-
-    b.push_str("<h2>Polled repositories</h2>\n");
-    if o.polls.is_empty() {
-        b.push_str(
-            "<p class=\"muted\">None configured (<code>poll:</code> in switchyard.yaml).</p>\n",
-        );
-    } else {
-        b.push_str(
-            "<table class=\"polls\"><thead><tr><th>repository</th><th>interval</th>\
-             <th>last poll</th><th>last success</th><th>result</th></tr></thead><tbody>\n",
-        );
-        for p in o.polls {
-            let _ = write!(
-                b,
-                "<tr><td>{}</td><td>{}</td><td>",
-                Esc(&p.repository),
-                Esc(&duration(p.interval))
-            );
-            let at = |b: &mut String, ms: Option<i64>| match ms {
-                Some(ms) => {
-                    let _ = write!(
-                        b,
-                        "<span class=\"when\">{}</span><br><span class=\"muted\">{}</span>",
-                        Esc(&when(ms)),
-                        Esc(&ago(o.now_ms, ms))
-                    );
+    let body = html! {
+        h1 { "Recent changes" }
+        form.filter method="get" action="/" {
+            @for (name, value) in &o.filter {
+                label {
+                    (name) br;
+                    input name=(name) value=(value) size=(if *name == "repository" { 28 } else { 10 });
                 }
-                None => b.push_str("<span class=\"muted\">not yet</span>"),
-            };
-            at(&mut b, p.last_poll_ms);
-            b.push_str("</td><td>");
-            at(&mut b, p.last_ok_ms);
-            b.push_str("</td><td>");
-            match (&p.last_error, p.last_poll_ms) {
-                (Some(e), _) => {
-                    let label = format!("error, {} in a row", p.failures);
-                    state(&mut b, &label, "failed");
-                    let _ = write!(b, "<pre>{}</pre>", Esc(e));
-                }
-                (None, None) => b.push_str("<span class=\"muted\">–</span>"),
-                (None, Some(_)) if p.elsewhere => {
-                    b.push_str("<span class=\"muted\">polled by another replica</span>");
-                }
-                (None, Some(_)) => state(&mut b, "ok", "succeeded"),
             }
-            b.push_str("</td></tr>\n");
+            button type="submit" { "show" }
+            " "
+            a href="/api/changes" { "JSON" }
         }
-        b.push_str("</tbody></table>\n");
-    }
+        @if o.changes.is_empty() {
+            p.muted { "No changes stored (for this filter)." }
+        } @else {
+            table.changes {
+                thead { tr {
+                    th { "change" } th { "received" } th { "repository" } th { "ref" }
+                    th { "sha" } th { "seen by" } th { "starts" }
+                } }
+                tbody { @for l in o.changes { (change_line(o.now_ms, l)) } }
+            }
+        }
 
-    b.push_str(
-        "<h2>Missed by push sources</h2>\n<p class=\"muted\">Changes polling found that a push \
-         source delivering for the repository never announced (<code>switchyard_missed_total</code>, \
-         since this process started).</p>\n<table class=\"missed\"><thead><tr><th>source</th>\
-         <th>missed</th></tr></thead><tbody>\n",
-    );
-    for (source, n) in o.missed {
-        let _ = writeln!(b, "<tr><td>{}</td><td>{n}</td></tr>", Esc(source));
+        h2 { "Dead letters (" (o.dead_total) ")" }
+        @if o.dead.is_empty() {
+            p.muted { "None: every start either started or is still being tried." }
+        } @else {
+            @if o.dead_total > o.dead.len() {
+                p.muted {
+                    "The newest " (o.dead.len()) " of " (o.dead_total) "; "
+                    code { "switchyard outbox list" } " lists them all."
+                }
+            }
+            table.dead-letters {
+                thead { tr {
+                    th { "start" } th { "pipeline" } th { "change" } th { "attempts" }
+                    th { "last error" } th { "updated" } th {}
+                } }
+                tbody {
+                    @for s in o.dead {
+                        tr {
+                            td { code { (short(&s.id, 12)) } }
+                            td { (s.pipeline) }
+                            td { a href={ "/changes/" (s.change_id) } { code { (short(&s.change_id, 12)) } } }
+                            td { (s.attempts) }
+                            td { pre { (s.last_error.as_deref().unwrap_or("")) } }
+                            td { (when(s.updated_ms)) }
+                            td { (start_actions(o.viewer, &s.id, s.state.as_str(), &s.change_id)) }
+                        }
+                    }
+                }
+            }
+        }
+
+        h2 { "Polled repositories" }
+        @if o.polls.is_empty() {
+            p.muted { "None configured (" code { "poll:" } " in switchyard.yaml)." }
+        } @else {
+            table.polls {
+                thead { tr {
+                    th { "repository" } th { "interval" } th { "last poll" }
+                    th { "last success" } th { "result" }
+                } }
+                tbody { @for p in o.polls { (poll_row(o.now_ms, p)) } }
+            }
+        }
+
+        h2 { "Missed by push sources" }
+        p.muted {
+            "Changes polling found that a push source delivering for the repository never \
+             announced (" code { "switchyard_missed_total" } ", since this process started)."
+        }
+        table.missed {
+            thead { tr { th { "source" } th { "missed" } } }
+            tbody { @for (source, n) in o.missed { tr { td { (source) } td { (n) } } } }
+        }
+    };
+    page("status", o.viewer, Some("/"), body)
+}
+
+/// A change of the overview's list.
+fn change_line(now_ms: i64, l: &ChangeLine) -> Markup {
+    let received = ago(now_ms, parse_ms(&l.received_at).unwrap_or(now_ms));
+    html! {
+        tr {
+            td { a href={ "/changes/" (l.id) } { code { (short(&l.id, 12)) } } }
+            td { span.when { (l.received_at) } br; span.muted { (received) } }
+            td { (l.repository) }
+            td { code { (l.git_ref) } }
+            td { code { (short(&l.sha, 7)) } }
+            td {
+                (l.first_source)
+                @for s in l.lags.iter().skip(1) { br; span.lag { (s.source) " " (lag(s.lag_ms)) } }
+            }
+            td {
+                @if l.starts.is_empty() { span.muted { "none" } }
+                @for s in &l.starts {
+                    @let label = if s.replay > 0 {
+                        format!("{}: {} (replay {})", s.pipeline, s.state, s.replay)
+                    } else {
+                        format!("{}: {}", s.pipeline, s.state)
+                    };
+                    (state(&label, &s.state))
+                }
+            }
+        }
     }
-    b.push_str("</tbody></table>\n");
-    page("status", o.viewer, Some("/"), &b)
+}
+
+/// A polled repository of the overview.
+fn poll_row(now_ms: i64, p: &RepoHealth) -> Markup {
+    html! {
+        tr {
+            td { (p.repository) }
+            td { (duration(p.interval)) }
+            td { (at(now_ms, p.last_poll_ms)) }
+            td { (at(now_ms, p.last_ok_ms)) }
+            td {
+                @match (&p.last_error, p.last_poll_ms) {
+                    (Some(e), _) => {
+                        (state(&format!("error, {} in a row", p.failures), "failed"))
+                        pre { (e) }
+                    }
+                    (None, None) => span.muted { "–" },
+                    (None, Some(_)) if p.elsewhere => span.muted { "polled by another replica" },
+                    (None, Some(_)) => (state("ok", "succeeded")),
+                }
+            }
+        }
+    }
 }
 
 /// The time of an RFC 3339 text, in Unix ms.
@@ -442,203 +400,136 @@ fn parse_ms(text: &str) -> Option<i64> {
 /// One change: its event, sightings, the decision log, its starts and the operator's actions.
 pub fn change(c: &ChangePage<'_>) -> String {
     let v = c.view;
-    let mut b = String::new();
-    if let Some(notice) = &c.notice {
-        let _ = writeln!(b, "<p class=\"notice\">{}</p>", Esc(notice));
-    }
-    let _ = write!(
-        b,
-        "<h1>Change <code>{}</code></h1>\n<p class=\"muted\"><code>{}</code> · \
-         <a href=\"/api/changes/{}\">JSON</a></p>\n",
-        Esc(short(&v.id, 12)),
-        Esc(&v.id),
-        Esc(&v.id)
-    );
-    if let Some(summary) = &v.summary {
-        let _ = writeln!(b, "<p class=\"summary\">{}</p>", Esc(summary));
-    }
-    event_summary(&mut b, v);
+    let body = html! {
+        @if let Some(notice) = &c.notice { p.notice { (notice) } }
+        h1 { "Change " code { (short(&v.id, 12)) } }
+        p.muted { code { (v.id) } " · " a href={ "/api/changes/" (v.id) } { "JSON" } }
+        @if let Some(summary) = &v.summary { p.summary { (summary) } }
+        (event_summary(v))
 
-    b.push_str(
-        "<h2>Sightings</h2>\n<table class=\"sightings\"><thead><tr><th>source</th>\
-                <th>provider</th><th>delivery id</th><th>at</th><th>lag</th></tr></thead><tbody>\n",
-    );
-    for (i, s) in v.sightings.iter().enumerate() {
-        let _ = writeln!(
-            b,
-            "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
-            Esc(&s.source),
-            Esc(s.provider.as_deref().unwrap_or("–")),
-            Esc(s.delivery_id.as_deref().unwrap_or("–")),
-            Esc(&s.at),
-            if i == 0 {
-                "first".to_owned()
-            } else {
-                Esc(&lag(s.lag_ms)).to_string()
-            },
-        );
-    }
-    b.push_str("</tbody></table>\n");
-
-    b.push_str("<h2>Decisions</h2>\n");
-    match &v.decisions {
-        None => b.push_str(
-            "<p class=\"muted\">No decision log: the change is waiting for its changed paths, \
-             or was stored before switchyard kept one.</p>\n",
-        ),
-        Some(d) if d.is_empty() => {
-            b.push_str("<p class=\"muted\">No pipeline watched its repository.</p>\n");
-        }
-        Some(decisions) => {
-            b.push_str(
-                "<table class=\"decisions\"><thead><tr><th>pipeline</th><th>decision</th>\
-                 <th>reason</th></tr></thead><tbody>\n",
-            );
-            for d in decisions {
-                let verdict = if d.start { "start" } else { "skip" };
-                let _ = write!(b, "<tr><td>{}</td><td>", Esc(&d.pipeline));
-                state(&mut b, verdict, verdict);
-                let _ = writeln!(b, "</td><td>{}</td></tr>", Esc(&d.reason));
+        h2 { "Sightings" }
+        table.sightings {
+            thead { tr {
+                th { "source" } th { "provider" } th { "delivery id" } th { "at" } th { "lag" }
+            } }
+            tbody {
+                @for (i, s) in v.sightings.iter().enumerate() {
+                    tr {
+                        td { (s.source) }
+                        td { (s.provider.as_deref().unwrap_or("–")) }
+                        td { code { (s.delivery_id.as_deref().unwrap_or("–")) } }
+                        td { (s.at) }
+                        td { @if i == 0 { "first" } @else { (lag(s.lag_ms)) } }
+                    }
+                }
             }
-            b.push_str("</tbody></table>\n");
         }
-    }
 
-    b.push_str("<h2>Starts</h2>\n");
-    if v.starts.is_empty() {
-        b.push_str("<p class=\"muted\">None.</p>\n");
-    } else {
-        b.push_str(
-            "<table class=\"starts\"><thead><tr><th>start</th><th>pipeline</th><th>state</th>\
-             <th>attempts</th><th>last error</th><th>run</th><th>updated</th><th></th></tr>\
-             </thead><tbody>\n",
-        );
-        for s in &v.starts {
-            start_row(&mut b, c.viewer, s, &v.id);
+        h2 { "Decisions" }
+        @match &v.decisions {
+            None => p.muted {
+                "No decision log: the change is waiting for its changed paths, or was stored \
+                 before switchyard kept one."
+            },
+            Some(d) if d.is_empty() => p.muted { "No pipeline watched its repository." },
+            Some(decisions) => table.decisions {
+                thead { tr { th { "pipeline" } th { "decision" } th { "reason" } } }
+                tbody {
+                    @for d in decisions {
+                        @let verdict = if d.start { "start" } else { "skip" };
+                        tr { td { (d.pipeline) } td { (state(verdict, verdict)) } td { (d.reason) } }
+                    }
+                }
+            },
         }
-        b.push_str("</tbody></table>\n");
-    }
-    replay_form(&mut b, c);
 
-    if let Ok(json) = serde_json::to_string_pretty(&v.event) {
-        let _ = writeln!(
-            b,
-            "<details><summary>the change event as stored</summary><pre>{}</pre></details>",
-            Esc(&json)
-        );
-    }
+        h2 { "Starts" }
+        @if v.starts.is_empty() {
+            p.muted { "None." }
+        } @else {
+            table.starts {
+                thead { tr {
+                    th { "start" } th { "pipeline" } th { "state" } th { "attempts" }
+                    th { "last error" } th { "run" } th { "updated" } th {}
+                } }
+                tbody { @for s in &v.starts { (start_row(c.viewer, s, &v.id)) } }
+            }
+        }
+        (replay_form(c))
+
+        @if let Ok(json) = serde_json::to_string_pretty(&v.event) {
+            details { summary { "the change event as stored" } pre { (json) } }
+        }
+    };
     let title = format!("change {}", short(&v.id, 12));
-    page(&title, c.viewer, Some(&format!("/changes/{}", v.id)), &b)
+    page(&title, c.viewer, Some(&format!("/changes/{}", v.id)), body)
 }
 
-fn start_row(b: &mut String, viewer: &Viewer, s: &StartView, change: &str) {
-    let replay = if s.replay > 0 {
-        format!("<br><span class=\"muted\">replay {}</span>", s.replay)
-    } else {
-        String::new()
-    };
-    let _ = write!(
-        b,
-        "<tr><td><code title=\"{}\">{}</code></td><td>{}{replay}</td><td>",
-        Esc(&s.id),
-        Esc(short(&s.id, 12)),
-        Esc(&s.pipeline),
-    );
-    state(b, &s.state, &s.state);
-    if let Some(next) = &s.next_attempt_at {
-        let _ = write!(
-            b,
-            "<br><span class=\"muted\">next attempt {}</span>",
-            Esc(next)
-        );
-    }
-    let _ = write!(
-        b,
-        "</td><td>{}</td><td><pre>{}</pre></td><td>",
-        s.attempts,
-        Esc(s.last_error.as_deref().unwrap_or(""))
-    );
-    run(b, s.run.as_deref());
-    let _ = write!(b, "</td><td>{}</td><td>", Esc(&s.updated_at));
-    start_actions(b, viewer, &s.id, &s.state, change);
-    b.push_str("</td></tr>\n");
-}
-
-fn replay_form(b: &mut String, c: &ChangePage<'_>) {
-    let Some(csrf) = c.viewer.csrf() else {
-        if *c.viewer == Viewer::Anonymous {
-            b.push_str(
-                "<p class=\"muted\">Log in with the operator token to retry, drop or replay.</p>\n",
-            );
+fn start_row(viewer: &Viewer, s: &StartView, change: &str) -> Markup {
+    html! {
+        tr {
+            td { code title=(s.id) { (short(&s.id, 12)) } }
+            td {
+                (s.pipeline)
+                @if s.replay > 0 { br; span.muted { "replay " (s.replay) } }
+            }
+            td {
+                (state(&s.state, &s.state))
+                @if let Some(next) = &s.next_attempt_at { br; span.muted { "next attempt " (next) } }
+            }
+            td { (s.attempts) }
+            td { pre { (s.last_error.as_deref().unwrap_or("")) } }
+            td { (run(s.run.as_deref())) }
+            td { (s.updated_at) }
+            td { (start_actions(viewer, &s.id, &s.state, change)) }
         }
-        return;
-    };
-    if c.watching.is_empty() {
-        b.push_str("<p class=\"muted\">No pipeline watches this repository today: nothing to replay.</p>\n");
-        return;
     }
-    let _ = write!(
-        b,
-        "<h2>Replay</h2>\n<p class=\"muted\">Plans the change again with today's definitions: \
-         each pipeline that starts it now gets a new start, unless one is waiting, running or \
-         succeeded.</p>\n<form class=\"replay\" method=\"post\" action=\"/changes/{}/replay\">\
-         <input type=\"hidden\" name=\"csrf\" value=\"{}\"><select name=\"pipeline\">\
-         <option value=\"\">every watching pipeline</option>",
-        Esc(&c.view.id),
-        Esc(csrf)
-    );
-    for p in c.watching {
-        let _ = write!(b, "<option value=\"{0}\">{0}</option>", Esc(p));
-    }
-    b.push_str("</select> <button type=\"submit\">replay</button></form>\n");
 }
 
-fn event_summary(b: &mut String, v: &ChangeView) {
+fn replay_form(c: &ChangePage<'_>) -> Markup {
+    html! {
+        @match c.viewer.csrf() {
+            None if *c.viewer == Viewer::Anonymous => p.muted {
+                "Log in with the operator token to retry, drop or replay."
+            },
+            None => {}
+            Some(_) if c.watching.is_empty() => p.muted {
+                "No pipeline watches this repository today: nothing to replay."
+            },
+            Some(csrf) => {
+                h2 { "Replay" }
+                p.muted {
+                    "Plans the change again with today's definitions: each pipeline that starts \
+                     it now gets a new start, unless one is waiting, running or succeeded."
+                }
+                form.replay method="post" action={ "/changes/" (c.view.id) "/replay" } {
+                    input type="hidden" name="csrf" value=(csrf);
+                    select name="pipeline" {
+                        option value="" { "every watching pipeline" }
+                        @for p in c.watching { option value=(p) { (p) } }
+                    }
+                    " "
+                    button type="submit" { "replay" }
+                }
+            }
+        }
+    }
+}
+
+fn event_summary(v: &ChangeView) -> Markup {
     let e = &v.event;
     let text = |key: &str| e.get(key).and_then(|x| x.as_str()).unwrap_or("");
     let flag = |key: &str| e.get(key).and_then(serde_json::Value::as_bool) == Some(true);
-    b.push_str("<dl class=\"event\">");
-    let mut row = |name: &str, value: &str| {
-        let _ = write!(b, "<dt>{name}</dt><dd>{value}</dd>");
-    };
-    row("repository", &Esc(&v.repository).to_string());
-    row("kind", &Esc(&v.kind).to_string());
-    row("ref", &format!("<code>{}</code>", Esc(&v.git_ref)));
-    let mut moved = format!(
-        "<code>{}</code> → <code>{}</code>",
-        Esc(short(text("before"), 12)),
-        Esc(short(&v.sha, 12))
-    );
-    if flag("created") {
-        moved.push_str(" (created)");
-    }
-    if flag("deleted") {
-        moved.push_str(" (deleted)");
-    }
-    row("commits", &moved);
-    if let Some(n) = e.get("commit_count").and_then(serde_json::Value::as_u64) {
-        row("commit count", &n.to_string());
-    }
-    if let Some(pr) = e.get("pull_request").filter(|p| !p.is_null()) {
+    let pull_request = e.get("pull_request").filter(|p| !p.is_null()).map(|pr| {
         let field = |k: &str| pr.get(k).map(|x| x.to_string()).unwrap_or_default();
-        row(
-            "pull request",
-            &Esc(&format!(
-                "#{} {} (base {})",
-                field("number"),
-                pr.get("action").and_then(|a| a.as_str()).unwrap_or(""),
-                pr.get("base_ref").and_then(|a| a.as_str()).unwrap_or("")
-            ))
-            .to_string(),
-        );
-    }
-    row("received", &Esc(&v.received_at).to_string());
-    if !text("occurred_at").is_empty() {
-        row("occurred", &Esc(text("occurred_at")).to_string());
-    }
-    if let Some(t) = &v.traceparent {
-        row("traceparent", &format!("<code>{}</code>", Esc(t)));
-    }
+        let text = |k: &str| pr.get(k).and_then(|a| a.as_str()).unwrap_or("");
+        format!(
+            "#{} {} (base {})",
+            field("number"),
+            text("action"),
+            text("base_ref")
+        )
+    });
     let paths: Vec<&str> = e
         .get("changed_paths")
         .and_then(|p| p.as_array())
@@ -649,68 +540,57 @@ fn event_summary(b: &mut String, v: &ChangeView) {
         .and_then(serde_json::Value::as_bool)
         .unwrap_or(true);
     const SHOWN: usize = 200;
-    let mut list = format!(
-        "{} path{}{}",
-        paths.len(),
-        if paths.len() == 1 { "" } else { "s" },
-        if complete {
-            ""
-        } else {
-            " (incomplete: path filters pass)"
-        }
-    );
-    if !paths.is_empty() {
-        list.push_str("<br>");
-        for p in paths.iter().take(SHOWN) {
-            let _ = write!(list, "<code>{}</code><br>", Esc(p));
-        }
-        if paths.len() > SHOWN {
-            let _ = write!(
-                list,
-                "<span class=\"muted\">and {} more</span>",
-                paths.len() - SHOWN
-            );
+    html! {
+        dl.event {
+            dt { "repository" } dd { (v.repository) }
+            dt { "kind" } dd { (v.kind) }
+            dt { "ref" } dd { code { (v.git_ref) } }
+            dt { "commits" }
+            dd {
+                code { (short(text("before"), 12)) } " → " code { (short(&v.sha, 12)) }
+                @if flag("created") { " (created)" }
+                @if flag("deleted") { " (deleted)" }
+            }
+            @if let Some(n) = e.get("commit_count").and_then(serde_json::Value::as_u64) {
+                dt { "commit count" } dd { (n) }
+            }
+            @if let Some(pr) = pull_request { dt { "pull request" } dd { (pr) } }
+            dt { "received" } dd { (v.received_at) }
+            @if !text("occurred_at").is_empty() { dt { "occurred" } dd { (text("occurred_at")) } }
+            @if let Some(t) = &v.traceparent { dt { "traceparent" } dd { code { (t) } } }
+            dt { "changed paths" }
+            dd {
+                (paths.len()) " path" @if paths.len() != 1 { "s" }
+                @if !complete { " (incomplete: path filters pass)" }
+                @if !paths.is_empty() {
+                    br;
+                    @for p in paths.iter().take(SHOWN) { code { (p) } br; }
+                    @if paths.len() > SHOWN {
+                        span.muted { "and " (paths.len() - SHOWN) " more" }
+                    }
+                }
+            }
         }
     }
-    row("changed paths", &list);
-    b.push_str("</dl>\n");
 }
 
 /// An error page; a 401 carries the login form.
 pub fn error(e: &ErrorPage, viewer: &Viewer) -> String {
-    let mut b = String::new();
-    let _ = write!(
-        b,
-        "<h1>{} {}</h1>\n<div class=\"problem\"><pre>{}</pre>",
-        e.status,
-        Esc(&e.title),
-        Esc(&e.message)
-    );
-    if let Some(hint) = &e.hint {
-        let _ = write!(b, "<pre>hint: {}</pre>", Esc(hint));
-    }
-    b.push_str("</div>\n");
-    if !e.candidates.is_empty() {
-        b.push_str("<p>It names these changes:</p>\n<ul class=\"candidates\">");
-        for c in &e.candidates {
-            let _ = write!(
-                b,
-                "<li><a href=\"/changes/{0}\"><code>{0}</code></a></li>",
-                Esc(c)
-            );
+    let body = html! {
+        h1 { (e.status) " " (e.title) }
+        div.problem {
+            pre { (e.message) }
+            @if let Some(hint) = &e.hint { pre { "hint: " (hint) } }
         }
-        b.push_str("</ul>\n");
-    }
-    if let Some(next) = &e.login_next {
-        b.push_str("<p>");
-        login_form(&mut b, next);
-        b.push_str("</p>\n");
-    }
-    let _ = writeln!(
-        b,
-        "<p><a href=\"{}\">back</a></p>",
-        Esc(e.back.as_deref().unwrap_or("/"))
-    );
+        @if !e.candidates.is_empty() {
+            p { "It names these changes:" }
+            ul.candidates {
+                @for c in &e.candidates { li { a href={ "/changes/" (c) } { code { (c) } } } }
+            }
+        }
+        @if let Some(next) = &e.login_next { p { (login_form(next)) } }
+        p { a href=(e.back.as_deref().unwrap_or("/")) { "back" } }
+    };
     // The login form of a 401 page is its body's; the header shows the state only.
     let here = if e.login_next.is_some() {
         None
@@ -718,34 +598,18 @@ pub fn error(e: &ErrorPage, viewer: &Viewer) -> String {
         Some("/")
     };
     let title = format!("{} {}", e.status, e.title);
-    page(&title, viewer, here, &b)
+    page(&title, viewer, here, body)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn escaping_leaves_no_markup() {
-        let cases = [
-            ("plain text", "plain text"),
-            (
-                "refs/heads/x<script>alert(1)</script>",
-                "refs/heads/x&lt;script&gt;alert(1)&lt;/script&gt;",
-            ),
-            ("a & b", "a &amp; b"),
-            ("\"quoted\" 'single'", "&quot;quoted&quot; &#39;single&#39;"),
-            ("<<>>", "&lt;&lt;&gt;&gt;"),
-            ("ünïcödé → ok", "ünïcödé → ok"),
-            ("", ""),
-        ];
-        for (input, want) in cases {
-            assert_eq!(Esc(input).to_string(), want, "{input}");
-        }
-    }
-
     /// A value a payload, a runner or a definition might hold.
     const HOSTILE: &str = "<x onclick='1'>\"&";
+    /// `HOSTILE` as the page must show it: text, never markup (a `'` needs no escaping, as
+    /// every attribute value is in double quotes).
+    const SHOWN: &str = "&lt;x onclick='1'&gt;&quot;&amp;";
 
     #[test]
     fn every_value_of_a_change_is_escaped() {
@@ -796,13 +660,14 @@ mod tests {
             notice: Some(h()),
         });
         assert!(!page.contains("<x"), "{page}");
-        assert!(!page.contains("'1'"), "{page}");
+        // Every field above shows escaped: the ref, the reason, the error, the csrf value…
+        assert!(page.matches(SHOWN).count() >= 20, "{page}");
         assert!(
-            page.contains("&lt;x onclick=&#39;1&#39;&gt;&quot;&amp;"),
+            page.contains("<a href=\"https://ci.example/&lt;x"),
             "{page}"
         );
         assert!(
-            page.contains("<a href=\"https://ci.example/&lt;x"),
+            page.contains(&format!("action=\"/starts/{SHOWN}/retry\"")),
             "{page}"
         );
         let missing = ErrorPage {
@@ -816,6 +681,95 @@ mod tests {
         };
         let page = error(&missing, &Viewer::Anonymous);
         assert!(!page.contains("<x"), "{page}");
+        assert!(
+            page.contains(&format!("<title>400 {SHOWN} · switchyard</title>")),
+            "{page}"
+        );
+    }
+
+    #[test]
+    fn every_value_of_the_overview_is_escaped() {
+        use crate::changes::{SourceLag, StartLine};
+        use crate::store::StartState;
+        let h = || HOSTILE.to_owned();
+        let line = ChangeLine {
+            id: h(),
+            repository: h(),
+            git_ref: h(),
+            sha: h(),
+            kind: h(),
+            received_at: h(),
+            first_source: h(),
+            sightings: 2,
+            lags: vec![
+                SourceLag {
+                    source: h(),
+                    lag_ms: 0,
+                },
+                SourceLag {
+                    source: h(),
+                    lag_ms: 5,
+                },
+            ],
+            starts: vec![StartLine {
+                id: h(),
+                pipeline: h(),
+                state: h(),
+                replay: 1,
+                run: Some(h()),
+            }],
+        };
+        let dead = StartRow {
+            seq: 1,
+            id: h(),
+            change_id: h(),
+            pipeline: h(),
+            git_ref: h(),
+            state: StartState::Dead,
+            attempts: 3,
+            next_attempt_ms: 0,
+            last_error: Some(h()),
+            run: None,
+            created_ms: 0,
+            updated_ms: 0,
+            replay: 0,
+        };
+        let poll = RepoHealth {
+            repository: h(),
+            interval: std::time::Duration::from_secs(60),
+            last_poll_ms: Some(0),
+            last_ok_ms: None,
+            last_error: Some(h()),
+            failures: 2,
+            elsewhere: false,
+        };
+        let viewer = Viewer::Unavailable(h());
+        let page = overview(&Overview {
+            viewer: &viewer,
+            now_ms: 0,
+            filter: ["repository", "pipeline", "since", "limit"].map(|k| (k, h())),
+            changes: std::slice::from_ref(&line),
+            dead: std::slice::from_ref(&dead),
+            dead_total: 2,
+            polls: std::slice::from_ref(&poll),
+            missed: &[("webhook", 3)],
+        });
+        assert!(!page.contains("<x"), "{page}");
+        assert!(page.matches(SHOWN).count() >= 15, "{page}");
+        assert!(page.contains("<td>webhook</td><td>3</td>"), "{page}");
+        assert!(page.contains("The newest 1 of 2;"), "{page}");
+    }
+
+    #[test]
+    fn the_stylesheet_is_the_one_the_policy_allows() {
+        // The Content-Security-Policy allows the hash of STYLE: the page must hold it verbatim.
+        let page = error(&ErrorPage::default(), &Viewer::ReadOnly);
+        assert!(page.contains(&format!("<style>{STYLE}</style>")), "{page}");
+        assert!(
+            page.starts_with("<!DOCTYPE html><html lang=\"en\">"),
+            "{page}"
+        );
+        assert!(!page.contains("<script"), "{page}");
     }
 
     #[test]
@@ -833,6 +787,10 @@ mod tests {
         for (text, link) in cases {
             assert_eq!(is_http_url(text), link, "{text}");
         }
+        assert_eq!(
+            run(Some("javascript:alert(1)")).into_string(),
+            "<code>javascript:alert(1)</code>"
+        );
     }
 
     #[test]

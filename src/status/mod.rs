@@ -1,20 +1,20 @@
 //! The status page of `serve`, and the JSON behind it: why each change started what it did.
 //!
-//! | route | what |
-//! |---|---|
-//! | `GET /` | recent changes (filtered like `changes list`), dead letters, polled repositories, missed changes |
-//! | `GET /changes/ID` | one change (a unique prefix works): its event, sightings, decisions, starts |
-//! | `POST /changes/ID/replay` | `changes replay` (every watching pipeline, or `pipeline`) |
-//! | `POST /starts/ID/retry`, `POST /starts/ID/drop` | `outbox retry` / `outbox drop` |
-//! | `POST /login`, `POST /logout` | the operator's session ([`auth`]) |
-//! | `GET /api/changes`, `GET /api/changes/ID` | the JSON of `changes list` and `changes show` |
+//! | handler | route (`http::routes`) | what |
+//! |---|---|---|
+//! | [`StatusPage::overview`] | `GET /` | recent changes (filtered like `changes list`), dead letters, polled repositories, missed changes |
+//! | [`StatusPage::change`] | `GET /changes/ID` | one change (a unique prefix works): its event, sightings, decisions, starts |
+//! | [`StatusPage::replay`] | `POST /changes/ID/replay` | `changes replay` (every watching pipeline, or `pipeline`) |
+//! | [`StatusPage::transition`] | `POST /starts/ID/retry`, `POST /starts/ID/drop` | `outbox retry` / `outbox drop` |
+//! | [`StatusPage::login`], [`StatusPage::logout`] | `POST /login`, `POST /logout` | the operator's session ([`auth`]) |
+//! | [`StatusPage::api_changes`], [`StatusPage::api_change`] | `GET /api/changes`, `GET /api/changes/ID` | the JSON of `changes list` and `changes show` |
 //!
 //! Server-rendered HTML without scripts, so it works with JavaScript off. The actions exist only
 //! with `operator_token` configured, and need the operator's session and the CSRF token of the
 //! form (see [`auth`]); after one the browser is sent back (303) to the change's page.
 //!
-//! The module knows no HTTP library: `serve` hands it a [`Request`] and writes out the
-//! [`Response`].
+//! The module knows no HTTP library and matches no path: the route table (`http::routes`)
+//! picks the handler, hands it a plain [`Request`] and writes out the [`Response`].
 
 pub mod auth;
 pub mod html;
@@ -76,63 +76,11 @@ pub struct Response {
     pub body: String,
 }
 
-/// Whether `path` is the status page's (everything else is `serve`'s own).
-pub fn handles(path: &str) -> bool {
-    path == "/"
-        || path == "/login"
-        || path == "/logout"
-        || path == "/api/changes"
-        || path.starts_with("/api/changes/")
-        || path.starts_with("/changes/")
-        || path.starts_with("/starts/")
-}
-
-/// Which page or action a path names.
+/// Whom an answer is for: people (an HTML page) or programs (the JSON API).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Route<'a> {
-    Overview,
-    Change(&'a str),
-    Replay(&'a str),
-    Start(&'a str, Transition),
-    Login,
-    Logout,
-    ApiList,
-    ApiChange(&'a str),
-    NotFound { api: bool },
-}
-
-impl Route<'_> {
-    fn of(path: &str) -> Route<'_> {
-        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-        match segments.as_slice() {
-            [""] => Route::Overview,
-            ["login"] => Route::Login,
-            ["logout"] => Route::Logout,
-            ["changes", id] if !id.is_empty() => Route::Change(id),
-            ["changes", id, "replay"] if !id.is_empty() => Route::Replay(id),
-            ["starts", id, "retry"] if !id.is_empty() => Route::Start(id, Transition::Retry),
-            ["starts", id, "drop"] if !id.is_empty() => Route::Start(id, Transition::Drop),
-            ["api", "changes"] => Route::ApiList,
-            ["api", "changes", id] if !id.is_empty() => Route::ApiChange(id),
-            ["api", ..] => Route::NotFound { api: true },
-            _ => Route::NotFound { api: false },
-        }
-    }
-
-    /// The method the route answers.
-    fn method(self) -> &'static str {
-        match self {
-            Route::Replay(_) | Route::Start(..) | Route::Login | Route::Logout => "POST",
-            _ => "GET",
-        }
-    }
-
-    fn is_api(self) -> bool {
-        matches!(
-            self,
-            Route::ApiList | Route::ApiChange(_) | Route::NotFound { api: true }
-        )
-    }
+pub enum Kind {
+    Page,
+    Api,
 }
 
 /// Something a request cannot have: status, a title, what is wrong, and how to fix it.
@@ -393,41 +341,77 @@ impl StatusPage {
         Some(op.available().map_err(|e| e.to_string()))
     }
 
-    /// Answers one request.
-    pub async fn handle(&self, req: &Request<'_>) -> Response {
-        let route = Route::of(req.path);
+    /// `GET /`: the overview.
+    pub async fn overview(&self, req: &Request<'_>) -> Response {
         let viewer = self.viewer(req);
-        let known = !matches!(route, Route::NotFound { .. });
-        if known && !req.method.eq_ignore_ascii_case(route.method()) {
-            let mut answer = self.problem(
-                route,
-                &viewer,
-                Problem::new(
-                    405,
-                    "method not allowed",
-                    format!("{} {} is not served", req.method, req.path),
-                )
-                .hint(format!("use {}", route.method())),
-            );
-            answer.headers.push(("allow", route.method().to_owned()));
-            return answer;
+        let answered = self.overview_page(req, &viewer).await;
+        answered.unwrap_or_else(|p| self.problem(Kind::Page, &viewer, p))
+    }
+
+    /// `GET /changes/ID`: one change.
+    pub async fn change(&self, id: &str, req: &Request<'_>) -> Response {
+        let viewer = self.viewer(req);
+        let answered = self.change_page(id, req.query, &viewer).await;
+        answered.unwrap_or_else(|p| self.problem(Kind::Page, &viewer, p))
+    }
+
+    /// `GET /api/changes`: the JSON of `changes list`.
+    pub async fn api_changes(&self, req: &Request<'_>) -> Response {
+        let answered = self.api_list(req.query).await;
+        answered.unwrap_or_else(|p| self.problem(Kind::Api, &Viewer::ReadOnly, p))
+    }
+
+    /// `GET /api/changes/ID`: the JSON of `changes show`.
+    pub async fn api_change(&self, id: &str) -> Response {
+        let answered = self.api_view(id).await;
+        answered.unwrap_or_else(|p| self.problem(Kind::Api, &Viewer::ReadOnly, p))
+    }
+
+    /// `POST /login`: a session for the operator token of the form.
+    pub fn login(&self, req: &Request<'_>) -> Response {
+        let answered = self.log_in(req);
+        answered.unwrap_or_else(|p| self.problem(Kind::Page, &self.viewer(req), p))
+    }
+
+    /// `POST /logout`: the session cookie cleared (for a form of this site).
+    pub fn logout(&self, req: &Request<'_>) -> Response {
+        if !same_origin(req) {
+            return StatusPage::see_other("/".into(), None);
         }
-        let answered = match route {
-            Route::Overview => self.overview(req, &viewer).await,
-            Route::Change(id) => self.change(id, req.query, &viewer).await,
-            Route::ApiList => self.api_list(req.query).await,
-            Route::ApiChange(id) => self.api_change(id).await,
-            Route::Login => self.login(req),
-            Route::Logout => Ok(self.logout(req)),
-            Route::Replay(_) | Route::Start(..) => self.act(route, req).await,
-            Route::NotFound { .. } => Err(Problem::new(
-                404,
-                "not found",
-                format!("nothing at {}", req.path),
-            )
-            .hint("the status page is at /, a change at /changes/ID, the JSON at /api/changes")),
-        };
-        answered.unwrap_or_else(|p| self.problem(route, &viewer, p))
+        StatusPage::see_other("/".into(), Some(auth::clear_cookie()))
+    }
+
+    /// `POST /starts/ID/retry` and `POST /starts/ID/drop`.
+    pub async fn transition(&self, id: &str, to: Transition, req: &Request<'_>) -> Response {
+        let answered = self.act(Action::Start(id, to), req).await;
+        answered.unwrap_or_else(|p| self.problem(Kind::Page, &self.viewer(req), p))
+    }
+
+    /// `POST /changes/ID/replay`.
+    pub async fn replay(&self, id: &str, req: &Request<'_>) -> Response {
+        let answered = self.act(Action::Replay(id), req).await;
+        answered.unwrap_or_else(|p| self.problem(Kind::Page, &self.viewer(req), p))
+    }
+
+    /// A path of the page's (below `/changes/`, `/starts/`, `/api/changes/`) that names
+    /// nothing: a 404 saying where things are.
+    pub fn not_found(&self, kind: Kind, req: &Request<'_>) -> Response {
+        let p = Problem::new(404, "not found", format!("nothing at {}", req.path))
+            .hint("the status page is at /, a change at /changes/ID, the JSON at /api/changes");
+        self.problem(kind, &self.viewer(req), p)
+    }
+
+    /// A route of the page asked with another method than `allowed`: a 405 naming it.
+    pub fn wrong_method(&self, kind: Kind, allowed: &'static str, req: &Request<'_>) -> Response {
+        let p = Problem::new(
+            405,
+            "method not allowed",
+            format!("{} {} is not served", req.method, req.path),
+        )
+        .hint(format!("use {allowed}"));
+        let mut answer = self.problem(kind, &self.viewer(req), p);
+        answer.headers.push(("allow", allowed.to_owned()));
+        answer
     }
 
     fn viewer(&self, req: &Request<'_>) -> Viewer {
@@ -486,8 +470,8 @@ impl StatusPage {
     }
 
     /// A problem as the route's kind of answer: JSON for the API, an HTML page otherwise.
-    fn problem(&self, route: Route<'_>, viewer: &Viewer, p: Problem) -> Response {
-        if route.is_api() {
+    fn problem(&self, kind: Kind, viewer: &Viewer, p: Problem) -> Response {
+        if kind == Kind::Api {
             let mut body = serde_json::json!({"error": p.message});
             if let Some(h) = &p.hint {
                 body["hint"] = h.as_str().into();
@@ -521,7 +505,7 @@ impl StatusPage {
         Ok(id)
     }
 
-    async fn overview(&self, req: &Request<'_>, viewer: &Viewer) -> Result<Response, Problem> {
+    async fn overview_page(&self, req: &Request<'_>, viewer: &Viewer) -> Result<Response, Problem> {
         let (query, filter) = list_query(req.query, PAGE_LIMIT)?;
         let (records, dead) = tokio::join!(
             self.store.changes(query),
@@ -547,7 +531,7 @@ impl StatusPage {
         Ok(self.html(200, html::overview(&page)))
     }
 
-    async fn change(
+    async fn change_page(
         &self,
         id: &str,
         query: Option<&str>,
@@ -585,7 +569,7 @@ impl StatusPage {
         ))
     }
 
-    async fn api_change(&self, id: &str) -> Result<Response, Problem> {
+    async fn api_view(&self, id: &str) -> Result<Response, Problem> {
         let view = ChangeView::of(&self.store.change(StatusPage::change_id(id)?).await?);
         Ok(StatusPage::json(200, &serde_json::json!(view)))
     }
@@ -612,7 +596,7 @@ impl StatusPage {
         )
     }
 
-    fn login(&self, req: &Request<'_>) -> Result<Response, Problem> {
+    fn log_in(&self, req: &Request<'_>) -> Result<Response, Problem> {
         let op = self.operator()?;
         StatusPage::check_origin(req)?;
         let form = pairs(req.body);
@@ -648,22 +632,15 @@ impl StatusPage {
         }
     }
 
-    fn logout(&self, req: &Request<'_>) -> Response {
-        if !same_origin(req) {
-            return StatusPage::see_other("/".into(), None);
-        }
-        StatusPage::see_other("/".into(), Some(auth::clear_cookie()))
-    }
-
     /// A retry, drop or replay: only for a logged-in operator whose form carries the
     /// session's CSRF token; then back to the change's page.
-    async fn act(&self, route: Route<'_>, req: &Request<'_>) -> Result<Response, Problem> {
+    async fn act(&self, action: Action<'_>, req: &Request<'_>) -> Result<Response, Problem> {
         let op = self.operator()?;
         StatusPage::check_origin(req)?;
         let form = pairs(req.body);
-        let back = match route {
-            Route::Replay(id) => plain_id(id),
-            _ => field(&form, "change").and_then(plain_id),
+        let back = match action {
+            Action::Replay(id) => plain_id(id),
+            Action::Start(..) => field(&form, "change").and_then(plain_id),
         }
         .map_or_else(|| "/".to_owned(), |id| format!("/changes/{id}"));
         let Some(session) = op.session(req.cookie, now_ms() / 1000) else {
@@ -686,14 +663,14 @@ impl StatusPage {
             )
             .hint("reload the page and use the button again"));
         }
-        match route {
-            Route::Start(id, to) => {
+        match action {
+            Action::Start(id, to) => {
                 let row = self.store.transition(id, to).await?;
                 tracing::info!(start_id = %row.id, change_id = %row.change_id, action = to.done(), "status page: start {} by the operator", to.done());
                 let location = format!("/changes/{}?done={}", row.change_id, to.done());
                 Ok(StatusPage::see_other(location, None))
             }
-            Route::Replay(id) => {
+            Action::Replay(id) => {
                 let id = StatusPage::change_id(id)?;
                 let pipeline = field(&form, "pipeline").filter(|p| !p.is_empty());
                 let report = changes::replay(&self.store, &self.pipelines, id, pipeline)
@@ -708,9 +685,15 @@ impl StatusPage {
                 );
                 Ok(StatusPage::see_other(location, None))
             }
-            _ => Err(Problem::new(404, "not found", "no such action")),
         }
     }
+}
+
+/// What an operator's form asks.
+#[derive(Clone, Copy, Debug)]
+enum Action<'a> {
+    Start(&'a str, Transition),
+    Replay(&'a str),
 }
 
 fn replay_problem(e: ReplayError) -> Problem {
@@ -734,31 +717,6 @@ fn replay_problem(e: ReplayError) -> Problem {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn paths_name_their_routes() {
-        let cases = [
-            ("/", Route::Overview),
-            ("/login", Route::Login),
-            ("/changes/abcd", Route::Change("abcd")),
-            ("/changes/abcd/replay", Route::Replay("abcd")),
-            (
-                "/starts/ef01/retry",
-                Route::Start("ef01", Transition::Retry),
-            ),
-            ("/starts/ef01/drop", Route::Start("ef01", Transition::Drop)),
-            ("/api/changes", Route::ApiList),
-            ("/api/changes/abcd", Route::ApiChange("abcd")),
-            ("/api/other", Route::NotFound { api: true }),
-            ("/changes/", Route::NotFound { api: false }),
-            ("/starts/ef01/launch", Route::NotFound { api: false }),
-        ];
-        for (path, route) in cases {
-            assert_eq!(Route::of(path), route, "{path}");
-        }
-        assert!(handles("/") && handles("/api/changes/x") && handles("/starts/x/retry"));
-        assert!(!handles("/hooks/github") && !handles("/metrics") && !handles("/healthz"));
-    }
 
     #[test]
     fn list_queries_take_the_commands_options_and_name_a_bad_one() {

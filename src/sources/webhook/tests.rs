@@ -1,4 +1,4 @@
-//! The receivers' signature checks, the route table and the front's refusals.
+//! The receivers' signature checks and the front's refusals.
 
 use super::*;
 use proptest::prelude::*;
@@ -137,40 +137,6 @@ proptest! {
         let r = receiver(Provider::ALL[p], sha1);
         let _ = verify(&r, &headers(&pairs), &body, now);
     }
-}
-
-#[test]
-fn the_route_table_is_one_for_serve_and_lambda() {
-    let ok = |r: Route<'_>| match r {
-        Route::Refused(a) => Err(a.status),
-        _ => Ok(()),
-    };
-    #[rustfmt::skip]
-    let cases: &[(&str, &str, bool, Result<(), u16>)] = &[
-        ("GET", "/healthz", true, Ok(())),
-        ("GET", "/readyz", false, Ok(())),
-        ("GET", "/metrics", true, Ok(())),
-        ("GET", "/metrics", false, Err(404)),
-        ("POST", "/metrics", true, Err(405)),
-        ("POST", "/healthz", false, Err(405)),
-        ("POST", "/hooks/github", false, Ok(())),
-        ("GET", "/hooks/github", true, Err(405)),
-        ("PUT", "/hooks/x", false, Err(405)),
-        ("GET", "/", true, Err(404)),
-        ("POST", "/hook/x", false, Err(404)),
-    ];
-    for (method, path, with_metrics, want) in cases {
-        assert_eq!(
-            ok(route(method, path, *with_metrics)),
-            *want,
-            "{method} {path}"
-        );
-    }
-    assert_eq!(route("POST", "/hooks/a/b", true), Route::Hook("a/b"));
-    let Route::Refused(a) = route("GET", "/nope", false) else {
-        panic!("a refusal");
-    };
-    assert!(!a.body.to_string().contains("/metrics"), "{}", a.body);
 }
 
 /// A sink that must never be reached.
