@@ -73,6 +73,8 @@ pub struct Overview<'a> {
     /// The filter as asked (`repository`, `pipeline`, `since`, `limit`), to fill the form.
     pub filter: [(&'static str, String); 4],
     pub changes: &'a [ChangeLine],
+    /// The link to the older changes, when this page is full.
+    pub older: Option<String>,
     /// The newest dead letters first, and how many there are in all.
     pub dead: &'a [StartRow],
     pub dead_total: usize,
@@ -278,6 +280,9 @@ pub fn overview(o: &Overview<'_>) -> String {
                     th { "sha" } th { "seen by" } th { "starts" }
                 } }
                 tbody { @for l in o.changes { (change_line(o.now_ms, l)) } }
+            }
+            @if let Some(older) = &o.older {
+                p { a href=(older) rel="next" { "older changes" } }
             }
         }
 
@@ -749,6 +754,7 @@ mod tests {
             now_ms: 0,
             filter: ["repository", "pipeline", "since", "limit"].map(|k| (k, h())),
             changes: std::slice::from_ref(&line),
+            older: Some(h()),
             dead: std::slice::from_ref(&dead),
             dead_total: 2,
             polls: std::slice::from_ref(&poll),

@@ -32,7 +32,9 @@ use crate::pipeline::Pipelines;
 use crate::repo::RepoId;
 use crate::secret::SecretRef;
 use crate::sources::poll::health::PollHealth;
-use crate::store::{ChangeQuery, StartState, Store, StoreError, Transition, now_ms};
+use crate::store::{
+    ChangeQuery, ChangeRecord, StartState, Store, StoreError, Transition, now_ms,
+};
 
 use auth::Operator;
 use html::{ErrorPage, Viewer};
@@ -41,6 +43,10 @@ use html::{ErrorPage, Viewer};
 pub const MAX_FORM_BYTES: usize = 8 * 1024;
 /// How many changes the overview shows unless `limit` says otherwise.
 pub const PAGE_LIMIT: u32 = 50;
+/// The most changes one page or answer holds for a visitor without the operator's session
+/// (more is asked for with `before`, the cursor of the next page); an operator may ask for up
+/// to [`changes::MAX_LIMIT`].
+pub const ANONYMOUS_LIMIT: u32 = 500;
 /// How many dead letters the overview lists (the newest).
 const DEAD_SHOWN: usize = 100;
 /// The push sources whose missed changes the overview counts.
@@ -201,20 +207,28 @@ fn same_origin(req: &Request<'_>) -> bool {
 /// The change list's parameters as asked, each with its value (empty when absent).
 type Asked = [(&'static str, String); 4];
 
+/// The cursor of a list's next page: the changes stored before the change with this `seq`.
+const CURSOR: &str = "before";
+
 /// The change list's filter from a query string: the store's query and the values as asked
 /// (for the form). Empty values count as absent; an unknown parameter or a bad value is a 400
-/// naming it.
-fn list_query(query: Option<&str>, default_limit: u32) -> Result<(ChangeQuery, Asked), Problem> {
+/// naming it. A `limit` above `cap` (what this visitor may ask for) is lowered to it.
+fn list_query(
+    query: Option<&str>,
+    default_limit: u32,
+    cap: u32,
+) -> Result<(ChangeQuery, Asked), Problem> {
     let pairs = pairs(query.unwrap_or("").as_bytes());
     for (k, _) in &pairs {
-        if !LIST_PARAMETERS.contains(&k.as_ref()) {
-            let hint = match did_you_mean(k, &LIST_PARAMETERS) {
+        if !LIST_PARAMETERS.contains(&k.as_ref()) && k != CURSOR {
+            let known: Vec<&str> = LIST_PARAMETERS.iter().copied().chain([CURSOR]).collect();
+            let hint = match did_you_mean(k, &known) {
                 Some(near) => format!(
-                    "did you mean {near:?}? The parameters are repository, pipeline, since and limit"
+                    "did you mean {near:?}? The parameters are repository, pipeline, since, limit and before"
                 ),
-                None => {
-                    "the parameters are repository, pipeline, since (e.g. 2h) and limit".to_owned()
-                }
+                None => "the parameters are repository, pipeline, since (e.g. 2h), limit and \
+                         before (the cursor of the next page)"
+                    .to_owned(),
             };
             return Err(
                 Problem::new(400, "bad query", format!("unknown parameter {k:?}")).hint(hint),
@@ -273,14 +287,49 @@ fn list_query(query: Option<&str>, default_limit: u32) -> Result<(ChangeQuery, A
             Some(start)
         }
     };
+    let before_seq = match get(CURSOR) {
+        None => None,
+        Some(text) => Some(text.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+            Problem::new(
+                400,
+                "bad query",
+                format!("{CURSOR}={text:?} is not a cursor"),
+            )
+            .hint("follow the list's next link (the answer's Link header, \"older changes\" on the page)")
+        })?),
+    };
     let query = ChangeQuery {
         repository,
         pipeline: get("pipeline").map(str::to_owned),
         since_ms,
-        before_seq: None,
-        limit,
+        before_seq,
+        limit: limit.min(cap),
     };
     Ok((query, asked))
+}
+
+/// The link to the page after `records` (newest first), when the page is full: the same
+/// filter, the limit served, and the cursor after its last change.
+fn next_page(
+    path: &str,
+    asked: &Asked,
+    query: &ChangeQuery,
+    records: &[ChangeRecord],
+) -> Option<String> {
+    let last = records.last()?;
+    if records.len() < query.limit as usize {
+        return None;
+    }
+    let mut link = form_urlencoded::Serializer::new(String::new());
+    for (name, value) in asked {
+        match *name {
+            "limit" => link.append_pair(name, &query.limit.to_string()),
+            _ if value.is_empty() => &mut link,
+            _ => link.append_pair(name, value),
+        };
+    }
+    link.append_pair(CURSOR, &last.seq.to_string());
+    Some(format!("{path}?{}", link.finish()))
 }
 
 /// The line the change page shows after an action, from the fixed words the redirect carries.
@@ -357,7 +406,7 @@ impl StatusPage {
 
     /// `GET /api/changes`: the JSON of `changes list`.
     pub async fn api_changes(&self, req: &Request<'_>) -> Response {
-        let answered = self.api_list(req.query).await;
+        let answered = self.api_list(req).await;
         answered.unwrap_or_else(|p| self.problem(Kind::Api, &Viewer::ReadOnly, p))
     }
 
@@ -506,12 +555,14 @@ impl StatusPage {
     }
 
     async fn overview_page(&self, req: &Request<'_>, viewer: &Viewer) -> Result<Response, Problem> {
-        let (query, filter) = list_query(req.query, PAGE_LIMIT)?;
+        let (query, filter) = list_query(req.query, PAGE_LIMIT, self.cap(viewer))?;
         let (records, dead) = tokio::join!(
-            self.store.changes(query),
+            self.store.changes(query.clone()),
             self.store.starts(&[StartState::Dead])
         );
-        let lines: Vec<ChangeLine> = records?.iter().map(ChangeLine::of).collect();
+        let records = records?;
+        let older = next_page("/", &filter, &query, &records);
+        let lines: Vec<ChangeLine> = records.iter().map(ChangeLine::of).collect();
         let mut dead = dead?;
         let dead_total = dead.len();
         dead.reverse();
@@ -523,6 +574,7 @@ impl StatusPage {
             now_ms: now_ms(),
             filter,
             changes: &lines,
+            older,
             dead: &dead,
             dead_total,
             polls: &polls,
@@ -554,19 +606,28 @@ impl StatusPage {
         Ok(self.html(200, html::change(&page)))
     }
 
-    async fn api_list(&self, query: Option<&str>) -> Result<Response, Problem> {
-        let (query, _) = list_query(query, changes::DEFAULT_LIMIT)?;
-        let lines: Vec<ChangeLine> = self
-            .store
-            .changes(query)
-            .await?
-            .iter()
-            .map(ChangeLine::of)
-            .collect();
-        Ok(StatusPage::json(
+    async fn api_list(&self, req: &Request<'_>) -> Result<Response, Problem> {
+        let cap = self.cap(&self.viewer(req));
+        let (query, asked) = list_query(req.query, changes::DEFAULT_LIMIT, cap)?;
+        let records = self.store.changes(query.clone()).await?;
+        let next = next_page("/api/changes", &asked, &query, &records);
+        let lines: Vec<ChangeLine> = records.iter().map(ChangeLine::of).collect();
+        let mut answer = StatusPage::json(
             200,
             &serde_json::json!({ "changes": lines }),
-        ))
+        );
+        if let Some(next) = next {
+            answer.headers.push(("link", format!("<{next}>; rel=\"next\"")));
+        }
+        Ok(answer)
+    }
+
+    /// The most changes `viewer` may ask for at once.
+    fn cap(&self, viewer: &Viewer) -> u32 {
+        match viewer {
+            Viewer::Operator { .. } => changes::MAX_LIMIT,
+            _ => ANONYMOUS_LIMIT,
+        }
     }
 
     async fn api_view(&self, id: &str) -> Result<Response, Problem> {
@@ -723,13 +784,14 @@ mod tests {
         let (q, asked) = list_query(
             Some("repository=https://github.com/acme/api.git&pipeline=deploy&limit=5"),
             20,
+            changes::MAX_LIMIT,
         )
         .expect("good");
         assert_eq!(q.repository.as_deref(), Some("github.com/acme/api"));
         assert_eq!(q.pipeline.as_deref(), Some("deploy"));
         assert_eq!(q.limit, 5);
         assert_eq!(asked[1], ("pipeline", "deploy".to_owned()));
-        let (q, _) = list_query(Some("repository=&pipeline=&since=&limit="), 20).expect("empty");
+        let (q, _) = list_query(Some("repository=&pipeline=&since=&limit="), 20, 500).expect("empty");
         assert_eq!(
             q,
             ChangeQuery {
@@ -737,7 +799,7 @@ mod tests {
                 ..ChangeQuery::default()
             }
         );
-        let (q, _) = list_query(Some("since=2h"), 20).expect("since");
+        let (q, _) = list_query(Some("since=2h"), 20, 500).expect("since");
         assert!(q.since_ms.is_some_and(|ms| ms <= now_ms() - 7_200_000));
         let bad = [
             (
@@ -756,6 +818,21 @@ mod tests {
                 "ask for 1 to 10000",
             ),
             (
+                "before=x",
+                "before=\"x\" is not a cursor",
+                "follow the list's next link",
+            ),
+            (
+                "befor=3",
+                "unknown parameter \"befor\"",
+                "did you mean \"before\"?",
+            ),
+            (
+                "limit=10001",
+                "limit=\"10001\" is out of range",
+                "ask for 1 to 10000",
+            ),
+            (
                 "since=soon",
                 "since=\"soon\" is not a duration",
                 "write a duration",
@@ -767,7 +844,7 @@ mod tests {
             ),
         ];
         for (query, message, hint) in bad {
-            let p = list_query(Some(query), 20).expect_err(query);
+            let p = list_query(Some(query), 20, 500).expect_err(query);
             assert_eq!(p.status, 400, "{query}");
             assert!(p.message.contains(message), "{query}: {}", p.message);
             assert!(
@@ -776,6 +853,28 @@ mod tests {
                 p.hint
             );
         }
+    }
+
+    #[test]
+    fn a_visitor_without_the_operators_session_gets_at_most_a_capped_page_and_its_next_link() {
+        let (q, asked) = list_query(Some("limit=10000&pipeline=deploy"), 20, ANONYMOUS_LIMIT)
+            .expect("capped");
+        assert_eq!(q.limit, ANONYMOUS_LIMIT);
+        let (q_op, _) = list_query(Some("limit=10000"), 20, changes::MAX_LIMIT).expect("operator");
+        assert_eq!(q_op.limit, 10_000);
+        let record = |seq| ChangeRecord {
+            seq,
+            ..changes::fixtures::record(Vec::new(), None)
+        };
+        let full: Vec<ChangeRecord> = (0..500).map(|i| record(900 - i)).collect();
+        assert_eq!(
+            next_page("/api/changes", &asked, &q, &full).as_deref(),
+            Some("/api/changes?pipeline=deploy&limit=500&before=401")
+        );
+        assert_eq!(next_page("/api/changes", &asked, &q, &full[..499]), None);
+        let (q, _) = list_query(Some("pipeline=deploy&limit=500&before=401"), 20, 500)
+            .expect("the next link is a good query");
+        assert_eq!(q.before_seq, Some(401));
     }
 
     #[test]

@@ -382,6 +382,34 @@ async fn the_api_shows_the_decision_log_as_the_commands_do_and_names_bad_ids() {
     let filtered = get(addr, "/api/changes?pipeline=deploy&limit=1&since=1h", None).await;
     assert_eq!(filtered.status, 200, "{}", filtered.body);
     assert_eq!(filtered.json()["changes"].as_array().map(Vec::len), Some(1));
+    // A full page links the next one (the same filter, a cursor); the last page links none.
+    let mut seen = Vec::new();
+    let mut next = Some("/api/changes?limit=1".to_owned());
+    while let Some(path) = next.take() {
+        let page = get(addr, &path, None).await;
+        assert_eq!(page.status, 200, "{path}: {}", page.body);
+        for change in page.json()["changes"].as_array().expect("changes") {
+            seen.push(change["id"].as_str().expect("id").to_owned());
+        }
+        next = page.header("link").map(|link| {
+            let (url, rel) = link.split_once("; ").expect("a Link header");
+            assert_eq!(rel, "rel=\"next\"");
+            url.trim_matches(['<', '>']).to_owned()
+        });
+        assert!(seen.len() <= 20, "the pages never end: {seen:?}");
+    }
+    let whole: Vec<String> = get(addr, "/api/changes", None).await.json()["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .map(|c| c["id"].as_str().expect("id").to_owned())
+        .collect();
+    assert!(whole.len() >= 3, "{whole:?}");
+    assert_eq!(seen, whole, "one change a page, newest first, each once");
+    // A limit above what a visitor without the operator's session may ask (500) is lowered, not refused.
+    let capped = get(addr, "/api/changes?limit=10000", None).await;
+    assert_eq!(capped.status, 200, "{}", capped.body);
+    assert_eq!(capped.header("link"), None);
 
     // Without operator_token the page is read-only: no buttons, and the actions are refused.
     let page = get(addr, &format!("/changes/{id}"), None).await;
