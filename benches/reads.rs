@@ -13,7 +13,9 @@
 //!
 //! `cargo bench --bench reads`. Environment: `READS_BENCH_CHANGES` (stored first, default
 //! 15,000), `READS_BENCH_READERS` (default 16), `READS_BENCH_LIMIT` (the `limit` each read asks,
-//! default 10,000), `READS_BENCH_PUSHES` (default 100), `READS_BENCH_BIN`. The figures also go to
+//! default 10,000), `READS_BENCH_PUSHES` (default 100), `READS_BENCH_BIN`, `READS_BENCH_OPERATOR=1`
+//! (the readers read as the logged-in operator, whose pages are not capped at 500 changes: the
+//! reads' own cost, without the anonymous cap). The figures also go to
 //! `target/reads-bench.json`. Without `--bench` (as under `cargo test --benches`): 300 changes,
 //! 4 readers, 10 pushes, the same checks (every push accepted, reads answered), nothing
 //! asserted about time.
@@ -59,8 +61,31 @@ struct Reads {
     errors: u64,
 }
 
+/// The operator's session cookie, from `POST /login` with `token`.
+async fn log_in(addr: SocketAddr, token: &str) -> String {
+    let mut sender = connect(addr).await.expect("a connection");
+    let req = Request::post("/login")
+        .header("host", addr.to_string())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Full::from(format!("token={token}&next=/")))
+        .expect("a request");
+    let answer = sender.send_request(req).await.expect("the login's answer");
+    assert_eq!(answer.status(), 303, "the login succeeds");
+    let cookie = answer
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .expect("a session cookie");
+    cookie.split(';').next().unwrap_or(cookie).to_owned()
+}
+
 /// One reader: reads `path` on a keep-alive connection until `stop`.
-async fn reader(addr: SocketAddr, path: String, stop: Arc<AtomicBool>) -> Reads {
+async fn reader(
+    addr: SocketAddr,
+    path: String,
+    cookie: Option<String>,
+    stop: Arc<AtomicBool>,
+) -> Reads {
     let mut out = Reads::default();
     let mut sender = None;
     while !stop.load(Ordering::Relaxed) {
@@ -75,10 +100,11 @@ async fn reader(addr: SocketAddr, path: String, stop: Arc<AtomicBool>) -> Reads 
                 }
             },
         };
-        let req = Request::get(&path)
-            .header("host", addr.to_string())
-            .body(Full::default())
-            .expect("a request");
+        let mut req = Request::get(&path).header("host", addr.to_string());
+        if let Some(cookie) = &cookie {
+            req = req.header("cookie", cookie);
+        }
+        let req = req.body(Full::default()).expect("a request");
         let sent = Instant::now();
         match exchange(s, req).await {
             Ok((status, body)) => {
@@ -159,6 +185,8 @@ fn main() {
     let readers = number("READS_BENCH_READERS", if full { 16 } else { 4 });
     let limit = number("READS_BENCH_LIMIT", 10_000);
     let pushes = number("READS_BENCH_PUSHES", if full { 100 } else { 10 });
+    let operator = std::env::var("READS_BENCH_OPERATOR").is_ok_and(|v| v == "1");
+    let operator_token = format!("op-{:016x}", fastrand::u64(..));
     let dir = tempfile::tempdir().expect("a temp dir");
     let root = dir.path();
     let secret_bytes: Vec<u8> = (0..24).map(|_| fastrand::u8(..)).collect();
@@ -172,7 +200,8 @@ fn main() {
         "state_dir: state\n\
          receivers:\n  - name: seed\n    provider: standard\n    secrets: [env:SEED_SECRET]\n  \
          - name: github\n    provider: github\n    secrets: [env:GITHUB_SECRET]\n\
-         limits: {max_connections: 4096}\n",
+         limits: {max_connections: 4096}\n\
+         operator_token: env:OPERATOR_TOKEN\n",
     )
     .expect("switchyard.yaml");
     std::fs::create_dir_all(root.join("triggers")).expect("triggers/");
@@ -192,6 +221,7 @@ fn main() {
             .env("SWITCHYARD_LOG", "warn")
             .env("SEED_SECRET", &seed_secret)
             .env("GITHUB_SECRET", &github_secret)
+            .env("OPERATOR_TOKEN", &operator_token)
             .log_to(&root.join("server.log"))
             .start()
             .await
@@ -221,8 +251,15 @@ fn main() {
         // The readers, then the pushes and the probes beside them.
         let stop = Arc::new(AtomicBool::new(false));
         let path = format!("/api/changes?limit={limit}");
+        let cookie = match operator {
+            true => Some(log_in(addr, &operator_token).await),
+            false => None,
+        };
         let tasks: Vec<_> = (0..readers)
-            .map(|_| tokio::spawn(reader(addr, path.clone(), Arc::clone(&stop))))
+            .map(|_| {
+                let (path, cookie, stop) = (path.clone(), cookie.clone(), Arc::clone(&stop));
+                tokio::spawn(reader(addr, path, cookie, stop))
+            })
             .collect();
         tokio::time::sleep(Duration::from_millis(500)).await;
         let load_before = load_average();
@@ -274,7 +311,8 @@ fn main() {
         println!("reads/binary: {}", bin.display());
         println!("reads/seeded: {changes} changes in {seeded_s:.1} s");
         println!(
-            "reads/readers: {readers} reading {path}: {} answers {:?}, {:.1} MB, changes per answer {}, latency {}",
+            "reads/readers: {readers} {} reading {path}: {} answers {:?}, {:.1} MB, changes per answer {}, latency {}",
+            if operator { "operators" } else { "anonymous" },
             reads.answered,
             reads.statuses,
             reads.bytes as f64 / 1e6,
@@ -292,6 +330,7 @@ fn main() {
             "changes": changes,
             "readers": readers,
             "limit": limit,
+            "operator": operator,
             "reads": {
                 "answered": reads.answered,
                 "statuses": reads.statuses.iter().map(|(k, v)| (k.to_string(), v)).collect::<std::collections::BTreeMap<_, _>>(),
@@ -307,7 +346,11 @@ fn main() {
         let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
             .parent()
             .map_or_else(|| PathBuf::from("target"), PathBuf::from)
-            .join(if full { "reads-bench.json" } else { "reads-bench-smoke.json" });
+            .join(match (full, operator) {
+                (true, false) => "reads-bench.json",
+                (true, true) => "reads-bench-operator.json",
+                (false, _) => "reads-bench-smoke.json",
+            });
         let _ = std::fs::write(&out, format!("{report:#}\n"));
         assert_eq!(accepted, pushes, "every push is accepted: {statuses:?}");
         assert!(reads.answered > 0, "the readers were answered");

@@ -76,10 +76,14 @@ pub async fn start(config: Config, pipelines: Pipelines) -> anyhow::Result<Serve
         // A full disk may clear by itself; a database that cannot be reached or speaks a newer
         // schema is a mistake in the set-up, said at once.
         if let Location::Postgres(_) = location {
-            anyhow::bail!(
-                "{e}\nhint: check store.postgres in the configuration, that the database at {} accepts connections, and that no newer switchyard migrated it",
-                location.describe()
-            );
+            return Err(crate::diag::Hinted::new(
+                e.to_string(),
+                format!(
+                    "check store.postgres in the configuration, that the database at {} accepts connections, and that no newer switchyard migrated it",
+                    location.describe()
+                ),
+            )
+            .into());
         }
         tracing::error!(error = %e, "the store is not usable yet; answering 503 until it is");
     }
