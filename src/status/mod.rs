@@ -32,9 +32,7 @@ use crate::pipeline::Pipelines;
 use crate::repo::RepoId;
 use crate::secret::SecretRef;
 use crate::sources::poll::health::PollHealth;
-use crate::store::{
-    ChangeQuery, ChangeRecord, StartState, Store, StoreError, Transition, now_ms,
-};
+use crate::store::{ChangeQuery, ChangeRecord, StartState, Store, StoreError, Transition, now_ms};
 
 use auth::Operator;
 use html::{ErrorPage, Viewer};
@@ -612,12 +610,11 @@ impl StatusPage {
         let records = self.store.changes(query.clone()).await?;
         let next = next_page("/api/changes", &asked, &query, &records);
         let lines: Vec<ChangeLine> = records.iter().map(ChangeLine::of).collect();
-        let mut answer = StatusPage::json(
-            200,
-            &serde_json::json!({ "changes": lines }),
-        );
+        let mut answer = StatusPage::json(200, &serde_json::json!({ "changes": lines }));
         if let Some(next) = next {
-            answer.headers.push(("link", format!("<{next}>; rel=\"next\"")));
+            answer
+                .headers
+                .push(("link", format!("<{next}>; rel=\"next\"")));
         }
         Ok(answer)
     }
@@ -791,7 +788,8 @@ mod tests {
         assert_eq!(q.pipeline.as_deref(), Some("deploy"));
         assert_eq!(q.limit, 5);
         assert_eq!(asked[1], ("pipeline", "deploy".to_owned()));
-        let (q, _) = list_query(Some("repository=&pipeline=&since=&limit="), 20, 500).expect("empty");
+        let (q, _) =
+            list_query(Some("repository=&pipeline=&since=&limit="), 20, 500).expect("empty");
         assert_eq!(
             q,
             ChangeQuery {
@@ -857,8 +855,8 @@ mod tests {
 
     #[test]
     fn a_visitor_without_the_operators_session_gets_at_most_a_capped_page_and_its_next_link() {
-        let (q, asked) = list_query(Some("limit=10000&pipeline=deploy"), 20, ANONYMOUS_LIMIT)
-            .expect("capped");
+        let (q, asked) =
+            list_query(Some("limit=10000&pipeline=deploy"), 20, ANONYMOUS_LIMIT).expect("capped");
         assert_eq!(q.limit, ANONYMOUS_LIMIT);
         let (q_op, _) = list_query(Some("limit=10000"), 20, changes::MAX_LIMIT).expect("operator");
         assert_eq!(q_op.limit, 10_000);
