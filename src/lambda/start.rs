@@ -60,6 +60,18 @@ impl Remembered {
     }
 }
 
+/// One start of a change, as its attempts see it.
+struct One<'a> {
+    pipeline: &'a Pipeline,
+    /// The start's id (the change's and the pipeline's).
+    id: &'a str,
+    change: &'a ChangeEvent,
+    /// The change as the targets send it.
+    event_json: &'a str,
+    /// The trace the start's spans belong to.
+    traceparent: &'a TraceParent,
+}
+
 impl Handler {
     /// Starts every pipeline `change` matches that this instance has not started yet, in the
     /// trace of `traceparent` (the function URL request's), else a new one.
@@ -86,11 +98,14 @@ impl Handler {
                 pipeline = %pipeline.name,
             );
             crate::telemetry::set_parent(&span, &traceparent);
-            match self
-                .start_once(pipeline, &id, change, &event_json, &traceparent, deadline)
-                .instrument(span)
-                .await
-            {
+            let one = One {
+                pipeline,
+                id: &id,
+                change,
+                event_json: &event_json,
+                traceparent: &traceparent,
+            };
+            match self.start_once(&one, deadline).instrument(span).await {
                 Ok(Started::Now) => started.push(id),
                 Ok(Started::Before) => repeated += 1,
                 Err(why) => failed.push(format!("{}: {why}", pipeline.name)),
@@ -120,22 +135,13 @@ impl Handler {
     /// Start `id` of `pipeline`, unless it succeeded before: remembered here, or (with a table)
     /// `COMPLETED` there. With a table the start is attempted only under this instance's claim,
     /// and only while the claim lasts.
-    async fn start_once(
-        &self,
-        pipeline: &Pipeline,
-        id: &str,
-        change: &ChangeEvent,
-        event_json: &str,
-        traceparent: &TraceParent,
-        deadline: Instant,
-    ) -> Result<Started, String> {
+    async fn start_once(&self, one: &One<'_>, deadline: Instant) -> Result<Started, String> {
+        let (pipeline, id) = (one.pipeline, one.id);
         if self.remembered(id) {
             return Ok(Started::Before);
         }
         let Some(claims) = &self.claims else {
-            self.attempt(pipeline, id, change, event_json, traceparent, deadline)
-                .await
-                .map_err(|f| f.message)?;
+            self.attempt(one, deadline).await.map_err(|f| f.message)?;
             self.remember(id.to_owned());
             return Ok(Started::Now);
         };
@@ -160,16 +166,7 @@ impl Handler {
                 return Err(format!("start {id} not attempted: {e}"));
             }
         };
-        let result = self
-            .attempt(
-                pipeline,
-                id,
-                change,
-                event_json,
-                traceparent,
-                until.min(deadline),
-            )
-            .await;
+        let result = self.attempt(one, until.min(deadline)).await;
         match result {
             Ok(()) => {
                 self.remember(id.to_owned());
@@ -202,19 +199,12 @@ impl Handler {
 
     /// Attempts one start until it succeeds, fails for good, runs out of attempts, or the next
     /// retry would end past the deadline.
-    async fn attempt(
-        &self,
-        pipeline: &Pipeline,
-        id: &str,
-        change: &ChangeEvent,
-        event_json: &str,
-        traceparent: &TraceParent,
-        deadline: Instant,
-    ) -> Result<(), Failure> {
+    async fn attempt(&self, one: &One<'_>, deadline: Instant) -> Result<(), Failure> {
+        let (pipeline, id) = (one.pipeline, one.id);
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let start = self.start_target(pipeline, id, attempt, change, event_json, traceparent);
+            let start = self.start_target(one, attempt);
             let result = tokio::time::timeout_at(deadline.into(), start)
                 .await
                 .unwrap_or_else(|_| Err(Failure::retry("the invocation's time ran out")));
@@ -245,27 +235,19 @@ impl Handler {
 
     /// Attempt number `attempt` of one start on its target, in its own span of the change's
     /// trace: the only call to the targets.
-    async fn start_target(
-        &self,
-        pipeline: &Pipeline,
-        id: &str,
-        attempt: u32,
-        change: &ChangeEvent,
-        event_json: &str,
-        traceparent: &TraceParent,
-    ) -> Result<Run, Failure> {
-        let (span, outgoing) = crate::telemetry::attempt(attempt, traceparent);
+    async fn start_target(&self, one: &One<'_>, attempt: u32) -> Result<Run, Failure> {
+        let (span, outgoing) = crate::telemetry::attempt(attempt, one.traceparent);
         let inputs = Attempt {
-            pipeline: &pipeline.name,
-            start_id: id,
+            pipeline: &one.pipeline.name,
+            start_id: one.id,
             number: attempt,
-            event: change,
-            event_json,
+            event: one.change,
+            event_json: one.event_json,
             traceparent: &outgoing,
-            timeout: pipeline.timeout,
+            timeout: one.pipeline.timeout,
         };
         self.transports
-            .attempt(&pipeline.target, &inputs)
+            .attempt(&one.pipeline.target, &inputs)
             .instrument(span)
             .await
     }
