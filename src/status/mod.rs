@@ -205,6 +205,14 @@ fn same_origin(req: &Request<'_>) -> bool {
 /// The change list's parameters as asked, each with its value (empty when absent).
 type Asked = [(&'static str, String); 4];
 
+/// The most changes `viewer` may ask for at once.
+fn cap(viewer: &Viewer) -> u32 {
+    match viewer {
+        Viewer::Operator { .. } => changes::MAX_LIMIT,
+        _ => ANONYMOUS_LIMIT,
+    }
+}
+
 /// The cursor of a list's next page: the changes stored before the change with this `seq`.
 const CURSOR: &str = "before";
 
@@ -308,20 +316,15 @@ fn list_query(
 
 /// The link to the page after `records` (newest first), when the page is full: the same
 /// filter, the limit served, and the cursor after its last change.
-fn next_page(
-    path: &str,
-    asked: &Asked,
-    query: &ChangeQuery,
-    records: &[ChangeRecord],
-) -> Option<String> {
+fn next_page(path: &str, asked: &Asked, limit: u32, records: &[ChangeRecord]) -> Option<String> {
     let last = records.last()?;
-    if records.len() < query.limit as usize {
+    if records.len() < limit as usize {
         return None;
     }
     let mut link = form_urlencoded::Serializer::new(String::new());
     for (name, value) in asked {
         match *name {
-            "limit" => link.append_pair(name, &query.limit.to_string()),
+            "limit" => link.append_pair(name, &limit.to_string()),
             _ if value.is_empty() => &mut link,
             _ => link.append_pair(name, value),
         };
@@ -553,13 +556,14 @@ impl StatusPage {
     }
 
     async fn overview_page(&self, req: &Request<'_>, viewer: &Viewer) -> Result<Response, Problem> {
-        let (query, filter) = list_query(req.query, PAGE_LIMIT, self.cap(viewer))?;
+        let (query, filter) = list_query(req.query, PAGE_LIMIT, cap(viewer))?;
+        let limit = query.limit;
         let (records, dead) = tokio::join!(
-            self.store.changes(query.clone()),
+            self.store.changes(query),
             self.store.starts(&[StartState::Dead])
         );
         let records = records?;
-        let older = next_page("/", &filter, &query, &records);
+        let older = next_page("/", &filter, limit, &records);
         let lines: Vec<ChangeLine> = records.iter().map(ChangeLine::of).collect();
         let mut dead = dead?;
         let dead_total = dead.len();
@@ -605,10 +609,10 @@ impl StatusPage {
     }
 
     async fn api_list(&self, req: &Request<'_>) -> Result<Response, Problem> {
-        let cap = self.cap(&self.viewer(req));
-        let (query, asked) = list_query(req.query, changes::DEFAULT_LIMIT, cap)?;
-        let records = self.store.changes(query.clone()).await?;
-        let next = next_page("/api/changes", &asked, &query, &records);
+        let (query, asked) = list_query(req.query, changes::DEFAULT_LIMIT, cap(&self.viewer(req)))?;
+        let limit = query.limit;
+        let records = self.store.changes(query).await?;
+        let next = next_page("/api/changes", &asked, limit, &records);
         let lines: Vec<ChangeLine> = records.iter().map(ChangeLine::of).collect();
         let mut answer = StatusPage::json(200, &serde_json::json!({ "changes": lines }));
         if let Some(next) = next {
@@ -617,14 +621,6 @@ impl StatusPage {
                 .push(("link", format!("<{next}>; rel=\"next\"")));
         }
         Ok(answer)
-    }
-
-    /// The most changes `viewer` may ask for at once.
-    fn cap(&self, viewer: &Viewer) -> u32 {
-        match viewer {
-            Viewer::Operator { .. } => changes::MAX_LIMIT,
-            _ => ANONYMOUS_LIMIT,
-        }
     }
 
     async fn api_view(&self, id: &str) -> Result<Response, Problem> {
@@ -866,10 +862,13 @@ mod tests {
         };
         let full: Vec<ChangeRecord> = (0..500).map(|i| record(900 - i)).collect();
         assert_eq!(
-            next_page("/api/changes", &asked, &q, &full).as_deref(),
+            next_page("/api/changes", &asked, q.limit, &full).as_deref(),
             Some("/api/changes?pipeline=deploy&limit=500&before=401")
         );
-        assert_eq!(next_page("/api/changes", &asked, &q, &full[..499]), None);
+        assert_eq!(
+            next_page("/api/changes", &asked, q.limit, &full[..499]),
+            None
+        );
         let (q, _) = list_query(Some("pipeline=deploy&limit=500&before=401"), 20, 500)
             .expect("the next link is a good query");
         assert_eq!(q.before_seq, Some(401));
