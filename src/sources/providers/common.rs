@@ -1,5 +1,6 @@
-//! What the four provider normalizers share: a JSON walker that names the path of whatever is
-//! missing or ill-typed, the checks every payload field goes through, and the event builders.
+//! What the four provider normalizers share: the event-type header, the payload shapes GitHub
+//! and Gitea/Forgejo have in common (and the commit GitLab lists the same way), the rules that
+//! judge a push's file lists, and the event builders.
 //!
 //! Nothing here panics on any input: a missing field, a field of the wrong type or a value that
 //! is no object id, ref, path or repository becomes a [`NormalizeError`] naming its JSON path.
@@ -7,10 +8,10 @@
 use std::borrow::Cow;
 use std::collections::HashSet;
 
-use super::json::Json as Value;
 use hyper::HeaderMap;
 use jiff::Timestamp;
 
+use super::payload::{Items, List, Slot, Text, View, shapes};
 use super::{NormalizeError, delivery_id, header};
 use crate::config::Provider;
 use crate::event::{
@@ -42,246 +43,9 @@ pub(super) fn duplicates_push(provider: Provider, event: &str) -> String {
     format!("{} {event:?} events duplicate the push event", provider)
 }
 
-/// Parses a delivery body, which must be a JSON object. serde_json's recursion limit turns a
-/// deeply nested body into an error here, like any other malformed JSON.
-pub(super) fn parse_body(body: &[u8]) -> Result<Value<'_>, NormalizeError> {
-    let value = Value::parse(body)
-        .map_err(|e| NormalizeError::new("body", format!("is not valid JSON: {e}")))?;
-    if matches!(value, Value::Object(_)) {
-        Ok(value)
-    } else {
-        Err(NormalizeError::new(
-            "body",
-            format!("must be a JSON object, not {}", kind(&value)),
-        ))
-    }
-}
-
-/// How a JSON value is named in an error.
-fn kind(value: &Value<'_>) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Unsigned(_) | Value::Signed(_) | Value::Float(_) => "a number",
-        Value::Str(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-/// A place in a payload, by JSON path (`push.changes[1].new.target.hash`), and what is there.
-/// JSON `null` counts as absent. Walking through something that is not an object remembers the
-/// fault, which the first read reports.
-#[derive(Clone, Debug)]
-pub(super) struct Field<'a> {
-    path: String,
-    state: State<'a>,
-}
-
-#[derive(Clone, Debug)]
-enum State<'a> {
-    Present(&'a Value<'a>),
-    Absent,
-    Broken(NormalizeError),
-}
-
-impl<'a> Field<'a> {
-    /// The whole payload.
-    pub(super) fn root(value: &'a Value<'a>) -> Field<'a> {
-        Field {
-            path: String::new(),
-            state: State::Present(value),
-        }
-    }
-
-    fn at(path: String, value: Option<&'a Value<'a>>) -> Field<'a> {
-        let state = match value {
-            Some(Value::Null) | None => State::Absent,
-            Some(v) => State::Present(v),
-        };
-        Field { path, state }
-    }
-
-    /// The member `key` of this object.
-    pub(super) fn get(&self, key: &str) -> Field<'a> {
-        let path = if self.path.is_empty() {
-            key.to_owned()
-        } else {
-            format!("{}.{key}", self.path)
-        };
-        let state = match &self.state {
-            State::Present(object @ Value::Object(_)) => return Field::at(path, object.get(key)),
-            State::Present(other) => {
-                State::Broken(self.error(format!("must be an object, not {}", kind(other))))
-            }
-            State::Absent => State::Absent,
-            State::Broken(e) => State::Broken(e.clone()),
-        };
-        Field { path, state }
-    }
-
-    /// An error about this field.
-    pub(super) fn error(&self, message: impl Into<String>) -> NormalizeError {
-        let field = if self.path.is_empty() {
-            "body"
-        } else {
-            &self.path
-        };
-        NormalizeError::new(field, message)
-    }
-
-    /// True when a value (not `null`) is here.
-    pub(super) fn is_present(&self) -> bool {
-        matches!(self.state, State::Present(_))
-    }
-
-    fn value(&self) -> Result<Option<&'a Value<'a>>, NormalizeError> {
-        match &self.state {
-            State::Present(v) => Ok(Some(v)),
-            State::Absent => Ok(None),
-            State::Broken(e) => Err(e.clone()),
-        }
-    }
-
-    fn wrong_type(&self, wanted: &str, got: &Value<'_>) -> NormalizeError {
-        self.error(format!("must be {wanted}, not {}", kind(got)))
-    }
-
-    fn missing(&self) -> NormalizeError {
-        self.error("is missing")
-    }
-
-    /// A string, if one is here.
-    pub(super) fn opt_str(&self) -> Result<Option<&'a str>, NormalizeError> {
-        match self.value()? {
-            None => Ok(None),
-            Some(Value::Str(s)) => Ok(Some(s)),
-            Some(other) => Err(self.wrong_type("a string", other)),
-        }
-    }
-
-    /// A required string.
-    pub(super) fn str(&self) -> Result<&'a str, NormalizeError> {
-        self.opt_str()?.ok_or_else(|| self.missing())
-    }
-
-    /// A non-negative integer, if one is here.
-    pub(super) fn opt_u64(&self) -> Result<Option<u64>, NormalizeError> {
-        match self.value()? {
-            None => Ok(None),
-            Some(Value::Unsigned(n)) => Ok(Some(*n)),
-            Some(n @ (Value::Signed(_) | Value::Float(_))) => {
-                Err(self.error(format!("must be a non-negative integer, not {n}")))
-            }
-            Some(other) => Err(self.wrong_type("a non-negative integer", other)),
-        }
-    }
-
-    /// A required non-negative integer.
-    pub(super) fn u64(&self) -> Result<u64, NormalizeError> {
-        self.opt_u64()?.ok_or_else(|| self.missing())
-    }
-
-    /// A boolean, if one is here.
-    pub(super) fn opt_bool(&self) -> Result<Option<bool>, NormalizeError> {
-        match self.value()? {
-            None => Ok(None),
-            Some(Value::Bool(b)) => Ok(Some(*b)),
-            Some(other) => Err(self.wrong_type("a boolean", other)),
-        }
-    }
-
-    /// The elements of an array, if one is here; `null` elements count as absent.
-    pub(super) fn opt_array(&self) -> Result<Option<Vec<Field<'a>>>, NormalizeError> {
-        match self.value()? {
-            None => Ok(None),
-            Some(Value::Array(items)) => Ok(Some(
-                items
-                    .iter()
-                    .enumerate()
-                    .map(|(i, v)| Field::at(format!("{}[{i}]", self.path), Some(v)))
-                    .collect(),
-            )),
-            Some(other) => Err(self.wrong_type("an array", other)),
-        }
-    }
-
-    /// The elements of a required array.
-    pub(super) fn array(&self) -> Result<Vec<Field<'a>>, NormalizeError> {
-        self.opt_array()?.ok_or_else(|| self.missing())
-    }
-
-    /// A full 40 or 64 character object id, lowercased.
-    pub(super) fn sha(&self) -> Result<String, NormalizeError> {
-        let s = self.str()?;
-        event::normalize_sha(s)
-            .ok_or_else(|| self.error(format!("{s:?} is not a 40 or 64 character hex object id")))
-    }
-
-    /// A full object id, if one is here.
-    pub(super) fn opt_sha(&self) -> Result<Option<String>, NormalizeError> {
-        if self.opt_str()?.is_none() {
-            return Ok(None);
-        }
-        self.sha().map(Some)
-    }
-
-    /// An object id that may be abbreviated (7 to 64 hex digits), lowercased.
-    pub(super) fn abbrev_sha(&self) -> Result<String, NormalizeError> {
-        let s = self.str()?;
-        event::normalize_abbrev_sha(s)
-            .ok_or_else(|| self.error(format!("{s:?} is not a hex object id")))
-    }
-
-    /// A possibly abbreviated object id, if one is here.
-    pub(super) fn opt_abbrev_sha(&self) -> Result<Option<String>, NormalizeError> {
-        if self.opt_str()?.is_none() {
-            return Ok(None);
-        }
-        self.abbrev_sha().map(Some)
-    }
-
-    /// A full ref name git accepts (`refs/heads/main`).
-    pub(super) fn full_ref(&self) -> Result<String, NormalizeError> {
-        let s = self.str()?;
-        event::check_ref(s).map_err(|why| self.error(why))?;
-        Ok(s.to_owned())
-    }
-
-    /// A short branch or tag name made into a full ref: `prefix` is `refs/heads/` or `refs/tags/`.
-    pub(super) fn short_ref(&self, prefix: &str) -> Result<String, NormalizeError> {
-        let full = format!("{prefix}{}", self.str()?);
-        event::check_ref(&full).map_err(|why| self.error(why))?;
-        Ok(full)
-    }
-
-    /// A repository named by its clone or web URL. A local path is refused: a provider always
-    /// names a hosted repository, never one on this machine's disk.
-    pub(super) fn repository(&self) -> Result<RepoId, NormalizeError> {
-        let s = self.str()?;
-        let id = RepoId::parse(s, None).map_err(|e| self.error(e.to_string()))?;
-        if id.is_local() {
-            return Err(self.error(format!("{s:?} is a local path, not a repository URL")));
-        }
-        Ok(id)
-    }
-
-    /// A point in time, if one is here and readable: RFC 3339 (`2019-05-15T15:20:33Z`,
-    /// `2011-12-12T14:27:31+02:00`) or GitLab's older `2013-12-03 17:23:34 UTC`. Anything else
-    /// is `None`: when a change happened is worth knowing, never worth refusing a delivery for.
-    pub(super) fn timestamp(&self) -> Option<Timestamp> {
-        let s = self.opt_str().ok().flatten()?.trim();
-        if let Ok(ts) = s.parse::<Timestamp>() {
-            return Some(ts);
-        }
-        let utc = s.strip_suffix(" UTC")?;
-        format!("{}Z", utc.replacen(' ', "T", 1)).parse().ok()
-    }
-}
-
 /// The repository named by the first of `candidates` that is present; when none is, the error
 /// names the first as missing.
-pub(super) fn repository(candidates: &[Field<'_>]) -> Result<RepoId, NormalizeError> {
+pub(super) fn repository(candidates: &[View<'_, Cow<'_, str>>]) -> Result<RepoId, NormalizeError> {
     match candidates
         .iter()
         .find(|f| f.is_present())
@@ -292,15 +56,39 @@ pub(super) fn repository(candidates: &[Field<'_>]) -> Result<RepoId, NormalizeEr
     }
 }
 
+shapes! {
+    /// A commit as push payloads list it (GitHub, Gitea/Forgejo and GitLab alike).
+    pub(super) struct Commit<'a> {
+        pub(super) id: Text<'a>,
+        pub(super) timestamp: Text<'a>,
+        pub(super) added: List<Cow<'a, str>>,
+        pub(super) modified: List<Cow<'a, str>>,
+        pub(super) removed: List<Cow<'a, str>>,
+    }
+}
+
+impl<'a> Commit<'a> {
+    /// The commit's three file lists, by their JSON names.
+    pub(super) fn file_lists<'s>(
+        commit: &View<'s, Commit<'a>>,
+    ) -> [View<'s, Vec<Slot<Cow<'a, str>>>>; 3] {
+        [
+            commit.get("added", |c| &c.added),
+            commit.get("modified", |c| &c.modified),
+            commit.get("removed", |c| &c.removed),
+        ]
+    }
+}
+
 /// The union of the `added`, `modified` and `removed` lists of `commits`, in first-seen order,
 /// each path normalized; a path that escapes the repository (`../etc/passwd`) is an error naming
 /// where it stands.
-pub(super) fn changed_paths(commits: &[Field<'_>]) -> Result<Vec<String>, NormalizeError> {
+pub(super) fn changed_paths(commits: Items<'_, Commit<'_>>) -> Result<Vec<String>, NormalizeError> {
     let mut seen = HashSet::new();
     let mut paths = Vec::new();
-    for commit in commits {
-        for list in ["added", "modified", "removed"] {
-            for item in commit.get(list).opt_array()?.unwrap_or_default() {
+    for commit in commits.iter() {
+        for list in Commit::file_lists(&commit) {
+            for item in list.opt_array()?.unwrap_or(Items::EMPTY).iter() {
                 let path = item.str()?;
                 let clean = event::normalize_path(path).map_err(|why| item.error(why))?;
                 if seen.insert(clean.clone()) {
@@ -469,30 +257,79 @@ pub(super) struct Counts {
     pub(super) pushed: Option<u64>,
 }
 
-/// A push in the shape GitHub and Gitea/Forgejo share: `ref`, `before`, `after`, `forced`,
-/// `commits` with file lists, `repository.clone_url`, `head_commit.timestamp`. `counts` gets
-/// the number of listed commits (when there is a list) and says what was pushed.
+shapes! {
+    /// A push in the shape GitHub and Gitea/Forgejo share.
+    pub(super) struct ForgePush<'a> {
+        r#ref: Text<'a>,
+        before: Text<'a>,
+        after: Text<'a>,
+        forced: Slot<bool>,
+        commits: List<Commit<'a>>,
+        repository: Slot<Repository<'a>>,
+        head_commit: Slot<Commit<'a>>,
+        /// Gitea and Forgejo only: how many commits were pushed.
+        pub(super) total_commits: Slot<u64>,
+    }
+
+    /// A repository as GitHub and Gitea/Forgejo name it.
+    pub(super) struct Repository<'a> {
+        clone_url: Text<'a>,
+    }
+
+    /// A pull-request event in the GitHub shape, which Gitea and Forgejo copy.
+    pub(super) struct ForgePull<'a> {
+        action: Text<'a>,
+        number: Slot<u64>,
+        before: Text<'a>,
+        pull_request: Slot<PullBlock<'a>>,
+        repository: Slot<Repository<'a>>,
+    }
+
+    /// The `pull_request` block of a [`ForgePull`].
+    pub(super) struct PullBlock<'a> {
+        number: Slot<u64>,
+        merged: Slot<bool>,
+        commits: Slot<u64>,
+        updated_at: Text<'a>,
+        head: Slot<Branch<'a>>,
+        base: Slot<Branch<'a>>,
+    }
+
+    /// The head or base of a [`PullRequest`].
+    pub(super) struct Branch<'a> {
+        r#ref: Text<'a>,
+        sha: Text<'a>,
+        repo: Slot<Repository<'a>>,
+    }
+}
+
+/// A [`ForgePush`]: `ref`, `before`, `after`, `forced`, `commits` with file lists,
+/// `repository.clone_url`, `head_commit.timestamp`. `counts` gets the number of listed commits
+/// (when there is a list) and says what was pushed.
 pub(super) fn forge_push(
-    root: &Field<'_>,
+    root: &View<'_, ForgePush<'_>>,
     provider: Provider,
     headers: &HeaderMap,
     received_at: Timestamp,
     counts: impl FnOnce(Option<usize>) -> Result<Counts, NormalizeError>,
 ) -> Result<ChangeEvent, NormalizeError> {
-    let git_ref = root.get("ref").full_ref()?;
-    let before = root.get("before").sha()?;
-    let after = root.get("after").sha()?;
-    let commits = root.get("commits").opt_array()?;
-    let listed = commits.as_ref().map(Vec::len);
+    let git_ref = root.get("ref", |p| &p.r#ref).full_ref()?;
+    let before = root.get("before", |p| &p.before).sha()?;
+    let after = root.get("after", |p| &p.after).sha()?;
+    let commits = root.get("commits", |p| &p.commits).opt_array()?;
+    let listed = commits.map(|c| c.len());
     let Counts {
         commit_count,
         pushed,
     } = counts(listed)?;
-    let changed_paths = changed_paths(commits.as_deref().unwrap_or_default())?;
+    let changed_paths = changed_paths(commits.unwrap_or(Items::EMPTY))?;
     let coverage = Coverage {
         created: event::is_zero(&before),
         deleted: event::is_zero(&after),
-        forced: root.get("forced").opt_bool()?.unwrap_or(false),
+        forced: root
+            .get("forced", |p| &p.forced)
+            .opt_bool()?
+            .unwrap_or(false),
         listed: listed.unwrap_or(0),
         pushed,
         has_file_lists: true,
@@ -502,43 +339,52 @@ pub(super) fn forge_push(
         headers,
         received_at,
         Push {
-            repository: root.get("repository").get("clone_url").repository()?,
+            repository: root
+                .get("repository", |p| &p.repository)
+                .get("clone_url", |r| &r.clone_url)
+                .repository()?,
             git_ref,
             before,
             after,
             commit_count,
             changed_paths,
             changed_paths_complete: coverage.complete(),
-            occurred_at: root.get("head_commit").get("timestamp").timestamp(),
+            occurred_at: root
+                .get("head_commit", |p| &p.head_commit)
+                .get("timestamp", |c| &c.timestamp)
+                .timestamp(),
         },
     )
 }
 
-/// A pull-request event in the GitHub shape, which Gitea and Forgejo copy: `action`, `number`,
-/// `pull_request.{head,base}.{ref,sha}`, `pull_request.merged`, `pull_request.updated_at`, the
-/// base repository in `pull_request.base.repo` or `repository`. `map_action` turns the
-/// provider's action into the schema's (the `closed` merge state is filled in here).
+/// A [`ForgePull`]: `action`, `number`, `pull_request.{head,base}.{ref,sha}`,
+/// `pull_request.merged`, `pull_request.updated_at`, the base repository in
+/// `pull_request.base.repo` or `repository`. `map_action` turns the provider's action into the
+/// schema's (the `closed` merge state is filled in here).
 pub(super) fn forge_pull_request(
-    root: &Field<'_>,
+    root: &View<'_, ForgePull<'_>>,
     provider: Provider,
     headers: &HeaderMap,
     received_at: Timestamp,
     map_action: fn(&str) -> Cow<'static, str>,
 ) -> Result<ChangeEvent, NormalizeError> {
-    let pr = root.get("pull_request");
-    let raw_action = root.get("action").str()?;
+    let pr = root.get("pull_request", |p| &p.pull_request);
+    let action = root.get("action", |p| &p.action);
+    let raw_action = action.str()?;
     if raw_action.is_empty() {
-        return Err(root.get("action").error("must not be empty"));
+        return Err(action.error("must not be empty"));
     }
-    let number = match root.get("number").opt_u64()? {
+    let number = match root.get("number", |p| &p.number).opt_u64()? {
         Some(n) => n,
-        None => pr.get("number").u64()?,
+        None => pr.get("number", |p| &p.number).u64()?,
     };
-    let head = pr.get("head");
-    let base = pr.get("base");
+    let head = pr.get("head", |p| &p.head);
+    let base = pr.get("base", |p| &p.base);
     let repository = repository(&[
-        base.get("repo").get("clone_url"),
-        root.get("repository").get("clone_url"),
+        base.get("repo", |b| &b.repo)
+            .get("clone_url", |r| &r.clone_url),
+        root.get("repository", |p| &p.repository)
+            .get("clone_url", |r| &r.clone_url),
     ])?;
     pull_event(
         provider,
@@ -548,14 +394,14 @@ pub(super) fn forge_pull_request(
             repository,
             number,
             action: map_action(raw_action).into_owned(),
-            merged: pr.get("merged").opt_bool()?.unwrap_or(false),
-            head_ref: head.get("ref").short_ref("refs/heads/")?,
-            head_sha: head.get("sha").abbrev_sha()?,
-            base_ref: base.get("ref").short_ref("refs/heads/")?,
-            base_sha: base.get("sha").opt_abbrev_sha()?,
-            before: root.get("before").opt_sha()?,
-            commit_count: pr.get("commits").opt_u64()?,
-            occurred_at: pr.get("updated_at").timestamp(),
+            merged: pr.get("merged", |p| &p.merged).opt_bool()?.unwrap_or(false),
+            head_ref: head.get("ref", |b| &b.r#ref).short_ref("refs/heads/")?,
+            head_sha: head.get("sha", |b| &b.sha).abbrev_sha()?,
+            base_ref: base.get("ref", |b| &b.r#ref).short_ref("refs/heads/")?,
+            base_sha: base.get("sha", |b| &b.sha).opt_abbrev_sha()?,
+            before: root.get("before", |p| &p.before).opt_sha()?,
+            commit_count: pr.get("commits", |p| &p.commits).opt_u64()?,
+            occurred_at: pr.get("updated_at", |p| &p.updated_at).timestamp(),
         },
     )
 }

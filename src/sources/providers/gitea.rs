@@ -12,7 +12,8 @@ use std::borrow::Cow;
 use hyper::HeaderMap;
 use jiff::Timestamp;
 
-use super::common::{self, Counts, Field};
+use super::common::{self, Counts, ForgePull, ForgePush};
+use super::payload::{self, Ignored, View};
 use super::{NormalizeError, Normalized};
 use crate::config::Provider;
 use crate::event::ChangeEvent;
@@ -24,20 +25,24 @@ pub fn normalize(
     received_at: Timestamp,
 ) -> Result<Normalized, NormalizeError> {
     let kind = common::event_type(headers, &["X-Gitea-Event", "X-Forgejo-Event"])?;
-    let payload = common::parse_body(body)?;
-    let root = Field::root(&payload);
     let event = match kind {
-        "push" => push(&root, headers, received_at)?,
-        "pull_request" => {
-            common::forge_pull_request(&root, Provider::Gitea, headers, received_at, action)?
-        }
+        "push" => push(&payload::parse(body)?, headers, received_at)?,
+        "pull_request" => common::forge_pull_request(
+            &View::root(&payload::parse::<ForgePull<'_>>(body)?),
+            Provider::Gitea,
+            headers,
+            received_at,
+            action,
+        )?,
         "create" | "delete" => {
+            payload::parse::<Ignored>(body)?;
             return Ok(Normalized::Ignored(common::duplicates_push(
                 Provider::Gitea,
                 kind,
             )));
         }
         other => {
+            payload::parse::<Ignored>(body)?;
             return Ok(Normalized::Ignored(common::not_a_change(
                 Provider::Gitea,
                 other,
@@ -49,12 +54,13 @@ pub fn normalize(
 
 /// A push: branch or tag, created, deleted or moved.
 fn push(
-    root: &Field<'_>,
+    payload: &ForgePush<'_>,
     headers: &HeaderMap,
     received_at: Timestamp,
 ) -> Result<ChangeEvent, NormalizeError> {
-    let total = root.get("total_commits").opt_u64()?;
-    common::forge_push(root, Provider::Gitea, headers, received_at, |listed| {
+    let root = View::root(payload);
+    let total = root.get("total_commits", |p| &p.total_commits).opt_u64()?;
+    common::forge_push(&root, Provider::Gitea, headers, received_at, |listed| {
         // Without `total_commits` the listed count is the best figure there is, but the list
         // may have been cut at the feed limit: the paths are then not trusted whole.
         let commit_count = total.or_else(|| listed.and_then(|n| u64::try_from(n).ok()));

@@ -11,7 +11,8 @@ use std::borrow::Cow;
 use hyper::HeaderMap;
 use jiff::Timestamp;
 
-use super::common::{self, Counts, Field};
+use super::common::{self, Counts, ForgePull, ForgePush};
+use super::payload::{self, Ignored, View};
 use super::{NormalizeError, Normalized};
 use crate::config::Provider;
 use crate::event::ChangeEvent;
@@ -26,21 +27,28 @@ pub fn normalize(
     received_at: Timestamp,
 ) -> Result<Normalized, NormalizeError> {
     let kind = common::event_type(headers, &["X-GitHub-Event"])?;
-    let payload = common::parse_body(body)?;
-    let root = Field::root(&payload);
     let event = match kind {
-        "push" => push(&root, headers, received_at)?,
-        "pull_request" => {
-            common::forge_pull_request(&root, Provider::GitHub, headers, received_at, action)?
+        "push" => push(&payload::parse(body)?, headers, received_at)?,
+        "pull_request" => common::forge_pull_request(
+            &View::root(&payload::parse::<ForgePull<'_>>(body)?),
+            Provider::GitHub,
+            headers,
+            received_at,
+            action,
+        )?,
+        "ping" => {
+            payload::parse::<Ignored>(body)?;
+            return Ok(Normalized::Ping);
         }
-        "ping" => return Ok(Normalized::Ping),
         "create" | "delete" => {
+            payload::parse::<Ignored>(body)?;
             return Ok(Normalized::Ignored(common::duplicates_push(
                 Provider::GitHub,
                 kind,
             )));
         }
         other => {
+            payload::parse::<Ignored>(body)?;
             return Ok(Normalized::Ignored(common::not_a_change(
                 Provider::GitHub,
                 other,
@@ -52,11 +60,12 @@ pub fn normalize(
 
 /// A push: branch or tag, fast-forward, forced, created or deleted.
 fn push(
-    root: &Field<'_>,
+    payload: &ForgePush<'_>,
     headers: &HeaderMap,
     received_at: Timestamp,
 ) -> Result<ChangeEvent, NormalizeError> {
-    common::forge_push(root, Provider::GitHub, headers, received_at, |listed| {
+    let root = View::root(payload);
+    common::forge_push(&root, Provider::GitHub, headers, received_at, |listed| {
         // The list stops at the cap: at the cap, how many were pushed is unknown.
         let count = listed
             .filter(|&n| n < COMMIT_CAP)

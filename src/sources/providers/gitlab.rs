@@ -20,7 +20,8 @@
 use hyper::HeaderMap;
 use jiff::Timestamp;
 
-use super::common::{self, Coverage, Field, Pull, Push};
+use super::common::{self, Commit, Coverage, Pull, Push};
+use super::payload::{self, Items, List, Slot, Text, View, shapes};
 use super::{NormalizeError, Normalized};
 use crate::config::Provider;
 use crate::event::{self, ChangeEvent};
@@ -32,8 +33,8 @@ pub fn normalize(
     received_at: Timestamp,
 ) -> Result<Normalized, NormalizeError> {
     let kind = common::event_type(headers, &["X-Gitlab-Event"])?;
-    let payload = common::parse_body(body)?;
-    let root = Field::root(&payload);
+    let payload = payload::parse::<GitLab<'_>>(body)?;
+    let root = View::root(&payload);
     let object_kind = match kind {
         "Push Hook" => "push",
         "Tag Push Hook" => "tag_push",
@@ -46,9 +47,10 @@ pub fn normalize(
             )));
         }
     };
-    let said = root.get("object_kind").str()?;
+    let said_at = root.get("object_kind", |p| &p.object_kind);
+    let said = said_at.str()?;
     if said != object_kind {
-        return Err(root.get("object_kind").error(format!(
+        return Err(said_at.error(format!(
             "is {said:?}, but X-Gitlab-Event {kind:?} means {object_kind:?}"
         )));
     }
@@ -67,12 +69,12 @@ const SYSTEM_CHANGES: [&str; 3] = ["push", "tag_push", "merge_request"];
 /// both for pushes, the documented examples only one. When both are given and either names a
 /// change they must agree, so that a payload cannot be read as a change it does not claim to be.
 fn system_hook(
-    root: &Field<'_>,
+    root: &View<'_, GitLab<'_>>,
     headers: &HeaderMap,
     received_at: Timestamp,
 ) -> Result<Normalized, NormalizeError> {
-    let event_name = root.get("event_name");
-    let object_kind = root.get("object_kind");
+    let event_name = root.get("event_name", |p| &p.event_name);
+    let object_kind = root.get("object_kind", |p| &p.object_kind);
     let (field, event) = match (event_name.opt_str()?, object_kind.opt_str()?) {
         (Some(named), Some(kind))
             if named != kind
@@ -116,36 +118,38 @@ fn system_hook(
 
 /// A push or tag push: created, deleted or moved.
 fn push(
-    root: &Field<'_>,
+    root: &View<'_, GitLab<'_>>,
     headers: &HeaderMap,
     received_at: Timestamp,
 ) -> Result<ChangeEvent, NormalizeError> {
-    let git_ref = root.get("ref").full_ref()?;
-    let before = root.get("before").sha()?;
-    let after = root.get("after").sha()?;
-    let commits = root.get("commits").opt_array()?;
-    let listed = commits.as_ref().map(Vec::len);
-    let total = root.get("total_commits_count").opt_u64()?;
+    let git_ref = root.get("ref", |p| &p.r#ref).full_ref()?;
+    let before = root.get("before", |p| &p.before).sha()?;
+    let after = root.get("after", |p| &p.after).sha()?;
+    let commits = root.get("commits", |p| &p.commits).opt_array()?;
+    let listed = commits.map(|c| c.len());
+    let total = root
+        .get("total_commits_count", |p| &p.total_commits_count)
+        .opt_u64()?;
     let commit_count = total.or_else(|| listed.and_then(|n| u64::try_from(n).ok()));
-    let commits = commits.unwrap_or_default();
-    let changed_paths = common::changed_paths(&commits)?;
+    let commits = commits.unwrap_or(Items::EMPTY);
+    let changed_paths = common::changed_paths(commits)?;
     // A commit listed without its `added`, `modified` and `removed` lists says nothing of its
     // files (GitLab leaves them out where it builds a push without changed files, as in the
     // documented system-hook push): the union of the listed files is then not the whole change.
     let lists_files = commits.iter().all(|commit| {
-        ["added", "modified", "removed"]
+        Commit::file_lists(&commit)
             .iter()
-            .all(|list| commit.get(list).is_present())
+            .all(|list| list.is_present())
     });
     // The head commit is the listed commit whose id is `after` (GitLab lists oldest first).
     let mut occurred_at = None;
-    for commit in &commits {
-        let id = commit.get("id");
+    for commit in commits.iter() {
+        let id = commit.get("id", |c| &c.id);
         if id
             .opt_str()?
             .is_some_and(|id| id.eq_ignore_ascii_case(&after))
         {
-            occurred_at = commit.get("timestamp").timestamp();
+            occurred_at = commit.get("timestamp", |c| &c.timestamp).timestamp();
         }
     }
     let coverage = Coverage {
@@ -162,8 +166,10 @@ fn push(
         received_at,
         Push {
             repository: common::repository(&[
-                root.get("project").get("git_http_url"),
-                root.get("repository").get("git_http_url"),
+                root.get("project", |p| &p.project)
+                    .get("git_http_url", |p| &p.git_http_url),
+                root.get("repository", |p| &p.repository)
+                    .get("git_http_url", |p| &p.git_http_url),
             ])?,
             git_ref,
             before,
@@ -178,17 +184,18 @@ fn push(
 
 /// A merge request activity.
 fn merge_request(
-    root: &Field<'_>,
+    root: &View<'_, GitLab<'_>>,
     headers: &HeaderMap,
     received_at: Timestamp,
 ) -> Result<ChangeEvent, NormalizeError> {
-    let attrs = root.get("object_attributes");
-    let raw = attrs.get("action").str()?;
+    let attrs = root.get("object_attributes", |p| &p.object_attributes);
+    let action = attrs.get("action", |a| &a.action);
+    let raw = action.str()?;
     if raw.is_empty() {
-        return Err(attrs.get("action").error("must not be empty"));
+        return Err(action.error("must not be empty"));
     }
-    let oldrev = attrs.get("oldrev").opt_sha()?;
-    let merged_state = attrs.get("state").opt_str()? == Some("merged");
+    let oldrev = attrs.get("oldrev", |a| &a.oldrev).opt_sha()?;
+    let merged_state = attrs.get("state", |a| &a.state).opt_str()? == Some("merged");
     let (action, merged) = match raw {
         "open" => ("opened".to_owned(), false),
         "reopen" => ("reopened".to_owned(), false),
@@ -200,8 +207,11 @@ fn merge_request(
     };
     // `project` is the target project; the base of a merge request is where it merges to.
     let repository = common::repository(&[
-        root.get("project").get("git_http_url"),
-        attrs.get("target").get("git_http_url"),
+        root.get("project", |p| &p.project)
+            .get("git_http_url", |p| &p.git_http_url),
+        attrs
+            .get("target", |a| &a.target)
+            .get("git_http_url", |p| &p.git_http_url),
     ])?;
     common::pull_event(
         Provider::GitLab,
@@ -209,16 +219,57 @@ fn merge_request(
         received_at,
         Pull {
             repository,
-            number: attrs.get("iid").u64()?,
+            number: attrs.get("iid", |a| &a.iid).u64()?,
             action,
             merged,
-            head_ref: attrs.get("source_branch").short_ref("refs/heads/")?,
-            head_sha: attrs.get("last_commit").get("id").abbrev_sha()?,
-            base_ref: attrs.get("target_branch").short_ref("refs/heads/")?,
+            head_ref: attrs
+                .get("source_branch", |a| &a.source_branch)
+                .short_ref("refs/heads/")?,
+            head_sha: attrs
+                .get("last_commit", |a| &a.last_commit)
+                .get("id", |c| &c.id)
+                .abbrev_sha()?,
+            base_ref: attrs
+                .get("target_branch", |a| &a.target_branch)
+                .short_ref("refs/heads/")?,
             base_sha: None,
             before: oldrev,
             commit_count: None,
-            occurred_at: attrs.get("updated_at").timestamp(),
+            occurred_at: attrs.get("updated_at", |a| &a.updated_at).timestamp(),
         },
     )
+}
+
+shapes! {
+    /// A GitLab delivery: a push, tag push or merge request, of a project, group or system hook.
+    struct GitLab<'a> {
+        object_kind: Text<'a>,
+        event_name: Text<'a>,
+        r#ref: Text<'a>,
+        before: Text<'a>,
+        after: Text<'a>,
+        commits: List<Commit<'a>>,
+        total_commits_count: Slot<u64>,
+        project: Slot<Project<'a>>,
+        repository: Slot<Project<'a>>,
+        object_attributes: Slot<MergeRequest<'a>>,
+    }
+
+    /// A project (or the older `repository` block) as GitLab names it.
+    struct Project<'a> {
+        git_http_url: Text<'a>,
+    }
+
+    /// A merge request's `object_attributes`.
+    struct MergeRequest<'a> {
+        action: Text<'a>,
+        oldrev: Text<'a>,
+        state: Text<'a>,
+        iid: Slot<u64>,
+        source_branch: Text<'a>,
+        target_branch: Text<'a>,
+        last_commit: Slot<Commit<'a>>,
+        target: Slot<Project<'a>>,
+        updated_at: Text<'a>,
+    }
 }

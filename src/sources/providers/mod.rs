@@ -9,7 +9,7 @@ mod common;
 pub mod gitea;
 pub mod github;
 pub mod gitlab;
-mod json;
+mod payload;
 #[cfg(test)]
 mod tests;
 

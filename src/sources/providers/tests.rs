@@ -1047,6 +1047,42 @@ fn malformed_bodies_and_missing_headers_are_errors() {
 }
 
 #[test]
+fn a_repeated_key_that_is_read_is_refused_and_one_that_is_not_is_ignored() {
+    // A JSON object that names a member twice has no one meaning (RFC 8259 §4): which `ref` a
+    // push moved must not depend on which of two a parser happens to keep.
+    let whole = String::from_utf8(fixture("github/push_fast-forward.derived.json"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let twice = whole.replacen('{', r#"{"ref": "refs/heads/other", "#, 1);
+    let got = normalize(
+        GitHub,
+        &headers_for(GitHub, Some("push")),
+        twice.as_bytes(),
+        received(),
+    );
+    let err = got
+        .err()
+        .unwrap_or_else(|| panic!("a repeated `ref` was accepted"));
+    assert_eq!(err.field, "body");
+    assert!(err.message.contains("duplicate field `ref`"), "{err}");
+    // A member no normalizer reads may repeat, and may nest deeper than serde_json's limit for
+    // the values it builds: it is skipped, not built.
+    let unread = whole.replacen('{', r#"{"sender_extra": 1, "sender_extra": 2, "#, 1);
+    assert_eq!(changes(GitHub, unread.as_bytes(), "push").len(), 1);
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    let nested = whole.replacen('{', &format!(r#"{{"sender_extra": {deep}, "#), 1);
+    let got = normalize(
+        GitHub,
+        &headers_for(GitHub, Some("push")),
+        nested.as_bytes(),
+        received(),
+    );
+    assert!(
+        matches!(&got, Ok(Normalized::Changes(_))) || matches!(&got, Err(e) if e.field == "body"),
+        "{got:?}"
+    );
+}
+
+#[test]
 fn bad_fields_are_errors_naming_the_json_path() {
     const GH_PUSH: &str = "github/push_fast-forward.derived.json";
     const GH_PR: &str = "github/pull_request_synchronize.payload.json";
