@@ -325,9 +325,9 @@ impl Dispatcher {
                 }
             }
         }
-        // The event files' directory is this process's own when it is in /dev/shm.
+        // The event files' directory is this dispatcher's own.
         let events_dir = self.shared.transports.events_dir();
-        if events_dir.starts_with("/dev/shm") {
+        if crate::transport::exec::is_private(events_dir) {
             let _ = std::fs::remove_dir_all(events_dir);
         }
     }

@@ -16,7 +16,7 @@ use crate::outcome::{DuplicateOf, IntakeOutcome, start_id};
 use crate::pipeline::Pipeline;
 use crate::target::{Attempt, Failure, Run};
 use crate::trace::TraceParent;
-use crate::transport::Transports;
+use crate::transport::{Transports, exec};
 
 /// Succeeded start ids a warm instance remembers, so that a redelivery does not repeat them.
 const REMEMBERED: usize = 10_000;
@@ -25,7 +25,7 @@ const REMEMBERED: usize = 10_000;
 /// `endpoint_url` (the `eventbridge:` section's), `exec`'s event files in the temp dir.
 pub(super) fn transports(region: Option<String>, endpoint_url: Option<String>) -> Transports {
     let aws = crate::transport::aws::Aws::new(region, endpoint_url);
-    Transports::new(aws, std::env::temp_dir().join("switchyard-events"))
+    Transports::new(aws, exec::events_dir(&std::env::temp_dir()))
 }
 
 /// How one start of a change ended.
