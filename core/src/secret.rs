@@ -118,6 +118,30 @@ impl SecretRef {
     }
 }
 
+/// A URL as every message, log line and page shows it: without its query and fragment, which
+/// may carry tokens (`?token=…`, `#access_token=…`), and without the user information before
+/// the host, which may be one (`https://TOKEN@host`, `https://user:password@host`). Only an SSH
+/// URL keeps a bare user name (`ssh://git@host/repo`), which names an account, not a secret.
+/// Text that is no URL (a local path) is shown as it is, up to a `?`.
+pub fn shown_url(url: &str) -> String {
+    let end = url.find(['?', '#']).unwrap_or(url.len());
+    let url = &url[..end];
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rfind('@') {
+        Some(at)
+            if scheme.to_ascii_lowercase().contains("ssh") && !authority[..at].contains(':') =>
+        {
+            url.to_owned()
+        }
+        Some(at) => format!("{scheme}://{}{path}", &authority[at + 1..]),
+        None => url.to_owned(),
+    }
+}
+
 /// If `text` looks like a credential written in clear, what kind it looks like.
 ///
 /// Checks the shapes providers give their tokens (GitHub, GitLab, AWS, Slack, Standard Webhooks
@@ -206,6 +230,46 @@ pub fn scan_for_secrets(node: &Node, d: &mut Diagnostics) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_shown_url_has_no_query_fragment_or_credentials() {
+        use super::shown_url;
+        for (url, shown) in [
+            (
+                "https://ci.example.com/hook?token=s3cret",
+                "https://ci.example.com/hook",
+            ),
+            (
+                "https://ci.example.com/hook#access_token=x",
+                "https://ci.example.com/hook",
+            ),
+            (
+                "https://user:pw@ci.example.com:8443/a/b?x=1",
+                "https://ci.example.com:8443/a/b",
+            ),
+            (
+                "https://ghp_token@github.com/o/r.git",
+                "https://github.com/o/r.git",
+            ),
+            ("http://a@b@host/p", "http://host/p"),
+            (
+                "ssh://git@github.com/o/r.git",
+                "ssh://git@github.com/o/r.git",
+            ),
+            (
+                "ssh://git:pw@github.com/o/r.git",
+                "ssh://github.com/o/r.git",
+            ),
+            ("https://host/p@q", "https://host/p@q"),
+            ("/srv/mirror.git", "/srv/mirror.git"),
+            ("/srv/git/a@b", "/srv/git/a@b"),
+            ("git@github.com:a/b.git", "git@github.com:a/b.git"),
+            ("http://u:p@127.0.0.1:8080/a@b", "http://127.0.0.1:8080/a@b"),
+            ("https://host", "https://host"),
+        ] {
+            assert_eq!(shown_url(url), shown, "{url}");
+        }
+    }
+
     use super::*;
 
     #[test]

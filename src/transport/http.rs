@@ -88,18 +88,7 @@ pub async fn send(
         .map_err(|_| Failure::retry(format!("{what}: no answer within {timeout:?}")))?
 }
 
-/// A URI as shown in messages: without its query, which may hold values.
+/// A URI as shown in messages: without its query or credentials.
 fn shown(uri: &hyper::Uri) -> String {
-    let mut text = String::new();
-    if let Some(scheme) = uri.scheme_str() {
-        text.push_str(scheme);
-        text.push_str("://");
-    }
-    if let Some(authority) = uri.authority() {
-        // Never a user or password written in the URL.
-        let host = authority.as_str().rsplit('@').next().unwrap_or_default();
-        text.push_str(host);
-    }
-    text.push_str(uri.path());
-    text
+    crate::secret::shown_url(&uri.to_string())
 }

@@ -29,7 +29,7 @@ pub const TRACEPARENT: &str = "traceparent";
 #[derive(Debug)]
 pub struct Request {
     pub request: http::Request<Bytes>,
-    /// The URL as messages name it.
+    /// The URL as messages name it: without its query or credentials.
     pub url: String,
     /// What the transport masks in its failures (the credential in each form it was sent in).
     pub secrets: Vec<String>,
@@ -51,13 +51,15 @@ impl Request {
             .header(TRACEPARENT, traceparent.to_string())
     }
 
-    /// The request of `builder` with `body`, named by `url` in messages.
+    /// The request of `builder` with `body`, named in messages by `url` as
+    /// [`shown_url`](crate::secret::shown_url) shows it.
     pub fn new(
         builder: http::request::Builder,
         body: impl Into<Bytes>,
         url: String,
         secrets: Vec<String>,
     ) -> Result<Request, Failure> {
+        let url = crate::secret::shown_url(&url);
         let request = builder
             .body(body.into())
             .map_err(|e| Failure::dead(format!("cannot build a request for {url}: {e}")))?;

@@ -76,7 +76,7 @@ impl Kind for Gitlab {
             ),
             not_found: format!(
                 "check that project {} exists on {} and that the ref exists there; GitLab also answers 404 to a token of another project",
-                self.project, self.url
+                self.project, crate::secret::shown_url(&self.url)
             ),
         };
         let answer = exchange::judge(answer, &hints)?;

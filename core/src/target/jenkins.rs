@@ -89,7 +89,7 @@ impl Kind for Jenkins {
             ),
             not_found: format!(
                 "check that job {} exists on {} (folders as `folder/job`); Jenkins also answers 404 to a user without Job/Read",
-                self.job, self.url
+                self.job, crate::secret::shown_url(&self.url)
             ),
         };
         let answer = exchange::judge(answer, &hints)?;

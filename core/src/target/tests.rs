@@ -356,3 +356,26 @@ fn each_kind_makes_its_documented_request_and_reads_its_run() {
     assert_eq!(body["start_id"], "0123456789abcdef0123456789abcdef");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_failure_shows_the_url_without_its_query_or_credentials() {
+    let http = Scripted::answering(500, "down");
+    let failed = attempt(
+        "http: {url: \"https://hook:pw@ci.example.com/start?token=s3cret#frag\"}",
+        &http,
+    )
+    .expect_err("a 500");
+    assert!(failed.retry);
+    assert_eq!(
+        failed.message,
+        "POST https://ci.example.com/start: 500 Internal Server Error: down"
+    );
+    let Asked::Exchange(req, _) = http.asked() else {
+        panic!("an exchange");
+    };
+    assert_eq!(
+        req.uri(),
+        "https://hook:pw@ci.example.com/start?token=s3cret#frag",
+        "sent as written"
+    );
+}

@@ -73,7 +73,7 @@ pub struct Remote {
 impl fmt::Debug for Remote {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Remote")
-            .field("url", &redact_url(&self.url))
+            .field("url", &crate::secret::shown_url(&self.url))
             .field("credentials", &self.credentials)
             .finish()
     }
@@ -82,7 +82,7 @@ impl fmt::Debug for Remote {
 impl Remote {
     /// The error of a failed operation on this remote, classified, with no secret in it.
     fn error(&self, e: &git2::Error) -> GitError {
-        let url = redact_url(&self.url);
+        let url = crate::secret::shown_url(&self.url);
         // libgit2 takes a path for a repository only when it exists ("unsupported URL protocol").
         if self.url.starts_with('/') && !Path::new(&self.url).is_dir() {
             let message = "there is no such directory".to_owned();
@@ -210,20 +210,6 @@ fn classify(url: String, message: String, e: &git2::Error) -> GitError {
     }
 }
 
-/// `url` without the user info of a `scheme://` URL, where a token or password may hide; a
-/// plain ssh user name stays.
-fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
-    match authority.rfind('@') {
-        Some(at) if scheme.contains("ssh") && !authority[..at].contains(':') => url.to_owned(),
-        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
-        None => url.to_owned(),
-    }
-}
-
 static CONNECT_MS: AtomicU64 = AtomicU64::new(10_000);
 static IO_MS: AtomicU64 = AtomicU64::new(60_000);
 
@@ -299,7 +285,7 @@ where
     let (tx, rx) = mpsc::sync_channel(1);
     let theirs = Arc::clone(&watch);
     let other = |message: String| GitError::Other {
-        url: redact_url(url),
+        url: crate::secret::shown_url(url),
         message,
     };
     std::thread::Builder::new()
@@ -316,7 +302,7 @@ where
             watch.abandoned.store(true, Ordering::Relaxed);
             let message = watch.silence(limits);
             return Err(GitError::Unreachable {
-                url: redact_url(url),
+                url: crate::secret::shown_url(url),
                 message,
             });
         }
@@ -478,7 +464,7 @@ impl Mirror {
             .find(|name| !name.starts_with("refs/") || !Reference::is_valid_name(name))
         {
             return Err(GitError::Other {
-                url: redact_url(&remote.url),
+                url: crate::secret::shown_url(&remote.url),
                 message: format!("{bad:?} is not a ref name to fetch"),
             });
         }
