@@ -12,6 +12,11 @@ use crate::event::SourceKind;
 const KEEP: Duration = Duration::from_secs(3600);
 /// Changes remembered at most (the oldest are forgotten first).
 const MAX_CHANGES: usize = 100_000;
+/// How long a repository's last push is remembered: the longest window polling asks about.
+const KEEP_PUSHES: Duration = Duration::from_secs(48 * 3600);
+/// Repositories whose last push is remembered at most; beyond it the least recently pushed are
+/// forgotten first (their polling then runs at its base interval until they push again).
+const MAX_REPOSITORIES: usize = 10_000;
 
 /// The push sources: those that announce a change without being asked.
 pub const PUSH_SOURCES: [SourceKind; 2] = [SourceKind::Webhook, SourceKind::Eventbridge];
@@ -57,6 +62,9 @@ impl Activity {
             match inner.pushes.get_mut(repository) {
                 Some(seen) => seen[i] = Some(now),
                 None => {
+                    if inner.pushes.len() >= MAX_REPOSITORIES {
+                        inner.forget_repositories(now);
+                    }
                     let mut seen = [None; PUSH_SOURCES.len()];
                     seen[i] = Some(now);
                     inner.pushes.insert(repository.to_owned(), seen);
@@ -111,6 +119,26 @@ impl Activity {
 }
 
 impl Inner {
+    /// Makes room among the repositories: those not pushed within [`KEEP_PUSHES`] go, then the
+    /// least recently pushed until a tenth of the room is free (so this runs once per that many
+    /// new repositories, not at each).
+    fn forget_repositories(&mut self, now: Instant) {
+        let last =
+            |seen: &[Option<Instant>; PUSH_SOURCES.len()]| seen.iter().flatten().max().copied();
+        self.pushes.retain(|_, seen| {
+            last(seen).is_some_and(|at| now.saturating_duration_since(at) <= KEEP_PUSHES)
+        });
+        let keep = MAX_REPOSITORIES - MAX_REPOSITORIES / 10;
+        if self.pushes.len() > keep {
+            let mut times: Vec<Instant> = self.pushes.values().filter_map(last).collect();
+            let cut = self.pushes.len() - keep;
+            times.select_nth_unstable(cut - 1);
+            let oldest_kept = times[cut - 1];
+            self.pushes
+                .retain(|_, seen| last(seen).is_some_and(|at| at > oldest_kept));
+        }
+    }
+
     fn forget_old(&mut self, now: Instant) {
         while let Some((at, id)) = self.order.front() {
             if now.saturating_duration_since(*at) <= KEEP && self.order.len() < MAX_CHANGES {
@@ -145,5 +173,28 @@ mod tests {
         a.record("r", "c2", SourceKind::Eventbridge);
         assert_eq!(a.push_sources("r", KEEP), [SourceKind::Eventbridge]);
         assert!(a.push_sources("other", KEEP).is_empty());
+    }
+
+    #[test]
+    fn repositories_pushed_are_remembered_within_bounds() {
+        let a = Activity::default();
+        for n in 0..MAX_REPOSITORIES * 3 {
+            a.record(
+                &format!("https://example.com/r{n}"),
+                &format!("c{n}"),
+                SourceKind::Webhook,
+            );
+        }
+        let remembered = a.inner.lock().map(|i| i.pushes.len()).unwrap_or(usize::MAX);
+        assert!(
+            remembered <= MAX_REPOSITORIES,
+            "{remembered} repositories remembered"
+        );
+        let newest = format!("https://example.com/r{}", MAX_REPOSITORIES * 3 - 1);
+        assert_eq!(a.push_sources(&newest, KEEP), [SourceKind::Webhook]);
+        assert!(
+            a.push_sources("https://example.com/r0", KEEP).is_empty(),
+            "the oldest went first"
+        );
     }
 }
