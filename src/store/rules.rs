@@ -217,10 +217,16 @@ pub(crate) const MIN_PREFIX: usize = 4;
 /// The most candidates an ambiguous change prefix names.
 pub(crate) const CANDIDATES: usize = 10;
 
-/// The `LIKE` pattern of a start prefix, `None` when it is too short to name one. `%` and `_`
-/// (and `\`) cannot be part of an id: they are dropped rather than matched as wildcards.
+/// Whether `prefix` can name a start or a change: at least [`MIN_PREFIX`] letters and digits,
+/// the alphabet of every id. Anything else (`%`, `_`, `\\`: `LIKE`'s own characters) names none,
+/// so that no prefix becomes a pattern.
+fn id_prefix(prefix: &str) -> bool {
+    prefix.len() >= MIN_PREFIX && prefix.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// The `LIKE` pattern of a start prefix, `None` when it cannot name one ([`id_prefix`]).
 pub(crate) fn start_pattern(prefix: &str) -> Option<String> {
-    (prefix.len() >= MIN_PREFIX).then(|| format!("{}%", prefix.replace(['%', '_', '\\'], "")))
+    id_prefix(prefix).then(|| format!("{prefix}%"))
 }
 
 /// The start a prefix names, from the (at most two) starts whose ids begin with it.
@@ -233,9 +239,9 @@ pub(crate) fn one_start<T>(prefix: &str, mut found: Vec<T>) -> Result<T, StoreEr
     }
 }
 
-/// Whether `prefix` can name a change: at least [`MIN_PREFIX`] letters and digits.
+/// Whether `prefix` can name a change ([`id_prefix`]).
 pub(crate) fn change_prefix(prefix: &str) -> Result<(), StoreError> {
-    if prefix.len() >= MIN_PREFIX && prefix.bytes().all(|b| b.is_ascii_alphanumeric()) {
+    if id_prefix(prefix) {
         Ok(())
     } else {
         Err(StoreError::NoSuchChange(prefix.to_owned()))
@@ -340,7 +346,10 @@ mod tests {
         ));
         assert!(change_prefix("abc").is_err());
         assert!(change_prefix("ab%d").is_err());
-        assert_eq!(start_pattern("ab_c%d").as_deref(), Some("abcd%"));
+        assert_eq!(start_pattern("abcd").as_deref(), Some("abcd%"));
+        for wild in ["____", "%%%%", "ab_c%d", "abc\\\\"] {
+            assert_eq!(start_pattern(wild), None, "{wild}");
+        }
         assert_eq!(start_pattern("abc"), None);
         assert!(one_start("abcd", vec![1, 2]).is_err());
     }

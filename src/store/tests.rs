@@ -17,7 +17,7 @@ use crate::event::{ChangeEvent, Source, SourceKind, ZERO_SHA};
 use crate::outcome::{Decision, DuplicateOf, IntakeOutcome, replay_start_id, start_id};
 use crate::store::{
     Admin, Finish, IntakeRequest, Location, PlannedStart, PostgresAdmin, ReplayRequest, Replayed,
-    Role, StartRow, StartState, Store, StoreError,
+    Role, StartRow, StartState, Store, StoreError, Transition,
 };
 
 pub(crate) const REPOS: [&str; 2] = ["https://github.com/acme/api", "https://github.com/acme/web"];
@@ -1182,6 +1182,39 @@ fn pruning_waits_for_a_mark_on(backend: Backend) {
         ),
         "{backend:?}"
     );
+}
+
+/// A start is named by its id or a prefix of it in the id's own alphabet: `LIKE`'s wildcards
+/// name none, however many starts there are.
+fn wildcards_name_no_start_on(backend: Backend) {
+    let Some(h) = Harness::on(backend) else {
+        return;
+    };
+    let req = request(pool_event(0, KINDS[0], BASE_MS), None, &["a"]);
+    let id = start_id(&req.event.id, "a");
+    h.rt.block_on(h.store.intake(req)).expect("intake");
+    for wild in ["____", "%%%%", "%", "____%", "\\%%%"] {
+        let got = h.rt.block_on(h.store.transition(wild, Transition::Drop));
+        assert!(
+            matches!(&got, Err(StoreError::NoSuchStart(named)) if named == wild),
+            "{backend:?} {wild:?}: {got:?}"
+        );
+    }
+    let open = h.rt.block_on(h.store.starts(&[StartState::Pending]));
+    assert_eq!(open.expect("starts").len(), 1, "{backend:?}: still open");
+    let dropped =
+        h.rt.block_on(h.store.transition(&id[..6], Transition::Drop));
+    assert_eq!(dropped.expect("by its prefix").id, id, "{backend:?}");
+}
+
+#[test]
+fn sqlite_wildcards_name_no_start() {
+    wildcards_name_no_start_on(Backend::Sqlite);
+}
+
+#[test]
+fn postgres_wildcards_name_no_start() {
+    wildcards_name_no_start_on(Backend::Postgres);
 }
 
 #[test]
