@@ -23,6 +23,7 @@ use crate::shutdown::{self, Shutdown};
 use crate::sources::poll::Poller;
 use crate::sources::webhook::{Hooks, Receivers};
 use crate::status::StatusPage;
+use crate::status::access::Access;
 use crate::store::{Location, Role, Store, now_ms};
 
 /// A running server, for tests and for `main`.
@@ -137,8 +138,16 @@ pub async fn start(config: Config, pipelines: Pipelines) -> anyhow::Result<Serve
         Arc::clone(&metrics),
         poller.health(),
         config.operator_token.clone(),
+        Access::new(config.listen, &config.status),
     )
     .map_err(|e| anyhow::anyhow!("cannot make the status page's session key: {e}"))?;
+    if !config.listen.ip().is_loopback() && !config.status.public {
+        if config.operator_token.is_none() {
+            tracing::warn!(listen = %config.listen, "the status page and its API refuse every read on this listener: set operator_token to log in, or status: {{public: true}}");
+        } else {
+            tracing::info!(listen = %config.listen, "the status page and its API need the operator's session on this listener");
+        }
+    }
     if let Some(Err(e)) = status.check_operator() {
         tracing::warn!(error = %e, "operator_token cannot be read: the status page stays read-only until it can");
     }

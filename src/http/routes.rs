@@ -354,8 +354,9 @@ async fn api_changes(State(app): Shared, req: Request) -> Response {
     status_answer(app.status.api_changes(&page_request(&parts, &[])).await)
 }
 
-async fn api_change(State(app): Shared, Param(id): Param) -> Response {
-    status_answer(app.status.api_change(&id).await)
+async fn api_change(State(app): Shared, Param(id): Param, req: Request) -> Response {
+    let (parts, _) = req.into_parts();
+    status_answer(app.status.api_change(&id, &page_request(&parts, &[])).await)
 }
 
 async fn login(State(app): Shared, req: Request) -> Response {

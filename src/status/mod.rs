@@ -16,6 +16,7 @@
 //! The module knows no HTTP library and matches no path: the route table (`http::routes`)
 //! picks the handler, hands it a plain [`Request`] and writes out the [`Response`].
 
+pub mod access;
 pub mod auth;
 pub mod html;
 
@@ -34,6 +35,7 @@ use crate::secret::SecretRef;
 use crate::sources::poll::health::PollHealth;
 use crate::store::{ChangeQuery, ChangeRecord, StartState, Store, StoreError, Transition, now_ms};
 
+use access::{Access, Grant};
 use auth::Operator;
 use html::{ErrorPage, Viewer};
 
@@ -143,6 +145,7 @@ pub struct StatusPage {
     metrics: Arc<Metrics>,
     polls: Arc<PollHealth>,
     operator: Option<Operator>,
+    access: Access,
     /// The Content-Security-Policy of every page: no scripts, the one stylesheet by its hash.
     csp: String,
 }
@@ -192,6 +195,19 @@ fn plain_id(id: &str) -> Option<&str> {
 }
 
 /// Whether a POST came from this site: no `Origin` (not a browser), or one naming `Host`.
+/// The 421 of a request naming a host the page does not answer for.
+fn misdirected(req: &Request<'_>) -> Problem {
+    Problem::new(
+        421,
+        "misdirected request",
+        format!(
+            "this server's status page does not answer for the host {:?}",
+            req.host.unwrap_or("")
+        ),
+    )
+    .hint("use localhost, or add the name to status.hosts in switchyard.yaml")
+}
+
 fn same_origin(req: &Request<'_>) -> bool {
     let Some(origin) = req.origin else {
         return true;
@@ -360,13 +376,14 @@ fn notice(query: Option<&str>) -> Option<String> {
 
 impl StatusPage {
     /// The page of a server; with `operator_token`, its actions (a random session key is
-    /// made for this process).
+    /// made for this process); `access` says who may read it.
     pub fn new(
         store: Store,
         pipelines: Arc<Pipelines>,
         metrics: Arc<Metrics>,
         polls: Arc<PollHealth>,
         operator_token: Option<SecretRef>,
+        access: Access,
     ) -> std::io::Result<StatusPage> {
         let operator = operator_token.map(Operator::new).transpose()?;
         let style = base64::engine::general_purpose::STANDARD
@@ -381,6 +398,7 @@ impl StatusPage {
             metrics,
             polls,
             operator,
+            access,
             csp,
         })
     }
@@ -393,28 +411,96 @@ impl StatusPage {
 
     /// `GET /`: the overview.
     pub async fn overview(&self, req: &Request<'_>) -> Response {
-        let viewer = self.viewer(req);
+        let viewer = match self.reader(Kind::Page, req) {
+            Ok(viewer) => viewer,
+            Err(refused) => return refused,
+        };
         let answered = self.overview_page(req, &viewer).await;
         answered.unwrap_or_else(|p| self.problem(Kind::Page, &viewer, p))
     }
 
     /// `GET /changes/ID`: one change.
     pub async fn change(&self, id: &str, req: &Request<'_>) -> Response {
-        let viewer = self.viewer(req);
+        let viewer = match self.reader(Kind::Page, req) {
+            Ok(viewer) => viewer,
+            Err(refused) => return refused,
+        };
         let answered = self.change_page(id, req.query, &viewer).await;
         answered.unwrap_or_else(|p| self.problem(Kind::Page, &viewer, p))
     }
 
     /// `GET /api/changes`: the JSON of `changes list`.
     pub async fn api_changes(&self, req: &Request<'_>) -> Response {
+        if let Err(refused) = self.reader(Kind::Api, req) {
+            return refused;
+        }
         let answered = self.api_list(req).await;
         answered.unwrap_or_else(|p| self.problem(Kind::Api, &Viewer::ReadOnly, p))
     }
 
     /// `GET /api/changes/ID`: the JSON of `changes show`.
-    pub async fn api_change(&self, id: &str) -> Response {
+    pub async fn api_change(&self, id: &str, req: &Request<'_>) -> Response {
+        if let Err(refused) = self.reader(Kind::Api, req) {
+            return refused;
+        }
         let answered = self.api_view(id).await;
         answered.unwrap_or_else(|p| self.problem(Kind::Api, &Viewer::ReadOnly, p))
+    }
+
+    /// Who reads, when the request may read: a host the page does not answer for is a 421;
+    /// where reads need the operator's session, a visitor without one is a 401 (a 403 when no
+    /// `operator_token` lets anyone log in).
+    fn reader(&self, kind: Kind, req: &Request<'_>) -> Result<Viewer, Response> {
+        let viewer = self.viewer(req);
+        match self.access.grant(req.host) {
+            Grant::Read => Ok(viewer),
+            Grant::Session if matches!(viewer, Viewer::Operator { .. }) => Ok(viewer),
+            Grant::Refused => Err(self.problem(kind, &Viewer::ReadOnly, misdirected(req))),
+            Grant::Session => Err(self.private(kind, req, &viewer)),
+        }
+    }
+
+    /// A read where reads need the operator's session, by a visitor without one.
+    fn private(&self, kind: Kind, req: &Request<'_>, viewer: &Viewer) -> Response {
+        if self.operator.is_none() {
+            let p = Problem::new(
+                403,
+                "private",
+                "on this listener the status page is for the operator, and this server has no operator_token",
+            )
+            .hint("set operator_token: env:NAME in switchyard.yaml to log in, or status: {public: true} to let anyone who reaches the listener read it");
+            return self.problem(kind, &Viewer::ReadOnly, p);
+        }
+        let p = Problem::new(
+            401,
+            "log in to read",
+            "on this listener the status page is for the operator",
+        )
+        .hint("log in with the operator token");
+        if kind == Kind::Api {
+            return self.problem(kind, viewer, p);
+        }
+        let next = match req.query {
+            Some(q) => format!("{}?{q}", req.path),
+            None => req.path.to_owned(),
+        };
+        let page = ErrorPage {
+            status: p.status,
+            title: p.title.to_owned(),
+            message: p.message,
+            hint: p.hint,
+            login_next: Some(local_path(Some(&next))),
+            ..ErrorPage::default()
+        };
+        self.html(401, html::error(&page, viewer))
+    }
+
+    /// An action's request must name a host the page answers for.
+    fn check_host(&self, req: &Request<'_>) -> Result<(), Problem> {
+        match self.access.grant(req.host) {
+            Grant::Refused => Err(misdirected(req)),
+            Grant::Read | Grant::Session => Ok(()),
+        }
     }
 
     /// `POST /login`: a session for the operator token of the form.
@@ -425,6 +511,9 @@ impl StatusPage {
 
     /// `POST /logout`: the session cookie cleared (for a form of this site).
     pub fn logout(&self, req: &Request<'_>) -> Response {
+        if let Err(p) = self.check_host(req) {
+            return self.problem(Kind::Page, &Viewer::ReadOnly, p);
+        }
         if !same_origin(req) {
             return StatusPage::see_other("/".into(), None);
         }
@@ -651,6 +740,7 @@ impl StatusPage {
     }
 
     fn log_in(&self, req: &Request<'_>) -> Result<Response, Problem> {
+        self.check_host(req)?;
         let op = self.operator()?;
         StatusPage::check_origin(req)?;
         let form = pairs(req.body);
@@ -689,6 +779,7 @@ impl StatusPage {
     /// A retry, drop or replay: only for a logged-in operator whose form carries the
     /// session's CSRF token; then back to the change's page.
     async fn act(&self, action: Action<'_>, req: &Request<'_>) -> Result<Response, Problem> {
+        self.check_host(req)?;
         let op = self.operator()?;
         StatusPage::check_origin(req)?;
         let form = pairs(req.body);

@@ -115,10 +115,10 @@ async fn exchange(
         .await
         .expect("handshake");
     tokio::spawn(conn);
-    let mut request = hyper::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", addr.to_string());
+    let mut request = hyper::Request::builder().method(method).uri(path);
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        request = request.header("host", addr.to_string());
+    }
     for (k, v) in headers {
         request = request.header(*k, v.as_str());
     }
@@ -823,4 +823,117 @@ async fn the_status_page_in_a_real_browser() {
     );
     assert!(!browser.html().await.expect("html").contains(TOKEN));
     server.stop().await;
+}
+
+/// The page answers only for the names it knows: a name an attacker points at 127.0.0.1 is not
+/// one (DNS rebinding), whatever is asked of it. A name a proxy forwards (`status.hosts`) reads
+/// only with the operator's session; under a loopback name the page stays open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_answers_only_for_its_names_and_a_forwarded_name_needs_the_session() {
+    let (_runner, runner_addr) = Runner::scripted(&[200]).await.expect("runner");
+    let p = project(runner_addr, true, "status: {hosts: [ci.example.com]}\n");
+    let server = start(&p).await;
+    let addr = server.addr();
+    let id = post(
+        addr,
+        "d-1",
+        &push("refs/heads/main", &sha(1), &["src/secret-plans.md"]),
+    )
+    .await;
+    let reads = [
+        "/".to_owned(),
+        "/api/changes".to_owned(),
+        format!("/api/changes/{id}"),
+        format!("/changes/{id}"),
+    ];
+    let as_host = |host: &str| vec![("host", host.to_owned())];
+    let shows_nothing =
+        |a: &Answer| !a.body.contains("secret-plans") && !a.body.contains("refs/heads/main");
+    for path in &reads {
+        let a = exchange(
+            addr,
+            "GET",
+            path,
+            &as_host("evil.example:8080"),
+            String::new(),
+        )
+        .await;
+        assert_eq!(a.status, 421, "{path}: {}", a.body);
+        assert!(shows_nothing(&a), "{path}: {}", a.body);
+    }
+    let form = |host: &str| {
+        vec![
+            ("host", host.to_owned()),
+            ("origin", format!("http://{host}")),
+            (
+                "content-type",
+                "application/x-www-form-urlencoded".to_owned(),
+            ),
+        ]
+    };
+    let login = format!("token={TOKEN}");
+    let refused = exchange(
+        addr,
+        "POST",
+        "/login",
+        &form("evil.example:8080"),
+        login.clone(),
+    )
+    .await;
+    assert_eq!(refused.status, 421, "{}", refused.body);
+    assert_eq!(refused.header("set-cookie"), None);
+
+    // Through the proxy's name: nothing without the session; a login form on the pages.
+    for path in &reads {
+        let a = exchange(addr, "GET", path, &as_host("ci.example.com"), String::new()).await;
+        assert_eq!(a.status, 401, "{path}: {}", a.body);
+        assert!(shows_nothing(&a), "{path}: {}", a.body);
+    }
+    let page = exchange(
+        addr,
+        "GET",
+        &reads[3],
+        &as_host("ci.example.com"),
+        String::new(),
+    )
+    .await;
+    assert!(page.body.contains("action=\"/login\""), "{}", page.body);
+    let logged = exchange(addr, "POST", "/login", &form("ci.example.com"), login).await;
+    assert_eq!(logged.status, 303, "{}", logged.body);
+    let set = logged.header("set-cookie").expect("a session cookie");
+    let cookie = set.split(';').next().expect("name=value").to_owned();
+    for path in &reads {
+        let mut headers = as_host("ci.example.com");
+        headers.push(("cookie", cookie.clone()));
+        let a = exchange(addr, "GET", path, &headers, String::new()).await;
+        assert_eq!(a.status, 200, "{path}: {}", a.body);
+    }
+    let list = exchange(
+        addr,
+        "GET",
+        "/api/changes",
+        &{
+            let mut headers = as_host("ci.example.com");
+            headers.push(("cookie", cookie.clone()));
+            headers
+        },
+        String::new(),
+    )
+    .await;
+    assert!(list.body.contains(&id), "{}", list.body);
+
+    // Under a loopback name, on this loopback listener, the page is open as before.
+    let open = get(addr, "/api/changes", None).await;
+    assert_eq!(open.status, 200, "{}", open.body);
+    assert!(open.body.contains(&id), "{}", open.body);
+    // Webhooks answer whatever the Host: senders name the public host.
+    let hook = exchange(
+        addr,
+        "GET",
+        "/healthz",
+        &as_host("evil.example:8080"),
+        String::new(),
+    )
+    .await;
+    assert_eq!(hook.status, 200, "{}", hook.body);
 }

@@ -40,6 +40,19 @@ pub struct Config {
     /// The token that lets the status page retry, drop and replay (`operator_token: env:NAME`);
     /// without it the page is read-only.
     pub operator_token: Option<SecretRef>,
+    /// Who may read the status page and its API (`status: {public, hosts}`).
+    pub status: StatusAccess,
+}
+
+/// Who may read the status page and its API.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StatusAccess {
+    /// Anyone who reaches the listener may read (`public: true`); by default only a request to
+    /// a loopback listener under a loopback name reads without the operator's session.
+    pub public: bool,
+    /// The host names the page answers for besides the loopback ones (`hosts: [ci.example.com]`,
+    /// the name a proxy forwards); a request naming another is refused (DNS rebinding).
+    pub hosts: Vec<String>,
 }
 
 impl Config {
@@ -292,6 +305,7 @@ impl Default for Config {
             store: StoreConfig::Sqlite,
             retention: DEFAULT_RETENTION,
             operator_token: None,
+            status: StatusAccess::default(),
         }
     }
 }
@@ -310,6 +324,7 @@ const KEYS: &[&str] = &[
     "store",
     "retention",
     "operator_token",
+    "status",
 ];
 
 /// Changes are kept this long unless `retention` says otherwise.
@@ -485,6 +500,9 @@ impl Config {
         if let Some(n) = map.get("operator_token") {
             config.operator_token = secret::read_ref(n, "operator_token", d);
         }
+        if let Some(node) = map.get("status") {
+            config.status = read_status(node, d);
+        }
         Some(config)
     }
 }
@@ -541,6 +559,49 @@ fn items<'n>(node: &'n Node, what: &str, d: &mut Diagnostics) -> &'n [Node] {
             &[]
         }
     }
+}
+
+/// `status: {public: true|false, hosts: [NAME, …]}`.
+fn read_status(node: &Node, d: &mut Diagnostics) -> StatusAccess {
+    let mut access = StatusAccess::default();
+    let Some(m) = MapReader::new(node, "status", d) else {
+        return access;
+    };
+    m.deny_unknown(&["public", "hosts"], "status", d);
+    if let Some(n) = m.get("public") {
+        match scalar(n, "public", d) {
+            Some("true") => access.public = true,
+            Some("false") => access.public = false,
+            Some(other) => d.error(
+                n.pos,
+                format!("public {other:?} is not true or false"),
+                "write `public: true` to let anyone who reaches the listener read the status page",
+            ),
+            None => {}
+        }
+    }
+    if let Some(n) = m.get("hosts") {
+        for item in items(n, "hosts", d) {
+            let Some(text) = scalar(item, "hosts", d) else {
+                continue;
+            };
+            let name = text.trim().to_ascii_lowercase();
+            let valid = !name.is_empty()
+                && name.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']')
+                });
+            if valid {
+                access.hosts.push(name);
+            } else {
+                d.error(
+                    item.pos,
+                    format!("hosts: {text:?} is not a host name"),
+                    "write the name browsers use for the page, e.g. ci.example.com or ci.example.com:8443",
+                );
+            }
+        }
+    }
+    access
 }
 
 fn read_receivers(node: &Node, d: &mut Diagnostics) -> Vec<Receiver> {
@@ -972,6 +1033,35 @@ mod poll_tests {
         );
         assert_eq!(config.polling.concurrency, 4);
         assert_eq!(config.polling.complete_within, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn who_reads_the_status_page_is_read_and_checked() {
+        let mut d = Diagnostics::new("switchyard.yaml");
+        let config = Config::parse(
+            "status: {public: true, hosts: [CI.example.com, \"ci.example.com:8443\"]}\n",
+            Path::new("/srv"),
+            &mut d,
+        )
+        .unwrap_or_default();
+        assert!(d.items.is_empty(), "{:?}", d.items);
+        assert_eq!(
+            config.status,
+            StatusAccess {
+                public: true,
+                hosts: vec!["ci.example.com".into(), "ci.example.com:8443".into()]
+            }
+        );
+        assert_eq!(Config::builtin().status, StatusAccess::default());
+        assert_eq!(
+            errors("status: {public: yes}\n"),
+            ["public \"yes\" is not true or false"]
+        );
+        assert_eq!(
+            errors("status: {hosts: [\"a b\"]}\n"),
+            ["hosts: \"a b\" is not a host name"]
+        );
+        assert_eq!(errors("status: {open: true}\n").len(), 1);
     }
 
     #[test]

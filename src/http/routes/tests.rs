@@ -15,6 +15,7 @@ use crate::pipeline::Pipelines;
 use crate::shutdown;
 use crate::sources::poll::health::PollHealth;
 use crate::sources::webhook::Receivers;
+use crate::status::access::Access;
 use crate::store::Role;
 
 /// A server of the route table over an empty project; stops when the trigger drops.
@@ -28,6 +29,7 @@ async fn server(dir: &std::path::Path) -> (SocketAddr, shutdown::Trigger) {
         Arc::clone(&metrics),
         Arc::new(PollHealth::new([])),
         None,
+        Access::public(),
     )
     .expect("a status page");
     let app = Arc::new(App {
