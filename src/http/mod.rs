@@ -32,6 +32,30 @@ pub struct Limits {
     pub read_timeout: Duration,
 }
 
+/// The address a request came from (the connection's peer), in each request's extensions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Peer(pub std::net::IpAddr);
+
+/// `router` as the service of one connection from `peer`: each request carries [`Peer`].
+fn with_peer(
+    router: &axum::Router,
+    peer: std::net::SocketAddr,
+) -> impl hyper::service::Service<
+    hyper::Request<hyper::body::Incoming>,
+    Response = axum::response::Response,
+    Error = std::convert::Infallible,
+    Future = impl Future + Send + 'static,
+> + Clone
++ Send
++ 'static {
+    let inner = TowerToHyperService::new(router.clone());
+    let peer = Peer(peer.ip());
+    hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(peer);
+        hyper::service::Service::call(&inner, req)
+    })
+}
+
 /// Serves `router` on `listener` until `shutdown`; then drains the connections for at most
 /// `grace`.
 pub async fn serve(
@@ -51,7 +75,7 @@ pub async fn serve(
                 Err(_) => break,
             },
         };
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = shutdown.wait() => break,
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
@@ -67,10 +91,7 @@ pub async fn serve(
             .timer(TokioTimer::new())
             .header_read_timeout(limits.read_timeout)
             .keep_alive(true)
-            .serve_connection(
-                TokioIo::new(stream),
-                TowerToHyperService::new(router.clone()),
-            );
+            .serve_connection(TokioIo::new(stream), with_peer(&router, peer));
         let watched = graceful.watch(conn);
         tokio::spawn(async move {
             let _ = watched.await;

@@ -279,6 +279,7 @@ fn page_request<'a>(parts: &'a Parts, form: &'a [u8]) -> status::Request<'a> {
         cookie: header(axum::http::header::COOKIE),
         origin: header(axum::http::header::ORIGIN),
         host: header(axum::http::header::HOST),
+        peer: parts.extensions.get::<super::Peer>().map(|p| p.0),
         body: form,
     }
 }

@@ -19,6 +19,7 @@
 pub mod access;
 pub mod auth;
 pub mod html;
+pub mod logins;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -69,6 +70,8 @@ pub struct Request<'a> {
     pub origin: Option<&'a str>,
     /// The `Host` header.
     pub host: Option<&'a str>,
+    /// The address the request came from (a proxy's, behind one).
+    pub peer: Option<std::net::IpAddr>,
     /// The body of a POST (`application/x-www-form-urlencoded`).
     pub body: &'a [u8],
 }
@@ -146,6 +149,8 @@ pub struct StatusPage {
     polls: Arc<PollHealth>,
     operator: Option<Operator>,
     access: Access,
+    /// The wrong tokens of each address at `/login`.
+    logins: logins::Logins,
     /// The Content-Security-Policy of every page: no scripts, the one stylesheet by its hash.
     csp: String,
 }
@@ -399,6 +404,7 @@ impl StatusPage {
             polls,
             operator,
             access,
+            logins: logins::Logins::default(),
             csp,
         })
     }
@@ -503,8 +509,21 @@ impl StatusPage {
         }
     }
 
-    /// `POST /login`: a session for the operator token of the form.
+    /// `POST /login`: a session for the operator token of the form; a `429` while the address
+    /// waits after wrong tokens ([`logins`]).
     pub fn login(&self, req: &Request<'_>) -> Response {
+        if let Err(wait) = self.logins.check(req.peer, std::time::Instant::now()) {
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            let p = Problem::new(
+                429,
+                "too many wrong tokens",
+                format!("after wrong operator tokens from this address, the next login may be tried in {seconds} s"),
+            )
+            .hint("wait, then log in with the value of the operator token");
+            let mut answer = self.problem(Kind::Page, &Viewer::Anonymous, p);
+            answer.headers.push(("retry-after", seconds.to_string()));
+            return answer;
+        }
         let answered = self.log_in(req);
         answered.unwrap_or_else(|p| self.problem(Kind::Page, &self.viewer(req), p))
     }
@@ -748,11 +767,22 @@ impl StatusPage {
         let offered = field(&form, "token").unwrap_or("");
         match op.login(offered, now_ms() / 1000) {
             Ok(Some(session)) => {
+                self.logins.right(req.peer);
                 tracing::info!("status page: operator logged in");
                 Ok(StatusPage::see_other(next, Some(session.set_cookie())))
             }
             Ok(None) => {
-                tracing::warn!("status page: a login with a wrong operator token");
+                let wrong = self.logins.wrong(req.peer, std::time::Instant::now());
+                let peer = req.peer.map(|p| p.to_string()).unwrap_or_default();
+                if wrong.log {
+                    tracing::warn!(
+                        peer,
+                        wrong = wrong.count,
+                        refused_meanwhile = wrong.refused,
+                        wait_s = wrong.wait.map(|w| w.as_secs()),
+                        "status page: a wrong operator token (logged at the first and at each doubling)"
+                    );
+                }
                 let page = ErrorPage {
                     status: 401,
                     title: "wrong operator token".into(),

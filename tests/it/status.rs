@@ -627,10 +627,7 @@ async fn only_an_operator_with_the_token_retries_drops_and_replays() {
     }
     let logs = format!("{}{}", server.out(), server.err());
     assert!(!logs.contains(TOKEN), "{logs}");
-    assert!(
-        logs.contains("a login with a wrong operator token"),
-        "{logs}"
-    );
+    assert!(logs.contains("a wrong operator token"), "{logs}");
     server.stop().await;
 }
 
@@ -936,4 +933,59 @@ async fn the_page_answers_only_for_its_names_and_a_forwarded_name_needs_the_sess
     )
     .await;
     assert_eq!(hook.status, 200, "{}", hook.body);
+}
+
+/// A guesser at `/login` gets a few tries, then waits (429 with `Retry-After`), its tokens not
+/// even compared, the right one included; the log hears a summary, not a line per try.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_tokens_at_login_make_the_address_wait_and_are_logged_in_summary() {
+    let (_runner, runner_addr) = Runner::scripted(&[200]).await.expect("runner");
+    let p = project(runner_addr, true, "");
+    let server = start(&p).await;
+    let addr = server.addr();
+    let mut statuses = Vec::new();
+    for n in 0..200 {
+        let guess = format!("guess-{n}");
+        let a = post_form(addr, "/login", &[("token", &guess)], None, None).await;
+        statuses.push(a.status);
+        if a.status == 429 {
+            let after: u64 = a
+                .header("retry-after")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("a Retry-After: {a:?}"));
+            assert!((1..=300).contains(&after), "{after}");
+        }
+    }
+    let wrong = statuses.iter().filter(|s| **s == 401).count();
+    assert!(
+        (5..=7).contains(&wrong),
+        "only the free tries were judged: {statuses:?}"
+    );
+    assert_eq!(statuses[..5], [401; 5], "{statuses:?}");
+    assert_eq!(
+        statuses.len() - wrong,
+        statuses.iter().filter(|s| **s == 429).count()
+    );
+    // While it waits, even the right token is not compared.
+    let right = post_form(addr, "/login", &[("token", TOKEN)], None, None).await;
+    assert_eq!(right.status, 429, "{}", right.body);
+    assert_eq!(right.header("set-cookie"), None);
+    let lines = server
+        .err()
+        .lines()
+        .filter(|l| l.contains("wrong operator token"))
+        .count();
+    assert!(
+        (2..=4).contains(&lines),
+        "{lines} log lines:\n{}",
+        server.err()
+    );
+    // After the wait, the right token logs in.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let right = until("the wait to end", async || {
+        let a = post_form(addr, "/login", &[("token", TOKEN)], None, None).await;
+        (a.status != 429).then_some(a)
+    })
+    .await;
+    assert_eq!(right.status, 303, "{}", right.body);
 }
