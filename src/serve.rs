@@ -139,8 +139,7 @@ pub async fn start(config: Config, pipelines: Pipelines) -> anyhow::Result<Serve
         poller.health(),
         config.operator_token.clone(),
         Access::new(config.listen, &config.status),
-    )
-    .map_err(|e| anyhow::anyhow!("cannot make the status page's session key: {e}"))?;
+    );
     if !config.listen.ip().is_loopback() && !config.status.public {
         if config.operator_token.is_none() {
             tracing::warn!(listen = %config.listen, "the status page and its API refuse every read on this listener: set operator_token to log in, or status: {{public: true}}");

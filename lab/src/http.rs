@@ -46,6 +46,61 @@ where
     Ok(addr)
 }
 
+/// One answer: its status, headers (names lowercase) and body as text.
+#[derive(Clone, Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Answer {
+    /// The first value of header `name`.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Sends one request to `addr` on a fresh connection (with `Host: ADDR` unless `headers` name
+/// one): the whole answer; an error when the server cannot be reached or the exchange breaks
+/// off (a server that is gone).
+pub async fn try_exchange(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(String, String)],
+    body: Vec<u8>,
+) -> anyhow::Result<Answer> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let mut request = Request::builder().method(method).uri(path);
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        request = request.header("host", addr.to_string());
+    }
+    for (k, v) in headers {
+        request = request.header(k.as_str(), v.as_str());
+    }
+    let response = sender
+        .send_request(request.body(Full::new(Bytes::from(body)))?)
+        .await?;
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
+        .collect();
+    let bytes = response.into_body().collect().await?.to_bytes();
+    Ok(Answer {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    })
+}
+
 /// Sends one request to `addr` on a fresh connection: (status, body as text); an error when
 /// the server cannot be reached or the exchange breaks off (a server that is gone).
 pub async fn try_request(
@@ -55,22 +110,8 @@ pub async fn try_request(
     headers: &[(String, String)],
     body: Vec<u8>,
 ) -> anyhow::Result<(u16, String)> {
-    let stream = tokio::net::TcpStream::connect(addr).await?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(conn);
-    let mut request = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", addr.to_string());
-    for (k, v) in headers {
-        request = request.header(k.as_str(), v.as_str());
-    }
-    let response = sender
-        .send_request(request.body(Full::new(Bytes::from(body)))?)
-        .await?;
-    let status = response.status().as_u16();
-    let bytes = response.into_body().collect().await?.to_bytes();
-    Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
+    let answer = try_exchange(addr, method, path, headers, body).await?;
+    Ok((answer.status, answer.body))
 }
 
 /// [`try_request`] for a test: panics when the server cannot be reached.

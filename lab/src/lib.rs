@@ -51,7 +51,7 @@ pub mod stats;
 pub use announce::{codecommit_detail, github_push, standard_webhook_headers};
 pub use browser::Browser;
 pub use git::{GitDaemon, GitHost, GitHttp, Push, Pusher, Sshd, Work, bare, git};
-pub use http::{request, try_request};
+pub use http::{Answer, request, try_exchange, try_request};
 pub use metrics::Metrics;
 pub use moto::Moto;
 pub use otlp::{Collector, ExportedSpan};

@@ -175,7 +175,11 @@ fn only<H: Handler<T, Arc<App>>, T: 'static>(
             Answers::Status(kind) => {
                 let (parts, _) = req.into_parts();
                 let request = page_request(&parts, &[]);
-                status_answer(app.status.wrong_method(kind, method.as_str(), &request))
+                status_answer(
+                    app.status
+                        .wrong_method(kind, method.as_str(), &request)
+                        .await,
+                )
             }
         };
         // Axum's own Allow would name HEAD too, which is refused as well.
@@ -207,7 +211,7 @@ async fn unknown(State(app): Shared, req: Request) -> Response {
         return json(&Answer::rejected(404, NO_SUCH_ENDPOINT));
     };
     let (parts, _) = req.into_parts();
-    status_answer(app.status.not_found(kind, &page_request(&parts, &[])))
+    status_answer(app.status.not_found(kind, &page_request(&parts, &[])).await)
 }
 
 /// The route's one parameter as the request wrote it: not percent-decoded, as the ids and
@@ -363,7 +367,7 @@ async fn api_change(State(app): Shared, Param(id): Param, req: Request) -> Respo
 async fn login(State(app): Shared, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     match read_form(&app, body).await {
-        Ok(form) => status_answer(app.status.login(&page_request(&parts, &form))),
+        Ok(form) => status_answer(app.status.login(&page_request(&parts, &form)).await),
         Err(refused) => refused,
     }
 }
@@ -371,7 +375,7 @@ async fn login(State(app): Shared, req: Request) -> Response {
 async fn logout(State(app): Shared, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     match read_form(&app, body).await {
-        Ok(form) => status_answer(app.status.logout(&page_request(&parts, &form))),
+        Ok(form) => status_answer(app.status.logout(&page_request(&parts, &form)).await),
         Err(refused) => refused,
     }
 }

@@ -380,8 +380,7 @@ fn notice(query: Option<&str>) -> Option<String> {
 }
 
 impl StatusPage {
-    /// The page of a server; with `operator_token`, its actions (a random session key is
-    /// made for this process); `access` says who may read it.
+    /// The page of a server; with `operator_token`, its actions; `access` says who may read it.
     pub fn new(
         store: Store,
         pipelines: Arc<Pipelines>,
@@ -389,15 +388,15 @@ impl StatusPage {
         polls: Arc<PollHealth>,
         operator_token: Option<SecretRef>,
         access: Access,
-    ) -> std::io::Result<StatusPage> {
-        let operator = operator_token.map(Operator::new).transpose()?;
+    ) -> StatusPage {
+        let operator = operator_token.map(Operator::new);
         let style = base64::engine::general_purpose::STANDARD
             .encode(Sha256::digest(html::STYLE.as_bytes()));
         let csp = format!(
             "default-src 'none'; style-src 'sha256-{style}'; img-src data:; form-action 'self'; \
              frame-ancestors 'none'; base-uri 'none'"
         );
-        Ok(StatusPage {
+        StatusPage {
             store,
             pipelines,
             metrics,
@@ -406,7 +405,7 @@ impl StatusPage {
             access,
             logins: logins::Logins::default(),
             csp,
-        })
+        }
     }
 
     /// Whether actions are configured and the token can be read now; the reason when not.
@@ -417,7 +416,7 @@ impl StatusPage {
 
     /// `GET /`: the overview.
     pub async fn overview(&self, req: &Request<'_>) -> Response {
-        let viewer = match self.reader(Kind::Page, req) {
+        let viewer = match self.reader(Kind::Page, req).await {
             Ok(viewer) => viewer,
             Err(refused) => return refused,
         };
@@ -427,7 +426,7 @@ impl StatusPage {
 
     /// `GET /changes/ID`: one change.
     pub async fn change(&self, id: &str, req: &Request<'_>) -> Response {
-        let viewer = match self.reader(Kind::Page, req) {
+        let viewer = match self.reader(Kind::Page, req).await {
             Ok(viewer) => viewer,
             Err(refused) => return refused,
         };
@@ -437,16 +436,17 @@ impl StatusPage {
 
     /// `GET /api/changes`: the JSON of `changes list`.
     pub async fn api_changes(&self, req: &Request<'_>) -> Response {
-        if let Err(refused) = self.reader(Kind::Api, req) {
-            return refused;
-        }
-        let answered = self.api_list(req).await;
+        let viewer = match self.reader(Kind::Api, req).await {
+            Ok(viewer) => viewer,
+            Err(refused) => return refused,
+        };
+        let answered = self.api_list(req, &viewer).await;
         answered.unwrap_or_else(|p| self.problem(Kind::Api, &Viewer::ReadOnly, p))
     }
 
     /// `GET /api/changes/ID`: the JSON of `changes show`.
     pub async fn api_change(&self, id: &str, req: &Request<'_>) -> Response {
-        if let Err(refused) = self.reader(Kind::Api, req) {
+        if let Err(refused) = self.reader(Kind::Api, req).await {
             return refused;
         }
         let answered = self.api_view(id).await;
@@ -456,8 +456,8 @@ impl StatusPage {
     /// Who reads, when the request may read: a host the page does not answer for is a 421;
     /// where reads need the operator's session, a visitor without one is a 401 (a 403 when no
     /// `operator_token` lets anyone log in).
-    fn reader(&self, kind: Kind, req: &Request<'_>) -> Result<Viewer, Response> {
-        let viewer = self.viewer(req);
+    async fn reader(&self, kind: Kind, req: &Request<'_>) -> Result<Viewer, Response> {
+        let viewer = self.viewer(req).await;
         match self.access.grant(req.host) {
             Grant::Read => Ok(viewer),
             Grant::Session if matches!(viewer, Viewer::Operator { .. }) => Ok(viewer),
@@ -511,7 +511,7 @@ impl StatusPage {
 
     /// `POST /login`: a session for the operator token of the form; a `429` while the address
     /// waits after wrong tokens ([`logins`]).
-    pub fn login(&self, req: &Request<'_>) -> Response {
+    pub async fn login(&self, req: &Request<'_>) -> Response {
         if let Err(wait) = self.logins.check(req.peer, std::time::Instant::now()) {
             let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             let p = Problem::new(
@@ -524,66 +524,103 @@ impl StatusPage {
             answer.headers.push(("retry-after", seconds.to_string()));
             return answer;
         }
-        let answered = self.log_in(req);
-        answered.unwrap_or_else(|p| self.problem(Kind::Page, &self.viewer(req), p))
+        match self.log_in(req).await {
+            Ok(answer) => answer,
+            Err(p) => self.problem(Kind::Page, &self.viewer(req).await, p),
+        }
     }
 
-    /// `POST /logout`: the session cookie cleared (for a form of this site).
-    pub fn logout(&self, req: &Request<'_>) -> Response {
+    /// `POST /logout`: the session ended in the store (for every replica that shares it) and
+    /// its cookie cleared, for a form of this site.
+    pub async fn logout(&self, req: &Request<'_>) -> Response {
         if let Err(p) = self.check_host(req) {
             return self.problem(Kind::Page, &Viewer::ReadOnly, p);
         }
         if !same_origin(req) {
             return StatusPage::see_other("/".into(), None);
         }
+        if let Some(id) = auth::cookie_id(req.cookie)
+            && let Err(e) = self.store.end_session(auth::id_hash(&id)).await
+        {
+            let p = Problem::new(
+                503,
+                "store unavailable",
+                format!("the session could not be ended: {e}"),
+            )
+            .hint("log out again in a moment; until then the session stays valid");
+            return self.problem(Kind::Page, &self.viewer(req).await, p);
+        }
+        tracing::info!("status page: operator logged out");
         StatusPage::see_other("/".into(), Some(auth::clear_cookie()))
     }
 
     /// `POST /starts/ID/retry` and `POST /starts/ID/drop`.
     pub async fn transition(&self, id: &str, to: Transition, req: &Request<'_>) -> Response {
-        let answered = self.act(Action::Start(id, to), req).await;
-        answered.unwrap_or_else(|p| self.problem(Kind::Page, &self.viewer(req), p))
+        match self.act(Action::Start(id, to), req).await {
+            Ok(answer) => answer,
+            Err(p) => self.problem(Kind::Page, &self.viewer(req).await, p),
+        }
     }
 
     /// `POST /changes/ID/replay`.
     pub async fn replay(&self, id: &str, req: &Request<'_>) -> Response {
-        let answered = self.act(Action::Replay(id), req).await;
-        answered.unwrap_or_else(|p| self.problem(Kind::Page, &self.viewer(req), p))
+        match self.act(Action::Replay(id), req).await {
+            Ok(answer) => answer,
+            Err(p) => self.problem(Kind::Page, &self.viewer(req).await, p),
+        }
     }
 
     /// A path of the page's (below `/changes/`, `/starts/`, `/api/changes/`) that names
     /// nothing: a 404 saying where things are.
-    pub fn not_found(&self, kind: Kind, req: &Request<'_>) -> Response {
+    pub async fn not_found(&self, kind: Kind, req: &Request<'_>) -> Response {
         let p = Problem::new(404, "not found", format!("nothing at {}", req.path))
             .hint("the status page is at /, a change at /changes/ID, the JSON at /api/changes");
-        self.problem(kind, &self.viewer(req), p)
+        self.problem(kind, &self.viewer(req).await, p)
     }
 
     /// A route of the page asked with another method than `allowed`: a 405 naming it.
-    pub fn wrong_method(&self, kind: Kind, allowed: &'static str, req: &Request<'_>) -> Response {
+    pub async fn wrong_method(
+        &self,
+        kind: Kind,
+        allowed: &'static str,
+        req: &Request<'_>,
+    ) -> Response {
         let p = Problem::new(
             405,
             "method not allowed",
             format!("{} {} is not served", req.method, req.path),
         )
         .hint(format!("use {allowed}"));
-        let mut answer = self.problem(kind, &self.viewer(req), p);
+        let mut answer = self.problem(kind, &self.viewer(req).await, p);
         answer.headers.push(("allow", allowed.to_owned()));
         answer
     }
 
-    fn viewer(&self, req: &Request<'_>) -> Viewer {
+    async fn viewer(&self, req: &Request<'_>) -> Viewer {
         let Some(op) = &self.operator else {
             return Viewer::ReadOnly;
         };
         if op.available().is_err() {
             return Viewer::Unavailable(op.reference());
         }
-        match op.session(req.cookie, now_ms() / 1000) {
+        match self.session(op, req).await {
             Some(s) => Viewer::Operator {
                 csrf: s.csrf().to_owned(),
             },
             None => Viewer::Anonymous,
+        }
+    }
+
+    /// The operator's session the request's cookie names, when the store holds it (a store
+    /// that cannot be read now logs nobody in).
+    async fn session(&self, op: &Operator, req: &Request<'_>) -> Option<auth::Session> {
+        let id = auth::cookie_id(req.cookie)?;
+        match self.store.session(auth::id_hash(&id)).await {
+            Ok(stored) => op.session(&id, stored.as_ref(), now_ms()),
+            Err(e) => {
+                tracing::warn!(error = %e, "status page: the sessions cannot be read; treating the visitor as logged out");
+                None
+            }
         }
     }
 
@@ -716,8 +753,8 @@ impl StatusPage {
         Ok(self.html(200, html::change(&page)))
     }
 
-    async fn api_list(&self, req: &Request<'_>) -> Result<Response, Problem> {
-        let (query, asked) = list_query(req.query, changes::DEFAULT_LIMIT, cap(&self.viewer(req)))?;
+    async fn api_list(&self, req: &Request<'_>, viewer: &Viewer) -> Result<Response, Problem> {
+        let (query, asked) = list_query(req.query, changes::DEFAULT_LIMIT, cap(viewer))?;
         let limit = query.limit;
         let records = self.store.changes(query).await?;
         let next = next_page("/api/changes", &asked, limit, &records);
@@ -758,18 +795,32 @@ impl StatusPage {
         )
     }
 
-    fn log_in(&self, req: &Request<'_>) -> Result<Response, Problem> {
+    async fn log_in(&self, req: &Request<'_>) -> Result<Response, Problem> {
         self.check_host(req)?;
         let op = self.operator()?;
         StatusPage::check_origin(req)?;
         let form = pairs(req.body);
         let next = local_path(field(&form, "next"));
         let offered = field(&form, "token").unwrap_or("");
-        match op.login(offered, now_ms() / 1000) {
-            Ok(Some(session)) => {
+        let mut id = [0u8; auth::ID_BYTES];
+        getrandom::fill(&mut id).map_err(|e| {
+            Problem::new(
+                503,
+                "actions unavailable",
+                format!("no random session id: {e}"),
+            )
+            .hint("the system's random source failed; try again")
+        })?;
+        let now = now_ms();
+        match op.login(offered, id, now) {
+            Ok(Some(opened)) => {
                 self.logins.right(req.peer);
+                self.store.open_session(opened.row, now).await?;
                 tracing::info!("status page: operator logged in");
-                Ok(StatusPage::see_other(next, Some(session.set_cookie())))
+                Ok(StatusPage::see_other(
+                    next,
+                    Some(opened.session.set_cookie()),
+                ))
             }
             Ok(None) => {
                 let wrong = self.logins.wrong(req.peer, std::time::Instant::now());
@@ -818,7 +869,7 @@ impl StatusPage {
             Action::Start(..) => field(&form, "change").and_then(plain_id),
         }
         .map_or_else(|| "/".to_owned(), |id| format!("/changes/{id}"));
-        let Some(session) = op.session(req.cookie, now_ms() / 1000) else {
+        let Some(session) = self.session(op, req).await else {
             let page = ErrorPage {
                 status: 401,
                 title: "log in first".into(),

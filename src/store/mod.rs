@@ -59,6 +59,7 @@ mod postgres;
 mod queue;
 mod read;
 mod rules;
+mod sessions;
 mod sqlite;
 #[cfg(test)]
 mod tests;
@@ -82,6 +83,7 @@ pub use operate::{ReplayRequest, Replayed};
 pub use postgres::MIGRATIONS as POSTGRES_MIGRATIONS;
 pub use queue::{ClaimRequest, Claimed, StartRow};
 pub use rules::{Finish, StartState, Transition, encode_decisions};
+pub use sessions::SessionRow;
 pub use sqlite::MIGRATIONS;
 #[cfg(any(test, feature = "admin"))]
 pub use {postgres::Admin as PostgresAdmin, sqlite::Admin};
@@ -263,4 +265,5 @@ forward! {
     starts(states: Vec<StartState>) -> Vec<StartRow>;
     changes(query: ChangeQuery) -> Vec<ChangeRecord>;
     change(id: String) -> ChangeRecord;
+    session(id_hash: String) -> Option<SessionRow>;
 }

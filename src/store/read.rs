@@ -12,6 +12,7 @@ use super::inspect::{ChangeQuery, ChangeRecord};
 use super::intake::RefMove;
 use super::queue::StartRow;
 use super::rules::StartState;
+use super::sessions::SessionRow;
 
 /// The reads a backend answers.
 pub(crate) trait Reads {
@@ -22,4 +23,5 @@ pub(crate) trait Reads {
     async fn starts(&self, states: Vec<StartState>) -> Result<Vec<StartRow>, StoreError>;
     async fn changes(&self, query: ChangeQuery) -> Result<Vec<ChangeRecord>, StoreError>;
     async fn change(&self, id: String) -> Result<ChangeRecord, StoreError>;
+    async fn session(&self, id_hash: String) -> Result<Option<SessionRow>, StoreError>;
 }

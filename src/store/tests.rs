@@ -17,7 +17,7 @@ use crate::event::{ChangeEvent, Source, SourceKind, ZERO_SHA};
 use crate::outcome::{Decision, DuplicateOf, IntakeOutcome, replay_start_id, start_id};
 use crate::store::{
     Admin, Finish, IntakeRequest, Location, PlannedStart, PostgresAdmin, ReplayRequest, Replayed,
-    Role, StartRow, StartState, Store, StoreError, Transition,
+    Role, SessionRow, StartRow, StartState, Store, StoreError, Transition,
 };
 
 pub(crate) const REPOS: [&str; 2] = ["https://github.com/acme/api", "https://github.com/acme/web"];
@@ -1215,6 +1215,49 @@ fn sqlite_wildcards_name_no_start() {
 #[test]
 fn postgres_wildcards_name_no_start() {
     wildcards_name_no_start_on(Backend::Postgres);
+}
+
+/// Operator sessions: stored under a digest, read back, ended by a logout, forgotten once they
+/// end when the next one opens.
+fn sessions_are_kept_and_ended_on(backend: Backend) {
+    let Some(h) = Harness::on(backend) else {
+        return;
+    };
+    let row = |n: u8, expires_ms: i64| SessionRow {
+        id_hash: format!("{n:02x}").repeat(32),
+        token_mac: format!("mac{n}"),
+        expires_ms,
+    };
+    let (a, b) = (row(1, 5_000), row(2, 9_000));
+    h.rt.block_on(h.store.open_session(a.clone(), 1_000))
+        .expect("open a");
+    h.rt.block_on(h.store.open_session(b.clone(), 1_000))
+        .expect("open b");
+    let read = |id: &str| h.rt.block_on(h.store.session(id.to_owned())).expect("read");
+    assert_eq!(read(&a.id_hash), Some(a.clone()), "{backend:?}");
+    assert_eq!(read(&b.id_hash), Some(b.clone()), "{backend:?}");
+    assert_eq!(read(&"00".repeat(32)), None, "{backend:?}");
+    let ended = h.rt.block_on(h.store.end_session(b.id_hash.clone()));
+    assert!(ended.expect("end"), "{backend:?}");
+    assert_eq!(read(&b.id_hash), None, "{backend:?}: logged out");
+    let again = h.rt.block_on(h.store.end_session(b.id_hash.clone()));
+    assert!(!again.expect("end"), "{backend:?}");
+    // A session opened after `a` ended forgets it.
+    let c = row(3, 20_000);
+    h.rt.block_on(h.store.open_session(c.clone(), 6_000))
+        .expect("open c");
+    assert_eq!(read(&a.id_hash), None, "{backend:?}: ended and forgotten");
+    assert_eq!(read(&c.id_hash), Some(c), "{backend:?}");
+}
+
+#[test]
+fn sqlite_keeps_and_ends_sessions() {
+    sessions_are_kept_and_ended_on(Backend::Sqlite);
+}
+
+#[test]
+fn postgres_keeps_and_ends_sessions() {
+    sessions_are_kept_and_ended_on(Backend::Postgres);
 }
 
 #[test]

@@ -15,7 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use switchyard_lab::{GitDaemon, Postgres, Runner, Serve, Work, bare, or_skip, try_request};
+use switchyard_lab::{
+    GitDaemon, Postgres, Runner, Serve, Work, bare, or_skip, try_exchange, try_request,
+};
 
 use crate::support::{SECRET, change_in, serve, sha, try_post};
 
@@ -920,4 +922,94 @@ async fn fifty_polled_repositories_are_shared_not_repeated() {
         all_started.as_secs_f64()
     );
     drop(cluster);
+}
+
+/// The operator's session belongs to the replicas together: a cookie one replica gave works on
+/// the others, and a logout on any ends it on all of them (a load balancer may send the next
+/// request anywhere).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_on_one_replica_ends_the_session_on_the_others() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(url) = database("sessions") else {
+        return;
+    };
+    let token_dir = tempfile::tempdir().expect("temp dir");
+    let token_file = token_dir.path().join("operator");
+    std::fs::write(&token_file, "operator-token-of-the-replicas").expect("token");
+    let cluster = Cluster::start(
+        &url,
+        2,
+        &format!("operator_token: file:{}\n", token_file.display()),
+        &[],
+    )
+    .await;
+    let [a, b] = cluster.addrs()[..] else {
+        panic!("two replicas");
+    };
+    let form = |addr: SocketAddr, cookie: Option<&str>| {
+        let mut headers = vec![
+            ("origin".to_owned(), format!("http://{addr}")),
+            (
+                "content-type".to_owned(),
+                "application/x-www-form-urlencoded".to_owned(),
+            ),
+        ];
+        if let Some(c) = cookie {
+            headers.push(("cookie".to_owned(), c.to_owned()));
+        }
+        headers
+    };
+    let login = try_exchange(
+        a,
+        "POST",
+        "/login",
+        &form(a, None),
+        b"token=operator-token-of-the-replicas".to_vec(),
+    )
+    .await
+    .expect("login");
+    assert_eq!(login.status, 303, "{}", login.body);
+    let cookie = login
+        .header("set-cookie")
+        .and_then(|c| c.split(';').next())
+        .expect("a session cookie")
+        .to_owned();
+    let page = |addr: SocketAddr| {
+        let cookie = cookie.clone();
+        async move {
+            try_exchange(
+                addr,
+                "GET",
+                "/",
+                &[("cookie".to_owned(), cookie)],
+                Vec::new(),
+            )
+            .await
+            .expect("the page")
+            .body
+        }
+    };
+    let on_b = page(b).await;
+    let at = on_b
+        .find("name=\"csrf\" value=\"")
+        .unwrap_or_else(|| panic!("replica b does not know the session:\n{on_b}"));
+    let rest = &on_b[at + "name=\"csrf\" value=\"".len()..];
+    let csrf = rest[..rest.find('"').expect("a quote")].to_owned();
+    let out = try_exchange(
+        b,
+        "POST",
+        "/logout",
+        &form(b, Some(&cookie)),
+        format!("csrf={csrf}").into_bytes(),
+    )
+    .await
+    .expect("logout");
+    assert_eq!(out.status, 303, "{}", out.body);
+    for (name, addr) in [("a", a), ("b", b)] {
+        let body = page(addr).await;
+        assert!(
+            !body.contains("name=\"csrf\"") && body.contains("action=\"/login\""),
+            "replica {name} still knows the session:\n{body}"
+        );
+    }
 }

@@ -8,12 +8,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
-use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use switchyard::event::{ChangeEvent, Source, SourceKind};
-use switchyard_lab::{Browser, Runner, Serve, Work, bare, or_skip};
+use switchyard_lab::{Answer, Browser, Runner, Serve, Work, bare, or_skip, try_exchange};
 
 use crate::support::{Project, change, serve, sha, try_post};
 
@@ -81,28 +78,13 @@ async fn post(addr: SocketAddr, delivery: &str, body: &str) -> String {
     id
 }
 
-/// One HTTP answer with its headers.
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
+/// The JSON of an answer's body.
+fn json(answer: &Answer) -> Value {
+    serde_json::from_str(&answer.body).unwrap_or_else(|e| panic!("{e}: not JSON: {}", answer.body))
 }
 
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: not JSON: {}", self.body))
-    }
-}
-
-/// One request on a fresh connection, with `headers`; the whole answer.
+/// One request on a fresh connection, with `headers` (`Host: ADDR` unless they name one); the
+/// whole answer.
 async fn exchange(
     addr: SocketAddr,
     method: &str,
@@ -110,39 +92,13 @@ async fn exchange(
     headers: &[(&str, String)],
     body: String,
 ) -> Answer {
-    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .expect("handshake");
-    tokio::spawn(conn);
-    let mut request = hyper::Request::builder().method(method).uri(path);
-    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
-        request = request.header("host", addr.to_string());
-    }
-    for (k, v) in headers {
-        request = request.header(*k, v.as_str());
-    }
-    let response = sender
-        .send_request(request.body(Full::new(Bytes::from(body))).expect("request"))
-        .await
-        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-    let status = response.status().as_u16();
-    let headers = response
-        .headers()
+    let headers: Vec<(String, String)> = headers
         .iter()
-        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
         .collect();
-    let body = response
-        .into_body()
-        .collect()
+    try_exchange(addr, method, path, &headers, body.into_bytes())
         .await
-        .expect("a body")
-        .to_bytes();
-    Answer {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    }
+        .unwrap_or_else(|e| panic!("{method} {path}: {e:#}"))
 }
 
 async fn get(addr: SocketAddr, path: &str, cookie: Option<&str>) -> Answer {
@@ -195,7 +151,7 @@ async fn until<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
 /// The change's JSON once its first start is in `state`.
 async fn start_state(addr: SocketAddr, id: &str, state: &str) -> Value {
     until(&format!("the start of {id} to be {state}"), async || {
-        let view = get(addr, &format!("/api/changes/{id}"), None).await.json();
+        let view = json(&get(addr, &format!("/api/changes/{id}"), None).await);
         (view["starts"][0]["state"] == state).then_some(view)
     })
     .await
@@ -288,20 +244,20 @@ async fn the_api_shows_the_decision_log_as_the_commands_do_and_names_bad_ids() {
     assert_eq!(list.header("content-type"), Some("application/json"));
     assert_eq!(
         serde_json::from_str::<Value>(&listed.stdout).expect("JSON"),
-        list.json()
+        json(&list)
     );
-    assert_eq!(list.json()["changes"][0]["id"], id.as_str());
-    assert_eq!(list.json()["changes"][0]["first_source"], "webhook");
+    assert_eq!(json(&list)["changes"][0]["id"], id.as_str());
+    assert_eq!(json(&list)["changes"][0]["first_source"], "webhook");
     // A prefix works as well as the whole id.
     let by_prefix = get(addr, &format!("/api/changes/{}", &id[..8]), None).await;
-    assert_eq!((by_prefix.status, by_prefix.json()), (200, view.clone()));
+    assert_eq!((by_prefix.status, json(&by_prefix)), (200, view.clone()));
 
     // An unknown id: 404, as JSON for the API and as a page for people.
     let unknown = "ffffffffffffffffffffffffffffffff";
     let missing = get(addr, &format!("/api/changes/{unknown}"), None).await;
     assert_eq!(missing.status, 404, "{}", missing.body);
     assert!(
-        missing.json()["error"]
+        json(&missing)["error"]
             .as_str()
             .is_some_and(|e| e.contains(unknown)),
         "{}",
@@ -317,7 +273,7 @@ async fn the_api_shows_the_decision_log_as_the_commands_do_and_names_bad_ids() {
     let short = get(addr, "/api/changes/ab", None).await;
     assert_eq!(short.status, 400, "{}", short.body);
     assert!(
-        short.json()["hint"]
+        json(&short)["hint"]
             .as_str()
             .is_some_and(|h| h.contains("at least 4"))
     );
@@ -328,7 +284,7 @@ async fn the_api_shows_the_decision_log_as_the_commands_do_and_names_bad_ids() {
     let b = post(addr, "d-3", &second).await;
     let ambiguous = get(addr, &format!("/api/changes/{prefix}"), None).await;
     assert_eq!(ambiguous.status, 400, "{}", ambiguous.body);
-    let candidates = ambiguous.json()["candidates"].clone();
+    let candidates = json(&ambiguous)["candidates"].clone();
     for id in [&a, &b] {
         assert!(
             candidates
@@ -369,7 +325,7 @@ async fn the_api_shows_the_decision_log_as_the_commands_do_and_names_bad_ids() {
     for (query, error, hint) in cases {
         let bad = get(addr, &format!("/api/changes?{query}"), None).await;
         assert_eq!(bad.status, 400, "{query}: {}", bad.body);
-        let json = bad.json();
+        let json = json(&bad);
         assert!(
             json["error"].as_str().is_some_and(|e| e.contains(error)),
             "{query}: {json}"
@@ -381,14 +337,14 @@ async fn the_api_shows_the_decision_log_as_the_commands_do_and_names_bad_ids() {
     }
     let filtered = get(addr, "/api/changes?pipeline=deploy&limit=1&since=1h", None).await;
     assert_eq!(filtered.status, 200, "{}", filtered.body);
-    assert_eq!(filtered.json()["changes"].as_array().map(Vec::len), Some(1));
+    assert_eq!(json(&filtered)["changes"].as_array().map(Vec::len), Some(1));
     // A full page links the next one (the same filter, a cursor); the last page links none.
     let mut seen = Vec::new();
     let mut next = Some("/api/changes?limit=1".to_owned());
     while let Some(path) = next.take() {
         let page = get(addr, &path, None).await;
         assert_eq!(page.status, 200, "{path}: {}", page.body);
-        for change in page.json()["changes"].as_array().expect("changes") {
+        for change in json(&page)["changes"].as_array().expect("changes") {
             seen.push(change["id"].as_str().expect("id").to_owned());
         }
         next = page.header("link").map(|link| {
@@ -398,7 +354,7 @@ async fn the_api_shows_the_decision_log_as_the_commands_do_and_names_bad_ids() {
         });
         assert!(seen.len() <= 20, "the pages never end: {seen:?}");
     }
-    let whole: Vec<String> = get(addr, "/api/changes", None).await.json()["changes"]
+    let whole: Vec<String> = json(&get(addr, "/api/changes", None).await)["changes"]
         .as_array()
         .expect("changes")
         .iter()
@@ -422,7 +378,7 @@ async fn the_api_shows_the_decision_log_as_the_commands_do_and_names_bad_ids() {
     let refused = post_form(addr, "/login", &[("token", TOKEN)], None, None).await;
     assert_eq!(refused.status, 403, "{}", refused.body);
     assert_eq!(
-        get(addr, &format!("/api/changes/{id}"), None).await.json()["starts"][0]["state"],
+        json(&get(addr, &format!("/api/changes/{id}"), None).await)["starts"][0]["state"],
         "dead"
     );
     server.stop().await;
@@ -467,7 +423,7 @@ async fn payload_values_are_shown_as_text() {
         "{page}"
     );
     // The JSON carries the values as they came.
-    let view = get(addr, &format!("/api/changes/{id}"), None).await.json();
+    let view = json(&get(addr, &format!("/api/changes/{id}"), None).await);
     assert_eq!(view["ref"], SCRIPT_REF);
     assert_eq!(
         view["sightings"][0]["delivery_id"],
@@ -564,7 +520,7 @@ async fn only_an_operator_with_the_token_retries_drops_and_replays() {
         );
     }
     assert_eq!(
-        get(addr, &format!("/api/changes/{id}"), None).await.json()["starts"][0]["state"],
+        json(&get(addr, &format!("/api/changes/{id}"), None).await)["starts"][0]["state"],
         "dead"
     );
 
@@ -613,13 +569,26 @@ async fn only_an_operator_with_the_token_retries_drops_and_replays() {
     );
     pages.push(overview);
 
-    // Logged out again: the cookie is cleared.
+    // Logged out again: the cookie is cleared, and the session is over: the old cookie and
+    // CSRF token, replayed, are worth nothing.
     let out = post_form(addr, "/logout", &[("csrf", &csrf)], Some(&cookie), None).await;
     assert_eq!(out.status, 303);
     assert!(
         out.header("set-cookie")
             .is_some_and(|c| c.contains("Max-Age=0"))
     );
+    let page = get(addr, &next, Some(&cookie)).await;
+    assert!(page.body.contains("action=\"/login\""), "{}", page.body);
+    assert!(!page.body.contains("retry</button>"), "{}", page.body);
+    let replayed = post_form(
+        addr,
+        &retry,
+        &[("csrf", csrf.as_str()), ("change", id.as_str())],
+        Some(&cookie),
+        None,
+    )
+    .await;
+    assert_eq!(replayed.status, 401, "{}", replayed.body);
 
     // The token never shows: in no page, no log line.
     for page in &pages {

@@ -30,8 +30,7 @@ async fn server(dir: &std::path::Path) -> (SocketAddr, shutdown::Trigger) {
         Arc::new(PollHealth::new([])),
         None,
         Access::public(),
-    )
-    .expect("a status page");
+    );
     let app = Arc::new(App {
         intake: Intake::new(pipelines, store.clone(), Arc::clone(&metrics)),
         hooks: Hooks::new(Receivers::default(), 1024),

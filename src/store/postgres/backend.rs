@@ -20,6 +20,7 @@ use crate::outcome::IntakeOutcome;
 use crate::store::intake::{Intake, Plan, Poll, PollLease};
 use crate::store::operate::{Move, Replay};
 use crate::store::queue::{Claim, Record, Release};
+use crate::store::sessions::{EndSession, OpenSession};
 use crate::store::upkeep::{Probe, PruneChanges, PruneDeliveries};
 use crate::store::write::{self, Pending, Write};
 use crate::store::{Claimed, Replayed, Role, StartRow, StoreError, now_ms};
@@ -666,6 +667,18 @@ impl Apply for Probe {
 
     fn apply<'a>(&'a self, cx: &'a Cx<'a>) -> Step<'a, ()> {
         Box::pin(sql::probe(cx.c))
+    }
+}
+
+impl Apply for OpenSession {
+    fn apply<'a>(&'a self, cx: &'a Cx<'a>) -> Step<'a, ()> {
+        Box::pin(sql::open_session(cx.c, &self.row, self.now_ms))
+    }
+}
+
+impl Apply for EndSession {
+    fn apply<'a>(&'a self, cx: &'a Cx<'a>) -> Step<'a, bool> {
+        Box::pin(sql::end_session(cx.c, &self.id_hash))
     }
 }
 

@@ -11,7 +11,9 @@ use tokio_postgres::{Client, Statement};
 use super::sql::{self, Statements};
 use super::{describe, message};
 use crate::store::read::Reads;
-use crate::store::{ChangeQuery, ChangeRecord, RefMove, StartRow, StartState, StoreError};
+use crate::store::{
+    ChangeQuery, ChangeRecord, RefMove, SessionRow, StartRow, StartState, StoreError,
+};
 
 /// A pool of read connections to one database.
 #[derive(Clone)]
@@ -124,5 +126,10 @@ impl Reads for Readers {
     async fn change(&self, id: String) -> Result<ChangeRecord, StoreError> {
         self.read(async |c| sql::find_change(&c.client, &id).await)
             .await?
+    }
+
+    async fn session(&self, id_hash: String) -> Result<Option<SessionRow>, StoreError> {
+        self.read(async |c| sql::session(&c.client, &id_hash).await)
+            .await
     }
 }

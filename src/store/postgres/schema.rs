@@ -281,6 +281,15 @@ BEGIN
 END
 $$;
 "#,
+    // 4: the status page's operator sessions, shared by the replicas (a digest of each id; a
+    // logout removes its row, for every replica at once).
+    r#"
+CREATE TABLE sessions (
+  id_hash TEXT PRIMARY KEY,
+  token_mac TEXT NOT NULL,
+  expires_ms BIGINT NOT NULL
+);
+"#,
 ];
 
 /// Brings the database to the newest schema under the migration lock, refusing one written by

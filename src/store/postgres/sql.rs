@@ -11,7 +11,7 @@ use crate::store::intake::{Encoded, Plan};
 use crate::store::rules::{self, decode_decisions};
 use crate::store::{
     ChangeQuery, ChangeRecord, ClaimRequest, Claimed, Finish, IntakeRequest, PlannedStart, RefMove,
-    ReplayRequest, Replayed, Sighting, StartRow, StartState, StoreError, Transition,
+    ReplayRequest, Replayed, SessionRow, Sighting, StartRow, StartState, StoreError, Transition,
 };
 
 const START_COLUMNS: &str = "seq, id, change_id, pipeline, git_ref, state, attempts, next_attempt_ms, last_error, created_ms, updated_ms, run, replay";
@@ -745,6 +745,53 @@ pub(super) async fn prune_changes(
         .execute("DELETE FROM changes WHERE id = ANY($1::text[])", &[&ids])
         .await?;
     Ok(n as usize)
+}
+
+/// The stored session whose id has this digest.
+pub(super) async fn session(
+    c: &Client,
+    id_hash: &str,
+) -> Result<Option<SessionRow>, tokio_postgres::Error> {
+    let row = c
+        .query_opt(
+            "SELECT token_mac, expires_ms FROM sessions WHERE id_hash = $1",
+            &[&id_hash],
+        )
+        .await?;
+    Ok(row.map(|r| SessionRow {
+        id_hash: id_hash.to_owned(),
+        token_mac: r.get(0),
+        expires_ms: r.get(1),
+    }))
+}
+
+/// Stores a session, forgetting those that ended before `now_ms`.
+pub(super) async fn open_session(
+    c: &impl GenericClient,
+    row: &SessionRow,
+    now_ms: i64,
+) -> Result<(), tokio_postgres::Error> {
+    c.execute("DELETE FROM sessions WHERE expires_ms < $1", &[&now_ms])
+        .await?;
+    c.execute(
+        "INSERT INTO sessions (id_hash, token_mac, expires_ms) VALUES ($1, $2, $3)
+         ON CONFLICT (id_hash) DO UPDATE SET token_mac = EXCLUDED.token_mac, expires_ms = EXCLUDED.expires_ms",
+        &[&row.id_hash, &row.token_mac, &row.expires_ms],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Forgets a session; whether there was one.
+pub(super) async fn end_session(
+    c: &impl GenericClient,
+    id_hash: &str,
+) -> Result<bool, tokio_postgres::Error> {
+    Ok(
+        c.execute("DELETE FROM sessions WHERE id_hash = $1", &[&id_hash])
+            .await?
+            > 0,
+    )
 }
 
 #[cfg(test)]

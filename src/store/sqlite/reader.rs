@@ -12,7 +12,9 @@ use tokio::sync::oneshot;
 
 use super::{open_connection, sql};
 use crate::store::read::Reads;
-use crate::store::{ChangeQuery, ChangeRecord, RefMove, StartRow, StartState, StoreError};
+use crate::store::{
+    ChangeQuery, ChangeRecord, RefMove, SessionRow, StartRow, StartState, StoreError,
+};
 
 /// Whether the writer has tried its first open: readers open their connections only after it,
 /// so that `serve`'s recovery of interrupted starts comes before any read.
@@ -154,5 +156,9 @@ impl Reads for Readers {
 
     async fn change(&self, id: String) -> Result<ChangeRecord, StoreError> {
         self.read(move |c| sql::find_change(c, &id)).await?
+    }
+
+    async fn session(&self, id_hash: String) -> Result<Option<SessionRow>, StoreError> {
+        self.read(move |c| sql::session(c, &id_hash)).await
     }
 }

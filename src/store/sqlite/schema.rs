@@ -100,6 +100,12 @@ pub const MIGRATIONS: &[&str] = &[
      ALTER TABLE starts_v5 RENAME TO starts;
      CREATE INDEX starts_open ON starts (pipeline, seq) WHERE state IN ('pending', 'running', 'failed');
      CREATE INDEX starts_ref ON starts (pipeline, git_ref) WHERE state IN ('pending', 'failed');",
+    // 6: the status page's operator sessions (a digest of each id; a logout removes its row).
+    "CREATE TABLE sessions (
+        id_hash TEXT PRIMARY KEY,
+        token_mac TEXT NOT NULL,
+        expires_ms INTEGER NOT NULL
+     );",
 ];
 
 /// Brings the database to the newest schema, refusing one written by a newer switchyard.

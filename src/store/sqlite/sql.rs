@@ -12,7 +12,7 @@ use crate::store::intake::Encoded;
 use crate::store::rules::{self, decode_decisions};
 use crate::store::{
     ChangeQuery, ChangeRecord, ClaimRequest, Claimed, Finish, IntakeRequest, PlannedStart, RefMove,
-    ReplayRequest, Replayed, Sighting, StartRow, StartState, StoreError, Transition,
+    ReplayRequest, Replayed, SessionRow, Sighting, StartRow, StartState, StoreError, Transition,
 };
 
 pub(super) fn intake(
@@ -575,4 +575,40 @@ pub(super) fn prune_changes(
         &format!("DELETE FROM changes WHERE id IN ({DOOMED})"),
         params![before_ms, upto],
     )
+}
+
+/// The stored session whose id has this digest.
+pub(super) fn session(conn: &Connection, id_hash: &str) -> rusqlite::Result<Option<SessionRow>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT token_mac, expires_ms FROM sessions WHERE id_hash = ?1")?;
+    let mut rows = stmt.query_map(params![id_hash], |r| {
+        Ok(SessionRow {
+            id_hash: id_hash.to_owned(),
+            token_mac: r.get(0)?,
+            expires_ms: r.get(1)?,
+        })
+    })?;
+    rows.next().transpose()
+}
+
+/// Stores a session, forgetting those that ended before `now_ms`.
+pub(super) fn open_session(
+    conn: &Connection,
+    row: &SessionRow,
+    now_ms: i64,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "DELETE FROM sessions WHERE expires_ms < ?1",
+        params![now_ms],
+    )?;
+    conn.execute(
+        "INSERT OR REPLACE INTO sessions (id_hash, token_mac, expires_ms) VALUES (?1, ?2, ?3)",
+        params![row.id_hash, row.token_mac, row.expires_ms],
+    )?;
+    Ok(())
+}
+
+/// Forgets a session; whether there was one.
+pub(super) fn end_session(conn: &Connection, id_hash: &str) -> rusqlite::Result<bool> {
+    Ok(conn.execute("DELETE FROM sessions WHERE id_hash = ?1", params![id_hash])? > 0)
 }

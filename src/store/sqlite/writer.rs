@@ -16,6 +16,7 @@ use crate::outcome::IntakeOutcome;
 use crate::store::intake::{Intake, Plan, Poll, PollLease};
 use crate::store::operate::{Move, Replay};
 use crate::store::queue::{Claim, Record, Release};
+use crate::store::sessions::{EndSession, OpenSession};
 use crate::store::upkeep::{Probe, PruneChanges, PruneDeliveries};
 use crate::store::write::{self, Pending, Write};
 use crate::store::{Role, StoreError, now_ms};
@@ -293,6 +294,18 @@ impl Apply for Replay {
 impl Apply for Probe {
     fn apply(&self, w: &mut Tx<'_, '_>) -> rusqlite::Result<()> {
         sql::probe(w.tx)
+    }
+}
+
+impl Apply for OpenSession {
+    fn apply(&self, w: &mut Tx<'_, '_>) -> rusqlite::Result<()> {
+        sql::open_session(w.tx, &self.row, self.now_ms)
+    }
+}
+
+impl Apply for EndSession {
+    fn apply(&self, w: &mut Tx<'_, '_>) -> rusqlite::Result<bool> {
+        sql::end_session(w.tx, &self.id_hash)
     }
 }
 
