@@ -163,6 +163,7 @@ pub async fn start(config: Config, pipelines: Pipelines) -> anyhow::Result<Serve
     let grace = config.shutdown_grace;
     let limits = http::Limits {
         max_connections: config.limits.max_connections,
+        per_peer: config.limits.per_peer(),
         read_timeout: config.limits.read_timeout,
     };
     let (replay_window, retention) = (config.replay_window, config.retention);

@@ -276,8 +276,20 @@ pub struct Dispatch {
 pub struct Limits {
     pub max_body_bytes: usize,
     pub max_connections: usize,
+    /// The most connections one address may hold at once (`None`: a quarter of
+    /// `max_connections`); behind a proxy every connection is the proxy's.
+    pub max_connections_per_peer: Option<usize>,
     /// Time allowed to read a request's headers, and then its body.
     pub read_timeout: Duration,
+}
+
+impl Limits {
+    /// The most connections one address may hold at once.
+    pub fn per_peer(&self) -> usize {
+        self.max_connections_per_peer
+            .unwrap_or((self.max_connections / 4).max(1))
+            .min(self.max_connections)
+    }
 }
 
 impl Default for Config {
@@ -297,6 +309,7 @@ impl Default for Config {
             limits: Limits {
                 max_body_bytes: 1 << 20,
                 max_connections: 1024,
+                max_connections_per_peer: None,
                 read_timeout: Duration::from_secs(10),
             },
             shutdown_grace: Duration::from_secs(10),
@@ -463,7 +476,12 @@ impl Config {
             && let Some(m) = MapReader::new(node, "limits", d)
         {
             m.deny_unknown(
-                &["max_body_bytes", "max_connections", "read_timeout"],
+                &[
+                    "max_body_bytes",
+                    "max_connections",
+                    "max_connections_per_peer",
+                    "read_timeout",
+                ],
                 "limits",
                 d,
             );
@@ -483,6 +501,11 @@ impl Config {
                 1 << 20,
                 d,
             );
+            let mut per_peer = 0;
+            number_key(&m, "max_connections_per_peer", &mut per_peer, 1, 1 << 20, d);
+            if per_peer > 0 {
+                config.limits.max_connections_per_peer = Some(per_peer);
+            }
             duration_key(&m, "read_timeout", &mut config.limits.read_timeout, d);
         }
         duration_key(&map, "shutdown_grace", &mut config.shutdown_grace, d);

@@ -20,6 +20,19 @@ use crate::store::Role;
 
 /// A server of the route table over an empty project; stops when the trigger drops.
 async fn server(dir: &std::path::Path) -> (SocketAddr, shutdown::Trigger) {
+    let limits = crate::http::Limits {
+        max_connections: 8,
+        per_peer: 8,
+        read_timeout: Duration::from_secs(5),
+    };
+    server_with(dir, limits).await
+}
+
+/// [`server`] with `limits`.
+async fn server_with(
+    dir: &std::path::Path,
+    limits: crate::http::Limits,
+) -> (SocketAddr, shutdown::Trigger) {
     let store = Store::open(dir, Role::Serve, Arc::new(Notify::new()));
     let pipelines = Arc::new(Pipelines::default());
     let metrics = Arc::new(Metrics::default());
@@ -44,10 +57,6 @@ async fn server(dir: &std::path::Path) -> (SocketAddr, shutdown::Trigger) {
         .expect("bind");
     let addr = listener.local_addr().expect("an address");
     let (trigger, shutdown) = shutdown::channel();
-    let limits = crate::http::Limits {
-        max_connections: 8,
-        read_timeout: Duration::from_secs(5),
-    };
     tokio::spawn(crate::http::serve(
         listener,
         router(app),
@@ -216,4 +225,93 @@ async fn a_function_url_answers_its_paths_as_serve_does() {
             }
         }
     }
+}
+
+/// A connection from `from` (a loopback address of its own) to `addr`.
+async fn connect_from(from: &str, addr: SocketAddr) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket
+        .bind(format!("{from}:0").parse().expect("an address"))
+        .expect("bind");
+    socket.connect(addr).await.expect("connect")
+}
+
+/// `GET path` on `stream`: the status, or `None` when no answer comes within `within`.
+async fn get_on(
+    stream: tokio::net::TcpStream,
+    addr: SocketAddr,
+    path: &str,
+    within: Duration,
+) -> Option<u16> {
+    let exchange = async {
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .ok()?;
+        tokio::spawn(conn);
+        let request = hyper::Request::builder()
+            .uri(path)
+            .header("host", addr.to_string())
+            .body(Full::new(Bytes::new()))
+            .ok()?;
+        let response = sender.send_request(request).await.ok()?;
+        Some(response.status().as_u16())
+    };
+    tokio::time::timeout(within, exchange).await.ok().flatten()
+}
+
+/// Which of `streams` the server keeps open: a closed one reads its end at once.
+async fn still_open(streams: Vec<tokio::net::TcpStream>) -> Vec<tokio::net::TcpStream> {
+    use tokio::io::AsyncReadExt as _;
+    let mut checks = tokio::task::JoinSet::new();
+    for mut stream in streams {
+        checks.spawn(async move {
+            let mut byte = [0u8; 1];
+            match tokio::time::timeout(Duration::from_millis(1500), stream.read(&mut byte)).await {
+                Err(_) => Some(stream),
+                Ok(_) => None,
+            }
+        });
+    }
+    checks.join_all().await.into_iter().flatten().collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_holds_its_share_and_health_answers_when_every_slot_is_held() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let limits = crate::http::Limits {
+        max_connections: 8,
+        per_peer: 4,
+        read_timeout: Duration::from_secs(60),
+    };
+    let (addr, _stop) = server_with(dir.path(), limits).await;
+    // One address opens 20 idle connections, as a client reconnecting as fast as it is cut
+    // would: it keeps 4.
+    let mut greedy = Vec::new();
+    for _ in 0..20 {
+        greedy.push(connect_from("127.0.0.2", addr).await);
+    }
+    let greedy = still_open(greedy).await;
+    assert_eq!(greedy.len(), 4, "one address keeps its share");
+    // Another takes the other 4: every slot is held by an idle connection.
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        idle.push(connect_from("127.0.0.3", addr).await);
+    }
+    let mut idle = still_open(idle).await;
+    assert_eq!(idle.len(), 4);
+    // Health, readiness and metrics are answered at once all the same.
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let stream = connect_from("127.0.0.4", addr).await;
+        let got = get_on(stream, addr, path, Duration::from_secs(3)).await;
+        assert_eq!(got, Some(200), "{path} while every slot is held");
+    }
+    // Anything else waits for a slot, and is answered once one frees.
+    let stream = connect_from("127.0.0.4", addr).await;
+    let waiting = tokio::spawn(get_on(stream, addr, "/nope", Duration::from_secs(10)));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!waiting.is_finished(), "answered without a slot");
+    drop(idle.pop());
+    let got = waiting.await.expect("the request");
+    assert_eq!(got, Some(404), "answered once a slot freed");
+    drop(greedy);
 }
