@@ -4,6 +4,7 @@
 //! for a pull request from (repository, number, action, head sha). The same push reported by a
 //! webhook, an EventBridge event and a poll therefore has one id. This module does no I/O.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use jiff::Timestamp;
@@ -439,6 +440,53 @@ pub fn normalize_sha(sha: &str) -> Option<String> {
 pub fn normalize_abbrev_sha(sha: &str) -> Option<String> {
     let ok = (7..=64).contains(&sha.len()) && sha.bytes().all(|b| b.is_ascii_hexdigit());
     ok.then(|| sha.to_ascii_lowercase())
+}
+
+/// A ref, path or repository from a payload as people see it, on the status page and in the
+/// commands' text: the characters that are invisible or reorder text (bidirectional controls,
+/// zero-width characters, control characters) are written as escapes (`\u{202E}`), so a ref
+/// cannot be made to read as another. The JSON answers keep the value as it is.
+pub fn shown(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(deceives) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if deceives(c) {
+            out.push_str(&format!("\\u{{{:04X}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Whether `c` is invisible or changes how the text around it reads (Unicode's bidirectional
+/// formatting characters, as in CVE-2021-42574, the zero-width and other format characters
+/// that render as nothing, and control characters).
+fn deceives(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{00AD}'
+                | '\u{034F}'
+                | '\u{061C}'
+                | '\u{115F}'
+                | '\u{1160}'
+                | '\u{17B4}'
+                | '\u{17B5}'
+                | '\u{180B}'..='\u{180F}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{2028}'..='\u{202E}'
+                | '\u{2060}'..='\u{206F}'
+                | '\u{3164}'
+                | '\u{FE00}'..='\u{FE0F}'
+                | '\u{FEFF}'
+                | '\u{FFA0}'
+                | '\u{FFF9}'..='\u{FFFB}'
+                | '\u{1D173}'..='\u{1D17A}'
+                | '\u{E0000}'..='\u{E0FFF}'
+        )
 }
 
 /// Checks a full ref name against git's rules for ref names (`git check-ref-format`).

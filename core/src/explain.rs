@@ -25,9 +25,11 @@ impl Explanation {
         let what = match &event.pull_request {
             Some(pr) => format!(
                 "pull request #{} {} into {}",
-                pr.number, pr.action, pr.base_ref
+                pr.number,
+                pr.action,
+                crate::event::shown(&pr.base_ref)
             ),
-            None => format!("push to {}", event.git_ref),
+            None => format!("push to {}", crate::event::shown(&event.git_ref)),
         };
         let n = event.changed_paths.len();
         let plural = if n == 1 { "path" } else { "paths" };
@@ -46,7 +48,8 @@ impl Explanation {
         let _ = writeln!(
             out,
             "change {} in {}: {what}, {paths}",
-            event.id, event.repository
+            event.id,
+            crate::event::shown(event.repository.as_str())
         );
         let width = self
             .pipelines

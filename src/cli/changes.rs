@@ -12,6 +12,7 @@ use crate::changes::{
     ChangeLine, ChangeView, DEFAULT_LIMIT, MAX_LIMIT, ReplayReport, SINCE_HINT, limit_hint, short,
 };
 use crate::diag::{Hint as _, Hinted};
+use crate::event::shown;
 use crate::repo::RepoId;
 use crate::store::{ChangeQuery, Store, StoreError, now_ms};
 
@@ -170,8 +171,8 @@ pub fn render_list(lines: &[ChangeLine]) -> String {
             "{:<12}  {:<24}  {:<repo_width$}  {:<ref_width$}  {:<7}  {:<11}  {:>5}  {starts}",
             short(&l.id, 12),
             l.received_at,
-            l.repository,
-            l.git_ref,
+            shown(&l.repository),
+            shown(&l.git_ref),
             short(&l.sha, 7),
             l.first_source,
             l.sightings,
@@ -192,7 +193,7 @@ pub async fn show(store: &Store, id: &str, json: bool) -> Result<String, StoreEr
 /// The text of `changes show`.
 pub fn render_show(v: &ChangeView) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "change {} in {}", v.id, v.repository);
+    let _ = writeln!(out, "change {} in {}", v.id, shown(&v.repository));
     let before = v.event.get("before").and_then(|b| b.as_str()).unwrap_or("");
     let paths = v
         .event
@@ -203,7 +204,7 @@ pub fn render_show(v: &ChangeView) -> String {
         out,
         "  {} {} {} -> {}, {paths} changed path{}",
         v.kind,
-        v.git_ref,
+        shown(&v.git_ref),
         short(before, 7),
         short(&v.sha, 7),
         if paths == 1 { "" } else { "s" }

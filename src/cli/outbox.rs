@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 
 use super::{Format, Global, on_store};
-use crate::event::format_ms as when;
+use crate::event::{format_ms as when, shown};
 use crate::store::{StartRow, StartState, Store, StoreError, Transition};
 
 /// The starts waiting, failing or dead-lettered; retry or drop one.
@@ -103,7 +103,7 @@ pub async fn list(store: &Store, states: &[StartState], json: bool) -> Result<St
             r.state.as_str(),
             r.attempts,
             next,
-            r.git_ref
+            shown(&r.git_ref)
         );
         // Under the row: the run it made, and why attempts failed (a hint on a line of its own).
         let run = r.run.as_ref().map(|run| format!("run: {run}"));
@@ -127,7 +127,7 @@ fn describe(action: &str, r: &StartRow) -> String {
         "{action} {} ({} for {} of change {}): now {}\n",
         r.id,
         r.pipeline,
-        r.git_ref,
+        shown(&r.git_ref),
         r.change_id,
         r.state.as_str()
     )

@@ -6,6 +6,7 @@
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use crate::changes::{ChangeLine, ChangeView, StartView, short, when};
+use crate::event::shown;
 use crate::sources::poll::health::RepoHealth;
 use crate::store::StartRow;
 
@@ -350,8 +351,8 @@ fn change_line(now_ms: i64, l: &ChangeLine) -> Markup {
         tr {
             td { a href={ "/changes/" (l.id) } { code { (short(&l.id, 12)) } } }
             td { span.when { (l.received_at) } br; span.muted { (received) } }
-            td { (l.repository) }
-            td { code { (l.git_ref) } }
+            td { (shown(&l.repository)) }
+            td { code { (shown(&l.git_ref)) } }
             td { code { (short(&l.sha, 7)) } }
             td {
                 (l.first_source)
@@ -409,7 +410,7 @@ pub fn change(c: &ChangePage<'_>) -> String {
         @if let Some(notice) = &c.notice { p.notice { (notice) } }
         h1 { "Change " code { (short(&v.id, 12)) } }
         p.muted { code { (v.id) } " · " a href={ "/api/changes/" (v.id) } { "JSON" } }
-        @if let Some(summary) = &v.summary { p.summary { (summary) } }
+        @if let Some(summary) = &v.summary { p.summary { (shown(summary)) } }
         (event_summary(v))
 
         h2 { "Sightings" }
@@ -442,7 +443,7 @@ pub fn change(c: &ChangePage<'_>) -> String {
                 tbody {
                     @for d in decisions {
                         @let verdict = if d.start { "start" } else { "skip" };
-                        tr { td { (d.pipeline) } td { (state(verdict, verdict)) } td { (d.reason) } }
+                        tr { td { (d.pipeline) } td { (state(verdict, verdict)) } td { (shown(&d.reason)) } }
                     }
                 }
             },
@@ -463,7 +464,10 @@ pub fn change(c: &ChangePage<'_>) -> String {
         (replay_form(c))
 
         @if let Ok(json) = serde_json::to_string_pretty(&v.event) {
-            details { summary { "the change event as stored" } pre { (json) } }
+            details {
+                summary { "the change event as stored" }
+                pre { @for line in json.lines() { (shown(line)) "\n" } }
+            }
         }
     };
     let title = format!("change {}", short(&v.id, 12));
@@ -547,9 +551,9 @@ fn event_summary(v: &ChangeView) -> Markup {
     const SHOWN: usize = 200;
     html! {
         dl.event {
-            dt { "repository" } dd { (v.repository) }
+            dt { "repository" } dd { (shown(&v.repository)) }
             dt { "kind" } dd { (v.kind) }
-            dt { "ref" } dd { code { (v.git_ref) } }
+            dt { "ref" } dd { code { (shown(&v.git_ref)) } }
             dt { "commits" }
             dd {
                 code { (short(text("before"), 12)) } " → " code { (short(&v.sha, 12)) }
@@ -569,7 +573,7 @@ fn event_summary(v: &ChangeView) -> Markup {
                 @if !complete { " (incomplete: path filters pass)" }
                 @if !paths.is_empty() {
                     br;
-                    @for p in paths.iter().take(SHOWN) { code { (p) } br; }
+                    @for p in paths.iter().take(SHOWN) { code { (shown(p)) } br; }
                     @if paths.len() > SHOWN {
                         span.muted { "and " (paths.len() - SHOWN) " more" }
                     }

@@ -958,3 +958,45 @@ async fn wrong_tokens_at_login_make_the_address_wait_and_are_logged_in_summary()
     .await;
     assert_eq!(right.status, 303, "{}", right.body);
 }
+
+/// A ref or path that holds invisible or text-reordering characters (a right-to-left override
+/// (U+202E) makes `refs/heads/release\u{202E}gnp.exe` read as `…exe.png`) is shown with them escaped, on the page
+/// and in the commands' text; the JSON keeps the value as it came.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invisible_and_reordering_characters_are_shown_escaped() {
+    let (_runner, runner_addr) = Runner::start().await.expect("runner");
+    let p = project(runner_addr, false, "");
+    let server = start(&p).await;
+    let addr = server.addr();
+    let git_ref = "refs/heads/release\u{202E}gnp.exe";
+    let body = push(git_ref, &sha(9), &["docs/a\u{200B}b.md"]);
+    let id = post(addr, "d-bidi", &body).await;
+    for path in ["/".to_owned(), format!("/changes/{id}")] {
+        let page = get(addr, &path, None).await.body;
+        assert!(
+            !page.contains('\u{202E}'),
+            "{path}: raw override in the page"
+        );
+        assert!(page.contains("release\\u{202E}gnp.exe"), "{path}: {page}");
+    }
+    let page = get(addr, &format!("/changes/{id}"), None).await.body;
+    assert!(page.contains("docs/a\\u{200B}b.md"), "{page}");
+    let view = json(&get(addr, &format!("/api/changes/{id}"), None).await);
+    assert_eq!(view["ref"], git_ref);
+    let list = p.run(&["changes", "list"], &[], "");
+    assert!(list.success(), "{}", list.stderr);
+    assert!(!list.stdout.contains('\u{202E}'), "{}", list.stdout);
+    assert!(
+        list.stdout.contains("release\\u{202E}gnp.exe"),
+        "{}",
+        list.stdout
+    );
+    let show = p.run(&["changes", "show", &id], &[], "");
+    assert!(
+        show.stdout.contains("release\\u{202E}gnp.exe"),
+        "{}",
+        show.stdout
+    );
+    assert!(!show.stdout.contains('\u{202E}'), "{}", show.stdout);
+    server.stop().await;
+}

@@ -164,3 +164,29 @@ fn created_and_deleted_follow_the_zero_sha() {
     let err = ChangeEvent::from_json(json.as_bytes(), manual());
     assert_eq!(err.map_err(|e| e.field), Err("created".to_owned()));
 }
+
+#[test]
+fn invisible_and_reordering_characters_are_shown_escaped() {
+    use super::shown;
+    use std::borrow::Cow;
+    // A ref that would read as `refs/heads/main.txt` reversed, and friends.
+    assert_eq!(
+        shown("refs/heads/\u{202E}txt.niam"),
+        "refs/heads/\\u{202E}txt.niam"
+    );
+    assert_eq!(
+        shown("a\u{200B}b\u{2066}c\u{FEFF}d\u{7}e\nf"),
+        "a\\u{200B}b\\u{2066}c\\u{FEFF}d\\u{0007}e\\u{000A}f"
+    );
+    assert_eq!(shown("src/\u{E0041}x"), "src/\\u{E0041}x");
+    // Everything else is as written: accents (composed or not), other scripts, emoji.
+    for plain in [
+        "refs/heads/main",
+        "docs/café.md",
+        "docs/cafe\u{301}.md",
+        "src/日本語/中文.rs",
+        "🚀/x",
+    ] {
+        assert!(matches!(shown(plain), Cow::Borrowed(_)), "{plain}");
+    }
+}
