@@ -6,8 +6,8 @@
 // The decision path lives in `switchyard-core` (no I/O crates); its modules are this crate's
 // too, under the same names.
 pub use switchyard_core::{
-    check, config, diag, event, explain, filter, glob, load, outcome, pipeline, repo, secret,
-    signature, target, template, trace, yaml,
+    check, config, diag, envelope, event, explain, filter, glob, load, outcome, pipeline,
+    providers, repo, secret, signature, target, template, trace, yaml,
 };
 
 pub mod activity;

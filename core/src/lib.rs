@@ -1,7 +1,8 @@
 //! switchyard's decision path, with no I/O engine: the change event and repository identity,
-//! the glob engine and both filter dialects, pipeline and target definitions, `switchyard.yaml`,
-//! secret references, signatures, the strict loader every entry point shares, and the reports
-//! of `check` and `explain`.
+//! the readers of outside input (provider payloads, EventBridge events), the glob engine and
+//! both filter dialects, pipeline and target definitions, `switchyard.yaml`, secret references,
+//! signatures, the strict loader every entry point shares, and the reports of `check` and
+//! `explain`.
 //!
 //! Everything here is a pure function of its inputs, apart from reading the definition files,
 //! `switchyard.yaml` and `env:`/`file:` references with std. The crate has no async runtime,
@@ -11,6 +12,7 @@
 pub mod check;
 pub mod config;
 pub mod diag;
+pub mod envelope;
 pub mod event;
 pub mod explain;
 pub mod filter;
@@ -18,6 +20,7 @@ pub mod glob;
 pub mod load;
 pub mod outcome;
 pub mod pipeline;
+pub mod providers;
 pub mod repo;
 pub mod secret;
 pub mod signature;

@@ -1,4 +1,4 @@
 //! The EventBridge source: change events read from the SQS queue an EventBridge rule targets.
 
 pub mod consumer;
-pub mod envelope;
+pub use switchyard_core::envelope;

@@ -38,8 +38,8 @@
 //! - `time` is the CodeCommit events' `occurred_at`; an unreadable time is left out, never a
 //!   reason to refuse an event.
 
-use hyper::HeaderMap;
-use hyper::header::HeaderValue;
+use http::HeaderMap;
+use http::header::HeaderValue;
 use jiff::Timestamp;
 use serde_json::{Map, Value};
 
@@ -48,8 +48,8 @@ use crate::diag::Hint;
 use crate::event::{
     self, ChangeEvent, ChangeKind, EventError, PullRequest, SCHEMA, Source, SourceKind, ZERO_SHA,
 };
+use crate::providers::{self, NormalizeError, Normalized};
 use crate::repo::RepoId;
-use crate::sources::providers::{self, NormalizeError, Normalized};
 
 /// The `source` of events CodeCommit sends.
 pub const CODECOMMIT_SOURCE: &str = "aws.codecommit";

@@ -1,8 +1,8 @@
 //! Provider normalization tests: a snapshot of every fixture, the key fields of each important
 //! shape asserted directly, bad input named by field, and properties: no input panics.
 
-use hyper::HeaderMap;
-use hyper::header::{HeaderName, HeaderValue};
+use http::HeaderMap;
+use http::header::{HeaderName, HeaderValue};
 use jiff::Timestamp;
 use proptest::prelude::{Just, ProptestConfig, any, prop_assert_eq, prop_oneof, proptest};
 use proptest::strategy::Strategy as Gen;
@@ -15,7 +15,7 @@ use crate::event::{ChangeEvent, ChangeKind, PullRequest, ZERO_SHA};
 /// The zero object id as a JSON string.
 const ZERO_JSON: &str = "\"0000000000000000000000000000000000000000\"";
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures");
 
 /// Every fixture with the event type its provider sends it with. The snapshot test covers each;
 /// `every_fixture_is_a_case` checks that none is left out.

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::*;
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/aws");
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/aws");
 
 const REF_CREATED: &str = "codecommit_referenceCreated.derived.json";
 const REF_UPDATED: &str = "codecommit_referenceUpdated.derived.json";

@@ -9,7 +9,7 @@
 //! Pull-request payloads give 12-character abbreviated object ids; `after` is then zeros and
 //! `pull_request.head_sha` the abbreviation.
 
-use hyper::HeaderMap;
+use http::HeaderMap;
 use jiff::Timestamp;
 
 use super::common::{self, Coverage, Pull, Push};

@@ -13,7 +13,7 @@ mod payload;
 #[cfg(test)]
 mod tests;
 
-use hyper::HeaderMap;
+use http::HeaderMap;
 use jiff::Timestamp;
 
 use crate::config::Provider;
@@ -75,9 +75,9 @@ pub fn parse_headers(lines: &[String]) -> Result<HeaderMap, String> {
         let Some((name, value)) = line.split_once(':') else {
             return Err(format!("--header {line:?} is not `Name: value`"));
         };
-        let name = hyper::header::HeaderName::from_bytes(name.trim().as_bytes())
+        let name = http::header::HeaderName::from_bytes(name.trim().as_bytes())
             .map_err(|e| format!("--header {line:?}: bad header name: {e}"))?;
-        let value = hyper::header::HeaderValue::from_str(value.trim())
+        let value = http::header::HeaderValue::from_str(value.trim())
             .map_err(|e| format!("--header {line:?}: bad header value: {e}"))?;
         map.append(name, value);
     }

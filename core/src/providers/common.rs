@@ -8,7 +8,7 @@
 use std::borrow::Cow;
 use std::collections::HashSet;
 
-use hyper::HeaderMap;
+use http::HeaderMap;
 use jiff::Timestamp;
 
 use super::payload::{Items, List, Slot, Text, View, shapes};

@@ -146,7 +146,7 @@ macro_rules! shapes {
             #[serde(default, bound(deserialize = "'de: 'a"))]
             $vis struct $name<'a> { $($body)* }
 
-            impl<'de: 'a, 'a> $crate::sources::providers::payload::Object<'de> for $name<'a> {}
+            impl<'de: 'a, 'a> $crate::providers::payload::Object<'de> for $name<'a> {}
         )*
     };
 }

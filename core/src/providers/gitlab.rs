@@ -17,7 +17,7 @@
 //! which a system hook does without, and the commits' file lists, which leaves the paths
 //! incomplete. Every other system event is no change, `repository_update` included.
 
-use hyper::HeaderMap;
+use http::HeaderMap;
 use jiff::Timestamp;
 
 use super::common::{self, Commit, Coverage, Pull, Push};
