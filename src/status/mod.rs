@@ -1097,4 +1097,35 @@ mod tests {
         assert_eq!(notice(Some("done=<script>")), None);
         assert_eq!(notice(None), None);
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 4096,
+            failure_persistence: None,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+
+        /// Whatever a query string or a form holds, it is read or refused with a 400, the
+        /// limit never exceeds the visitor's cap, a path to return to is always this server's,
+        /// and a change id put in a path is plain: never a panic.
+        #[test]
+        fn query_strings_and_forms_are_read_or_refused(
+            text in "(([a-z_]{0,10}|repository|pipeline|since|limit|before|next|token|csrf)=([^&]{0,24}|%[0-9A-Fa-f]{2}|[0-9]{1,12}|[0-9]{1,4}[smhd]|/[/a-z%.]{0,12})&?){0,6}",
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+            cap in 1u32..20_000,
+        ) {
+            match list_query(Some(&text), changes::DEFAULT_LIMIT, cap) {
+                Ok((query, _)) => proptest::prop_assert!(query.limit <= cap.max(changes::DEFAULT_LIMIT), "{text}: {}", query.limit),
+                Err(p) => proptest::prop_assert_eq!(p.status, 400, "{}", text),
+            }
+            for raw in [text.as_bytes(), &bytes[..]] {
+                let form = pairs(raw);
+                let next = local_path(field(&form, "next"));
+                proptest::prop_assert!(next.starts_with('/') && !next.starts_with("//"), "{next}");
+                if let Some(id) = field(&form, "change").and_then(plain_id) {
+                    proptest::prop_assert!(id.bytes().all(|b| b.is_ascii_alphanumeric()));
+                }
+            }
+        }
+    }
 }
