@@ -105,6 +105,12 @@ impl Cluster {
     /// Starts `n` replicas on the database at `url` and waits until each is ready;
     /// `switchyard.yaml` has a Standard Webhooks receiver `hooks` and `extra` (YAML lines).
     async fn start(url: &str, n: usize, extra: &str, triggers: &[(String, String)]) -> Cluster {
+        let urls = vec![url.to_owned(); n];
+        Cluster::start_each(&urls, extra, triggers).await
+    }
+
+    /// [`Cluster::start`] with one replica per URL (the same database, reached each its way).
+    async fn start_each(urls: &[String], extra: &str, triggers: &[(String, String)]) -> Cluster {
         let secret = tempfile::tempdir().expect("temp dir");
         std::fs::write(secret.path().join("secret"), SECRET).expect("secret");
         let config = format!(
@@ -113,7 +119,7 @@ impl Cluster {
         );
         let mut dirs = Vec::new();
         let mut replicas = Vec::new();
-        for _ in 0..n {
+        for url in urls {
             let dir = tempfile::tempdir().expect("temp dir");
             std::fs::write(dir.path().join("switchyard.yaml"), &config).expect("config");
             std::fs::create_dir(dir.path().join("triggers")).expect("triggers");
@@ -1012,4 +1018,119 @@ async fn a_logout_on_one_replica_ends_the_session_on_the_others() {
             "replica {name} still knows the session:\n{body}"
         );
     }
+}
+
+/// A network partition between one replica and PostgreSQL (nothing passes, no RST, no FIN): the
+/// cut-off replica answers 503 within a sender's 10 s instead of hanging, the other replica
+/// takes its claimed starts over once its lease runs out, and when the network heals it takes
+/// deliveries again without taking the other's work. Nothing acknowledged is lost; only starts
+/// that were running on the cut-off replica may run twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_replica_answers_503_its_work_is_taken_over_and_it_rejoins() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(url) = database("partition") else {
+        return;
+    };
+    let at = url
+        .split_once('@')
+        .and_then(|(_, rest)| rest.split_once('/'))
+        .map(|(host, _)| host.to_owned())
+        .expect("host:port in the URL");
+    let upstream: SocketAddr = at.parse().expect("a loopback address");
+    let partition = switchyard_lab::Partition::start(upstream)
+        .await
+        .expect("a proxy");
+    let cut_url = url.replacen(&at, &partition.addr().to_string(), 1);
+    // Each start is in flight for 1.5 s, so that the replica cut off has some running.
+    let (slow, slow_addr) = Runner::holding(Duration::from_millis(1500))
+        .await
+        .expect("runner");
+    let triggers = [(
+        "slow.yaml".to_owned(),
+        pipeline(API, "parallel", 64, slow_addr),
+    )];
+    let cluster = Cluster::start_each(&[cut_url, url.clone()], "", &triggers).await;
+    let [cut_off, live] = cluster.addrs()[..] else {
+        panic!("two replicas");
+    };
+    let db = connect(&url).await;
+    let mut acked = HashSet::new();
+    let post = async |addr: SocketAddr, n: u64| {
+        let body = change_in(API, "refs/heads/main", &sha(n));
+        try_post(addr, &format!("partition-{n}"), &body).await
+    };
+    for n in 1..=20 {
+        let addr = if n % 2 == 0 { cut_off } else { live };
+        match post(addr, n).await {
+            Some((202, answer)) => {
+                acked.insert(answer["change"].as_str().expect("an id").to_owned());
+            }
+            other => panic!("change {n}: {other:?}"),
+        }
+    }
+    let name = cluster.replicas[0].pid();
+    let mine = format!("SELECT id FROM starts WHERE state = 'running' AND owner LIKE '%-{name}-%'");
+    until(
+        Duration::from_secs(30),
+        "the replica to be cut off to run starts",
+        async || (!texts(&db, &mine).await.is_empty()).then_some(()),
+    )
+    .await;
+
+    partition.cut();
+    let in_flight: HashSet<String> = texts(&db, &mine).await.into_iter().collect();
+    // The cut-off replica answers, and says it cannot take the change, before a sender's 10 s.
+    let asked = Instant::now();
+    let answer = post(cut_off, 100).await;
+    let waited = asked.elapsed();
+    assert!(
+        matches!(answer, Some((503, _))),
+        "a delivery to the cut-off replica: {answer:?} after {waited:?}"
+    );
+    eprintln!("partition: the cut-off replica answered 503 after {waited:?}");
+    assert!(waited < Duration::from_secs(9), "answered after {waited:?}");
+    let asked = Instant::now();
+    let ready = try_request(cut_off, "GET", "/readyz", &[], Vec::new()).await;
+    assert!(
+        matches!(ready, Ok((503, _))),
+        "/readyz of the cut-off replica: {ready:?}"
+    );
+    assert!(
+        asked.elapsed() < Duration::from_secs(9),
+        "{:?}",
+        asked.elapsed()
+    );
+    // The other goes on, and runs the cut-off replica's claimed starts once its lease is over.
+    for n in 21..=30 {
+        match post(live, n).await {
+            Some((202, answer)) => {
+                acked.insert(answer["change"].as_str().expect("an id").to_owned());
+            }
+            other => panic!("change {n} to the live replica: {other:?}"),
+        }
+    }
+    all_started_once(&db, &slow, &acked, &in_flight).await;
+
+    // Healed: the cut-off replica is ready again and takes deliveries; it took nothing from the
+    // live replica meanwhile (every start ran once but those it had in flight).
+    partition.heal();
+    until(
+        Duration::from_secs(30),
+        "the healed replica to be ready",
+        async || {
+            matches!(
+                try_request(cut_off, "GET", "/readyz", &[], Vec::new()).await,
+                Ok((200, _))
+            )
+            .then_some(())
+        },
+    )
+    .await;
+    match post(cut_off, 31).await {
+        Some((202, answer)) => {
+            acked.insert(answer["change"].as_str().expect("an id").to_owned());
+        }
+        other => panic!("a delivery after the heal: {other:?}"),
+    }
+    all_started_once(&db, &slow, &acked, &in_flight).await;
 }

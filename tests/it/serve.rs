@@ -618,3 +618,62 @@ fn serve_refuses_to_start_on_an_unreachable_database_naming_it_without_credentia
     );
     assert!(!run.stderr.contains("hunter2"), "{}", run.stderr);
 }
+
+/// A partition between `serve` and a runner in the middle of an attempt (nothing passes, no
+/// RST, no FIN): the attempt fails at its timeout instead of hanging, is tried again, and the
+/// start succeeds once the network heals; every request the runner sees carries the one start
+/// id (an attempt cut off may arrive late, as a retransmission would, and is a repeat).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_between_serve_and_a_runner_ends_in_a_retry_not_a_hang() {
+    let (runner, runner_addr) = Runner::start().await.expect("runner");
+    let partition = switchyard_lab::Partition::start(runner_addr)
+        .await
+        .expect("a proxy");
+    let trigger = format!(
+        "repository: https://github.com/acme/api.git\non: push\nstart:\n  timeout: 1s\n  http: {{url: \"http://{}/start\"}}\n",
+        partition.addr()
+    );
+    let s = TestServer::start(
+        "dispatch: {attempts: 20, backoff: 100ms, backoff_max: 200ms}\n",
+        &[("t.yaml", &trigger)],
+    )
+    .await;
+    partition.cut();
+    let (status, answer) = s
+        .post_change("cut-1", &change("refs/heads/main", &sha(1)))
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    // Attempts time out and are tried again while the network is cut.
+    let tried = eventually(20, "attempts that timed out", || {
+        let starts = s.starts();
+        starts
+            .first()
+            .filter(|row| row.attempts >= 2)
+            .map(|row| (row.attempts, row.last_error.clone()))
+    })
+    .await;
+    assert!(
+        tried
+            .1
+            .as_deref()
+            .is_some_and(|e| e.contains("no answer within")),
+        "{tried:?}"
+    );
+    assert!(runner.arrivals().is_empty(), "nothing passed the cut");
+    partition.heal();
+    eventually(20, "the start to succeed after the heal", || {
+        s.starts()
+            .first()
+            .filter(|row| row.state == StartState::Succeeded)
+            .map(drop)
+    })
+    .await;
+    let arrivals = runner.arrivals();
+    let id = &s.starts()[0].id;
+    assert!(!arrivals.is_empty());
+    assert!(
+        arrivals.iter().all(|a| &a.start_id == id),
+        "every request is the one start"
+    );
+    s.stop().await;
+}

@@ -33,8 +33,27 @@ pub(super) const HEARTBEAT: Duration = Duration::from_secs(1);
 /// time a dead replica's work waits before another takes it over.
 pub(super) const LEASE: Duration = Duration::from_secs(5);
 /// A batch that takes longer than this is abandoned (and its connection with it): its
-/// requests fail instead of hanging on a database that stopped answering.
-const BATCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// requests fail instead of hanging on a database that stopped answering. With a connection
+/// attempt's own bound ([`super::CONNECT_WITHIN`]), a delivery queued behind a hung batch is
+/// answered (503) within about 8 s, before a sender gives up (GitHub waits 10 s).
+const BATCH_TIMEOUT: Duration = Duration::from_secs(4);
+/// What a batch that timed out answers.
+const TIMED_OUT: &str = "the database did not answer in time";
+/// How soon a database that refused a connection is asked again.
+const REFUSED_RETRY: Duration = Duration::from_millis(100);
+/// How soon a database that did not answer at all is asked again; meanwhile requests fail at
+/// once.
+const SILENT_RETRY: Duration = Duration::from_secs(1);
+
+/// How the last attempt to reach the database failed, and when.
+#[derive(Clone, Copy, Debug)]
+enum Failed {
+    /// It answered with a refusal (down, or a bad login): asked again soon.
+    Refused(Instant),
+    /// It did not answer in time.
+    Silent(Instant),
+}
+
 /// Times a batch is run again after PostgreSQL broke a deadlock by rolling it back.
 const RETRIES: u32 = 5;
 
@@ -129,8 +148,8 @@ struct State {
     me: String,
     /// The replicas alive at the last heartbeat (this one included), by id.
     live: Vec<String>,
-    /// When the last connection attempt failed: the next waits a little.
-    failed_at: Option<Instant>,
+    /// How and when the last attempt to reach the database failed: the next waits a little.
+    failed_at: Option<Failed>,
     /// Starts of claims whose batch failed without an answer the backend can trust (the
     /// connection broke or timed out, perhaps after the commit): the dispatcher was told they
     /// failed and runs none of them, so they are given back before anything else is written.
@@ -219,11 +238,21 @@ impl State {
         if self.conn.is_some() {
             return Ok(());
         }
-        // A database that refused a moment ago is asked again at most ten times a second.
-        if let Some(at) = self.failed_at
-            && at.elapsed() < Duration::from_millis(100)
-        {
-            tokio::time::sleep(Duration::from_millis(100) - at.elapsed()).await;
+        // A database that refused a moment ago is asked again at most ten times a second; one
+        // that did not answer at all (down, or a partition), once a second, and meanwhile
+        // every request fails at once rather than wait for an answer that will not come.
+        match self.failed_at {
+            Some(Failed::Refused(at)) if at.elapsed() < REFUSED_RETRY => {
+                tokio::time::sleep(REFUSED_RETRY - at.elapsed()).await;
+            }
+            Some(Failed::Silent(at)) if at.elapsed() < SILENT_RETRY => {
+                return Err(StoreError::Write(format!(
+                    "the database did not answer {} ms ago; asking again within {} s",
+                    at.elapsed().as_millis(),
+                    SILENT_RETRY.as_secs()
+                )));
+            }
+            _ => {}
         }
         match connect(&self.url).await {
             Ok(conn) => {
@@ -234,10 +263,22 @@ impl State {
                 Ok(())
             }
             Err(e) => {
-                self.failed_at = Some(Instant::now());
+                let silent = matches!(&e, StoreError::Open { message, .. } if message.contains(super::NO_ANSWER));
+                self.failed_at = Some(if silent {
+                    Failed::Silent(Instant::now())
+                } else {
+                    Failed::Refused(Instant::now())
+                });
                 Err(e)
             }
         }
+    }
+
+    /// The database stopped answering on the connection (a batch or the heartbeat timed out):
+    /// the connection is dropped, and requests fail at once until the next attempt.
+    fn unanswered(&mut self, why: &str) {
+        self.drop_connection(why);
+        self.failed_at = Some(Failed::Silent(Instant::now()));
     }
 
     /// Forgets a connection that failed; the next batch connects again.
@@ -266,7 +307,7 @@ impl State {
                     };
                     match tokio::time::timeout(BATCH_TIMEOUT, apply(&cx, batch)).await {
                         Ok(result) => result.map_err(|e| (retryable(&e), message(&e))),
-                        Err(_) => Err((false, "the database did not answer in time".to_owned())),
+                        Err(_) => Err((false, TIMED_OUT.to_owned())),
                     }
                 }
                 None => Err((false, "the store is closed".to_owned())),
@@ -278,7 +319,11 @@ impl State {
                     tracing::debug!(error = %why, tries, "batch rolled back by the database; running it again");
                 }
                 Err((_, why)) => {
-                    self.drop_connection(&why);
+                    if why == TIMED_OUT {
+                        self.unanswered(&why);
+                    } else {
+                        self.drop_connection(&why);
+                    }
                     return Err(StoreError::Write(why));
                 }
             }
@@ -394,7 +439,7 @@ impl State {
                     self.drop_connection(&why);
                 }
             }
-            Err(_) => self.drop_connection("the heartbeat timed out"),
+            Err(_) => self.unanswered("the heartbeat timed out"),
         }
     }
 
@@ -630,7 +675,14 @@ impl Apply for Record {
     }
 
     fn apply<'a>(&'a self, cx: &'a Cx<'a>) -> Step<'a, bool> {
-        Box::pin(sql::finish(cx.c, cx.st, &self.id, &self.finish, cx.now))
+        Box::pin(sql::finish(
+            cx.c,
+            cx.st,
+            &self.id,
+            &self.finish,
+            cx.now,
+            cx.me,
+        ))
     }
 }
 

@@ -129,15 +129,46 @@ fn parse(text: &str) -> Result<(tokio_postgres::Config, Option<String>), String>
 
 pub(super) use crate::config::postgres::describe;
 
-/// A connection to the database at `url` (TLS as the URL asks, verified; 5 s to connect
-/// unless the URL says otherwise), its driver running as a task of the current runtime, the
-/// schema migrated to this version (the writer's and the readers' first connections may race:
-/// the migrations take an advisory lock).
+/// How long opening a connection may take in all (the socket, TLS, the startup and the
+/// migration check): a database that stopped answering, or a network that drops every packet,
+/// fails the attempt instead of holding it.
+pub(super) const CONNECT_WITHIN: std::time::Duration = std::time::Duration::from_secs(4);
+/// The words of a connection attempt that got no answer within [`CONNECT_WITHIN`].
+pub(super) const NO_ANSWER: &str = "no answer within";
+
+/// A connection to the database at `url` (TLS as the URL asks, verified), its driver running as
+/// a task of the current runtime, the schema migrated to this version (the writer's and the
+/// readers' first connections may race: the migrations take an advisory lock). The whole of it
+/// within [`CONNECT_WITHIN`].
 async fn connect(url: &str) -> Result<tokio_postgres::Client, StoreError> {
+    match tokio::time::timeout(CONNECT_WITHIN, connect_now(url)).await {
+        Ok(connected) => connected,
+        Err(_) => Err(open_error(
+            url,
+            format!("cannot connect: {NO_ANSWER} {} s", CONNECT_WITHIN.as_secs()),
+        )),
+    }
+}
+
+async fn connect_now(url: &str) -> Result<tokio_postgres::Client, StoreError> {
+    use std::time::Duration;
     let fail = |message: String| open_error(url, message);
     let (mut config, root_cert) = parse(url).map_err(fail)?;
     if config.get_connect_timeout().is_none() {
-        config.connect_timeout(std::time::Duration::from_secs(5));
+        config.connect_timeout(CONNECT_WITHIN);
+    }
+    // A peer that vanished (a partition: no RST, no FIN) is noticed by the kernel: keepalive
+    // probes after 5 s idle, every 1 s, 3 unanswered closing the connection, and sent data
+    // unacknowledged for 5 s closing it too. Set by the URL's own options when it has them.
+    if config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
+        config
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(5))
+            .keepalives_interval(Duration::from_secs(1))
+            .keepalives_retries(3);
+    }
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(Duration::from_secs(5));
     }
     config.application_name("switchyard");
     let tls = tls(root_cert.as_deref()).map_err(fail)?;

@@ -40,6 +40,9 @@ impl std::fmt::Debug for Readers {
     }
 }
 
+/// How long a read may take in all, a connection opened for it included.
+const READ_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl Readers {
     /// At most `n` read connections to the database at `url`.
     pub(crate) fn new(url: &str, n: usize) -> Readers {
@@ -52,8 +55,22 @@ impl Readers {
         }
     }
 
-    /// Runs `read` on a connection of the pool (waiting for one when all are busy).
+    /// Runs `read` on a connection of the pool (waiting for one when all are busy), within
+    /// [`READ_WITHIN`]: a read that gets no answer fails, and its connection is dropped.
     async fn read<T>(
+        &self,
+        read: impl AsyncFnOnce(&ReadConn) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(READ_WITHIN, self.read_now(read)).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Read(format!(
+                "the database did not answer within {} s",
+                READ_WITHIN.as_secs()
+            ))),
+        }
+    }
+
+    async fn read_now<T>(
         &self,
         read: impl AsyncFnOnce(&ReadConn) -> Result<T, tokio_postgres::Error>,
     ) -> Result<T, StoreError> {

@@ -58,7 +58,8 @@ impl Statements {
                     "UPDATE starts SET state = $1, attempts = attempts + 1, next_attempt_ms = $2,
                          last_error = COALESCE($3, last_error), updated_ms = $4,
                          run = COALESCE($6, run), owner = NULL, lease_until_ms = NULL
-                     WHERE id = $5 AND state IN ('pending', 'running', 'failed')",
+                     WHERE id = $5 AND state IN ('pending', 'running', 'failed')
+                       AND (owner IS NULL OR owner = $7)",
                 )
                 .await?,
             claim: client
@@ -303,12 +304,16 @@ pub(super) async fn move_cursors(
     Ok(())
 }
 
+/// Records how an attempt of a start ended, unless the start is another replica's now (this
+/// one lost its claim, in a partition or a pause, and another took the start over: its
+/// outcome is the one recorded).
 pub(super) async fn finish(
     c: &impl GenericClient,
     st: &Statements,
     id: &str,
     finish: &Finish,
     now: i64,
+    me: &str,
 ) -> Result<bool, tokio_postgres::Error> {
     let o = finish.outcome(now);
     let n = c
@@ -321,6 +326,7 @@ pub(super) async fn finish(
                 &now,
                 &id,
                 &o.run,
+                &me,
             ],
         )
         .await?;
