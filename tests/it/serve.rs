@@ -577,7 +577,7 @@ async fn slow_clients_cannot_hold_the_server() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_are_bounded_and_an_idle_one_cannot_keep_its_slot() {
     let s = TestServer::start(
-        "limits: {max_connections: 1, read_timeout: 300ms}\n",
+        "limits: {max_connections: 1, max_connections_per_peer: 2, read_timeout: 300ms}\n",
         &[("rec.yaml", RECORDER)],
     )
     .await;

@@ -288,7 +288,6 @@ impl Limits {
     pub fn per_peer(&self) -> usize {
         self.max_connections_per_peer
             .unwrap_or((self.max_connections / 4).max(1))
-            .min(self.max_connections)
     }
 }
 

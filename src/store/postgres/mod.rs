@@ -170,6 +170,14 @@ async fn connect_now(url: &str) -> Result<tokio_postgres::Client, StoreError> {
     if config.get_tcp_user_timeout().is_none() {
         config.tcp_user_timeout(Duration::from_secs(5));
     }
+    // A replica cut off in the middle of a batch leaves its transaction open on the server,
+    // holding locks the other replicas wait for; the server ends such a session once it has
+    // waited 2 s for the next statement, so that the others go on (a batch's statements follow
+    // each other within milliseconds). Unless the URL's `options` set it.
+    let options = config.get_options().unwrap_or_default().to_owned();
+    if !options.contains("idle_in_transaction_session_timeout") {
+        config.options(format!("{options} -c idle_in_transaction_session_timeout=2000").trim());
+    }
     config.application_name("switchyard");
     let tls = tls(root_cert.as_deref()).map_err(fail)?;
     let (client, connection) = config
