@@ -122,15 +122,25 @@ pub async fn read(addr: SocketAddr) -> Metrics {
 /// The dispatcher's passes over the store's open starts (`src/dispatch/mod.rs`).
 pub const DISPATCH_PASSES: &str = "switchyard_dispatch_passes_total";
 
-/// Waits until the dispatcher of the server at `addr` has begun two passes over the store
-/// since this call (so that one pass read the store as it is now, and ended) and no attempt
-/// is in flight: what that store asks for has been attempted and its outcome recorded, and a
-/// start that has not arrived anywhere by then was not made. A fact to wait for instead of a
-/// time. The metrics then; `None` when that did not happen `within`.
-pub async fn dispatcher_idle(addr: SocketAddr, within: Duration) -> Option<Metrics> {
+/// Waits until the dispatcher of the `serve` at `addr` (SQLite in `state_dir`) has passed over
+/// the store twice since this call with no attempt in flight: what the store holds now has been
+/// attempted. It rings the store's doorbell (`STATE_DIR/wake.sock`, as a command beside `serve`
+/// does after a write) so that the passes come at once instead of at the dispatcher's idle
+/// sweep. `None` after `within`.
+pub async fn dispatcher_idle(
+    addr: SocketAddr,
+    state_dir: &std::path::Path,
+    within: Duration,
+) -> Option<Metrics> {
+    let ring = || {
+        if let Ok(socket) = std::os::unix::net::UnixDatagram::unbound() {
+            let _ = socket.send_to(b"w", state_dir.join("wake.sock"));
+        }
+    };
     let deadline = Instant::now() + within;
     let passes = read(addr).await.sum(DISPATCH_PASSES, &[]) + 2.0;
     loop {
+        ring();
         let metrics = read(addr).await;
         let idle = metrics.sum("switchyard_starts_in_flight", &[]) == 0.0;
         if metrics.sum(DISPATCH_PASSES, &[]) >= passes && idle {

@@ -25,8 +25,13 @@ use crate::target::{Attempt, Failure};
 use crate::trace::TraceParent;
 use crate::transport::{Transports, aws::Aws};
 
-/// How often the dispatcher looks at the store without being woken.
+/// How often the dispatcher looks at a shared store (PostgreSQL) without being woken: the other
+/// replicas' new starts wake no one here.
 const SWEEP: Duration = Duration::from_secs(1);
+/// How often it looks at a store of its own (SQLite) without being woken: every write of this
+/// process wakes it, a command beside it rings the store's doorbell, and a retry due wakes it
+/// at its time; this is only the backstop.
+const IDLE_SWEEP: Duration = Duration::from_secs(60);
 /// Open starts read per pipeline and pass at most.
 const WINDOW: u32 = 64;
 /// The longest wait between two tries to record an attempt's outcome in a store that fails.
@@ -274,11 +279,16 @@ impl Dispatcher {
     /// running after that are stopped and stay open in the store, to resume at the next start.
     pub async fn run(mut self, mut shutdown: Shutdown, grace: Duration) {
         let mut next_due = self.dispatch_once().await;
+        let sweep = if self.shared.store.is_shared() {
+            SWEEP
+        } else {
+            IDLE_SWEEP
+        };
         loop {
             let wait = next_due
                 .map(|due| Duration::from_millis(due.saturating_sub(now_ms()).max(0) as u64))
-                .unwrap_or(SWEEP)
-                .min(SWEEP);
+                .unwrap_or(sweep)
+                .min(sweep);
             let only_new_work = tokio::select! {
                 _ = shutdown.wait() => break,
                 _ = self.new_work.notified() => true,

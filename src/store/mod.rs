@@ -187,6 +187,12 @@ impl Store {
         }
     }
 
+    /// Whether other processes share this store and write to it on their own (PostgreSQL's
+    /// replicas); a SQLite store is this process's, with commands beside it ringing its doorbell.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.writer, Writer::Postgres(_))
+    }
+
     /// Opens the store at `location` and checks that it is usable now.
     pub async fn open_checked_at(
         location: &Location,

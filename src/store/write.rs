@@ -113,6 +113,10 @@ pub(crate) trait Backend {
 
     fn tick(&mut self) {}
 
+    /// A committed batch created or reopened starts (after `new_work` was told): tell whoever
+    /// else should know.
+    fn woke(&mut self) {}
+
     /// The last handle is gone: leave cleanly.
     fn stop(&mut self) {}
 }
@@ -150,6 +154,7 @@ pub(crate) fn run<B: Backend>(
                 Ok(()) => {
                     if batch.iter().any(|job| job.woke()) {
                         new_work.notify_one();
+                        backend.woke();
                     }
                     batch.drain(..).for_each(Job::answer);
                 }

@@ -145,7 +145,7 @@ async fn decisions_are_shown_and_a_replay_starts_the_missed_pipeline_once() {
     assert_eq!(twice["replayed"][0]["start_id"], docs_start.as_str());
     // Whatever the store held after that replay, the dispatcher has since passed over and
     // finished attempting.
-    dispatcher_idle(s.addr).await;
+    dispatcher_idle(s.addr, &s.root().join("state")).await;
     let arrivals = runner.arrivals();
     assert_eq!(
         arrivals.iter().filter(|a| a.start_id == docs_start).count(),

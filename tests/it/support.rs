@@ -300,11 +300,11 @@ pub async fn counted(
     }
 }
 
-/// Waits (at most 20 s) until the dispatcher of the server at `addr` has passed over the store
-/// twice since this call and no attempt is in flight (the lab's
+/// Waits (at most 20 s) until the dispatcher of the server at `addr` (SQLite in `state_dir`) has
+/// passed over the store twice since this call and no attempt is in flight (the lab's
 /// [`switchyard_lab::metrics::dispatcher_idle`]): what the store holds now has been attempted.
-pub async fn dispatcher_idle(addr: std::net::SocketAddr) -> Metrics {
-    switchyard_lab::metrics::dispatcher_idle(addr, std::time::Duration::from_secs(20))
+pub async fn dispatcher_idle(addr: std::net::SocketAddr, state_dir: &Path) -> Metrics {
+    switchyard_lab::metrics::dispatcher_idle(addr, state_dir, std::time::Duration::from_secs(20))
         .await
         .unwrap_or_else(|| {
             panic!("the dispatcher at {addr} did not pass over the store twice and go idle in 20 s")

@@ -235,7 +235,7 @@ pub(super) async fn run_scenario(lab: &Lab, plan: &Plan) -> anyhow::Result<Scena
     }
     // A second start of a change would come from what the store holds now: once the
     // dispatcher has passed over it and nothing is in flight, every start has arrived.
-    if crate::metrics::dispatcher_idle(serve.addr(), Duration::from_secs(10))
+    if crate::metrics::dispatcher_idle(serve.addr(), &dir.join("state"), Duration::from_secs(10))
         .await
         .is_none()
     {

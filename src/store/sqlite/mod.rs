@@ -32,6 +32,7 @@
 
 #[cfg(any(test, feature = "admin"))]
 mod admin;
+mod doorbell;
 mod reader;
 mod schema;
 mod sql;

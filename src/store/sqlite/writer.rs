@@ -23,7 +23,8 @@ use crate::store::{Role, StoreError, now_ms};
 
 /// Writes committed in one transaction at most.
 const MAX_BATCH: usize = 2048;
-/// How often the checkpointer copies the write-ahead log into the database file.
+/// How often at most the checkpointer copies the write-ahead log into the database file (it
+/// does so only after writes: an idle store wakes nothing).
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 /// Pages the log may grow to before the writer checkpoints by itself (a backstop for a
 /// checkpointer that cannot keep up).
@@ -64,8 +65,9 @@ pub(crate) struct Writer {
     conn: Option<Connection>,
     /// Whether running starts were given back: once, at the first successful open of `serve`.
     recovered: bool,
-    /// Dropped when the writer ends, which stops the checkpointer.
-    checkpointer: Option<mpsc::Sender<()>>,
+    /// Told after each committed batch that the log grew; dropped when the writer ends, which
+    /// stops the checkpointer.
+    checkpointer: Option<mpsc::SyncSender<()>>,
     /// The connection's current `synchronous` setting (`open_connection` sets FULL).
     synchronous_full: bool,
     /// The newest stored push of each ref, for the ref-state check.
@@ -112,6 +114,12 @@ impl Writer {
             self.synchronous_full = true;
             if self.checkpointer.is_none() {
                 self.checkpointer = spawn_checkpointer(&self.path);
+                // `serve` listens for the commands beside it once its state directory exists.
+                if self.role == Role::Serve
+                    && let Some(dir) = self.path.parent()
+                {
+                    super::doorbell::listen(dir, &self.new_work);
+                }
             }
             self.conn = Some(conn);
         }
@@ -144,7 +152,21 @@ impl write::Backend for Writer {
                 .map_err(|e| StoreError::Write(e.to_string()))?;
             self.synchronous_full = durable;
         }
-        apply(conn, &mut self.tips, batch).map_err(|e| StoreError::Write(e.to_string()))
+        apply(conn, &mut self.tips, batch).map_err(|e| StoreError::Write(e.to_string()))?;
+        // The log grew: the checkpointer copies it (a full channel means it will anyway).
+        if let Some(checkpointer) = &self.checkpointer {
+            let _ = checkpointer.try_send(());
+        }
+        Ok(())
+    }
+
+    /// A command beside `serve` rings its doorbell: its dispatcher has new work.
+    fn woke(&mut self) {
+        if self.role != Role::Serve
+            && let Some(dir) = self.path.parent()
+        {
+            super::doorbell::ring(dir);
+        }
     }
 
     fn failed(&mut self, _batch: &[Box<dyn Job>], _err: &StoreError) {
@@ -189,19 +211,21 @@ fn tune_writer(conn: Connection) -> Result<Connection, StoreError> {
 }
 
 /// Starts the thread that checkpoints the log in the background (passive: it never waits for
-/// or blocks the writer). It stops when the returned sender is dropped.
-fn spawn_checkpointer(path: &Path) -> Option<mpsc::Sender<()>> {
-    let (stop, stopped) = mpsc::channel::<()>();
+/// or blocks the writer), after writes, at most every [`CHECKPOINT_EVERY`]. It stops when the
+/// returned sender is dropped.
+fn spawn_checkpointer(path: &Path) -> Option<mpsc::SyncSender<()>> {
+    let (wrote, written) = mpsc::sync_channel::<()>(1);
     let path = path.to_path_buf();
     let spawned = std::thread::Builder::new().name("switchyard-checkpoint".into()).spawn(move || {
         let Ok(conn) = open_connection(&path) else { return };
-        while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
+        while written.recv().is_ok() {
             if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
                 tracing::debug!(error = %e, "background checkpoint failed; the writer checkpoints instead");
             }
+            std::thread::sleep(CHECKPOINT_EVERY);
         }
     });
-    spawned.ok().map(|_| stop)
+    spawned.ok().map(|_| wrote)
 }
 
 /// Attempts interrupted by a crash or a stop are open again; how many.
