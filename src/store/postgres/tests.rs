@@ -257,10 +257,22 @@ fn a_pipeline_s_limit_holds_across_replicas() {
         assert_eq!(ca.len() + cb.len(), 3, "{ca:?} {cb:?}");
         // Nothing more while they run.
         assert!(a.claim_within(want(&ids, 3)).await.expect("a").is_empty());
-        // One finishes: one more may start, the earliest still waiting.
-        let done = ca.first().or(cb.first()).expect("one claimed").id.clone();
+        // One finishes: one more may start, the earliest still waiting. Only the replica that
+        // claimed a start records how it ended.
+        let (done, owner, other) = match ca.first() {
+            Some(c) => (c.id.clone(), &a, &b),
+            None => (cb[0].id.clone(), &b, &a),
+        };
         assert!(
-            a.finish(&done, Finish::Succeeded { run: None })
+            !other
+                .finish(&done, Finish::Succeeded { run: None })
+                .await
+                .expect("finish"),
+            "another replica's start"
+        );
+        assert!(
+            owner
+                .finish(&done, Finish::Succeeded { run: None })
                 .await
                 .expect("finish")
         );
