@@ -26,8 +26,9 @@ use crate::trace::TraceParent;
 use crate::transport::{Transports, aws::Aws};
 
 /// How often the dispatcher looks at a shared store (PostgreSQL) without being woken: the other
-/// replicas' new starts wake no one here.
-const SWEEP: Duration = Duration::from_secs(1);
+/// replicas' new starts wake it (LISTEN/NOTIFY); this is the backstop for a notification lost
+/// while its listening connection was down.
+const SWEEP: Duration = Duration::from_secs(10);
 /// How often it looks at a store of its own (SQLite) without being woken: every write of this
 /// process wakes it, a command beside it rings the store's doorbell, and a retry due wakes it
 /// at its time; this is only the backstop.

@@ -1059,9 +1059,19 @@ async fn a_partitioned_replica_answers_503_its_work_is_taken_over_and_it_rejoins
         let body = change_in(API, "refs/heads/main", &sha(n));
         try_post(addr, &format!("partition-{n}"), &body).await
     };
+    // The other replica hears of every start at once (LISTEN/NOTIFY) and, with the shorter
+    // way to the database, would claim them all: it is paused (SIGSTOP) while the replica to
+    // be cut off takes its changes and starts them.
+    let signal = |sig: &str, pid: u32| {
+        let sent = std::process::Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success(), "kill {sig} {pid}");
+    };
+    signal("-STOP", cluster.replicas[1].pid());
     for n in 1..=20 {
-        let addr = if n % 2 == 0 { cut_off } else { live };
-        match post(addr, n).await {
+        match post(cut_off, n).await {
             Some((202, answer)) => {
                 acked.insert(answer["change"].as_str().expect("an id").to_owned());
             }
@@ -1076,6 +1086,7 @@ async fn a_partitioned_replica_answers_503_its_work_is_taken_over_and_it_rejoins
         async || (!texts(&db, &mine).await.is_empty()).then_some(()),
     )
     .await;
+    signal("-CONT", cluster.replicas[1].pid());
 
     partition.cut();
     let in_flight: HashSet<String> = texts(&db, &mine).await.into_iter().collect();

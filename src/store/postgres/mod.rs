@@ -33,6 +33,7 @@
 #[cfg(any(test, feature = "admin"))]
 mod admin;
 mod backend;
+mod listen;
 mod reader;
 mod schema;
 mod sql;
@@ -62,7 +63,12 @@ pub(super) fn open(
 ) -> (mpsc::Sender<Box<dyn Job>>, [Readers; 2]) {
     let (tx, rx) = mpsc::channel();
     match backend::Writer::new(url.to_owned(), role, Arc::clone(&new_work)) {
-        Ok(writer) => super::write::spawn(writer, rx, new_work),
+        Ok(writer) => {
+            if role == Role::Serve {
+                listen::spawn(url.to_owned(), &new_work);
+            }
+            super::write::spawn(writer, rx, new_work)
+        }
         // The receiver is gone: every write fails with `Closed`.
         Err(e) => tracing::error!(error = %e, "cannot start the store's runtime"),
     }
@@ -141,7 +147,15 @@ pub(super) const NO_ANSWER: &str = "no answer within";
 /// readers' first connections may race: the migrations take an advisory lock). The whole of it
 /// within [`CONNECT_WITHIN`].
 async fn connect(url: &str) -> Result<tokio_postgres::Client, StoreError> {
-    match tokio::time::timeout(CONNECT_WITHIN, connect_now(url)).await {
+    connect_hearing(url, None).await
+}
+
+/// [`connect`], with the server's notifications (`LISTEN`) sent to `notices`.
+async fn connect_hearing(
+    url: &str,
+    notices: Option<tokio::sync::mpsc::UnboundedSender<()>>,
+) -> Result<tokio_postgres::Client, StoreError> {
+    match tokio::time::timeout(CONNECT_WITHIN, connect_now(url, notices)).await {
         Ok(connected) => connected,
         Err(_) => Err(open_error(
             url,
@@ -150,7 +164,10 @@ async fn connect(url: &str) -> Result<tokio_postgres::Client, StoreError> {
     }
 }
 
-async fn connect_now(url: &str) -> Result<tokio_postgres::Client, StoreError> {
+async fn connect_now(
+    url: &str,
+    notices: Option<tokio::sync::mpsc::UnboundedSender<()>>,
+) -> Result<tokio_postgres::Client, StoreError> {
     use std::time::Duration;
     let fail = |message: String| open_error(url, message);
     let (mut config, root_cert) = parse(url).map_err(fail)?;
@@ -180,13 +197,25 @@ async fn connect_now(url: &str) -> Result<tokio_postgres::Client, StoreError> {
     }
     config.application_name("switchyard");
     let tls = tls(root_cert.as_deref()).map_err(fail)?;
-    let (client, connection) = config
+    let (client, mut connection) = config
         .connect(tls)
         .await
         .map_err(|e| fail(format!("cannot connect: {}", message(&e))))?;
     tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(error = %e, "database connection ended");
+        loop {
+            match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                Some(Ok(tokio_postgres::AsyncMessage::Notification(_))) => {
+                    if let Some(notices) = &notices {
+                        let _ = notices.send(());
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "database connection ended");
+                    break;
+                }
+                None => break,
+            }
         }
     });
     schema::migrate(&client).await.map_err(fail)?;

@@ -290,6 +290,19 @@ CREATE TABLE sessions (
   expires_ms BIGINT NOT NULL
 );
 "#,
+    // 5: a start that becomes pending (made, or reopened) tells every replica listening on
+    // `switchyard_starts`, so that their dispatchers need not look on a timer (the server sends
+    // one notification per transaction, however many starts it made).
+    r#"
+CREATE FUNCTION switchyard_notify_starts() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pg_notify('switchyard_starts', '');
+  RETURN NULL;
+END
+$$;
+CREATE TRIGGER starts_pending AFTER INSERT OR UPDATE OF state ON starts
+  FOR EACH ROW WHEN (NEW.state = 'pending') EXECUTE FUNCTION switchyard_notify_starts();
+"#,
 ];
 
 /// Brings the database to the newest schema under the migration lock, refusing one written by

@@ -593,3 +593,38 @@ fn tls_verifies_the_server_against_the_certificate_the_url_names() {
         "{err}"
     );
 }
+
+/// A start one replica makes wakes the other replicas' dispatchers at once (LISTEN/NOTIFY),
+/// not at their next sweep.
+#[test]
+fn a_start_made_by_one_replica_wakes_the_others() {
+    let Some(url) = fresh_database() else { return };
+    let rt = runtime();
+    let location = Location::Postgres(url.clone());
+    let woken = Arc::new(Notify::new());
+    let a = replica(&url);
+    rt.block_on(a.probe()).expect("a is up");
+    let b = Store::open_at(&location, Role::Serve, Arc::clone(&woken));
+    rt.block_on(async {
+        // b's listener wakes it once when it starts listening (for what it may have missed).
+        tokio::time::timeout(Duration::from_secs(10), woken.notified())
+            .await
+            .expect("b listens");
+        let heard = woken.notified();
+        let made = a
+            .intake(request(
+                numbered_event(1, SourceKind::Webhook),
+                None,
+                &["a"],
+            ))
+            .await
+            .expect("an intake with a start");
+        assert!(matches!(made, IntakeOutcome::Accepted { .. }), "{made:?}");
+        let asked = Instant::now();
+        tokio::time::timeout(Duration::from_secs(5), heard)
+            .await
+            .expect("b hears of the start made by a");
+        assert!(asked.elapsed() < HEARTBEAT * 2, "{:?}", asked.elapsed());
+    });
+    drop(b);
+}
