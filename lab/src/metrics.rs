@@ -124,23 +124,17 @@ pub const DISPATCH_PASSES: &str = "switchyard_dispatch_passes_total";
 
 /// Waits until the dispatcher of the `serve` at `addr` (SQLite in `state_dir`) has passed over
 /// the store twice since this call with no attempt in flight: what the store holds now has been
-/// attempted. It rings the store's doorbell (`STATE_DIR/wake.sock`, as a command beside `serve`
-/// does after a write) so that the passes come at once instead of at the dispatcher's idle
+/// attempted. It rings the store's doorbell (as a command beside `serve` does after a write) so that the passes come at once instead of at the dispatcher's idle
 /// sweep. `None` after `within`.
 pub async fn dispatcher_idle(
     addr: SocketAddr,
     state_dir: &std::path::Path,
     within: Duration,
 ) -> Option<Metrics> {
-    let ring = || {
-        if let Ok(socket) = std::os::unix::net::UnixDatagram::unbound() {
-            let _ = socket.send_to(b"w", state_dir.join("wake.sock"));
-        }
-    };
     let deadline = Instant::now() + within;
     let passes = read(addr).await.sum(DISPATCH_PASSES, &[]) + 2.0;
     loop {
-        ring();
+        switchyard::store::ring_doorbell(state_dir);
         let metrics = read(addr).await;
         let idle = metrics.sum("switchyard_starts_in_flight", &[]) == 0.0;
         if metrics.sum(DISPATCH_PASSES, &[]) >= passes && idle {

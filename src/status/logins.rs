@@ -109,7 +109,7 @@ impl Logins {
             count,
             refused,
             wait: count.checked_sub(FREE).map(wait),
-            log: count == 1 || (count >= FREE && (count - FREE).is_power_of_two()) || count == FREE,
+            log: count == 1 || count == FREE || (count > FREE && (count - FREE).is_power_of_two()),
         }
     }
 

@@ -84,7 +84,7 @@ pub use postgres::MIGRATIONS as POSTGRES_MIGRATIONS;
 pub use queue::{ClaimRequest, Claimed, StartRow};
 pub use rules::{Finish, StartState, Transition, encode_decisions};
 pub use sessions::SessionRow;
-pub use sqlite::MIGRATIONS;
+pub use sqlite::{MIGRATIONS, ring as ring_doorbell};
 #[cfg(any(test, feature = "admin"))]
 pub use {postgres::Admin as PostgresAdmin, sqlite::Admin};
 

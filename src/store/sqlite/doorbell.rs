@@ -51,8 +51,9 @@ pub(super) fn listen(dir: &Path, new_work: &Arc<Notify>) {
     }
 }
 
-/// Rings the `serve` listening in `dir`, if one does.
-pub(super) fn ring(dir: &Path) {
+/// Rings the `serve` listening in state directory `dir`, if one does: its dispatcher looks at
+/// the store now.
+pub fn ring(dir: &Path) {
     if let Ok(socket) = UnixDatagram::unbound() {
         let _ = socket.send_to(b"w", dir.join(SOCKET));
     }

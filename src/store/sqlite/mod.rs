@@ -53,6 +53,7 @@ use super::{Role, StoreError};
 
 #[cfg(any(test, feature = "admin"))]
 pub use admin::Admin;
+pub use doorbell::ring;
 pub(crate) use reader::Readers;
 pub use schema::MIGRATIONS;
 pub(crate) use writer::{Apply, Job};
