@@ -6,13 +6,18 @@
 //! commit that created starts); a one-second sweep picks up due retries and what `outbox retry`
 //! reopened from another process. Which starts are in flight lives only in memory: after a
 //! crash every open start is claimable again, and its retry carries the same start id.
+//!
+//! A pipeline's slot is given back when its attempt ends, not when the store has recorded
+//! the outcome (the record is on its way; it holds the start until it commits), and a claim
+//! commits without waiting for the disk: between one start and the next the dispatcher
+//! waits for no flush, which under a busy intake would be behind the intake's batches.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 use tracing::Instrument as _;
 
@@ -84,10 +89,15 @@ pub struct Dispatcher {
     shared: Arc<Shared>,
     pipelines: Arc<Pipelines>,
     new_work: Arc<Notify>,
-    /// Start id → pipeline, for starts being attempted now.
-    in_flight: HashMap<String, String>,
+    /// Start id → its pipeline, and whether it still holds one of the pipeline's slots: for
+    /// starts being attempted now or whose outcome is being recorded.
+    in_flight: HashMap<String, (String, bool)>,
+    /// Slots held, by pipeline.
     running: HashMap<String, u32>,
-    tasks: JoinSet<(String, String)>,
+    tasks: JoinSet<String>,
+    /// Told the start id by an attempt that ended and sent its record.
+    ended_tx: mpsc::UnboundedSender<String>,
+    ended_rx: mpsc::UnboundedReceiver<String>,
 }
 
 impl Dispatcher {
@@ -112,6 +122,7 @@ impl Dispatcher {
             policy,
             transports: Transports::new(aws, crate::transport::exec::events_dir(&state_dir)),
         };
+        let (ended_tx, ended_rx) = mpsc::unbounded_channel();
         Dispatcher {
             shared: Arc::new(shared),
             pipelines,
@@ -119,6 +130,8 @@ impl Dispatcher {
             in_flight: HashMap::new(),
             running: HashMap::new(),
             tasks: JoinSet::new(),
+            ended_tx,
+            ended_rx,
         }
     }
 
@@ -232,11 +245,12 @@ impl Dispatcher {
     /// before traces were kept gets a new one).
     fn spawn(&mut self, p: usize, row: StartRow, event: String, traceparent: Option<String>) {
         let name = self.pipelines.list[p].name.clone();
-        self.in_flight.insert(row.id.clone(), name.clone());
+        self.in_flight.insert(row.id.clone(), (name.clone(), true));
         *self.running.entry(name).or_default() += 1;
         self.shared.metrics.in_flight(1);
         let shared = Arc::clone(&self.shared);
         let pipelines = Arc::clone(&self.pipelines);
+        let ended = self.ended_tx.clone();
         let traceparent = traceparent
             .as_deref()
             .and_then(TraceParent::parse)
@@ -252,8 +266,8 @@ impl Dispatcher {
             async move {
                 let pipeline = &pipelines.list[p];
                 let id = row.id.clone();
-                attempt(&shared, pipeline, row, event, &traceparent).await;
-                (id, pipeline.name.clone())
+                attempt(&shared, pipeline, row, event, &traceparent, &ended).await;
+                id
             }
             .instrument(span),
         );
@@ -267,12 +281,21 @@ impl Dispatcher {
             .all(|p| self.running.get(&p.name).copied().unwrap_or(0) >= p.concurrency)
     }
 
-    fn finished(&mut self, id: &str, pipeline: &str) {
+    /// Gives back the slot of start `id` if it still holds one.
+    fn free_slot(&mut self, id: &str) {
+        if let Some((pipeline, holds)) = self.in_flight.get_mut(id)
+            && std::mem::take(holds)
+            && let Some(n) = self.running.get_mut(pipeline.as_str())
+        {
+            *n = n.saturating_sub(1);
+        }
+    }
+
+    /// The task of start `id` is over: its outcome is recorded (or it was stopped).
+    fn finished(&mut self, id: &str) {
+        self.free_slot(id);
         if self.in_flight.remove(id).is_some() {
             self.shared.metrics.in_flight(-1);
-        }
-        if let Some(n) = self.running.get_mut(pipeline) {
-            *n = n.saturating_sub(1);
         }
     }
 
@@ -293,9 +316,13 @@ impl Dispatcher {
             let only_new_work = tokio::select! {
                 _ = shutdown.wait() => break,
                 _ = self.new_work.notified() => true,
+                Some(id) = self.ended_rx.recv() => {
+                    self.free_slot(&id);
+                    false
+                }
                 Some(done) = self.tasks.join_next() => {
-                    if let Ok((id, pipeline)) = done {
-                        self.finished(&id, &pipeline);
+                    if let Ok(id) = done {
+                        self.finished(&id);
                     }
                     false
                 }
@@ -304,9 +331,13 @@ impl Dispatcher {
             // Take every attempt that ended meanwhile, so that one pass refills all the freed
             // slots instead of one pass per ended attempt.
             let mut ended = false;
+            while let Ok(id) = self.ended_rx.try_recv() {
+                self.free_slot(&id);
+                ended = true;
+            }
             while let Some(done) = self.tasks.try_join_next() {
-                if let Ok((id, pipeline)) = done {
-                    self.finished(&id, &pipeline);
+                if let Ok(id) = done {
+                    self.finished(&id);
                 }
                 ended = true;
             }
@@ -320,7 +351,7 @@ impl Dispatcher {
         let deadline = Instant::now() + grace;
         while !self.tasks.is_empty() {
             match tokio::time::timeout_at(deadline.into(), self.tasks.join_next()).await {
-                Ok(Some(Ok((id, pipeline)))) => self.finished(&id, &pipeline),
+                Ok(Some(Ok(id))) => self.finished(&id),
                 Ok(_) => {}
                 Err(_) => {
                     tracing::warn!(
@@ -351,6 +382,7 @@ async fn attempt(
     row: StartRow,
     event_json: String,
     traceparent: &TraceParent,
+    ended: &mpsc::UnboundedSender<String>,
 ) {
     let event: Option<ChangeEvent> = serde_json::from_str(&event_json).ok();
     if row.attempts == 0
@@ -420,10 +452,18 @@ async fn attempt(
     // Record the outcome, however long the store takes to come back: until it is recorded the
     // start stays in flight here (running in the store, its lease renewed), so that it is
     // neither left running with nobody attempting it nor attempted again elsewhere. A stop
-    // meanwhile ends the attempt after the grace period: the start then runs again.
+    // meanwhile ends the attempt after the grace period: the start then runs again. The slot
+    // is free once the record is sent.
+    let recorded = shared.store.finish_sent(&row.id, finish.clone());
+    let _ = ended.send(row.id.clone());
+    let mut recorded = Some(recorded);
     let mut failures = 0u32;
     loop {
-        match shared.store.finish(&row.id, finish.clone()).await {
+        let result = match recorded.take() {
+            Some(sent) => sent.await,
+            None => shared.store.finish(&row.id, finish.clone()).await,
+        };
+        match result {
             Ok(_) => {
                 if failures > 0 {
                     tracing::info!(start = %row.id, failures, "the start's outcome is recorded");

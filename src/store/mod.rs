@@ -218,15 +218,29 @@ impl Store {
     where
         W: sqlite::Apply + postgres::Apply,
     {
+        self.send(write).await
+    }
+
+    /// Sends `write` to the writer now (a write sent later is applied after it) and returns
+    /// what answers once its batch committed.
+    fn send<W>(
+        &self,
+        write: W,
+    ) -> impl Future<Output = Result<W::Answer, StoreError>> + Send + 'static
+    where
+        W: sqlite::Apply + postgres::Apply,
+    {
         let (pending, rx) = Pending::new(write);
         let sent = match &self.writer {
             Writer::Sqlite(tx) => tx.send(Box::new(pending)).is_ok(),
             Writer::Postgres(tx) => tx.send(Box::new(pending)).is_ok(),
         };
-        if !sent {
-            return Err(StoreError::Closed);
+        async move {
+            if !sent {
+                return Err(StoreError::Closed);
+            }
+            rx.await.map_err(|_| StoreError::Closed)?
         }
-        rx.await.map_err(|_| StoreError::Closed)?
     }
 
     /// Whether this process holds (or took) a poll lease: always on SQLite (one process per

@@ -134,6 +134,21 @@ impl Store {
         .await
     }
 
+    /// Like [`Store::finish`], but the record is on its way to the writer when this returns,
+    /// so that the attempt's slot may be given to another start while it commits. (A claim
+    /// does not wait for it: on a shared store, which counts the starts running everywhere,
+    /// this one counts until its record commits.)
+    pub fn finish_sent(
+        &self,
+        start_id: &str,
+        finish: Finish,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send + 'static {
+        self.send(Record {
+            id: start_id.to_owned(),
+            finish,
+        })
+    }
+
     /// Gives running starts back (their attempts were stopped): they are open again.
     pub async fn release(&self, ids: Vec<String>) -> Result<(), StoreError> {
         self.write(Release { ids }).await
