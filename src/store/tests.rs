@@ -16,8 +16,8 @@ use tokio::sync::Notify;
 use crate::event::{ChangeEvent, Source, SourceKind, ZERO_SHA};
 use crate::outcome::{Decision, DuplicateOf, IntakeOutcome, replay_start_id, start_id};
 use crate::store::{
-    Admin, Finish, IntakeRequest, Location, PlannedStart, PostgresAdmin, ReplayRequest, Replayed,
-    Role, SessionRow, StartRow, StartState, Store, StoreError, Transition,
+    Admin, Finish, IntakeRequest, Location, PlannedStart, PollBatch, PostgresAdmin, ReplayRequest,
+    Replayed, Role, SessionRow, StartRow, StartState, Store, StoreError, Transition,
 };
 
 pub(crate) const REPOS: [&str; 2] = ["https://github.com/acme/api", "https://github.com/acme/web"];
@@ -41,7 +41,8 @@ pub(crate) const KINDS: [SourceKind; 3] = [
 pub(crate) const PIPELINES: [&str; 3] = ["a", "b", "c"];
 pub(crate) const RECEIVER: &str = "r";
 pub(crate) const DELIVERIES: [&str; 4] = ["d0", "d1", "d2", "d3"];
-/// `received_at` of the first step; step n arrives n ms later, so sightings have an order.
+/// `received_at` of the first step; step n arrives 8n ms later (the intakes of a batch a ms
+/// apart), so sightings have an order.
 pub(crate) const BASE_MS: i64 = 1_790_000_000_000;
 /// An id no start has (not even as a prefix: starts ids are hex).
 pub(crate) const UNKNOWN: &str = "zz-no-such-start";
@@ -478,6 +479,11 @@ pub(crate) enum Op {
         delivery: Option<usize>,
         starts: Vec<(usize, bool)>,
     },
+    /// Intakes of the pool in one transaction (as a poll stores what it found), the one after
+    /// the other: a delivery id or a change twice, a start superseding one of the same batch.
+    Batch {
+        intakes: Vec<PoolIntake>,
+    },
     /// Finish the k-th start the model knows, whatever its state.
     Finish {
         k: usize,
@@ -536,7 +542,10 @@ fn finish_strategy() -> impl Strategy<Value = Finish> {
     ]
 }
 
-fn op_strategy() -> impl Strategy<Value = Op> {
+/// An intake of the pool: event, source kind, delivery id, planned (pipeline, supersede) starts.
+pub(crate) type PoolIntake = (usize, usize, Option<usize>, Vec<(usize, bool)>);
+
+fn intake_strategy() -> impl Strategy<Value = PoolIntake> {
     let planned = (
         proptest::sample::subsequence(vec![0usize, 1, 2], 0..=3).prop_shuffle(),
         proptest::collection::vec(any::<bool>(), 3),
@@ -547,9 +556,41 @@ fn op_strategy() -> impl Strategy<Value = Op> {
                 .map(|p| (p, supersede[p]))
                 .collect::<Vec<_>>()
         });
+    (
+        0..EVENTS,
+        0..KINDS.len(),
+        proptest::option::of(0..DELIVERIES.len()),
+        planned,
+    )
+}
+
+/// The request of an intake of the pool, received at `received_ms`.
+fn pool_request(
+    &(event, kind, delivery, ref starts): &PoolIntake,
+    received_ms: i64,
+) -> IntakeRequest {
+    IntakeRequest {
+        event: pool_event(event, KINDS[kind], received_ms),
+        delivery: delivery.map(|d| (RECEIVER.to_owned(), DELIVERIES[d].to_owned())),
+        starts: starts
+            .iter()
+            .map(|&(p, supersede)| PlannedStart {
+                pipeline: PIPELINES[p].to_owned(),
+                supersede,
+            })
+            .collect(),
+        defer: false,
+        decisions: decisions_of(starts.iter().map(|&(p, _)| PIPELINES[p])),
+        traceparent: None,
+    }
+}
+
+fn op_strategy() -> impl Strategy<Value = Op> {
     prop_oneof![
-        6 => (0..EVENTS, 0..KINDS.len(), proptest::option::of(0..DELIVERIES.len()), planned)
+        6 => intake_strategy()
             .prop_map(|(event, kind, delivery, starts)| Op::Intake { event, kind, delivery, starts }),
+        2 => proptest::collection::vec(intake_strategy(), 2..6)
+            .prop_map(|intakes| Op::Batch { intakes }),
         4 => (0usize..64, finish_strategy()).prop_map(|(k, how)| Op::Finish { k, how }),
         1 => Just(Op::Reopen),
         3 => proptest::collection::vec(0usize..64, 1..4).prop_map(|ks| Op::Claim { ks }),
@@ -897,25 +938,33 @@ pub(crate) fn run_on(backend: Backend, ops: &[Op]) -> Result<(), TestCaseError> 
                 delivery,
                 starts,
             } => {
-                let req = IntakeRequest {
-                    event: pool_event(*event, KINDS[*kind], BASE_MS + step as i64),
-                    delivery: delivery.map(|d| (RECEIVER.to_owned(), DELIVERIES[d].to_owned())),
-                    starts: starts
-                        .iter()
-                        .map(|&(p, supersede)| PlannedStart {
-                            pipeline: PIPELINES[p].to_owned(),
-                            supersede,
-                        })
-                        .collect(),
-                    defer: false,
-                    decisions: decisions_of(starts.iter().map(|&(p, _)| PIPELINES[p])),
-                    traceparent: None,
-                };
+                let req = pool_request(
+                    &(*event, *kind, *delivery, starts.clone()),
+                    BASE_MS + 8 * step as i64,
+                );
                 let want = model.intake(&req);
                 let got = h.rt.block_on(h.store.intake(req));
                 match got {
                     Ok(got) => prop_assert_eq!(got, want, "{}", ctx),
                     Err(e) => prop_assert!(false, "{}: intake failed: {}", ctx, e),
+                }
+            }
+            Op::Batch { intakes } => {
+                let requests: Vec<IntakeRequest> = intakes
+                    .iter()
+                    .enumerate()
+                    // A ms apart, so that their sightings have an order.
+                    .map(|(j, i)| pool_request(i, BASE_MS + 8 * step as i64 + j as i64))
+                    .collect();
+                let want: Vec<IntakeOutcome> = requests.iter().map(|r| model.intake(r)).collect();
+                let got = h.rt.block_on(h.store.poll(PollBatch {
+                    repository: REPOS[0].to_owned(),
+                    intakes: requests,
+                    cursors: Vec::new(),
+                }));
+                match got {
+                    Ok(got) => prop_assert_eq!(got, want, "{}", ctx),
+                    Err(e) => prop_assert!(false, "{}: batch failed: {}", ctx, e),
                 }
             }
             Op::Finish { k, how } => {
@@ -1182,6 +1231,122 @@ fn pruning_waits_for_a_mark_on(backend: Backend) {
         ),
         "{backend:?}"
     );
+}
+
+/// The intakes of one transaction are decided the one after the other, each seeing what the
+/// ones before it stored: a delivery id, a change id or a ref state met earlier in the batch
+/// is a duplicate, and a start supersedes the waiting start an earlier change of the batch made.
+fn one_batch_decides_in_order_on(backend: Backend) {
+    let Some(h) = Harness::on(backend) else {
+        return;
+    };
+    let (repo, main) = (REPOS[0], "refs/heads/main");
+    let push = |before: &str, after: &str, kind: SourceKind, ms: i64| {
+        push_event(repo, (main, before, after), kind, BASE_MS + ms)
+    };
+    let superseding = |event: ChangeEvent, delivery: &str| {
+        let mut req = request(event, Some(delivery), &["a"]);
+        req.starts[0].supersede = true;
+        req
+    };
+    let first = push(SHA1, SHA2, SourceKind::Webhook, 0);
+    // The same ref state reported with another `before` (another id): the first change.
+    let same_state = push(SHA3, SHA2, SourceKind::Poll, 1);
+    assert_ne!(same_state.id, first.id);
+    let next = push(SHA2, SHA3, SourceKind::Webhook, 3);
+    let batch = PollBatch {
+        repository: repo.to_owned(),
+        intakes: vec![
+            superseding(first.clone(), "d0"),
+            request(same_state, Some("d1"), &["a"]),
+            request(
+                push(SHA1, SHA2, SourceKind::Eventbridge, 2),
+                Some("d2"),
+                &["a"],
+            ),
+            // The first one's delivery id.
+            superseding(next.clone(), "d0"),
+            superseding(next.clone(), "d3"),
+        ],
+        cursors: Vec::new(),
+    };
+    let got = h.rt.block_on(h.store.poll(batch)).expect("the batch");
+    let duplicate = |change: &ChangeEvent, why| IntakeOutcome::Duplicate {
+        change_id: change.id.clone(),
+        why,
+    };
+    let accepted = |change: &ChangeEvent| IntakeOutcome::Accepted {
+        change_id: change.id.clone(),
+        starts: vec![start_id(&change.id, "a")],
+    };
+    assert_eq!(
+        got,
+        vec![
+            accepted(&first),
+            duplicate(&first, DuplicateOf::Change),
+            duplicate(&first, DuplicateOf::Change),
+            duplicate(&next, DuplicateOf::Delivery),
+            accepted(&next),
+        ],
+        "{backend:?}"
+    );
+    let states: Vec<(String, StartState)> = h
+        .admin
+        .starts(&[])
+        .expect("starts")
+        .into_iter()
+        .map(|s| (s.change_id, s.state))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            (first.id.clone(), StartState::Superseded),
+            (next.id.clone(), StartState::Pending)
+        ],
+        "{backend:?}"
+    );
+    let sightings = h.admin.sightings(&first.id).expect("sightings");
+    let sources: Vec<&str> = sightings.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(sources, ["webhook", "poll", "eventbridge"], "{backend:?}");
+
+    // Changes that none of the batch decides (PostgreSQL stores such a batch a table at a
+    // time): a delivery id twice, and a stored change that is no longer its ref's newest.
+    let later = push(SHA3, &"4".repeat(40), SourceKind::Webhook, 4);
+    let dev = push_event(repo, PUSHES[2], SourceKind::Webhook, BASE_MS + 5);
+    let batch = PollBatch {
+        repository: repo.to_owned(),
+        intakes: vec![
+            request(later.clone(), Some("d9"), &[]),
+            request(dev.clone(), Some("d9"), &[]),
+            request(push(SHA1, SHA2, SourceKind::Poll, 6), Some("d10"), &[]),
+        ],
+        cursors: Vec::new(),
+    };
+    let got =
+        h.rt.block_on(h.store.poll(batch))
+            .expect("the second batch");
+    assert_eq!(
+        got,
+        vec![
+            IntakeOutcome::Accepted {
+                change_id: later.id.clone(),
+                starts: Vec::new()
+            },
+            duplicate(&dev, DuplicateOf::Delivery),
+            duplicate(&first, DuplicateOf::Change),
+        ],
+        "{backend:?}"
+    );
+}
+
+#[test]
+fn sqlite_decides_one_batch_in_order() {
+    one_batch_decides_in_order_on(Backend::Sqlite);
+}
+
+#[test]
+fn postgres_decides_one_batch_in_order() {
+    one_batch_decides_in_order_on(Backend::Postgres);
 }
 
 /// A start is named by its id or a prefix of it in the id's own alphabet: `LIKE`'s wildcards

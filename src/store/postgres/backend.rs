@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::future::join_all;
+use futures_util::future::{join_all, try_join_all};
 use tokio::runtime::Runtime;
 use tokio::sync::Notify;
 use tokio_postgres::Client;
@@ -74,6 +74,8 @@ pub(crate) struct Cx<'a> {
     /// The lease of a claim, in ms.
     pub lease: i64,
     pub now: i64,
+    /// The intakes the batch's writes hand in, stored together by one call.
+    pub intakes: sql::Intakes<'a>,
 }
 
 /// A write the PostgreSQL writer can apply.
@@ -118,9 +120,12 @@ impl<W: Apply> Job for Pending<W> {
     }
 
     fn step<'a>(&'a mut self, cx: &'a Cx<'a>) -> Step<'a, ()> {
+        // Applied now, not when first polled: a write hands in its intakes before the batch's
+        // call is made.
+        let applied = self.write.apply(cx);
+        let done = &mut self.done;
         Box::pin(async move {
-            let answer = self.write.apply(cx).await?;
-            self.done = Some(answer);
+            *done = Some(applied.await?);
             Ok(())
         })
     }
@@ -304,6 +309,7 @@ impl State {
                         live: &self.live,
                         lease: LEASE.as_millis() as i64,
                         now: now_ms(),
+                        intakes: sql::Intakes::default(),
                     };
                     match tokio::time::timeout(BATCH_TIMEOUT, apply(&cx, batch)).await {
                         Ok(result) => result.map_err(|e| (retryable(&e), message(&e))),
@@ -511,7 +517,8 @@ pub(super) async fn connect(url: &str) -> Result<Conn, StoreError> {
 }
 
 /// Applies a batch's writes in one transaction: the advisory locks first, in key order, then
-/// every write's statements, sent together.
+/// every write's statements, sent together, and one call that stores every intake of the
+/// batch (the writes that have some get their outcomes from it).
 ///
 /// When every write is one statement (intakes, plans, finishes, releases, probes: the intake
 /// path), BEGIN, the locks, the statements and COMMIT go out together, in one round trip: the
@@ -519,7 +526,7 @@ pub(super) async fn connect(url: &str) -> Result<Conn, StoreError> {
 /// process, which matters when replicas queue on one lock (pushes to one ref). A statement
 /// that fails aborts the transaction, COMMIT then rolls it back, and the batch fails with that
 /// statement's error: an answer is sent only after a commit that succeeded.
-async fn apply(cx: &Cx<'_>, batch: &mut [Box<dyn Job>]) -> PgResult<()> {
+async fn apply<'a>(cx: &'a Cx<'a>, batch: &'a mut [Box<dyn Job>]) -> PgResult<()> {
     let durable = batch.iter().any(|job| job.durable());
     let mut keys = Vec::new();
     for job in batch.iter() {
@@ -535,26 +542,27 @@ async fn apply(cx: &Cx<'_>, batch: &mut [Box<dyn Job>]) -> PgResult<()> {
     } else {
         "BEGIN; SET LOCAL synchronous_commit = off"
     };
+    // Every write hands in its intakes as its step is made.
+    let steps = try_join_all(batch.iter_mut().map(|job| job.step(cx)));
+    let intakes = sql::intake_batch(c, cx.st, &cx.intakes, cx.now);
     if one_trip {
-        // join! polls in order, and each future sends its statement when first polled.
-        let (begun, locked, done, committed) = futures_util::join!(
+        // try_join! polls in order, and each future sends its statement when first polled.
+        // It returns at the first error, that of the earliest statement that failed (answers
+        // come in order); the futures it drops then include the writes waiting for the
+        // intakes' outcomes, which never come after a failed call.
+        futures_util::try_join!(
             c.batch_execute(begin),
             sql::lock(c, cx.st, &keys),
-            join_all(batch.iter_mut().map(|job| job.step(cx))),
+            steps,
+            intakes,
             c.batch_execute("COMMIT"),
-        );
-        begun?;
-        locked?;
-        done.into_iter().collect::<PgResult<Vec<()>>>()?;
-        committed
+        )?;
+        Ok(())
     } else {
         c.batch_execute(begin).await?;
         let applied = async {
             sql::lock(c, cx.st, &keys).await?;
-            join_all(batch.iter_mut().map(|job| job.step(cx)))
-                .await
-                .into_iter()
-                .collect::<PgResult<Vec<()>>>()?;
+            futures_util::try_join!(steps, intakes)?;
             c.batch_execute("COMMIT").await
         }
         .await;
@@ -575,13 +583,8 @@ impl Apply for Intake {
     }
 
     fn apply<'a>(&'a self, cx: &'a Cx<'a>) -> Step<'a, IntakeOutcome> {
-        Box::pin(sql::intake(
-            cx.c,
-            cx.st,
-            &self.request,
-            &self.encoded,
-            cx.now,
-        ))
+        let outcome = cx.intakes.add(&self.request, &self.encoded);
+        Box::pin(async move { Ok(outcome.await) })
     }
 }
 
@@ -594,17 +597,16 @@ impl Apply for Poll {
     }
 
     fn apply<'a>(&'a self, cx: &'a Cx<'a>) -> Step<'a, Vec<IntakeOutcome>> {
+        let outcomes = join_all(
+            self.batch
+                .intakes
+                .iter()
+                .zip(&self.encoded)
+                .map(|(r, e)| cx.intakes.add(r, e)),
+        );
         Box::pin(async move {
-            let outcomes = join_all(
-                self.batch
-                    .intakes
-                    .iter()
-                    .zip(&self.encoded)
-                    .map(|(r, e)| sql::intake(cx.c, cx.st, r, e, cx.now)),
-            )
-            .await
-            .into_iter()
-            .collect::<PgResult<Vec<_>>>()?;
+            // Within the transaction, before or after the intakes alike: no statement of
+            // either reads what the other writes.
             sql::move_cursors(
                 cx.c,
                 cx.st,
@@ -613,7 +615,7 @@ impl Apply for Poll {
                 cx.now,
             )
             .await?;
-            Ok(outcomes)
+            Ok(outcomes.await)
         })
     }
 }

@@ -28,7 +28,7 @@
 //! the pool of read connections; `sql.rs` the statements; `admin.rs` a synchronous view for
 //! tests (the `admin` feature);
 //! `schema.rs` the schema (tables as in SQLite, plus `poll_leases` and `replicas`, and the
-//! intake as PL/pgSQL functions) and its migrations.
+//! intake as PL/pgSQL functions: a batch's intakes are one call) and its migrations.
 
 #[cfg(any(test, feature = "admin"))]
 mod admin;

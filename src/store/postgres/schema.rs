@@ -303,6 +303,158 @@ $$;
 CREATE TRIGGER starts_pending AFTER INSERT OR UPDATE OF state ON starts
   FOR EACH ROW WHEN (NEW.state = 'pending') EXECUTE FUNCTION switchyard_notify_starts();
 "#,
+    // 6: a group commit's intakes in one call. `switchyard_intake_batch` takes the batch's
+    // changes as arrays (one element per change, in order; the planned starts flattened, each
+    // with the position of its change in `p_start_of`) and answers their outcomes in the same
+    // order, as the single intake would have one after the other. When no change of the batch
+    // can be decided by another of it (no change id or ref state twice, and no ref whose
+    // stored state is one of the batch's), each table is written by one statement: the
+    // deliveries (a delivery id seen before, or earlier in the batch, is a replay), then the
+    // changes (a stored change id is a duplicate), the sightings of the duplicates, the starts.
+    // Otherwise the changes go one by one through migration 3's `switchyard_intake`, which
+    // stays, as migration 1's does, for replicas not yet upgraded. Starts of which one
+    // supersedes others go one by one too, since a start supersedes only those made before it.
+    //
+    // Indexes dropped, each served by `starts_open (pipeline, seq) WHERE state IN ('pending',
+    // 'running', 'failed')`, whose rows a pipeline has few of (its queue):
+    // - `starts_running`: counted the running starts of a pipeline when claiming;
+    // - `starts_ref`: found the waiting starts of a pipeline and ref that a new start
+    //   supersedes (a pipeline that supersedes keeps at most one waiting start a ref).
+    // Both were written whenever a start became (or stopped being) running or waiting.
+    r#"
+CREATE FUNCTION switchyard_intake_batch(
+  p_receiver TEXT[], p_delivery TEXT[], p_id TEXT[], p_repository TEXT[], p_event TEXT[],
+  p_received_ms BIGINT[], p_source TEXT[], p_provider TEXT[], p_delivery_id TEXT[],
+  p_defer BOOLEAN[], p_push_ref TEXT[], p_push_before TEXT[], p_push_after TEXT[],
+  p_git_ref TEXT[], p_decisions TEXT[], p_traceparent TEXT[],
+  p_start_of INTEGER[], p_start_ids TEXT[], p_start_pipelines TEXT[],
+  p_start_supersede BOOLEAN[], p_now BIGINT,
+  OUT outcomes TEXT[], OUT change_ids TEXT[])
+LANGUAGE plpgsql AS $$
+DECLARE
+  n INTEGER := coalesce(array_length(p_id, 1), 0);
+  m INTEGER := coalesce(array_length(p_start_ids, 1), 0);
+  replayed BOOLEAN[];
+  one RECORD;
+  k INTEGER := 1;
+  lo INTEGER;
+BEGIN
+  outcomes := '{}';
+  change_ids := p_id;
+  IF n = 0 THEN
+    RETURN;
+  END IF;
+  -- One by one when a change id is twice in the batch, or a ref has a state twice, or its
+  -- stored state is one of the batch's.
+  IF EXISTS (SELECT 1 FROM unnest(p_id) AS b(id) GROUP BY b.id HAVING count(*) > 1)
+     OR EXISTS (SELECT 1
+                FROM (SELECT b.r, b.f, array_agg(b.a) AS afters,
+                             count(*) <> count(DISTINCT b.a) AS twice
+                      FROM unnest(p_repository, p_push_ref, p_push_after) AS b(r, f, a)
+                      WHERE b.f IS NOT NULL GROUP BY b.r, b.f) g
+                WHERE g.twice
+                   OR (SELECT c.push_after FROM changes c
+                       WHERE c.repository = g.r AND c.push_ref = g.f
+                       ORDER BY c.seq DESC LIMIT 1) = ANY (g.afters)) THEN
+    change_ids := '{}';
+    FOR i IN 1 .. n LOOP
+      lo := k;
+      WHILE k <= m AND p_start_of[k] = i LOOP
+        k := k + 1;
+      END LOOP;
+      SELECT o.outcome, o.change_id INTO one FROM switchyard_intake(
+        p_receiver[i], p_delivery[i], p_id[i], p_repository[i], p_event[i], p_received_ms[i],
+        p_source[i], p_provider[i], p_delivery_id[i], p_defer[i], p_push_ref[i],
+        p_push_before[i], p_push_after[i], p_git_ref[i], p_start_ids[lo:k - 1],
+        p_start_pipelines[lo:k - 1], p_start_supersede[lo:k - 1], p_now, p_decisions[i],
+        p_traceparent[i]) o;
+      outcomes := outcomes || one.outcome;
+      change_ids := change_ids || one.change_id;
+    END LOOP;
+    RETURN;
+  END IF;
+
+  WITH b AS (
+    SELECT b.r, b.d, b.i, row_number() OVER (PARTITION BY b.r, b.d ORDER BY b.i) AS nth
+    FROM unnest(p_receiver, p_delivery) WITH ORDINALITY AS b(r, d, i)
+  ), fresh AS (
+    INSERT INTO deliveries (receiver, delivery_id, seen_ms)
+    SELECT b.r, b.d, p_now FROM b WHERE b.r IS NOT NULL AND b.nth = 1 ORDER BY b.i
+    ON CONFLICT DO NOTHING
+    RETURNING receiver, delivery_id
+  )
+  SELECT array_agg(b.r IS NOT NULL AND (b.nth > 1 OR f.receiver IS NULL) ORDER BY b.i)
+  INTO replayed
+  FROM b LEFT JOIN fresh f ON f.receiver = b.r AND f.delivery_id = b.d;
+
+  WITH fresh AS (
+    INSERT INTO changes (id, repository, event, received_ms, source, provider, delivery_id,
+                         pending_paths, push_ref, push_before, push_after, decisions, traceparent)
+    SELECT u.id, u.repository, u.event, u.received_ms, u.source, u.provider, u.delivery_id,
+           u.pend, u.push_ref, u.push_before, u.push_after, u.decisions, u.traceparent
+    FROM unnest(p_id, p_repository, p_event, p_received_ms, p_source, p_provider,
+                p_delivery_id, p_defer, p_push_ref, p_push_before, p_push_after, p_decisions,
+                p_traceparent, replayed)
+         WITH ORDINALITY AS u(id, repository, event, received_ms, source, provider, delivery_id,
+                              pend, push_ref, push_before, push_after, decisions, traceparent,
+                              replayed, i)
+    WHERE NOT u.replayed
+    ORDER BY u.i
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id
+  )
+  SELECT array_agg(CASE WHEN u.replayed THEN 'delivery' WHEN f.id IS NULL THEN 'change'
+                        ELSE 'accepted' END ORDER BY u.i)
+  INTO outcomes
+  FROM unnest(p_id, replayed) WITH ORDINALITY AS u(id, replayed, i)
+  LEFT JOIN fresh f ON f.id = u.id;
+
+  IF 'change' = ANY (outcomes) THEN
+    INSERT INTO sightings (change_id, source, provider, delivery_id, first_seen_ms)
+    SELECT u.id, u.source, u.provider, u.delivery_id, u.received_ms
+    FROM unnest(p_id, outcomes, p_source, p_provider, p_delivery_id, p_received_ms)
+         WITH ORDINALITY AS u(id, outcome, source, provider, delivery_id, received_ms, i)
+    WHERE u.outcome = 'change'
+      AND NOT EXISTS (SELECT 1 FROM changes c WHERE c.id = u.id AND c.source = u.source)
+    ORDER BY u.i
+    ON CONFLICT (change_id, source) DO NOTHING;
+  END IF;
+
+  IF m = 0 THEN
+    RETURN;
+  END IF;
+  IF EXISTS (SELECT 1 FROM unnest(p_start_of, p_start_supersede) AS s(o, sup)
+             WHERE s.sup AND outcomes[s.o] = 'accepted' AND NOT p_defer[s.o]) THEN
+    FOR j IN 1 .. m LOOP
+      CONTINUE WHEN outcomes[p_start_of[j]] <> 'accepted' OR p_defer[p_start_of[j]];
+      INSERT INTO starts (id, change_id, pipeline, git_ref, state, attempts, next_attempt_ms,
+                          created_ms, updated_ms)
+      VALUES (p_start_ids[j], p_id[p_start_of[j]], p_start_pipelines[j],
+              p_git_ref[p_start_of[j]], 'pending', 0, p_now, p_now, p_now)
+      ON CONFLICT DO NOTHING;
+      IF p_start_supersede[j] THEN
+        UPDATE starts SET state = 'superseded', updated_ms = p_now
+        WHERE pipeline = p_start_pipelines[j] AND git_ref = p_git_ref[p_start_of[j]]
+          AND state IN ('pending', 'failed') AND id <> p_start_ids[j];
+      END IF;
+    END LOOP;
+  ELSE
+    INSERT INTO starts (id, change_id, pipeline, git_ref, state, attempts, next_attempt_ms,
+                        created_ms, updated_ms)
+    SELECT s.id, c.id, s.pipeline, c.git_ref, 'pending', 0, p_now, p_now, p_now
+    FROM unnest(p_start_of, p_start_ids, p_start_pipelines) WITH ORDINALITY AS s(o, id, pipeline, k)
+    JOIN unnest(p_id, p_git_ref, outcomes, p_defer) WITH ORDINALITY AS c(id, git_ref, outcome, pend, o)
+      ON c.o = s.o
+    WHERE c.outcome = 'accepted' AND NOT c.pend
+    ORDER BY s.k
+    ON CONFLICT DO NOTHING;
+  END IF;
+END
+$$;
+
+DROP INDEX starts_running;
+DROP INDEX starts_ref;
+"#,
 ];
 
 /// Brings the database to the newest schema under the migration lock, refusing one written by

@@ -2,7 +2,10 @@
 //! lock keys a batch takes. The rules they serve are `store::rules`'.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Mutex, PoisonError};
 
+use tokio::sync::oneshot;
 use tokio_postgres::{Client, GenericClient, Row, Statement};
 
 use crate::event::ChangeKind;
@@ -30,7 +33,7 @@ pub(super) fn reopen(condition: &str) -> String {
 /// Every statement the backend runs often, prepared at connect.
 pub(crate) struct Statements {
     lock: Statement,
-    intake: Statement,
+    intake_batch: Statement,
     plan: Statement,
     finish: Statement,
     claim: Statement,
@@ -45,9 +48,9 @@ impl Statements {
             lock: client
                 .prepare("SELECT pg_advisory_xact_lock(k) FROM unnest($1::int8[]) AS k")
                 .await?,
-            intake: client
+            intake_batch: client
                 .prepare(
-                    "SELECT outcome, change_id FROM switchyard_intake($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
+                    "SELECT outcomes, change_ids FROM switchyard_intake_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
                 )
                 .await?,
             plan: client
@@ -194,65 +197,165 @@ fn columns<'a>(
     )
 }
 
-pub(super) async fn intake(
+/// The intakes of a batch's writes: each write hands its intakes in as it is applied, and one
+/// call ([`intake_batch`]) stores them all, in the order handed in.
+#[derive(Default)]
+pub(crate) struct Intakes<'a> {
+    handed: Mutex<Vec<Handed<'a>>>,
+}
+
+struct Handed<'a> {
+    request: &'a IntakeRequest,
+    encoded: &'a Encoded,
+    reply: oneshot::Sender<IntakeOutcome>,
+}
+
+impl<'a> Intakes<'a> {
+    /// Hands an intake in; its outcome comes once the batch's call answered. When the call
+    /// failed none comes: the batch fails with the call's error, and its futures are dropped.
+    pub(crate) fn add(
+        &self,
+        request: &'a IntakeRequest,
+        encoded: &'a Encoded,
+    ) -> impl Future<Output = IntakeOutcome> + Send + 'a {
+        let (reply, outcome) = oneshot::channel();
+        self.handed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Handed {
+                request,
+                encoded,
+                reply,
+            });
+        async move {
+            match outcome.await {
+                Ok(outcome) => outcome,
+                Err(_) => std::future::pending().await,
+            }
+        }
+    }
+}
+
+/// Stores the intakes handed in so far with one call of `switchyard_intake_batch` (none when
+/// there are none): the changes as arrays, one element each, and their planned starts
+/// flattened, each with the position (from 1) of its change. Each intake's outcome goes back
+/// to the write that handed it in.
+pub(super) async fn intake_batch(
     c: &impl GenericClient,
     st: &Statements,
-    req: &IntakeRequest,
-    encoded: &Encoded,
+    intakes: &Intakes<'_>,
     now: i64,
-) -> Result<IntakeOutcome, tokio_postgres::Error> {
-    let json = &encoded.event;
-    let event = &req.event;
-    let push = event.kind == ChangeKind::Push;
-    let (receiver, delivery) = match &req.delivery {
-        Some((r, d)) => (Some(r.as_str()), Some(d.as_str())),
-        None => (None, None),
-    };
-    let (ids, pipelines, supersede) = columns(&event.id, &req.starts);
-    let received_ms = event.received_at.as_millisecond();
+) -> Result<(), tokio_postgres::Error> {
+    let handed = std::mem::take(
+        &mut *intakes
+            .handed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner),
+    );
+    if handed.is_empty() {
+        return Ok(());
+    }
+    let n = handed.len();
+    let mut receivers = Vec::with_capacity(n);
+    let mut deliveries = Vec::with_capacity(n);
+    let mut ids = Vec::with_capacity(n);
+    let mut repositories = Vec::with_capacity(n);
+    let mut events = Vec::with_capacity(n);
+    let mut received = Vec::with_capacity(n);
+    let mut sources = Vec::with_capacity(n);
+    let mut providers = Vec::with_capacity(n);
+    let mut delivery_ids = Vec::with_capacity(n);
+    let mut defer = Vec::with_capacity(n);
+    let mut push_refs = Vec::with_capacity(n);
+    let mut push_befores = Vec::with_capacity(n);
+    let mut push_afters = Vec::with_capacity(n);
+    let mut git_refs = Vec::with_capacity(n);
+    let mut decisions = Vec::with_capacity(n);
+    let mut traceparents = Vec::with_capacity(n);
+    let mut start_of: Vec<i32> = Vec::new();
+    let mut start_ids: Vec<String> = Vec::new();
+    let mut start_pipelines: Vec<&str> = Vec::new();
+    let mut start_supersede: Vec<bool> = Vec::new();
+    for (i, h) in handed.iter().enumerate() {
+        let (req, event) = (h.request, &h.request.event);
+        let push = event.kind == ChangeKind::Push;
+        let (receiver, delivery) = match &req.delivery {
+            Some((r, d)) => (Some(r.as_str()), Some(d.as_str())),
+            None => (None, None),
+        };
+        receivers.push(receiver);
+        deliveries.push(delivery);
+        ids.push(event.id.as_str());
+        repositories.push(event.repository.as_str());
+        events.push(h.encoded.event.as_str());
+        received.push(event.received_at.as_millisecond());
+        sources.push(event.source.kind.as_str());
+        providers.push(event.source.provider.as_deref());
+        delivery_ids.push(event.source.delivery_id.as_deref());
+        defer.push(req.defer);
+        push_refs.push(push.then_some(event.git_ref.as_str()));
+        push_befores.push(push.then_some(event.before.as_str()));
+        push_afters.push(push.then_some(event.after.as_str()));
+        git_refs.push(event.git_ref.as_str());
+        decisions.push(h.encoded.decisions.as_deref());
+        traceparents.push(req.traceparent.as_deref());
+        let (sids, pipelines, supersede) = columns(&event.id, &req.starts);
+        start_of.extend(std::iter::repeat_n(i as i32 + 1, sids.len()));
+        start_ids.extend(sids);
+        start_pipelines.extend(pipelines);
+        start_supersede.extend(supersede);
+    }
     let row = c
         .query_one(
-            &st.intake,
+            &st.intake_batch,
             &[
-                &receiver,
-                &delivery,
-                &event.id,
-                &event.repository.as_str(),
-                &json,
-                &received_ms,
-                &event.source.kind.as_str(),
-                &event.source.provider,
-                &event.source.delivery_id,
-                &req.defer,
-                &push.then_some(event.git_ref.as_str()),
-                &push.then_some(event.before.as_str()),
-                &push.then_some(event.after.as_str()),
-                &event.git_ref,
+                &receivers,
+                &deliveries,
                 &ids,
-                &pipelines,
-                &supersede,
+                &repositories,
+                &events,
+                &received,
+                &sources,
+                &providers,
+                &delivery_ids,
+                &defer,
+                &push_refs,
+                &push_befores,
+                &push_afters,
+                &git_refs,
+                &decisions,
+                &traceparents,
+                &start_of,
+                &start_ids,
+                &start_pipelines,
+                &start_supersede,
                 &now,
-                &encoded.decisions,
-                &req.traceparent,
             ],
         )
         .await?;
-    let outcome: &str = row.get(0);
-    let change_id: String = row.get(1);
-    Ok(match outcome {
-        "delivery" => IntakeOutcome::Duplicate {
-            change_id,
-            why: DuplicateOf::Delivery,
-        },
-        "change" => IntakeOutcome::Duplicate {
-            change_id,
-            why: DuplicateOf::Change,
-        },
-        _ => IntakeOutcome::Accepted {
-            change_id,
-            starts: if req.defer { Vec::new() } else { ids },
-        },
-    })
+    let outcomes: Vec<&str> = row.get(0);
+    let change_ids: Vec<String> = row.get(1);
+    let mut starts = start_ids.into_iter();
+    for ((h, outcome), change_id) in handed.into_iter().zip(outcomes).zip(change_ids) {
+        let mine: Vec<String> = starts.by_ref().take(h.request.starts.len()).collect();
+        let outcome = match outcome {
+            "delivery" => IntakeOutcome::Duplicate {
+                change_id,
+                why: DuplicateOf::Delivery,
+            },
+            "change" => IntakeOutcome::Duplicate {
+                change_id,
+                why: DuplicateOf::Change,
+            },
+            _ => IntakeOutcome::Accepted {
+                change_id,
+                starts: if h.request.defer { Vec::new() } else { mine },
+            },
+        };
+        // A write that stopped waiting (its batch timed out) is not told.
+        let _ = h.reply.send(outcome);
+    }
+    Ok(())
 }
 
 pub(super) async fn plan(
