@@ -454,16 +454,11 @@ async fn attempt(
     // neither left running with nobody attempting it nor attempted again elsewhere. A stop
     // meanwhile ends the attempt after the grace period: the start then runs again. The slot
     // is free once the record is sent.
-    let recorded = shared.store.finish_sent(&row.id, finish.clone());
+    let mut record = shared.store.finish(&row.id, finish.clone());
     let _ = ended.send(row.id.clone());
-    let mut recorded = Some(recorded);
     let mut failures = 0u32;
     loop {
-        let result = match recorded.take() {
-            Some(sent) => sent.await,
-            None => shared.store.finish(&row.id, finish.clone()).await,
-        };
-        match result {
+        match record.await {
             Ok(_) => {
                 if failures > 0 {
                     tracing::info!(start = %row.id, failures, "the start's outcome is recorded");
@@ -480,6 +475,7 @@ async fn attempt(
         }
         tokio::time::sleep(FINISH_RETRY.min(Duration::from_millis(50) * 4u32.pow(failures.min(3))))
             .await;
+        record = shared.store.finish(&row.id, finish.clone());
     }
 }
 

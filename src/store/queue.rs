@@ -124,21 +124,12 @@ impl Store {
         self.write(Claim { wanted }).await
     }
 
-    /// Records how an attempt of a start ended. False when the start was no longer open
-    /// (dropped or superseded meanwhile).
-    pub async fn finish(&self, start_id: &str, finish: Finish) -> Result<bool, StoreError> {
-        self.write(Record {
-            id: start_id.to_owned(),
-            finish,
-        })
-        .await
-    }
-
-    /// Like [`Store::finish`], but the record is on its way to the writer when this returns,
-    /// so that the attempt's slot may be given to another start while it commits. (A claim
-    /// does not wait for it: on a shared store, which counts the starts running everywhere,
-    /// this one counts until its record commits.)
-    pub fn finish_sent(
+    /// Records how an attempt of a start ended; answers false when the start was no longer
+    /// open (dropped or superseded meanwhile). The record is on its way to the writer when this
+    /// returns, before its answer is awaited, so that the attempt's slot may be given to
+    /// another start while it commits. (A claim does not wait for it: on a shared store, which
+    /// counts the starts running everywhere, this one counts until its record commits.)
+    pub fn finish(
         &self,
         start_id: &str,
         finish: Finish,

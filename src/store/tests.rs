@@ -565,7 +565,7 @@ fn intake_strategy() -> impl Strategy<Value = PoolIntake> {
 }
 
 /// The request of an intake of the pool, received at `received_ms`.
-fn pool_request(
+pub(crate) fn pool_request(
     &(event, kind, delivery, ref starts): &PoolIntake,
     received_ms: i64,
 ) -> IntakeRequest {

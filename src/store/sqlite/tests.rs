@@ -16,7 +16,7 @@ use crate::event::{ChangeEvent, SourceKind};
 use crate::outcome::{DuplicateOf, IntakeOutcome, start_id};
 use crate::store::DB_FILE;
 use crate::store::tests::*;
-use crate::store::{Finish, IntakeRequest, PlannedStart, Role, StartState, Store, StoreError};
+use crate::store::{Finish, PlannedStart, Role, StartState, Store, StoreError};
 
 // ---------------------------------------------------------------------------------------------
 // Unit tests
@@ -61,20 +61,8 @@ fn supersede_replaces_open_starts_of_the_same_pipeline_and_ref_only() {
     for (step, op) in ops.iter().enumerate() {
         match op {
             Op::Intake { event, starts, .. } => {
-                let req = IntakeRequest {
-                    event: pool_event(*event, SourceKind::Webhook, BASE_MS + step as i64),
-                    delivery: None,
-                    starts: starts
-                        .iter()
-                        .map(|&(p, supersede)| PlannedStart {
-                            pipeline: PIPELINES[p].to_owned(),
-                            supersede,
-                        })
-                        .collect(),
-                    defer: false,
-                    decisions: Vec::new(),
-                    traceparent: None,
-                };
+                // Each from the webhook (KINDS[0]), without a delivery id.
+                let req = pool_request(&(*event, 0, None, starts.clone()), BASE_MS + step as i64);
                 let want = model.intake(&req);
                 assert_eq!(h.rt.block_on(h.store.intake(req)).expect("intake"), want);
             }
